@@ -1,0 +1,198 @@
+//! The CSV benchmark: DuckDB native vs `sluice run --once`, same files, same machine, same
+//! run, alternating so drift affects both sides alike.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Instant,
+};
+
+use anyhow::{bail, Context};
+use nix::sys::resource::{getrusage, UsageWho};
+
+use crate::generate::{write_files, COLUMNS};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Total rows generated.
+    #[arg(long, default_value_t = 10_000_000)]
+    rows: usize,
+    /// Number of files the rows are split into.
+    #[arg(long, default_value_t = 10)]
+    files: usize,
+    /// Rounds; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// The sluice binary (default: next to this one).
+    #[arg(long)]
+    sluice: Option<PathBuf>,
+    /// Work directory (default: a temporary one, removed afterwards).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// sluice's batch.max_rows.
+    #[arg(long, default_value_t = 1_000_000)]
+    max_rows: usize,
+    /// sluice's batch.max_bytes.
+    #[arg(long, default_value = "256MiB")]
+    max_bytes: String,
+}
+
+struct Sample {
+    secs: f64,
+    max_rss_kib: i64,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let temp = tempfile_dir(args.dir.as_deref())?;
+    let root = temp.path().to_path_buf();
+    let inbox = root.join("inbox");
+    std::fs::create_dir_all(&inbox)?;
+    let sluice = match &args.sluice {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("sluice"),
+    };
+    if !sluice.exists() {
+        bail!(
+            "{} not found: build it with cargo build --release -p sluice",
+            sluice.display()
+        );
+    }
+    eprintln!("generating {} rows in {} files...", args.rows, args.files);
+    let bytes = write_files(&inbox, args.files, args.rows / args.files)?;
+    let rows = (args.rows / args.files * args.files) as f64;
+    eprintln!("{:.0} MB of CSV", bytes as f64 / 1e6);
+    let (mut duck, mut ours) = (Vec::new(), Vec::new());
+    for round in 0..args.runs {
+        duck.push(duckdb_native(&root, &inbox, round)?);
+        ours.push(sluice_once(&sluice, &root, &inbox, round, args)?);
+        eprintln!(
+            "round {round}: duckdb {:.2}s, sluice {:.2}s",
+            duck[round].secs, ours[round].secs
+        );
+    }
+    let d = median(duck.iter().map(|s| s.secs).collect());
+    let s = median(ours.iter().map(|s| s.secs).collect());
+    let rss = median(ours.iter().map(|s| s.max_rss_kib as f64).collect());
+    let mb = bytes as f64 / 1e6;
+    println!(
+        "csv ingest: {} rows, {} files, {:.0} MB, {} runs (medians)",
+        rows, args.files, mb, args.runs
+    );
+    println!("  duckdb native (read_csv -> table, COPY TO parquet): {d:.2} s  {:>10.0} rows/s  {:>6.1} MB/s", rows / d, mb / d);
+    println!("  sluice run --once (DuckDB + Parquet, exactly-once): {s:.2} s  {:>10.0} rows/s  {:>6.1} MB/s  peak RSS {:.0} MiB", rows / s, mb / s, rss / 1024.0);
+    println!("  ratio sluice/duckdb throughput: {:.2}x", d / s);
+    Ok(())
+}
+
+/// DuckDB alone: read every file into a table in a fresh database, then write Parquet.
+fn duckdb_native(root: &Path, inbox: &Path, round: usize) -> anyhow::Result<Sample> {
+    let db_path = root.join(format!("native-{round}.duckdb"));
+    let out = root.join(format!("native-{round}.parquet"));
+    let columns: Vec<String> = COLUMNS
+        .iter()
+        .map(|(n, t)| format!("'{n}': '{t}'"))
+        .collect();
+    let sql = format!(
+        "CREATE TABLE t AS SELECT * FROM read_csv('{}/*.csv', header = true, columns = {{{}}}); \
+         COPY t TO '{}' (FORMAT parquet, COMPRESSION zstd);",
+        inbox.display(),
+        columns.join(", "),
+        out.display()
+    );
+    let started = Instant::now();
+    let conn = duckdb::Connection::open(&db_path)?;
+    conn.execute_batch(&sql).context("duckdb native")?;
+    conn.execute_batch("CHECKPOINT")?;
+    drop(conn);
+    let secs = started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&db_path);
+    let _ = std::fs::remove_file(&out);
+    Ok(Sample {
+        secs,
+        max_rss_kib: 0,
+    })
+}
+
+/// The real binary, `run --once`, on a fresh data directory over the same files.
+fn sluice_once(
+    sluice: &Path,
+    root: &Path,
+    inbox: &Path,
+    round: usize,
+    args: &Args,
+) -> anyhow::Result<Sample> {
+    let data = root.join(format!("sluice-{round}"));
+    let config = root.join(format!("sluice-{round}.toml"));
+    let schema: Vec<String> = COLUMNS
+        .iter()
+        .map(|(n, t)| format!("{n} = \"{t}\""))
+        .collect();
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{}\"\n[batch]\nmax_rows = {}\nmax_bytes = \"{}\"\nmax_age = \"5s\"\n\
+             [sources.bench]\ntype = \"csv\"\npath = \"{}\"\nafter_ingest = \"keep\"\nsettle = \"10ms\"\n\
+             [sources.bench.schema]\n{}\n",
+            data.display(),
+            args.max_rows,
+            args.max_bytes,
+            inbox.display(),
+            schema.join("\n")
+        ),
+    )?;
+    let started = Instant::now();
+    let status = Command::new(sluice)
+        .args(["run", "--once", "--config"])
+        .arg(&config)
+        .env("SLUICE_LOG", "warn")
+        .status()
+        .context("running sluice")?;
+    let secs = started.elapsed().as_secs_f64();
+    if !status.success() {
+        bail!("sluice exited with {status}");
+    }
+    // Only sluice processes are children of this one, and each has exited: the maximum
+    // over children is the largest sluice's peak.
+    let usage = getrusage(UsageWho::RUSAGE_CHILDREN)?;
+    let _ = std::fs::remove_dir_all(&data);
+    Ok(Sample {
+        secs,
+        max_rss_kib: usage.max_rss(),
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// A work directory: the given one (kept), or a temporary one removed on drop.
+fn tempfile_dir(dir: Option<&Path>) -> anyhow::Result<WorkDir> {
+    match dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            Ok(WorkDir(d.to_path_buf(), false))
+        }
+        None => {
+            let d = std::env::temp_dir().join(format!("sluice-bench-{}", std::process::id()));
+            std::fs::create_dir_all(&d)?;
+            Ok(WorkDir(d, true))
+        }
+    }
+}
+
+struct WorkDir(PathBuf, bool);
+
+impl WorkDir {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if self.1 {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}

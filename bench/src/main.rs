@@ -1,0 +1,33 @@
+//! # sluice-bench: sluice side by side with a reference, in the same run
+//!
+//! `sluice-bench csv`: generates CSV files, then, for each of `--runs` rounds, measures
+//! (a) DuckDB doing the same work natively in-process (`read_csv` into a table, then
+//! `COPY ... TO` Parquet) and (b) the real `sluice run --once` binary ingesting the same
+//! files into DuckDB and Parquet. Prints medians and the ratio of sluice's throughput to
+//! DuckDB's. Results are recorded in BENCHMARKS.md with the command that produced them.
+//!
+//! Layout: [`generate`] writes the data; [`csv_bench`] runs both sides.
+
+mod csv_bench;
+mod generate;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(about = "sluice benchmarks (reference side by side, ratio printed)")]
+struct Cli {
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Debug, Subcommand)]
+enum Bench {
+    /// CSV directory -> DuckDB + Parquet, against DuckDB's own read_csv + COPY TO Parquet.
+    Csv(csv_bench::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().bench {
+        Bench::Csv(args) => csv_bench::run(&args),
+    }
+}

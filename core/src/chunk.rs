@@ -1,0 +1,148 @@
+//! What a source hands on. A [`Chunk`] is a slice of one table's rows from one source, with
+//! the rows that failed (dead letters) and the [`Position`] that committing it advances.
+//! The daemon's batcher concatenates chunks of a table into one batch and commits it; only
+//! then is the source told its positions are durable (and may, say, archive the file).
+
+use std::{fmt, sync::Arc};
+
+use arrow::record_batch::RecordBatch;
+
+use crate::{Ident, TableSchema};
+
+/// Raw text kept with a dead letter is cut to this many bytes.
+pub const DEAD_LETTER_RAW_LIMIT: usize = 4096;
+
+/// Rows of one table from one source.
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    /// Name of the source (its config key).
+    pub source: Arc<str>,
+    /// Raw table the rows land in (`<raw_schema>.<table>`).
+    pub table: Ident,
+    /// Every column of the raw table, in order: data columns, then sluice's own.
+    pub raw_schema: Arc<TableSchema>,
+    /// The good rows: every column of `raw_schema` except `_sluice_batch` and
+    /// `_sluice_ingested_at`, which the committer fills. May have zero rows.
+    pub rows: RecordBatch,
+    /// Records that could not be turned into rows, committed with the good ones.
+    pub dead_letters: Vec<DeadLetter>,
+    /// What committing this chunk makes durable.
+    pub position: Position,
+}
+
+/// A position in a source that becomes durable with a commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Position {
+    File(FileProgress),
+}
+
+/// Content hash of a file (BLAKE3, lowercase hex).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FileHash(pub String);
+
+impl fmt::Display for FileHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How far into one file the committed rows reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileProgress {
+    pub hash: FileHash,
+    /// The file's name when it was found (relative to the watched directory).
+    pub name: String,
+    /// Byte offset where reading resumes.
+    pub next_offset: u64,
+    /// 1-based physical line number at `next_offset`.
+    pub next_line: u64,
+    pub status: FileStatus,
+}
+
+/// What the ledger knows of one file (a row of `_sluice.files`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRecord {
+    pub original_name: String,
+    pub status: FileStatus,
+    pub next_offset: u64,
+    pub next_line: u64,
+}
+
+/// What the ledger says of a file once a chunk commits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileStatus {
+    /// More chunks of this file follow.
+    Partial,
+    /// Every record of the file is committed (as a row or a dead letter).
+    Ingested,
+    /// The file is not CSV text; it is moved to quarantine once this is recorded.
+    Quarantined { reason: String },
+}
+
+impl FileStatus {
+    /// The word stored in `_sluice.files.status`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FileStatus::Partial => "partial",
+            FileStatus::Ingested => "ingested",
+            FileStatus::Quarantined { .. } => "quarantined",
+        }
+    }
+
+    /// Whether the file needs no more reading.
+    pub fn is_final(&self) -> bool {
+        !matches!(self, FileStatus::Partial)
+    }
+}
+
+/// A record that could not become a row, with where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub error: String,
+    /// The record as it was read, cut to [`DEAD_LETTER_RAW_LIMIT`] bytes (lossy UTF-8).
+    pub raw: String,
+    pub origin: Origin,
+}
+
+/// Where a dead letter came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    File { name: String, line: u64 },
+}
+
+impl DeadLetter {
+    /// Builds a dead letter, cutting `raw` to the bound.
+    pub fn new(error: impl Into<String>, raw: &[u8], origin: Origin) -> Self {
+        let cut = &raw[..raw.len().min(DEAD_LETTER_RAW_LIMIT)];
+        let mut raw = String::from_utf8_lossy(cut).into_owned();
+        // A multi-byte character cut in half shows as U+FFFD; that is fine for a bounded
+        // diagnostic field. Trailing newlines are not part of the record.
+        while raw.ends_with('\n') || raw.ends_with('\r') {
+            raw.pop();
+        }
+        DeadLetter {
+            error: error.into(),
+            raw,
+            origin,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dead_letter_raw_is_bounded_and_trimmed() {
+        let origin = Origin::File {
+            name: "a.csv".into(),
+            line: 3,
+        };
+        let long = vec![b'x'; DEAD_LETTER_RAW_LIMIT * 2];
+        assert_eq!(
+            DeadLetter::new("e", &long, origin.clone()).raw.len(),
+            DEAD_LETTER_RAW_LIMIT
+        );
+        assert_eq!(DeadLetter::new("e", b"a,b\r\n", origin).raw, "a,b");
+    }
+}

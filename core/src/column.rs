@@ -1,0 +1,282 @@
+//! Column types, named as DuckDB names them (what users write in `[sources.x.schema]`), with
+//! the Arrow type each travels as between a source and the sinks.
+
+use std::{fmt, str::FromStr, sync::Arc};
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+/// A column type sluice can carry from a source into Parquet and DuckDB unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ColumnType {
+    Boolean,
+    TinyInt,
+    SmallInt,
+    Integer,
+    BigInt,
+    UTinyInt,
+    USmallInt,
+    UInteger,
+    UBigInt,
+    Float,
+    Double,
+    /// `DECIMAL(precision, scale)`, precision 1..=38.
+    Decimal {
+        precision: u8,
+        scale: i8,
+    },
+    Varchar,
+    /// DuckDB's `JSON` (text that is valid JSON).
+    Json,
+    Blob,
+    Date,
+    Time,
+    /// `TIMESTAMP` (no time zone), microseconds.
+    Timestamp,
+    /// `TIMESTAMPTZ`, microseconds, UTC.
+    TimestampTz,
+}
+
+/// A type name sluice does not understand.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unsupported column type {0:?} (supported: BOOLEAN, TINYINT, SMALLINT, INTEGER, BIGINT, UTINYINT, USMALLINT, UINTEGER, UBIGINT, FLOAT, DOUBLE, DECIMAL(p,s), VARCHAR, JSON, BLOB, DATE, TIME, TIMESTAMP, TIMESTAMPTZ)")]
+pub struct UnsupportedType(pub String);
+
+impl FromStr for ColumnType {
+    type Err = UnsupportedType;
+
+    /// Parses a DuckDB type name, including the aliases DuckDB accepts and the spellings
+    /// `information_schema` reports (`TIMESTAMP WITH TIME ZONE`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let norm = s.trim().to_ascii_uppercase();
+        let err = || UnsupportedType(s.to_string());
+        if let Some(args) = norm
+            .strip_prefix("DECIMAL")
+            .or_else(|| norm.strip_prefix("NUMERIC"))
+        {
+            return parse_decimal(args.trim()).ok_or_else(err);
+        }
+        use ColumnType::*;
+        Ok(match norm.as_str() {
+            "BOOLEAN" | "BOOL" | "LOGICAL" => Boolean,
+            "TINYINT" | "INT1" => TinyInt,
+            "SMALLINT" | "INT2" | "SHORT" => SmallInt,
+            "INTEGER" | "INT" | "INT4" | "SIGNED" => Integer,
+            "BIGINT" | "INT8" | "LONG" => BigInt,
+            "UTINYINT" => UTinyInt,
+            "USMALLINT" => USmallInt,
+            "UINTEGER" => UInteger,
+            "UBIGINT" => UBigInt,
+            "FLOAT" | "REAL" | "FLOAT4" => Float,
+            "DOUBLE" | "FLOAT8" => Double,
+            "VARCHAR" | "TEXT" | "STRING" | "CHAR" | "BPCHAR" => Varchar,
+            "JSON" => Json,
+            "BLOB" | "BYTEA" | "BINARY" | "VARBINARY" => Blob,
+            "DATE" => Date,
+            "TIME" => Time,
+            "TIMESTAMP" | "DATETIME" | "TIMESTAMP_US" => Timestamp,
+            "TIMESTAMPTZ" | "TIMESTAMP WITH TIME ZONE" => TimestampTz,
+            _ => return Err(err()),
+        })
+    }
+}
+
+fn parse_decimal(args: &str) -> Option<ColumnType> {
+    if args.is_empty() {
+        // DuckDB's default.
+        return Some(ColumnType::Decimal {
+            precision: 18,
+            scale: 3,
+        });
+    }
+    let inner = args.strip_prefix('(')?.strip_suffix(')')?;
+    let mut parts = inner.split(',').map(str::trim);
+    let precision: u8 = parts.next()?.parse().ok()?;
+    let scale: i8 = match parts.next() {
+        Some(s) => s.parse().ok()?,
+        None => 0,
+    };
+    let valid = parts.next().is_none()
+        && (1..=38).contains(&precision)
+        && scale >= 0
+        && scale as u8 <= precision;
+    valid.then_some(ColumnType::Decimal { precision, scale })
+}
+
+impl fmt::Display for ColumnType {
+    /// The canonical DuckDB spelling, used in `CREATE TABLE`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use ColumnType::*;
+        let name = match self {
+            Boolean => "BOOLEAN",
+            TinyInt => "TINYINT",
+            SmallInt => "SMALLINT",
+            Integer => "INTEGER",
+            BigInt => "BIGINT",
+            UTinyInt => "UTINYINT",
+            USmallInt => "USMALLINT",
+            UInteger => "UINTEGER",
+            UBigInt => "UBIGINT",
+            Float => "FLOAT",
+            Double => "DOUBLE",
+            Decimal { precision, scale } => return write!(f, "DECIMAL({precision},{scale})"),
+            Varchar => "VARCHAR",
+            Json => "JSON",
+            Blob => "BLOB",
+            Date => "DATE",
+            Time => "TIME",
+            Timestamp => "TIMESTAMP",
+            TimestampTz => "TIMESTAMPTZ",
+        };
+        f.write_str(name)
+    }
+}
+
+impl ColumnType {
+    /// The Arrow type values of this column travel as.
+    pub fn arrow_type(&self) -> DataType {
+        use ColumnType::*;
+        match self {
+            Boolean => DataType::Boolean,
+            TinyInt => DataType::Int8,
+            SmallInt => DataType::Int16,
+            Integer => DataType::Int32,
+            BigInt => DataType::Int64,
+            UTinyInt => DataType::UInt8,
+            USmallInt => DataType::UInt16,
+            UInteger => DataType::UInt32,
+            UBigInt => DataType::UInt64,
+            Float => DataType::Float32,
+            Double => DataType::Float64,
+            Decimal { precision, scale } => DataType::Decimal128(*precision, *scale),
+            Varchar | Json => DataType::Utf8,
+            Blob => DataType::Binary,
+            Date => DataType::Date32,
+            Time => DataType::Time64(TimeUnit::Microsecond),
+            Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+            TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        }
+    }
+}
+
+/// One named, typed column.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    pub ty: ColumnType,
+}
+
+impl Column {
+    pub fn new(name: impl Into<String>, ty: ColumnType) -> Self {
+        Column {
+            name: name.into(),
+            ty,
+        }
+    }
+}
+
+/// The ordered columns of a table.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TableSchema {
+    pub columns: Vec<Column>,
+}
+
+impl fmt::Display for TableSchema {
+    /// `name TYPE, name TYPE, ...`, for messages.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, c) in self.columns.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{} {}", c.name, c.ty)?;
+        }
+        Ok(())
+    }
+}
+
+impl TableSchema {
+    pub fn new(columns: Vec<Column>) -> Self {
+        TableSchema { columns }
+    }
+
+    /// Position of a column, compared case-insensitively as DuckDB compares identifiers.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.columns
+            .iter()
+            .position(|c| c.name.eq_ignore_ascii_case(name))
+    }
+
+    pub fn len(&self) -> usize {
+        self.columns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.columns.is_empty()
+    }
+
+    /// The Arrow schema (all columns nullable).
+    pub fn arrow_schema(&self) -> SchemaRef {
+        let fields: Vec<Field> = self
+            .columns
+            .iter()
+            .map(|c| Field::new(&c.name, c.ty.arrow_type(), true))
+            .collect();
+        Arc::new(Schema::new(fields))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_names_and_aliases() {
+        assert_eq!("bigint".parse(), Ok(ColumnType::BigInt));
+        assert_eq!("INT8".parse(), Ok(ColumnType::BigInt));
+        assert_eq!(
+            "DECIMAL(12, 2)".parse(),
+            Ok(ColumnType::Decimal {
+                precision: 12,
+                scale: 2
+            })
+        );
+        assert_eq!(
+            "TIMESTAMP WITH TIME ZONE".parse(),
+            Ok(ColumnType::TimestampTz)
+        );
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for name in [
+            "BIGINT",
+            "DECIMAL(38,10)",
+            "TIMESTAMPTZ",
+            "VARCHAR",
+            "DATE",
+            "JSON",
+        ] {
+            let ty: ColumnType = name.parse().expect("parses");
+            assert_eq!(ty.to_string(), name);
+        }
+    }
+
+    #[test]
+    fn rejects_unknown_and_invalid_decimals() {
+        for bad in [
+            "GEOMETRY",
+            "DECIMAL(0,0)",
+            "DECIMAL(5,6)",
+            "DECIMAL(40,2)",
+            "DECIMAL(3",
+        ] {
+            assert!(bad.parse::<ColumnType>().is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn position_is_case_insensitive() {
+        let s = TableSchema::new(vec![Column::new("Amount", ColumnType::Double)]);
+        assert_eq!(s.position("amount"), Some(0));
+        assert_eq!(s.position("other"), None);
+    }
+}

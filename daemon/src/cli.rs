@@ -1,0 +1,54 @@
+//! Command-line interface. Runtime switches are flags; everything else is configuration.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// sluice: Kafka topics and CSV drops into Parquet and DuckDB, exactly once.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Ingest until SIGTERM/SIGINT (or, with --once, what is there now).
+    Run {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Ingest everything present now, commit, and exit 0.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Check the configuration and report every problem.
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+/// Where the configuration file is.
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// Configuration file.
+    #[arg(
+        long = "config",
+        short = 'c',
+        env = "SLUICE_CONFIG",
+        default_value = "./sluice.toml"
+    )]
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}

@@ -1,0 +1,125 @@
+//! Keeps the README's configuration reference true: every key the code accepts is in the
+//! README's table, every key in the table is accepted, and the README's full example loads.
+//!
+//! The keys come from the code itself: serde's derive hands each struct's field names to
+//! `deserialize_struct`, which [`fields_of`] records.
+
+use serde::{de, Deserialize};
+
+use super::file::{BatchConfig, DuckdbConfig, FileConfig, ParquetConfig};
+use sluice_sources::csv_dir::CsvSourceConfig;
+
+const README: &str = include_str!("../../../README.md");
+
+/// The field names serde's derive declares for `T`.
+fn fields_of<'de, T: Deserialize<'de>>() -> Vec<&'static str> {
+    let mut collector = FieldCollector(Vec::new());
+    let _ = T::deserialize(&mut collector);
+    collector.0
+}
+
+struct FieldCollector(Vec<&'static str>);
+
+#[derive(Debug)]
+struct Stop;
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("collected")
+    }
+}
+impl std::error::Error for Stop {}
+impl de::Error for Stop {
+    fn custom<T: std::fmt::Display>(_: T) -> Self {
+        Stop
+    }
+}
+
+impl<'de> de::Deserializer<'de> for &mut FieldCollector {
+    type Error = Stop;
+    fn deserialize_any<V: de::Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+        Err(Stop)
+    }
+    fn deserialize_struct<V: de::Visitor<'de>>(
+        self,
+        _: &'static str,
+        fields: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, Stop> {
+        self.0.extend_from_slice(fields);
+        Err(Stop)
+    }
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+        ignored_any
+    }
+}
+
+/// Keys listed in the README's configuration reference table (rows like "| `batch.max_rows` |").
+fn readme_keys() -> Vec<String> {
+    let start = README
+        .find("<!-- config-keys:start -->")
+        .expect("README has a config-keys table");
+    let end = README.find("<!-- config-keys:end -->").expect("table end");
+    README[start..end]
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .map(str::to_string)
+        .collect()
+}
+
+fn code_keys() -> Vec<String> {
+    let mut keys: Vec<String> = Vec::new();
+    let sections = [
+        ("", fields_of::<FileConfig>()),
+        ("batch.", fields_of::<BatchConfig>()),
+        ("duckdb.", fields_of::<DuckdbConfig>()),
+        ("parquet.", fields_of::<ParquetConfig>()),
+        ("sources.<name>.", fields_of::<CsvSourceConfig>()),
+    ];
+    for (prefix, fields) in sections {
+        for f in fields {
+            // Sections are documented through their keys.
+            if prefix.is_empty() && ["batch", "duckdb", "parquet", "sources"].contains(&f) {
+                continue;
+            }
+            keys.push(format!("{prefix}{f}"));
+        }
+    }
+    keys.push("sources.<name>.type".into());
+    keys
+}
+
+#[test]
+fn the_collector_sees_real_fields() {
+    assert_eq!(
+        fields_of::<BatchConfig>(),
+        ["max_rows", "max_bytes", "max_age"]
+    );
+}
+
+#[test]
+fn readme_documents_exactly_the_keys_the_code_accepts() {
+    let mut documented = readme_keys();
+    let mut accepted = code_keys();
+    documented.sort();
+    accepted.sort();
+    assert_eq!(documented, accepted, "README config table vs code");
+}
+
+#[test]
+fn readme_full_example_loads() {
+    let start = README
+        .find("<!-- config-example:start -->")
+        .expect("README has a full example");
+    let block = &README[start..];
+    let body = block
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("toml block");
+    super::Config::parse(body, std::path::Path::new("/etc/sluice/sluice.toml"))
+        .unwrap_or_else(|p| panic!("README example: {p:?}"));
+}

@@ -1,0 +1,153 @@
+//! The shape of `sluice.toml`. Every key is here with its default; the README's
+//! configuration reference is checked against this file by a test.
+
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+use bytesize::ByteSize;
+use serde::Deserialize;
+use sluice_sources::csv_dir::CsvSourceConfig;
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Where the DuckDB file, `parquet/`, `archive/` and `quarantine/` live.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub batch: BatchConfig,
+    #[serde(default)]
+    pub duckdb: DuckdbConfig,
+    #[serde(default)]
+    pub parquet: ParquetConfig,
+    /// Sources by name; the name is the default table name.
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceConfig>,
+}
+
+/// `[batch]`: a table's batch is committed when any limit is reached.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    #[serde(default = "default_max_rows")]
+    pub max_rows: usize,
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: ByteSize,
+    #[serde(default = "default_max_age", with = "humantime_serde")]
+    pub max_age: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_rows: default_max_rows(),
+            max_bytes: default_max_bytes(),
+            max_age: default_max_age(),
+        }
+    }
+}
+
+/// `[duckdb]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DuckdbConfig {
+    /// Database file, relative to `data_dir`.
+    #[serde(default = "default_duckdb_file")]
+    pub file: PathBuf,
+    /// Schema of the raw tables.
+    #[serde(default = "default_raw_schema")]
+    pub raw_schema: String,
+    /// DuckDB's `memory_limit`, e.g. `"2GB"`.
+    #[serde(default)]
+    pub memory_limit: Option<String>,
+    /// DuckDB's worker threads.
+    #[serde(default)]
+    pub threads: Option<u16>,
+}
+
+impl Default for DuckdbConfig {
+    fn default() -> Self {
+        DuckdbConfig {
+            file: default_duckdb_file(),
+            raw_schema: default_raw_schema(),
+            memory_limit: None,
+            threads: None,
+        }
+    }
+}
+
+/// `[parquet]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParquetConfig {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Directory, relative to `data_dir`.
+    #[serde(default = "default_parquet_dir")]
+    pub dir: PathBuf,
+    #[serde(default)]
+    pub compression: Compression,
+}
+
+impl Default for ParquetConfig {
+    fn default() -> Self {
+        ParquetConfig {
+            enabled: true,
+            dir: default_parquet_dir(),
+            compression: Compression::default(),
+        }
+    }
+}
+
+/// `parquet.compression`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    Zstd,
+    Snappy,
+    None,
+}
+
+impl From<Compression> for sluice_sinks::Compression {
+    fn from(c: Compression) -> Self {
+        match c {
+            Compression::Zstd => sluice_sinks::Compression::Zstd,
+            Compression::Snappy => sluice_sinks::Compression::Snappy,
+            Compression::None => sluice_sinks::Compression::None,
+        }
+    }
+}
+
+/// `[sources.<name>]`, by `type`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum SourceConfig {
+    /// A watched directory of CSV files.
+    Csv(CsvSourceConfig),
+}
+
+fn default_data_dir() -> PathBuf {
+    "./data".into()
+}
+fn default_max_rows() -> usize {
+    100_000
+}
+fn default_max_bytes() -> ByteSize {
+    ByteSize::mib(64)
+}
+fn default_max_age() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_duckdb_file() -> PathBuf {
+    "warehouse.duckdb".into()
+}
+fn default_raw_schema() -> String {
+    "raw".into()
+}
+fn default_parquet_dir() -> PathBuf {
+    "parquet".into()
+}
+fn default_true() -> bool {
+    true
+}

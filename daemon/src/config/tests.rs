@@ -1,0 +1,116 @@
+//! Tests of configuration loading as a whole (parts are tested beside their code).
+
+use std::path::Path;
+
+use super::*;
+
+const FULL: &str = r#"
+data_dir = "./data"
+
+[batch]
+max_rows = 100000
+max_bytes = "64MiB"
+max_age = "1s"
+
+[duckdb]
+file = "warehouse.duckdb"
+raw_schema = "raw"
+memory_limit = "2GB"
+threads = 2
+
+[parquet]
+enabled = true
+dir = "parquet"
+compression = "zstd"
+
+[sources.transactions]
+type = "csv"
+path = "./inbox/transactions"
+glob = "*.csv"
+table = "transactions"
+header = true
+delimiter = ","
+settle = "2s"
+after_ingest = "archive"
+[sources.transactions.schema]
+id = "BIGINT"
+amount = "DECIMAL(12,2)"
+created_at = "TIMESTAMP"
+"#;
+
+fn parse(text: &str) -> Result<Config, Vec<Problem>> {
+    Config::parse(text, Path::new("/etc/sluice/sluice.toml"))
+}
+
+#[test]
+fn the_documented_example_loads_and_resolves_paths() {
+    let c = parse(FULL).expect("valid");
+    assert_eq!(c.data_dir, Path::new("/etc/sluice/./data"));
+    assert_eq!(
+        c.duckdb_path(),
+        Path::new("/etc/sluice/./data/warehouse.duckdb")
+    );
+    assert_eq!(c.batch.max_bytes.as_u64(), 64 * 1024 * 1024);
+    let (name, SourceConfig::Csv(csv)) = &c.sources[0];
+    assert_eq!(name, "transactions");
+    assert_eq!(csv.path, Path::new("/etc/sluice/./inbox/transactions"));
+    assert_eq!(csv.declared_schema().expect("schema").len(), 3);
+}
+
+#[test]
+fn unknown_key_is_reported_with_path_and_line() {
+    let text = FULL.replace("settle = \"2s\"", "setle = \"2s\"");
+    let problems = parse(&text).expect_err("typo");
+    let p = &problems[0];
+    assert!(p.message.contains("setle"), "{p}");
+    assert!(p.key.starts_with("sources.transactions"), "{p}");
+    assert!(p.line.is_some(), "{p}");
+}
+
+#[test]
+fn wrong_type_names_the_key() {
+    let text = FULL.replace("max_rows = 100000", "max_rows = \"lots\"");
+    let problems = parse(&text).expect_err("type");
+    assert_eq!(problems[0].key, "batch.max_rows", "{}", problems[0]);
+    assert_eq!(problems[0].line, Some(5));
+}
+
+#[test]
+fn every_semantic_problem_is_reported() {
+    let text = FULL
+        .replace("raw_schema = \"raw\"", "raw_schema = \"raw-data\"")
+        .replace("delimiter = \",\"", "delimiter = \"ab\"")
+        .replace("threads = 2", "threads = 0");
+    let keys: Vec<String> = parse(&text)
+        .expect_err("bad")
+        .into_iter()
+        .map(|p| p.key)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "duckdb.raw_schema",
+            "duckdb.threads",
+            "sources.transactions.delimiter"
+        ]
+    );
+}
+
+#[test]
+fn unknown_source_type_is_an_error() {
+    let text = FULL.replace("type = \"csv\"", "type = \"ftp\"");
+    let problems = parse(&text).expect_err("type");
+    assert!(problems[0].message.contains("ftp"), "{}", problems[0]);
+}
+
+#[test]
+fn env_vars_expand_in_values() {
+    std::env::set_var("SLUICE_TEST_INBOX", "/srv/inbox");
+    let text = FULL.replace("./inbox/transactions", "${SLUICE_TEST_INBOX}");
+    let c = parse(&text).expect("valid");
+    let (_, SourceConfig::Csv(csv)) = &c.sources[0];
+    assert_eq!(csv.path, Path::new("/srv/inbox"));
+    let text = FULL.replace("./inbox/transactions", "${SLUICE_TEST_UNSET_VAR}");
+    let problems = parse(&text).expect_err("unset");
+    assert_eq!(problems[0].key, "sources.transactions.path");
+}

@@ -1,0 +1,112 @@
+//! Checks that need no I/O. Every problem is reported, with its key path.
+
+use std::collections::BTreeMap;
+
+use sluice_core::Ident;
+
+use super::{FileConfig, Problem, SourceConfig};
+
+/// All problems of a deserialized file.
+pub fn validate(file: &FileConfig) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut bad = |key: &str, message: String| {
+        problems.push(Problem {
+            key: key.to_string(),
+            message,
+            line: None,
+        })
+    };
+    if file.data_dir.as_os_str().is_empty() {
+        bad("data_dir", "must not be empty".into());
+    }
+    if file.batch.max_rows == 0 {
+        bad("batch.max_rows", "must be at least 1".into());
+    }
+    if file.batch.max_bytes.as_u64() < 1024 {
+        bad("batch.max_bytes", "must be at least 1KiB".into());
+    }
+    if file.batch.max_age.is_zero() {
+        bad("batch.max_age", "must be greater than zero".into());
+    }
+    match Ident::new(&file.duckdb.raw_schema) {
+        Err(e) => bad("duckdb.raw_schema", e.to_string()),
+        Ok(s) if s.as_str().eq_ignore_ascii_case("_sluice") => bad(
+            "duckdb.raw_schema",
+            "_sluice is reserved for sluice's state".into(),
+        ),
+        Ok(_) => {}
+    }
+    if let Some(limit) = &file.duckdb.memory_limit {
+        if !is_memory_limit(limit) {
+            bad(
+                "duckdb.memory_limit",
+                format!("{limit:?} is not a size such as \"2GB\" or \"512MiB\""),
+            );
+        }
+    }
+    if file.duckdb.threads == Some(0) {
+        bad("duckdb.threads", "must be at least 1".into());
+    }
+    if file.duckdb.file.as_os_str().is_empty() {
+        bad("duckdb.file", "must not be empty".into());
+    }
+    if file.sources.is_empty() {
+        bad(
+            "sources",
+            "no source is configured; add a [sources.<name>] table".into(),
+        );
+    }
+    let mut tables: BTreeMap<String, &str> = BTreeMap::new();
+    for (name, source) in &file.sources {
+        let SourceConfig::Csv(csv) = source;
+        for (key, message) in csv.validate(name) {
+            bad(&format!("sources.{name}.{key}"), message);
+        }
+        if let Ok(table) = csv.table_ident(name) {
+            let table = table.as_str().to_ascii_lowercase();
+            if let Some(other) = tables.get(&table) {
+                if csv.schema.is_some() {
+                    bad(
+                        &format!("sources.{name}.table"),
+                        format!(
+                            "table {table} is also fed by source {other}; sources sharing a \
+                             table must not declare schemas (the table's schema is set once)"
+                        ),
+                    );
+                }
+            } else {
+                tables.insert(table, name);
+            }
+        }
+    }
+    problems
+}
+
+/// DuckDB accepts a number and a unit (`2GB`, `512 MiB`, `1.5GB`).
+fn is_memory_limit(s: &str) -> bool {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let units = [
+        "B", "KB", "MB", "GB", "TB", "KIB", "MIB", "GIB", "TIB", "K", "M", "G", "T",
+    ];
+    number.parse::<f64>().is_ok_and(|n| n > 0.0)
+        && units.contains(&unit.trim().to_ascii_uppercase().as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_limits() {
+        for ok in ["2GB", "512MiB", "1.5 GB", "100MB"] {
+            assert!(is_memory_limit(ok), "{ok}");
+        }
+        for bad in ["", "GB", "2 parsecs", "-1GB", "2GB; DROP"] {
+            assert!(!is_memory_limit(bad), "{bad}");
+        }
+    }
+}

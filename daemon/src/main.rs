@@ -1,0 +1,96 @@
+//! # sluice: the daemon binary
+//!
+//! Layout:
+//! - [`cli`]: commands and flags.
+//! - [`config`]: the TOML file: shape, `${VAR}` expansion, validation.
+//! - [`lock`]: one sluice per data directory.
+//! - [`run`]: wiring sources, the committer and signals for `sluice run`.
+//! - [`pipeline`]: batching chunks per table and committing them.
+//! - [`telemetry`]: the metrics the daemon emits.
+//!
+//! The data path, in one direction: source threads (`sluice-sources`) -> bounded channel
+//! -> batcher -> commit (`sluice-sinks`: Parquet, then one DuckDB transaction) ->
+//! acknowledgement back to the source.
+
+mod cli;
+mod config;
+mod lock;
+mod pipeline;
+mod run;
+mod telemetry;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use cli::{Cli, Command, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Check { config } => check(&config.path),
+        Command::Run { config, once } => {
+            let config = match config::Config::load(&config.path) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match run::run(config, once) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// `sluice check`: every problem, then a non-zero exit if there was any.
+fn check(path: &std::path::Path) -> ExitCode {
+    let config = match config::Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut problems = Vec::new();
+    for (name, source) in &config.sources {
+        let config::SourceConfig::Csv(csv) = source;
+        if !csv.path.is_dir() {
+            problems.push(format!(
+                "sources.{name}.path: {} does not exist or is not a directory",
+                csv.path.display()
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        eprintln!("error: {}: {} problem(s)", path.display(), problems.len());
+        for p in problems {
+            eprintln!("  {p}");
+        }
+        return ExitCode::from(2);
+    }
+    println!(
+        "{}: ok ({} source(s), data_dir {})",
+        path.display(),
+        config.sources.len(),
+        config.data_dir.display()
+    );
+    ExitCode::SUCCESS
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

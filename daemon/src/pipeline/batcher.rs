@@ -1,0 +1,184 @@
+//! Micro-batching: per table, chunks accumulate until the batch reaches `max_rows` or
+//! `max_bytes`, or its oldest chunk is `max_age` old. A chunk that would push a non-empty
+//! batch over a limit closes the batch first, so a batch exceeds a limit only when a
+//! single chunk does.
+
+use std::{
+    collections::BTreeMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use sluice_core::{Chunk, Ident, TableSchema};
+use sluice_sinks::PendingBatch;
+
+/// When a table's batch is committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_rows: usize,
+    pub max_bytes: usize,
+    pub max_age: Duration,
+}
+
+#[derive(Debug)]
+struct Buffer {
+    raw_schema: Option<Arc<TableSchema>>,
+    chunks: Vec<Chunk>,
+    rows: usize,
+    bytes: usize,
+    since: Instant,
+}
+
+/// Open batches, one per table.
+#[derive(Debug)]
+pub struct Batcher {
+    limits: Limits,
+    open: BTreeMap<Ident, Buffer>,
+}
+
+impl Batcher {
+    pub fn new(limits: Limits) -> Self {
+        Batcher {
+            limits,
+            open: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a chunk; returns the batches that are full as a result (at most two: the one
+    /// the chunk did not fit into, and the one it filled).
+    pub fn add(&mut self, chunk: Chunk, now: Instant) -> Vec<PendingBatch> {
+        let mut full = Vec::new();
+        let rows = chunk.rows.num_rows();
+        let bytes = chunk.rows.get_array_memory_size();
+        let table = chunk.table.clone();
+        if let Some(buf) = self.open.get(&table) {
+            let over =
+                buf.rows + rows > self.limits.max_rows || buf.bytes + bytes > self.limits.max_bytes;
+            if over && !buf.chunks.is_empty() {
+                full.extend(self.take(&table));
+            }
+        }
+        let buf = self.open.entry(table.clone()).or_insert_with(|| Buffer {
+            raw_schema: None,
+            chunks: Vec::new(),
+            rows: 0,
+            bytes: 0,
+            since: now,
+        });
+        if buf.raw_schema.is_none() && rows > 0 {
+            buf.raw_schema = Some(chunk.raw_schema.clone());
+        }
+        buf.rows += rows;
+        buf.bytes += bytes;
+        buf.chunks.push(chunk);
+        if buf.rows >= self.limits.max_rows || buf.bytes >= self.limits.max_bytes {
+            full.extend(self.take(&table));
+        }
+        full
+    }
+
+    /// Batches whose oldest chunk has reached `max_age`.
+    pub fn aged(&mut self, now: Instant) -> Vec<PendingBatch> {
+        let max_age = self.limits.max_age;
+        let tables: Vec<Ident> = self
+            .open
+            .iter()
+            .filter(|(_, b)| now.duration_since(b.since) >= max_age)
+            .map(|(t, _)| t.clone())
+            .collect();
+        tables.iter().filter_map(|t| self.take(t)).collect()
+    }
+
+    /// Every open batch.
+    pub fn all(&mut self) -> Vec<PendingBatch> {
+        let tables: Vec<Ident> = self.open.keys().cloned().collect();
+        tables.iter().filter_map(|t| self.take(t)).collect()
+    }
+
+    /// How long until the oldest open batch reaches `max_age` (`None` when none is open).
+    pub fn next_deadline(&self, now: Instant) -> Option<Duration> {
+        self.open
+            .values()
+            .map(|b| (b.since + self.limits.max_age).saturating_duration_since(now))
+            .min()
+    }
+
+    fn take(&mut self, table: &Ident) -> Option<PendingBatch> {
+        let buf = self.open.remove(table)?;
+        Some(PendingBatch {
+            table: table.clone(),
+            raw_schema: buf
+                .raw_schema
+                .unwrap_or_else(|| Arc::new(TableSchema::default())),
+            chunks: buf.chunks,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::{
+        array::Int64Array,
+        datatypes::{DataType, Field, Schema},
+        record_batch::RecordBatch,
+    };
+    use sluice_core::{FileHash, FileProgress, FileStatus, Position};
+
+    use super::*;
+
+    fn chunk(table: &str, rows: usize) -> Chunk {
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, true)]));
+        let values = Int64Array::from_iter_values(0..rows as i64);
+        Chunk {
+            source: "s".into(),
+            table: Ident::new(table).expect("ident"),
+            raw_schema: Arc::new(TableSchema::default()),
+            rows: RecordBatch::try_new(schema, vec![Arc::new(values)]).expect("batch"),
+            dead_letters: Vec::new(),
+            position: Position::File(FileProgress {
+                hash: FileHash("h".into()),
+                name: "f".into(),
+                next_offset: 0,
+                next_line: 1,
+                status: FileStatus::Partial,
+            }),
+        }
+    }
+
+    fn limits(max_rows: usize) -> Limits {
+        Limits {
+            max_rows,
+            max_bytes: usize::MAX,
+            max_age: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn closes_a_batch_before_a_chunk_would_overflow_it() {
+        let mut b = Batcher::new(limits(10));
+        let now = Instant::now();
+        assert!(b.add(chunk("t", 6), now).is_empty());
+        let full = b.add(chunk("t", 6), now);
+        assert_eq!(full.len(), 1);
+        assert_eq!(full[0].rows(), 6);
+        let full = b.add(chunk("t", 4), now);
+        assert_eq!(
+            full.iter().map(PendingBatch::rows).collect::<Vec<_>>(),
+            [10]
+        );
+        assert!(b.all().is_empty());
+    }
+
+    #[test]
+    fn tables_batch_separately_and_age_out() {
+        let mut b = Batcher::new(limits(100));
+        let t0 = Instant::now();
+        b.add(chunk("a", 1), t0);
+        b.add(chunk("b", 1), t0 + Duration::from_millis(500));
+        assert_eq!(b.next_deadline(t0), Some(Duration::from_secs(1)));
+        let aged = b.aged(t0 + Duration::from_secs(1));
+        assert_eq!(aged.len(), 1);
+        assert_eq!(aged[0].table.as_str(), "a");
+        assert_eq!(b.all().len(), 1);
+    }
+}

@@ -1,0 +1,164 @@
+//! The committer thread: the only writer of the warehouse. It batches incoming chunks,
+//! commits each batch (Parquet, then one DuckDB transaction), and only then sends each
+//! chunk's position back to its source.
+//!
+//! A commit that fails for a reason that may pass (I/O, a full disk) is retried with
+//! backoff while the sources wait on the bounded channel; any other failure stops the
+//! daemon with an error naming the table. Either way nothing uncommitted is acknowledged,
+//! so a restart reads it again.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{
+        mpsc::{Receiver, RecvTimeoutError, Sender},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use sluice_core::Position;
+use sluice_sinks::{CommitReceipt, PendingBatch, SinkError, Warehouse};
+use sluice_sources::SourceEvent;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::batcher::{Batcher, Limits};
+use crate::telemetry;
+
+/// Longest wait for a chunk before checking ages and the stop signal again.
+const IDLE_TICK: Duration = Duration::from_millis(250);
+/// Commit attempts allowed once a stop is requested (then uncommitted data is left for
+/// the next start to read again).
+const ATTEMPTS_WHILE_STOPPING: u32 = 3;
+
+/// A batch that could not be committed.
+#[derive(Debug, thiserror::Error)]
+#[error("committing a batch of table {table}: {source}")]
+pub struct CommitError {
+    pub table: String,
+    /// Boxed: DuckDB's errors are large and this travels up the stack.
+    #[source]
+    pub source: Box<SinkError>,
+}
+
+/// Owns the warehouse while the pipeline runs.
+#[derive(Debug)]
+pub struct Committer {
+    warehouse: Warehouse,
+    batcher: Batcher,
+    acks: HashMap<Arc<str>, Sender<Position>>,
+}
+
+impl Committer {
+    /// `acks` maps each source name to the channel its acknowledgements go to.
+    pub fn new(
+        warehouse: Warehouse,
+        limits: Limits,
+        acks: HashMap<Arc<str>, Sender<Position>>,
+    ) -> Self {
+        Committer {
+            warehouse,
+            batcher: Batcher::new(limits),
+            acks,
+        }
+    }
+
+    /// Runs until every source has hung up; returns the warehouse for what comes after
+    /// ingestion (models). On `stop`, open batches are committed at once.
+    pub fn run(
+        mut self,
+        events: Receiver<SourceEvent>,
+        stop: &CancellationToken,
+    ) -> Result<Warehouse, CommitError> {
+        loop {
+            let now = Instant::now();
+            if stop.is_cancelled() {
+                let all = self.batcher.all();
+                self.commit_all(all, stop)?;
+            }
+            let wait = self
+                .batcher
+                .next_deadline(now)
+                .map_or(IDLE_TICK, |d| d.min(IDLE_TICK));
+            let batches = match events.recv_timeout(wait) {
+                Ok(SourceEvent::Chunk(chunk)) => self.batcher.add(chunk, Instant::now()),
+                Ok(SourceEvent::Drained { source }) => {
+                    debug!(%source, "source drained; committing open batches");
+                    self.batcher.all()
+                }
+                Err(RecvTimeoutError::Timeout) => self.batcher.aged(Instant::now()),
+                Err(RecvTimeoutError::Disconnected) => {
+                    let all = self.batcher.all();
+                    self.commit_all(all, stop)?;
+                    return Ok(self.warehouse);
+                }
+            };
+            self.commit_all(batches, stop)?;
+        }
+    }
+
+    fn commit_all(
+        &mut self,
+        batches: Vec<PendingBatch>,
+        stop: &CancellationToken,
+    ) -> Result<(), CommitError> {
+        for batch in batches {
+            self.commit(batch, stop)?;
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, batch: PendingBatch, stop: &CancellationToken) -> Result<(), CommitError> {
+        let mut backoff = Duration::from_millis(200);
+        let mut attempts_while_stopping = 0;
+        loop {
+            let started = Instant::now();
+            match self.warehouse.commit(batch.clone()) {
+                Ok(receipt) => {
+                    self.committed(&batch, receipt, started.elapsed());
+                    return Ok(());
+                }
+                Err(e) if e.is_retryable() && attempts_while_stopping < ATTEMPTS_WHILE_STOPPING => {
+                    telemetry::commit_failed(batch.table.as_str());
+                    warn!(table = %batch.table, error = %e, retry_in = ?backoff, "commit failed; retrying");
+                    if stop.is_cancelled() {
+                        attempts_while_stopping += 1;
+                    }
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+                Err(source) => {
+                    telemetry::commit_failed(batch.table.as_str());
+                    return Err(CommitError {
+                        table: batch.table.to_string(),
+                        source: Box::new(source),
+                    });
+                }
+            }
+        }
+    }
+
+    fn committed(&mut self, batch: &PendingBatch, receipt: CommitReceipt, took: Duration) {
+        let mut by_source: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+        for chunk in &batch.chunks {
+            let e = by_source.entry(&*chunk.source).or_default();
+            e.0 += chunk.rows.num_rows() as u64;
+            e.1 += chunk.dead_letters.len() as u64;
+        }
+        let by_source: Vec<(String, u64, u64)> = by_source
+            .into_iter()
+            .map(|(s, (r, d))| (s.to_string(), r, d))
+            .collect();
+        telemetry::batch_committed(&receipt, &by_source, took);
+        if let Some(id) = receipt.batch_id {
+            info!(table = %receipt.table, batch = id, rows = receipt.rows,
+                dead_letters = receipt.dead_letters, ms = took.as_millis() as u64, "committed");
+        }
+        for (source, position) in receipt.positions {
+            if let Some(tx) = self.acks.get(&source) {
+                // A source that already stopped no longer needs its acknowledgements.
+                let _ = tx.send(position);
+            }
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! `sluice run`: lock the data directory, open and reconcile the warehouse, start one
+//! thread per source and the committer, and stop cleanly on SIGTERM/SIGINT (or, with
+//! `--once`, when everything present at start is committed).
+
+use std::{
+    collections::HashMap,
+    sync::{
+        mpsc::{channel, sync_channel},
+        Arc, Mutex,
+    },
+    thread,
+};
+
+use anyhow::{bail, Context};
+use sluice_core::{meta, Ident, TableSchema};
+use sluice_sinks::{ParquetSink, Warehouse, WarehouseOptions};
+use sluice_sources::{
+    csv_dir::{CsvDirSetup, CsvDirSource},
+    SourceContext,
+};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::{
+    config::{Config, SourceConfig},
+    lock::lock_data_dir,
+    pipeline::{Committer, Limits},
+};
+
+/// Chunks waiting for the committer; with batches this bounds memory when sinks are slow.
+const CHANNEL_CHUNKS: usize = 8;
+/// Most records per chunk a source reads at once.
+const MAX_CHUNK_ROWS: usize = 32_768;
+/// Most input bytes per chunk.
+const MAX_CHUNK_BYTES: usize = 16 << 20;
+
+/// Runs the daemon until stopped (or, with `once`, until the inbox is committed).
+pub fn run(config: Config, once: bool) -> anyhow::Result<()> {
+    let _lock = lock_data_dir(&config.data_dir)?;
+    info!(config = %config.path.display(), data_dir = %config.data_dir.display(),
+        version = env!("CARGO_PKG_VERSION"), "starting");
+    let warehouse = open_warehouse(&config)?;
+    let report = warehouse
+        .reconcile()
+        .context("reconciling Parquet files with the ledger")?;
+    for file in &report.removed {
+        info!(file = %file, "removed a Parquet file of an uncommitted batch");
+    }
+    for file in &report.missing {
+        warn!(file = %file, "the ledger names a Parquet file that does not exist");
+    }
+    let stop = CancellationToken::new();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.spawn(stop_on_signal(stop.clone()));
+
+    let sources = build_sources(&config, &warehouse)?;
+    let (events_tx, events_rx) = sync_channel(CHANNEL_CHUNKS);
+    let mut acks = HashMap::new();
+    let failure: Arc<Mutex<Option<anyhow::Error>>> = Arc::default();
+    let mut threads = Vec::new();
+    for source in sources {
+        let name = source.name();
+        let (ack_tx, ack_rx) = channel();
+        acks.insert(name.clone(), ack_tx);
+        let ctx = SourceContext {
+            events: events_tx.clone(),
+            acks: ack_rx,
+            stop: stop.clone(),
+            once,
+        };
+        let (stop, failure) = (stop.clone(), failure.clone());
+        let handle = thread::Builder::new()
+            .name(format!("source-{name}"))
+            .spawn(move || {
+                if let Err(e) = source.run(ctx) {
+                    error!(source = %name, error = %e, "source failed; stopping");
+                    failure.lock().map(|mut f| *f = Some(e.into())).ok();
+                    stop.cancel();
+                }
+            })
+            .context("starting a source thread")?;
+        threads.push(handle);
+    }
+    drop(events_tx);
+    let limits = Limits {
+        max_rows: config.batch.max_rows,
+        max_bytes: config.batch.max_bytes.as_u64() as usize,
+        max_age: config.batch.max_age,
+    };
+    let committed = Committer::new(warehouse, limits, acks).run(events_rx, &stop);
+    if committed.is_err() {
+        stop.cancel();
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    committed?;
+    if let Some(e) = failure.lock().ok().and_then(|mut f| f.take()) {
+        return Err(e);
+    }
+    info!("stopped");
+    Ok(())
+}
+
+fn open_warehouse(config: &Config) -> anyhow::Result<Warehouse> {
+    let raw_schema = Ident::new(&config.duckdb.raw_schema)?;
+    let parquet = config
+        .parquet
+        .enabled
+        .then(|| ParquetSink::new(config.parquet_dir(), config.parquet.compression.into()));
+    let warehouse = Warehouse::open(WarehouseOptions {
+        db_path: config.duckdb_path(),
+        raw_schema,
+        memory_limit: config.duckdb.memory_limit.clone(),
+        threads: config.duckdb.threads,
+        parquet,
+    })?;
+    Ok(warehouse)
+}
+
+/// A configured source, ready to run on its own thread.
+enum Source {
+    Csv(Box<CsvDirSource>, Arc<str>),
+}
+
+impl Source {
+    fn name(&self) -> Arc<str> {
+        match self {
+            Source::Csv(_, name) => name.clone(),
+        }
+    }
+
+    fn run(self, ctx: SourceContext) -> Result<(), sluice_sources::SourceError> {
+        match self {
+            Source::Csv(source, _) => source.run(ctx),
+        }
+    }
+}
+
+fn build_sources(config: &Config, warehouse: &Warehouse) -> anyhow::Result<Vec<Source>> {
+    let chunk_rows = config.batch.max_rows.min(MAX_CHUNK_ROWS);
+    let chunk_bytes = (config.batch.max_bytes.as_u64() as usize / 2).clamp(1, MAX_CHUNK_BYTES);
+    let mut sources = Vec::new();
+    for (name, source) in &config.sources {
+        let SourceConfig::Csv(csv) = source;
+        let table = csv.table_ident(name)?;
+        let data_schema = table_data_schema(warehouse, &table, csv.declared_schema())
+            .with_context(|| format!("source {name}"))?;
+        let setup = CsvDirSetup {
+            name: name.as_str().into(),
+            config: csv.clone(),
+            table,
+            data_schema,
+            known_files: warehouse.files_of(name)?,
+            archive_dir: config.data_dir.join("archive").join(name),
+            quarantine_dir: config.data_dir.join("quarantine").join(name),
+            chunk_rows,
+            chunk_bytes,
+        };
+        let source = CsvDirSource::new(setup)?;
+        sources.push(Source::Csv(Box::new(source), name.as_str().into()));
+    }
+    Ok(sources)
+}
+
+/// The table's data columns: declared ones must match an existing table exactly.
+fn table_data_schema(
+    warehouse: &Warehouse,
+    table: &Ident,
+    declared: Option<TableSchema>,
+) -> anyhow::Result<Option<TableSchema>> {
+    let existing = warehouse.table_schema(table)?.map(|s| {
+        TableSchema::new(
+            s.columns
+                .into_iter()
+                .filter(|c| !meta::is_reserved(&c.name))
+                .collect(),
+        )
+    });
+    match (declared, existing) {
+        (Some(d), Some(e)) if d != e => {
+            bail!(
+                "the declared schema ({}) differs from the existing raw table {table} ({}); \
+                 sluice does not alter raw tables: restore the declaration or use a new table",
+                d,
+                e
+            )
+        }
+        (Some(d), _) => Ok(Some(d)),
+        (None, e) => Ok(e),
+    }
+}
+
+/// Cancels `stop` on SIGTERM or SIGINT.
+async fn stop_on_signal(stop: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM: committing what is in flight, then stopping"),
+        _ = int.recv() => info!("SIGINT: committing what is in flight, then stopping"),
+    }
+    stop.cancel();
+}

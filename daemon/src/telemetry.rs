@@ -1,0 +1,37 @@
+//! Every metric the daemon emits, in one place. Names are documented in the README's
+//! metrics table; labels are low-cardinality (source, table), never a file name or key.
+
+use std::time::Duration;
+
+use metrics::{counter, histogram};
+use sluice_sinks::CommitReceipt;
+
+/// A batch was committed.
+pub fn batch_committed(
+    receipt: &CommitReceipt,
+    rows_by_source: &[(String, u64, u64)],
+    took: Duration,
+) {
+    let table = receipt.table.to_string();
+    if receipt.batch_id.is_some() {
+        counter!("sluice_batches_committed_total", "table" => table.clone()).increment(1);
+        histogram!("sluice_batch_rows", "table" => table.clone()).record(receipt.rows as f64);
+    }
+    histogram!("sluice_commit_duration_seconds", "table" => table).record(took.as_secs_f64());
+    for (source, rows, dead) in rows_by_source {
+        counter!("sluice_rows_ingested_total", "source" => source.clone()).increment(*rows);
+        if *dead > 0 {
+            counter!("sluice_dead_letters_total", "source" => source.clone(), "reason" => "parse")
+                .increment(*dead);
+        }
+    }
+    if let Some(file) = &receipt.parquet {
+        counter!("sluice_parquet_files_written_total").increment(1);
+        counter!("sluice_parquet_bytes_written_total").increment(file.bytes);
+    }
+}
+
+/// A commit failed and will be retried.
+pub fn commit_failed(table: &str) {
+    counter!("sluice_commit_failures_total", "table" => table.to_string()).increment(1);
+}

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Benchmarks sluice against its reference, side by side in the same run, and prints the
+# ratio. Usage: scripts/bench.sh csv [--rows N --files N --runs N]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/env.sh
+ensure_build_deps
+build_all
+exec "$CARGO_TARGET_DIR/release/sluice-bench" "$@"

@@ -1,0 +1,33 @@
+# Shared set-up for scripts/*: system packages the build needs, and one cargo target
+# directory outside the clone so DuckDB's C++ (about 30 minutes on 2 cores) compiles once
+# per machine, not once per clone. Sourced, not run.
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice-target}"
+
+# Installs the Debian packages named, if any is missing (needs root or sudo).
+ensure_packages() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "installing: ${missing[*]}" >&2
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+}
+
+# What building sluice needs: a C/C++ toolchain (bundled DuckDB, librdkafka), OpenSSL and
+# zlib headers (librdkafka's TLS/SASL and compression), pkg-config to find them.
+ensure_build_deps() {
+  ensure_packages build-essential pkg-config libssl-dev zlib1g-dev
+}
+
+# Builds everything exactly as the test suite does. Cargo unifies dependency features per
+# selection of packages and targets, and dev-dependencies (tempfile, nix) change features
+# of crates that bundled DuckDB's build script depends on: building `-p sluice` alone would
+# compile DuckDB's C++ a second time (30 minutes). One selection everywhere, one DuckDB.
+build_all() {
+  cargo build --release --locked --workspace --all-targets
+}

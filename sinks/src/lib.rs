@@ -1,0 +1,33 @@
+//! # sluice-sinks: where batches become durable
+//!
+//! A batch is committed in two steps, in this order (see [`Warehouse::commit`]):
+//! 1. [`parquet`]: the rows are written to a temporary file, fsynced, and renamed to a name
+//!    derived from the batch's provenance, so replaying the same input writes the same file.
+//! 2. [`warehouse`]: one DuckDB transaction inserts the rows into `raw.<table>` and records the
+//!    batch ledger, file positions and dead letters together. Nothing is durable before it.
+//!
+//! On start, [`Warehouse::reconcile`] removes Parquet files the ledger does not know (a crash
+//! between the two steps) and reports ledger entries whose file is missing.
+//!
+//! Layout:
+//! - [`error`]: the crate's error type, [`SinkError`].
+//! - [`parquet`]: atomic, hive-partitioned Parquet files.
+//! - [`state`]: the `_sluice` schema: DDL and the queries that read it back.
+//! - [`raw_table`]: creating and describing `raw.<table>`.
+//! - [`warehouse`]: the DuckDB connection and the commit transaction.
+//! - [`reconcile`]: start-up consistency between Parquet files and the ledger.
+
+pub mod error;
+pub mod parquet;
+pub mod raw_table;
+pub mod reconcile;
+pub mod state;
+pub mod warehouse;
+
+pub use error::SinkError;
+pub use parquet::{Compression, ParquetSink};
+pub use reconcile::ReconcileReport;
+pub use warehouse::{CommitReceipt, PendingBatch, Warehouse, WarehouseOptions};
+
+/// Result type of this crate.
+pub type Result<T, E = SinkError> = std::result::Result<T, E>;

@@ -1,0 +1,84 @@
+//! Raw tables: `<raw_schema>.<table>`, one per source table, holding the data columns and
+//! sluice's provenance columns. Created on the first batch; afterwards every batch must
+//! match the table's columns exactly, so a schema change is an error rather than a
+//! silently wrong table.
+
+use duckdb::{params, Connection};
+use sluice_core::{quote_ident, Column, ColumnType, Ident, TableSchema};
+
+use crate::{error::DuckdbContext, Result, SinkError};
+
+/// The columns of `schema.table`, or `None` if it does not exist.
+pub fn describe(conn: &Connection, schema: &Ident, table: &Ident) -> Result<Option<TableSchema>> {
+    let context = || format!("describing {schema}.{table}");
+    let mut stmt = conn
+        .prepare(
+            "SELECT column_name, data_type FROM information_schema.columns \
+             WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+        )
+        .ctx(context)?;
+    let rows: Vec<(String, String)> = stmt
+        .query_map(params![schema.as_str(), table.as_str()], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .ctx(context)?
+        .collect::<duckdb::Result<_>>()
+        .ctx(context)?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let mut columns = Vec::with_capacity(rows.len());
+    for (name, ty) in rows {
+        let ty: ColumnType = ty.parse().map_err(|e| SinkError::Schema {
+            table: format!("{schema}.{table}"),
+            detail: format!("column {name}: {e}"),
+        })?;
+        columns.push(Column::new(name, ty));
+    }
+    Ok(Some(TableSchema::new(columns)))
+}
+
+/// Creates `schema.table` with `columns` unless it exists; if it exists, checks that its
+/// columns are exactly `columns`.
+pub fn ensure(
+    conn: &Connection,
+    schema: &Ident,
+    table: &Ident,
+    columns: &TableSchema,
+) -> Result<()> {
+    match describe(conn, schema, table)? {
+        None => create(conn, schema, table, columns),
+        Some(existing) => check_same(&format!("{schema}.{table}"), &existing, columns),
+    }
+}
+
+fn create(conn: &Connection, schema: &Ident, table: &Ident, columns: &TableSchema) -> Result<()> {
+    let cols: Vec<String> = columns
+        .columns
+        .iter()
+        .map(|c| format!("{} {}", quote_ident(&c.name), c.ty))
+        .collect();
+    let sql = format!(
+        "CREATE SCHEMA IF NOT EXISTS {schema_q}; CREATE TABLE IF NOT EXISTS {schema_q}.{table_q} ({cols})",
+        schema_q = schema.quoted(),
+        table_q = table.quoted(),
+        cols = cols.join(", ")
+    );
+    conn.execute_batch(&sql)
+        .ctx(|| format!("creating {schema}.{table}"))
+}
+
+/// Explains, column by column, how `wanted` differs from the table's `existing` columns.
+pub fn check_same(table: &str, existing: &TableSchema, wanted: &TableSchema) -> Result<()> {
+    if existing == wanted {
+        return Ok(());
+    }
+    Err(SinkError::Schema {
+        table: table.to_string(),
+        detail: format!(
+            "the table has columns ({}) but the batch has ({}); sluice does not alter raw \
+             tables: declare the table's columns, or rename the table",
+            existing, wanted
+        ),
+    })
+}

@@ -1,0 +1,156 @@
+//! The `_sluice` schema: sluice's own state, kept in the same database as the data so that
+//! one transaction commits both.
+//!
+//! - `_sluice.meta`: key/value facts about the database (the state schema version).
+//! - `_sluice.batches`: the ledger, one row per committed batch.
+//! - `_sluice.files`: every file a file source has seen, by content hash, with how far it
+//!   has been read and its status (`partial`, `ingested`, `quarantined`).
+//! - `_sluice.dead_letters`: records that could not become rows, with their provenance.
+
+use std::collections::HashMap;
+
+use duckdb::{params, Connection};
+use sluice_core::{FileHash, FileRecord, FileStatus};
+
+use crate::{error::DuckdbContext, Result};
+
+/// Version of the layout below; bumped with a migration when it changes.
+pub const STATE_VERSION: i64 = 1;
+
+const DDL: &str = r#"
+CREATE SCHEMA IF NOT EXISTS _sluice;
+CREATE TABLE IF NOT EXISTS _sluice.meta (
+    key VARCHAR PRIMARY KEY,
+    value VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS _sluice.batches (
+    batch_id BIGINT PRIMARY KEY,
+    table_name VARCHAR NOT NULL,
+    rows BIGINT NOT NULL,
+    dead_letters BIGINT NOT NULL,
+    parquet_file VARCHAR,
+    parquet_bytes BIGINT,
+    provenance JSON NOT NULL,
+    committed_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS _sluice.files (
+    source VARCHAR NOT NULL,
+    hash VARCHAR NOT NULL,
+    original_name VARCHAR NOT NULL,
+    rows BIGINT NOT NULL,
+    dead_letters BIGINT NOT NULL,
+    status VARCHAR NOT NULL,
+    reason VARCHAR,
+    next_offset BIGINT NOT NULL,
+    next_line BIGINT NOT NULL,
+    last_batch BIGINT,
+    updated_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (source, hash)
+);
+CREATE TABLE IF NOT EXISTS _sluice.dead_letters (
+    batch_id BIGINT NOT NULL,
+    source VARCHAR NOT NULL,
+    table_name VARCHAR NOT NULL,
+    error VARCHAR NOT NULL,
+    raw VARCHAR,
+    file VARCHAR,
+    line BIGINT,
+    topic VARCHAR,
+    "partition" INTEGER,
+    "offset" BIGINT,
+    key VARCHAR,
+    created_at TIMESTAMPTZ NOT NULL
+);
+"#;
+
+/// Creates the state schema if it is missing and checks its version.
+pub fn ensure(conn: &Connection) -> Result<()> {
+    conn.execute_batch(DDL)
+        .ctx(|| "creating the _sluice state schema".into())?;
+    let version: Option<String> = conn
+        .query_row(
+            "SELECT value FROM _sluice.meta WHERE key = 'state_version'",
+            [],
+            |r| r.get(0),
+        )
+        .map(Some)
+        .or_else(|e| match e {
+            duckdb::Error::QueryReturnedNoRows => Ok(None),
+            other => Err(other),
+        })
+        .ctx(|| "reading the state version".into())?;
+    match version {
+        None => {
+            conn.execute(
+                "INSERT INTO _sluice.meta VALUES ('state_version', ?)",
+                params![STATE_VERSION.to_string()],
+            )
+            .ctx(|| "recording the state version".into())?;
+        }
+        Some(v) if v == STATE_VERSION.to_string() => {}
+        Some(v) => {
+            return Err(crate::SinkError::Schema {
+                table: "_sluice.meta".into(),
+                detail: format!(
+                    "state version {v} was written by a newer sluice (this one knows {STATE_VERSION}); \
+                     upgrade sluice or restore a backup"
+                ),
+            })
+        }
+    }
+    Ok(())
+}
+
+/// Every file the ledger knows for `source`, by content hash.
+pub fn files_of(conn: &Connection, source: &str) -> Result<HashMap<FileHash, FileRecord>> {
+    let context = || format!("reading _sluice.files for source {source}");
+    let mut stmt = conn
+        .prepare(
+            "SELECT hash, original_name, status, reason, next_offset, next_line \
+             FROM _sluice.files WHERE source = ?",
+        )
+        .ctx(context)?;
+    let rows = stmt
+        .query_map(params![source], |r| {
+            let status: String = r.get(2)?;
+            let reason: Option<String> = r.get(3)?;
+            let status = match status.as_str() {
+                "partial" => FileStatus::Partial,
+                "quarantined" => FileStatus::Quarantined {
+                    reason: reason.unwrap_or_default(),
+                },
+                _ => FileStatus::Ingested,
+            };
+            Ok((
+                FileHash(r.get(0)?),
+                FileRecord {
+                    original_name: r.get(1)?,
+                    status,
+                    next_offset: r.get::<_, i64>(4)? as u64,
+                    next_line: r.get::<_, i64>(5)? as u64,
+                },
+            ))
+        })
+        .ctx(context)?;
+    rows.collect::<duckdb::Result<_>>().ctx(context)
+}
+
+/// The highest committed batch id (0 before the first commit).
+pub fn last_batch_id(conn: &Connection) -> Result<i64> {
+    conn.query_row(
+        "SELECT coalesce(max(batch_id), 0) FROM _sluice.batches",
+        [],
+        |r| r.get(0),
+    )
+    .ctx(|| "reading the last batch id".into())
+}
+
+/// Parquet files the ledger records, relative to the Parquet root.
+pub fn ledger_parquet_files(conn: &Connection) -> Result<Vec<String>> {
+    let context = || "reading Parquet files from the ledger".to_string();
+    let mut stmt = conn
+        .prepare("SELECT parquet_file FROM _sluice.batches WHERE parquet_file IS NOT NULL")
+        .ctx(context)?;
+    let rows = stmt.query_map([], |r| r.get(0)).ctx(context)?;
+    rows.collect::<duckdb::Result<_>>().ctx(context)
+}

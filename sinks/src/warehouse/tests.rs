@@ -1,0 +1,196 @@
+//! Commit-level tests against a real DuckDB file.
+
+use std::sync::Arc;
+
+use arrow::{
+    array::{ArrayRef, Int64Array, StringArray},
+    datatypes::{DataType, Field, Schema},
+    record_batch::RecordBatch,
+};
+use sluice_core::{
+    meta, Chunk, Column, ColumnType, DeadLetter, FileHash, FileProgress, FileStatus, Ident, Origin,
+    Position, TableSchema,
+};
+
+use super::*;
+use crate::{Compression, ParquetSink};
+
+fn data_schema(ty: ColumnType) -> TableSchema {
+    TableSchema::new(vec![Column::new("v", ty)])
+}
+
+fn raw_schema(data: &TableSchema) -> Arc<TableSchema> {
+    let mut columns = data.columns.clone();
+    columns.extend(meta::commit_columns());
+    columns.extend(meta::file_columns());
+    Arc::new(TableSchema::new(columns))
+}
+
+fn chunk(values: Vec<&str>, ty: ColumnType, next_offset: u64, status: FileStatus) -> Chunk {
+    let data = data_schema(ty);
+    let n = values.len();
+    let fields = vec![
+        Field::new("v", ty.arrow_type(), true),
+        Field::new(meta::SOURCE, DataType::Utf8, true),
+        Field::new(meta::FILE, DataType::Utf8, true),
+        Field::new(meta::LINE, DataType::Int64, true),
+    ];
+    let v: ArrayRef = match ty {
+        ColumnType::BigInt => Arc::new(Int64Array::from_iter_values(
+            values.iter().map(|s| s.parse::<i64>().expect("int")),
+        )),
+        _ => Arc::new(StringArray::from(values)),
+    };
+    let rows = RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        vec![
+            v,
+            Arc::new(StringArray::from(vec!["s"; n])),
+            Arc::new(StringArray::from(vec!["f.csv"; n])),
+            Arc::new(Int64Array::from_iter_values((0..n as i64).map(|i| i + 2))),
+        ],
+    )
+    .expect("rows");
+    Chunk {
+        source: "s".into(),
+        table: Ident::new("t").expect("ident"),
+        raw_schema: raw_schema(&data),
+        rows,
+        dead_letters: vec![DeadLetter::new(
+            "bad",
+            b"x,y",
+            Origin::File {
+                name: "f.csv".into(),
+                line: 9,
+            },
+        )],
+        position: Position::File(FileProgress {
+            hash: FileHash("h1".into()),
+            name: "f.csv".into(),
+            next_offset,
+            next_line: 10,
+            status,
+        }),
+    }
+}
+
+fn open(dir: &std::path::Path) -> Warehouse {
+    Warehouse::open(WarehouseOptions {
+        db_path: dir.join("w.duckdb"),
+        raw_schema: Ident::new("raw").expect("ident"),
+        memory_limit: None,
+        threads: Some(1),
+        parquet: Some(ParquetSink::new(dir.join("parquet"), Compression::Zstd)),
+    })
+    .expect("open")
+}
+
+fn count(w: &Warehouse, sql: &str) -> i64 {
+    w.connection().query_row(sql, [], |r| r.get(0)).expect(sql)
+}
+
+#[test]
+fn a_commit_lands_rows_ledger_positions_and_dead_letters_together() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut w = open(dir.path());
+    let c1 = chunk(vec!["1", "2"], ColumnType::BigInt, 10, FileStatus::Partial);
+    let c2 = chunk(vec!["3"], ColumnType::BigInt, 20, FileStatus::Ingested);
+    let batch = PendingBatch {
+        table: c1.table.clone(),
+        raw_schema: c1.raw_schema.clone(),
+        chunks: vec![c1, c2],
+    };
+    let receipt = w.commit(batch).expect("commit");
+    assert_eq!(receipt.batch_id, Some(1));
+    assert_eq!(receipt.rows, 3);
+    assert_eq!(
+        count(&w, "SELECT count(*) FROM raw.t WHERE _sluice_batch = 1"),
+        3
+    );
+    assert_eq!(
+        count(
+            &w,
+            "SELECT count(*) FROM _sluice.dead_letters WHERE batch_id = 1 AND line = 9"
+        ),
+        2
+    );
+    assert_eq!(count(&w, "SELECT rows FROM _sluice.files WHERE hash = 'h1' AND status = 'ingested' AND next_offset = 20"), 3);
+    let file = receipt.parquet.expect("parquet");
+    assert_eq!(
+        count(
+            &w,
+            &format!(
+                "SELECT rows FROM _sluice.batches WHERE parquet_file = '{}'",
+                file.relative
+            )
+        ),
+        3
+    );
+    let path = dir.path().join("parquet").join(&file.relative);
+    assert_eq!(
+        count(
+            &w,
+            &format!("SELECT count(*) FROM read_parquet('{}')", path.display())
+        ),
+        3
+    );
+    assert!(w.reconcile().expect("reconcile").removed.is_empty());
+    // The ledger and batch counter survive a reopen.
+    drop(w);
+    let w = open(dir.path());
+    assert_eq!(w.last_batch_id(), 1);
+    let files = w.files_of("s").expect("files");
+    assert_eq!(files[&FileHash("h1".into())].next_offset, 20);
+}
+
+#[test]
+fn a_failed_commit_leaves_no_rows_and_no_parquet_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut w = open(dir.path());
+    let good = chunk(vec!["1"], ColumnType::BigInt, 10, FileStatus::Partial);
+    w.commit(PendingBatch {
+        table: good.table.clone(),
+        raw_schema: good.raw_schema.clone(),
+        chunks: vec![good],
+    })
+    .expect("first commit");
+    // Same table, other column type: refused, and nothing of it is kept.
+    let bad = chunk(vec!["x"], ColumnType::Varchar, 20, FileStatus::Ingested);
+    let err = w
+        .commit(PendingBatch {
+            table: bad.table.clone(),
+            raw_schema: bad.raw_schema.clone(),
+            chunks: vec![bad],
+        })
+        .expect_err("schema mismatch");
+    assert!(err.to_string().contains("table"), "{err}");
+    assert_eq!(count(&w, "SELECT count(*) FROM raw.t"), 1);
+    assert_eq!(count(&w, "SELECT count(*) FROM _sluice.batches"), 1);
+    assert_eq!(count(&w, "SELECT next_offset FROM _sluice.files"), 10);
+    let sink = w.parquet().expect("parquet").clone();
+    assert_eq!(sink.list().expect("list").len(), 1);
+}
+
+#[test]
+fn json_columns_round_trip() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut w = open(dir.path());
+    let c = chunk(
+        vec!["{\"a\": 1}"],
+        ColumnType::Json,
+        10,
+        FileStatus::Ingested,
+    );
+    w.commit(PendingBatch {
+        table: c.table.clone(),
+        raw_schema: c.raw_schema.clone(),
+        chunks: vec![c],
+    })
+    .expect("commit");
+    assert_eq!(count(&w, "SELECT (v->>'a')::BIGINT FROM raw.t"), 1);
+    let described = w
+        .table_schema(&Ident::new("t").expect("ident"))
+        .expect("describe")
+        .expect("exists");
+    assert_eq!(described.columns[0].ty, ColumnType::Json);
+}

@@ -1,0 +1,31 @@
+//! Watched directories of CSV files.
+//!
+//! A file is read once it is complete (renamed into the directory, closed after writing,
+//! or unchanged for `settle`), identified by the BLAKE3 hash of its content, parsed in
+//! bounded chunks into Arrow rows of the table's schema, and disposed of (`after_ingest`)
+//! only after its last chunk is committed. Its progress is committed with each chunk, so a
+//! crash resumes it where the last commit ended.
+//!
+//! Layout:
+//! - [`config`]: the `[sources.<name>]` keys of `type = "csv"` and their validation.
+//! - [`scan`]: listing candidate files, confined to the watched root (symlinks included).
+//! - [`settle`]: deciding when a file is complete.
+//! - [`sniff`]: telling text CSV from binary or undecodable content.
+//! - [`reader`]: streaming records of one file into chunks.
+//! - [`convert`]: string columns to typed Arrow arrays, row errors to dead letters.
+//! - [`infer`]: a schema from a header and a sample when none is declared.
+//! - [`dispose`]: archive, delete or keep; quarantine.
+//! - [`source`]: the source's thread: events, rescans, acknowledgements.
+
+pub mod config;
+pub mod convert;
+pub mod dispose;
+pub mod infer;
+pub mod reader;
+pub mod scan;
+pub mod settle;
+pub mod sniff;
+pub mod source;
+
+pub use config::{AfterIngest, CsvSourceConfig, WatchMode};
+pub use source::{CsvDirSetup, CsvDirSource};

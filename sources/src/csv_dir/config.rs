@@ -1,0 +1,316 @@
+//! Configuration of a CSV directory source (`type = "csv"`).
+
+use std::{fmt, path::PathBuf, time::Duration};
+
+use serde::{
+    de::{MapAccess, Visitor},
+    Deserialize, Deserializer,
+};
+use sluice_core::{meta, Column, ColumnType, Ident, TableSchema};
+
+/// `[sources.<name>]` with `type = "csv"`. Paths are resolved by the daemon before use.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsvSourceConfig {
+    /// The watched directory.
+    pub path: PathBuf,
+    /// Which file names to ingest.
+    #[serde(default = "default_glob")]
+    pub glob: String,
+    /// Raw table name; defaults to the source's name.
+    #[serde(default)]
+    pub table: Option<String>,
+    /// Whether the first line is a header.
+    #[serde(default = "default_true")]
+    pub header: bool,
+    #[serde(default = "default_delimiter")]
+    pub delimiter: String,
+    #[serde(default = "default_quote")]
+    pub quote: String,
+    /// A field equal to this string is NULL.
+    #[serde(default)]
+    pub null_string: String,
+    /// A file written in place is complete once unchanged this long.
+    #[serde(default = "default_settle", with = "humantime_serde")]
+    pub settle: Duration,
+    #[serde(default)]
+    pub after_ingest: AfterIngest,
+    /// Also ingest files in subdirectories.
+    #[serde(default)]
+    pub recursive: bool,
+    #[serde(default)]
+    pub watch: WatchMode,
+    /// How often `watch = "poll"` lists the directory.
+    #[serde(default = "default_poll_interval", with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// How often the directory is listed as a safety net behind inotify.
+    #[serde(default = "default_rescan_interval", with = "humantime_serde")]
+    pub rescan_interval: Duration,
+    /// Declared columns (DuckDB type names), in order; inferred when absent.
+    #[serde(default)]
+    pub schema: Option<DeclaredSchema>,
+}
+
+/// What happens to a file once all its rows are committed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AfterIngest {
+    /// Move to `<data_dir>/archive/<source>/`.
+    #[default]
+    Archive,
+    Delete,
+    /// Leave in place; it is remembered and not ingested again.
+    Keep,
+}
+
+/// How changes in the directory are noticed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WatchMode {
+    /// Kernel notifications (inotify), plus a periodic rescan.
+    #[default]
+    Inotify,
+    /// Listing the directory every `poll_interval` (for NFS and other filesystems
+    /// without inotify).
+    Poll,
+}
+
+/// Column name -> DuckDB type name, in the order written in the file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeclaredSchema(pub Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for DeclaredSchema {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Ordered;
+        impl<'de> Visitor<'de> for Ordered {
+            type Value = DeclaredSchema;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a table of column = \"TYPE\"")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut columns = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, String>()? {
+                    columns.push((k, v));
+                }
+                Ok(DeclaredSchema(columns))
+            }
+        }
+        d.deserialize_map(Ordered)
+    }
+}
+
+fn default_glob() -> String {
+    "*.csv".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_delimiter() -> String {
+    ",".into()
+}
+fn default_quote() -> String {
+    "\"".into()
+}
+fn default_settle() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_poll_interval() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_rescan_interval() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl CsvSourceConfig {
+    /// Checks every key without touching the filesystem; returns each problem as
+    /// `(key path, message)` with the key path relative to this source's table.
+    pub fn validate(&self, source_name: &str) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        let mut bad = |key: &str, msg: String| problems.push((key.to_string(), msg));
+        if self.table.is_none() {
+            if let Err(e) = Ident::new(source_name) {
+                bad(
+                    "table",
+                    format!("the source name is not a valid table name ({e}); set `table`"),
+                );
+            }
+        }
+        if let Some(t) = &self.table {
+            if let Err(e) = Ident::new(t) {
+                bad("table", e.to_string());
+            }
+        }
+        if self.path.as_os_str().is_empty() {
+            bad("path", "must not be empty".into());
+        }
+        if let Err(e) = globset::Glob::new(&self.glob) {
+            bad("glob", e.to_string());
+        }
+        let delim = single_byte(&self.delimiter);
+        let quote = single_byte(&self.quote);
+        if delim.is_none() {
+            bad(
+                "delimiter",
+                format!("{:?} must be one ASCII character", self.delimiter),
+            );
+        }
+        if quote.is_none() {
+            bad(
+                "quote",
+                format!("{:?} must be one ASCII character", self.quote),
+            );
+        }
+        if delim.is_some() && delim == quote {
+            bad("quote", "must differ from the delimiter".into());
+        }
+        if matches!(delim, Some(b'\n' | b'\r')) {
+            bad("delimiter", "must not be a line break".into());
+        }
+        if self.poll_interval.is_zero() {
+            bad("poll_interval", "must be greater than zero".into());
+        }
+        if self.rescan_interval.is_zero() {
+            bad("rescan_interval", "must be greater than zero".into());
+        }
+        if let Some(schema) = &self.schema {
+            if let Err(errs) = declared_columns(schema) {
+                for (col, msg) in errs {
+                    bad(&format!("schema.{col}"), msg);
+                }
+            }
+        }
+        problems
+    }
+
+    /// The table name (validated by [`CsvSourceConfig::validate`]).
+    pub fn table_ident(&self, source_name: &str) -> Result<Ident, sluice_core::IdentError> {
+        Ident::new(self.table.as_deref().unwrap_or(source_name))
+    }
+
+    pub fn delimiter_byte(&self) -> u8 {
+        single_byte(&self.delimiter).unwrap_or(b',')
+    }
+
+    pub fn quote_byte(&self) -> u8 {
+        single_byte(&self.quote).unwrap_or(b'"')
+    }
+
+    /// The declared data columns, if any.
+    pub fn declared_schema(&self) -> Option<TableSchema> {
+        self.schema.as_ref().and_then(|s| declared_columns(s).ok())
+    }
+}
+
+fn single_byte(s: &str) -> Option<u8> {
+    match s.as_bytes() {
+        [b] if b.is_ascii() => Some(*b),
+        _ => None,
+    }
+}
+
+/// Validates declared columns: known types, names not reserved, no duplicates.
+fn declared_columns(schema: &DeclaredSchema) -> Result<TableSchema, Vec<(String, String)>> {
+    let mut errors = Vec::new();
+    let mut columns: Vec<Column> = Vec::new();
+    if schema.0.is_empty() {
+        errors.push(("".into(), "declares no columns".into()));
+    }
+    for (name, ty) in &schema.0 {
+        if let Err(msg) = check_column_name(name) {
+            errors.push((name.clone(), msg));
+        }
+        if columns.iter().any(|c| c.name.eq_ignore_ascii_case(name)) {
+            errors.push((
+                name.clone(),
+                "declared twice (names are case-insensitive)".into(),
+            ));
+        }
+        match ty.parse::<ColumnType>() {
+            Ok(ty) => columns.push(Column::new(name.clone(), ty)),
+            Err(e) => errors.push((name.clone(), e.to_string())),
+        }
+    }
+    if errors.is_empty() {
+        Ok(TableSchema::new(columns))
+    } else {
+        Err(errors)
+    }
+}
+
+/// Whether a data column name is acceptable (it is quoted in SQL, so only emptiness, NUL
+/// and sluice's reserved prefix are refused).
+pub fn check_column_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err("a column name must not be empty".into());
+    }
+    if name.contains('\0') {
+        return Err("a column name must not contain NUL".into());
+    }
+    if meta::is_reserved(name) {
+        return Err(format!(
+            "{name:?}: names starting with {:?} are reserved for sluice",
+            meta::RESERVED_PREFIX
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &str) -> CsvSourceConfig {
+        let text = format!("path = \"in\"\n{extra}");
+        toml::from_str(&text).expect("parses")
+    }
+
+    #[test]
+    fn defaults_are_documented_values() {
+        let c = parse("");
+        assert_eq!(c.glob, "*.csv");
+        assert_eq!(c.settle, Duration::from_secs(2));
+        assert_eq!(c.after_ingest, AfterIngest::Archive);
+        assert!(c.header);
+        assert!(c.validate("transactions").is_empty());
+    }
+
+    #[test]
+    fn schema_keeps_declared_order() {
+        let c = parse("[schema]\nzeta = \"BIGINT\"\nalpha = \"DECIMAL(12,2)\"\n");
+        let names: Vec<_> = c
+            .declared_schema()
+            .expect("valid")
+            .columns
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(names, ["zeta", "alpha"]);
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_key() {
+        let c = parse(
+            "delimiter = \";;\"\nglob = \"[\"\ntable = \"bad-name\"\n[schema]\nx = \"NOPE\"\n_sluice_line = \"BIGINT\"\n",
+        );
+        let keys: Vec<_> = c.validate("s").into_iter().map(|(k, _)| k).collect();
+        for key in [
+            "delimiter",
+            "glob",
+            "table",
+            "schema.x",
+            "schema._sluice_line",
+        ] {
+            assert!(
+                keys.contains(&key.to_string()),
+                "{key} missing from {keys:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = toml::from_str::<CsvSourceConfig>("path = \"x\"\nsetle = \"1s\"")
+            .expect_err("typo must fail");
+        assert!(err.to_string().contains("setle"), "{err}");
+    }
+}

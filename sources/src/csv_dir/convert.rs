@@ -1,0 +1,168 @@
+//! Typing text columns. Every value of a chunk is first collected as text per column; each
+//! column is then cast to its declared type in one vectorised step, and a value that was
+//! present but did not survive the cast marks its row as bad. Bad rows become dead letters
+//! and are filtered out; good rows of the same chunk still land.
+
+use std::sync::Arc;
+
+use arrow::{
+    array::{Array, ArrayRef, StringArray},
+    compute::{cast_with_options, CastOptions},
+    util::display::FormatOptions,
+};
+use sluice_core::{ColumnType, TableSchema};
+
+/// A value that does not parse as its column's type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CellError {
+    pub row: usize,
+    pub message: String,
+}
+
+/// Casts each text column to the type of the same column in `schema`. Returns the typed
+/// columns and, per failing cell, an error (rows are indices into the chunk).
+pub fn type_columns(
+    text: Vec<StringArray>,
+    schema: &TableSchema,
+) -> Result<(Vec<ArrayRef>, Vec<CellError>), arrow::error::ArrowError> {
+    let mut typed = Vec::with_capacity(text.len());
+    let mut errors = Vec::new();
+    for (column, values) in schema.columns.iter().zip(text) {
+        let array = type_column(&column.name, column.ty, values, &mut errors)?;
+        typed.push(array);
+    }
+    Ok((typed, errors))
+}
+
+fn type_column(
+    name: &str,
+    ty: ColumnType,
+    values: StringArray,
+    errors: &mut Vec<CellError>,
+) -> Result<ArrayRef, arrow::error::ArrowError> {
+    match ty {
+        ColumnType::Varchar => return Ok(Arc::new(values)),
+        ColumnType::Json => {
+            for (row, v) in values.iter().enumerate() {
+                if let Some(Err(e)) = v.map(serde_json::from_str::<serde::de::IgnoredAny>) {
+                    errors.push(CellError {
+                        row,
+                        message: format!("column {name}: not valid JSON: {e}"),
+                    });
+                }
+            }
+            return Ok(Arc::new(values));
+        }
+        _ => {}
+    }
+    let options = CastOptions {
+        safe: true,
+        format_options: FormatOptions::default(),
+    };
+    let typed = cast_with_options(&values, &ty.arrow_type(), &options)?;
+    if ty == ColumnType::Date {
+        // Arrow's cast accepts a timestamp for a date and drops the time; a DATE column
+        // takes dates only, so that no value is silently truncated.
+        for (row, v) in values.iter().enumerate() {
+            if v.is_some_and(|v| v.trim().len() > "YYYY-MM-DD".len()) {
+                errors.push(CellError {
+                    row,
+                    message: format!(
+                        "column {name}: cannot parse {:?} as DATE",
+                        shorten(v.unwrap_or_default())
+                    ),
+                });
+            }
+        }
+    }
+    if typed.null_count() != values.null_count() {
+        for row in 0..values.len() {
+            if values.is_valid(row) && typed.is_null(row) {
+                errors.push(CellError {
+                    row,
+                    message: format!(
+                        "column {name}: cannot parse {:?} as {ty}",
+                        shorten(values.value(row))
+                    ),
+                });
+            }
+        }
+    }
+    Ok(typed)
+}
+
+/// Whether every present value of `values` parses as `ty`.
+pub fn fits(values: &StringArray, ty: ColumnType) -> bool {
+    let mut errors = Vec::new();
+    type_column("", ty, values.clone(), &mut errors).is_ok() && errors.is_empty()
+}
+
+fn shorten(s: &str) -> String {
+    const MAX: usize = 64;
+    if s.len() <= MAX {
+        return s.to_string();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Decimal128Array, Int64Array};
+    use sluice_core::Column;
+
+    use super::*;
+
+    #[test]
+    fn bad_cells_are_reported_by_row_and_nulls_stay_null() {
+        let schema = TableSchema::new(vec![
+            Column::new("id", ColumnType::BigInt),
+            Column::new(
+                "amount",
+                ColumnType::Decimal {
+                    precision: 12,
+                    scale: 2,
+                },
+            ),
+        ]);
+        let ids = StringArray::from(vec![Some("1"), Some("x"), None, Some("4")]);
+        let amounts = StringArray::from(vec![Some("1.50"), Some("2"), Some("3"), Some("abc")]);
+        let (typed, errors) = type_columns(vec![ids, amounts], &schema).expect("casts");
+        let rows: Vec<usize> = errors.iter().map(|e| e.row).collect();
+        assert_eq!(rows, [1, 3]);
+        assert!(errors[0].message.contains("column id"), "{:?}", errors[0]);
+        assert!(
+            errors[1].message.contains("DECIMAL(12,2)"),
+            "{:?}",
+            errors[1]
+        );
+        let ids = typed[0].as_any().downcast_ref::<Int64Array>().expect("i64");
+        assert_eq!(ids.value(0), 1);
+        assert!(ids.is_null(2));
+        let amounts = typed[1]
+            .as_any()
+            .downcast_ref::<Decimal128Array>()
+            .expect("decimal");
+        assert_eq!(amounts.value(0), 150);
+    }
+
+    #[test]
+    fn a_date_column_refuses_timestamps_instead_of_truncating_them() {
+        let schema = TableSchema::new(vec![Column::new("d", ColumnType::Date)]);
+        let values = StringArray::from(vec![Some("2024-01-31"), Some("2024-01-31 10:00:00")]);
+        let (_, errors) = type_columns(vec![values], &schema).expect("casts");
+        assert_eq!(errors.iter().map(|e| e.row).collect::<Vec<_>>(), [1]);
+    }
+
+    #[test]
+    fn json_columns_are_validated() {
+        let schema = TableSchema::new(vec![Column::new("j", ColumnType::Json)]);
+        let values = StringArray::from(vec![Some("{\"a\":1}"), Some("{oops")]);
+        let (_, errors) = type_columns(vec![values], &schema).expect("casts");
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].row, 1);
+    }
+}

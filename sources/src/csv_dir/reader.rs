@@ -1,0 +1,574 @@
+//! Streaming one file's records into chunks of typed rows.
+//!
+//! A [`FileReader`] starts at a byte offset (0, or where the last commit of the file ended)
+//! and yields [`ReadChunk`]s of at most `chunk_rows` records or `chunk_bytes` of input, so
+//! memory is bounded by the chunk size, not the file size. Each chunk says where reading
+//! resumes (`next_offset`, `next_line`), which is what the commit records.
+
+use std::{
+    fs::File,
+    io::{self, BufReader, Seek, SeekFrom},
+    os::unix::fs::FileExt,
+    path::Path,
+    sync::Arc,
+};
+
+use arrow::{
+    array::{new_null_array, ArrayRef, BooleanArray, Int64Array, StringArray, StringBuilder},
+    compute::filter_record_batch,
+    datatypes::{DataType, Field, Schema, SchemaRef},
+    record_batch::RecordBatch,
+};
+use sluice_core::{meta, DeadLetter, Origin, TableSchema, DEAD_LETTER_RAW_LIMIT};
+
+use super::convert::type_columns;
+
+const READ_BUFFER: usize = 1 << 20;
+
+/// How to parse a source's files.
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
+    pub delimiter: u8,
+    pub quote: u8,
+    pub null_string: Vec<u8>,
+    pub header: bool,
+    pub chunk_rows: usize,
+    pub chunk_bytes: usize,
+}
+
+impl ReadOptions {
+    fn reader<R: io::Read>(&self, input: R) -> csv::Reader<R> {
+        csv::ReaderBuilder::new()
+            .delimiter(self.delimiter)
+            .quote(self.quote)
+            .has_headers(false)
+            .flexible(true)
+            .buffer_capacity(READ_BUFFER)
+            .from_reader(input)
+    }
+}
+
+/// The start of a file: its header names (if it has a header) and where data begins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub names: Option<Vec<String>>,
+    /// Fields in the first record (the header, or the first data record).
+    pub fields: usize,
+    pub data_offset: u64,
+    pub data_line: u64,
+}
+
+/// Reads the header (or, without one, counts the first record's fields).
+/// `Ok(Err(reason))` when the header itself is unusable.
+pub fn read_header(path: &Path, opts: &ReadOptions) -> io::Result<Result<Header, String>> {
+    let mut csv = opts.reader(BufReader::new(File::open(path)?));
+    let mut record = csv::ByteRecord::new();
+    if !csv
+        .read_byte_record(&mut record)
+        .map_err(io::Error::other)?
+    {
+        return Ok(Ok(Header {
+            names: opts.header.then(Vec::new),
+            fields: 0,
+            data_offset: 0,
+            data_line: 1,
+        }));
+    }
+    if !opts.header {
+        return Ok(Ok(Header {
+            names: None,
+            fields: record.len(),
+            data_offset: 0,
+            data_line: 1,
+        }));
+    }
+    let mut names = Vec::with_capacity(record.len());
+    for field in record.iter() {
+        match std::str::from_utf8(field) {
+            Ok(s) => names.push(s.to_string()),
+            Err(_) => return Ok(Err("header is not UTF-8 text".into())),
+        }
+    }
+    let next = csv.position();
+    Ok(Ok(Header {
+        fields: names.len(),
+        names: Some(names),
+        data_offset: next.byte(),
+        data_line: next.line(),
+    }))
+}
+
+/// Up to `max` records' text, one array per field (values that are not UTF-8, or the
+/// null string, are null; records with another field count are skipped).
+pub fn sample(
+    path: &Path,
+    opts: &ReadOptions,
+    header: &Header,
+    max: usize,
+) -> io::Result<Vec<StringArray>> {
+    let mut file = File::open(path)?;
+    file.seek(SeekFrom::Start(header.data_offset))?;
+    let mut csv = opts.reader(BufReader::new(file));
+    let mut builders: Vec<StringBuilder> =
+        (0..header.fields).map(|_| StringBuilder::new()).collect();
+    let mut record = csv::ByteRecord::new();
+    let mut taken = 0;
+    while taken < max
+        && csv
+            .read_byte_record(&mut record)
+            .map_err(io::Error::other)?
+    {
+        if record.len() != header.fields {
+            continue;
+        }
+        for (builder, field) in builders.iter_mut().zip(record.iter()) {
+            match std::str::from_utf8(field) {
+                Ok(s) if field != opts.null_string.as_slice() => builder.append_value(s),
+                _ => builder.append_null(),
+            }
+        }
+        taken += 1;
+    }
+    Ok(builders.iter_mut().map(|b| b.finish()).collect())
+}
+
+/// How a file's fields map to the table's data columns.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub data: Arc<TableSchema>,
+    /// Per data column, the field index in the file (`None`: the file lacks it; NULL).
+    pub fields: Vec<Option<usize>>,
+    pub expected_fields: usize,
+}
+
+impl Layout {
+    /// Maps a file onto a table. With a header, columns are matched by name (a column the
+    /// file lacks is NULL; a column the table lacks is an error); without, by position.
+    pub fn for_file(data: Arc<TableSchema>, header: &Header) -> Result<Layout, String> {
+        let Some(names) = &header.names else {
+            return Ok(Layout {
+                fields: (0..data.len()).map(Some).collect(),
+                expected_fields: data.len(),
+                data,
+            });
+        };
+        let mut fields = vec![None; data.len()];
+        let mut unknown = Vec::new();
+        for (i, raw) in names.iter().enumerate() {
+            // Unnamed header fields are named by position, as inference names them.
+            let name = match raw.trim().is_empty() {
+                true => format!("column{i}"),
+                false => raw.clone(),
+            };
+            match data.position(&name) {
+                Some(col) if fields[col].is_some() => {
+                    return Err(format!("header names column {name:?} twice"));
+                }
+                Some(col) => fields[col] = Some(i),
+                None => unknown.push(name),
+            }
+        }
+        if !unknown.is_empty() {
+            let known: Vec<&str> = data.columns.iter().map(|c| c.name.as_str()).collect();
+            return Err(format!(
+                "header has columns the table does not: {} (table columns: {})",
+                unknown.join(", "),
+                known.join(", ")
+            ));
+        }
+        Ok(Layout {
+            data,
+            fields,
+            expected_fields: names.len(),
+        })
+    }
+}
+
+/// One chunk of a file: good rows, dead letters, and where reading resumes.
+#[derive(Debug)]
+pub struct ReadChunk {
+    /// Data columns plus `_sluice_source`, `_sluice_file`, `_sluice_line`.
+    pub rows: RecordBatch,
+    pub dead_letters: Vec<DeadLetter>,
+    pub next_offset: u64,
+    pub next_line: u64,
+    /// No records follow.
+    pub done: bool,
+}
+
+/// Streams one file from a given position.
+#[derive(Debug)]
+pub struct FileReader {
+    csv: csv::Reader<BufReader<File>>,
+    raw: File,
+    len: u64,
+    base_offset: u64,
+    base_line: u64,
+    name: String,
+    source: String,
+    layout: Layout,
+    opts: ReadOptions,
+    schema: SchemaRef,
+    record: csv::ByteRecord,
+}
+
+/// Per-chunk accumulation before typing.
+struct Pending {
+    text: Vec<StringBuilder>,
+    lines: Vec<i64>,
+    spans: Vec<(u64, u64)>,
+    row_errors: Vec<Option<String>>,
+    dead_letters: Vec<DeadLetter>,
+    bytes: usize,
+}
+
+impl FileReader {
+    /// Opens `path` (the file found as `name` by source `source`) at `offset`, which is on
+    /// line `line`; `offset` must be at or after the header's end.
+    pub fn open(
+        path: &Path,
+        name: &str,
+        source: &str,
+        layout: Layout,
+        opts: ReadOptions,
+        offset: u64,
+        line: u64,
+    ) -> io::Result<Self> {
+        let mut file = File::open(path)?;
+        let raw = file.try_clone()?;
+        let len = file.metadata()?.len();
+        file.seek(SeekFrom::Start(offset))?;
+        let csv = opts.reader(BufReader::with_capacity(READ_BUFFER, file));
+        let mut fields: Vec<Field> = layout
+            .data
+            .arrow_schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new(meta::SOURCE, DataType::Utf8, true));
+        fields.push(Field::new(meta::FILE, DataType::Utf8, true));
+        fields.push(Field::new(meta::LINE, DataType::Int64, true));
+        Ok(FileReader {
+            csv,
+            raw,
+            len,
+            base_offset: offset,
+            base_line: line,
+            name: name.to_string(),
+            source: source.to_string(),
+            layout,
+            opts,
+            schema: Arc::new(Schema::new(fields)),
+            record: csv::ByteRecord::new(),
+        })
+    }
+
+    /// The next chunk; the last one has `done` set (it may have no rows).
+    pub fn next_chunk(&mut self) -> io::Result<ReadChunk> {
+        let mut pending = Pending {
+            text: (0..self.layout.data.len())
+                .map(|_| StringBuilder::new())
+                .collect(),
+            lines: Vec::new(),
+            spans: Vec::new(),
+            row_errors: Vec::new(),
+            dead_letters: Vec::new(),
+            bytes: 0,
+        };
+        let mut eof = false;
+        while pending.lines.len() < self.opts.chunk_rows && pending.bytes < self.opts.chunk_bytes {
+            if !self
+                .csv
+                .read_byte_record(&mut self.record)
+                .map_err(io::Error::other)?
+            {
+                eof = true;
+                break;
+            }
+            self.take_record(&mut pending)?;
+        }
+        let next = self.csv.position();
+        let next_offset = self.base_offset + next.byte();
+        let next_line = self.base_line + next.line() - 1;
+        let done = eof || next_offset >= self.len;
+        let (rows, dead_letters) = self.finish(pending)?;
+        Ok(ReadChunk {
+            rows,
+            dead_letters,
+            next_offset,
+            next_line,
+            done,
+        })
+    }
+
+    fn take_record(&mut self, pending: &mut Pending) -> io::Result<()> {
+        let (byte, rel_line) = self
+            .record
+            .position()
+            .map_or((0, 1), |p| (p.byte(), p.line()));
+        let start = self.base_offset + byte;
+        let end = self.base_offset + self.csv.position().byte();
+        let line = self.base_line + rel_line - 1;
+        pending.bytes += (end - start) as usize;
+        if self.record.len() != self.layout.expected_fields {
+            let error = format!(
+                "expected {} fields, found {}",
+                self.layout.expected_fields,
+                self.record.len()
+            );
+            let dl = self.dead_letter(error, start, end, line)?;
+            pending.dead_letters.push(dl);
+            return Ok(());
+        }
+        let mut error = None;
+        for (col, builder) in pending.text.iter_mut().enumerate() {
+            let Some(i) = self.layout.fields[col] else {
+                builder.append_null();
+                continue;
+            };
+            let field = &self.record[i];
+            if field == self.opts.null_string.as_slice() {
+                builder.append_null();
+                continue;
+            }
+            match std::str::from_utf8(field) {
+                Ok(s) => builder.append_value(s),
+                Err(_) => {
+                    builder.append_null();
+                    error.get_or_insert_with(|| {
+                        format!(
+                            "column {}: not UTF-8 text",
+                            self.layout.data.columns[col].name
+                        )
+                    });
+                }
+            }
+        }
+        pending.lines.push(line as i64);
+        pending.spans.push((start, end));
+        pending.row_errors.push(error);
+        Ok(())
+    }
+
+    fn finish(&self, mut pending: Pending) -> io::Result<(RecordBatch, Vec<DeadLetter>)> {
+        let n = pending.lines.len();
+        let text: Vec<StringArray> = pending.text.iter_mut().map(|b| b.finish()).collect();
+        let (mut columns, cell_errors) =
+            type_columns(text, &self.layout.data).map_err(io::Error::other)?;
+        for e in cell_errors {
+            pending.row_errors[e.row].get_or_insert(e.message);
+        }
+        for (col, field) in self.layout.fields.iter().enumerate() {
+            if field.is_none() {
+                columns[col] = new_null_array(&self.layout.data.columns[col].ty.arrow_type(), n);
+            }
+        }
+        columns.push(Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+            &self.source,
+            n,
+        ))) as ArrayRef);
+        columns.push(Arc::new(StringArray::from_iter_values(
+            std::iter::repeat_n(&self.name, n),
+        )));
+        columns.push(Arc::new(Int64Array::from(std::mem::take(
+            &mut pending.lines,
+        ))));
+        let rows = RecordBatch::try_new(self.schema.clone(), columns).map_err(io::Error::other)?;
+        let mut dead_letters = std::mem::take(&mut pending.dead_letters);
+        if pending.row_errors.iter().all(Option::is_none) {
+            return Ok((rows, sorted(dead_letters)));
+        }
+        let keep: BooleanArray = pending
+            .row_errors
+            .iter()
+            .map(|e| Some(e.is_none()))
+            .collect();
+        let lines = rows
+            .column(rows.num_columns() - 1)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .map(|a| a.values().to_vec())
+            .unwrap_or_default();
+        for (row, error) in pending.row_errors.into_iter().enumerate() {
+            if let Some(error) = error {
+                let (start, end) = pending.spans[row];
+                dead_letters.push(self.dead_letter(error, start, end, lines[row] as u64)?);
+            }
+        }
+        let rows = filter_record_batch(&rows, &keep).map_err(io::Error::other)?;
+        Ok((rows, sorted(dead_letters)))
+    }
+
+    fn dead_letter(
+        &self,
+        error: String,
+        start: u64,
+        end: u64,
+        line: u64,
+    ) -> io::Result<DeadLetter> {
+        let len = ((end - start) as usize).min(DEAD_LETTER_RAW_LIMIT);
+        let mut raw = vec![0u8; len];
+        let read = self.raw.read_at(&mut raw, start)?;
+        raw.truncate(read);
+        Ok(DeadLetter::new(
+            error,
+            &raw,
+            Origin::File {
+                name: self.name.clone(),
+                line,
+            },
+        ))
+    }
+}
+
+fn sorted(mut dead_letters: Vec<DeadLetter>) -> Vec<DeadLetter> {
+    dead_letters.sort_by_key(|d| match &d.origin {
+        Origin::File { line, .. } => *line,
+    });
+    dead_letters
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use arrow::array::{Array, Int64Array};
+    use sluice_core::{Column, ColumnType};
+
+    use super::*;
+
+    fn opts(chunk_rows: usize) -> ReadOptions {
+        ReadOptions {
+            delimiter: b',',
+            quote: b'"',
+            null_string: Vec::new(),
+            header: true,
+            chunk_rows,
+            chunk_bytes: usize::MAX,
+        }
+    }
+
+    fn schema() -> Arc<TableSchema> {
+        Arc::new(TableSchema::new(vec![
+            Column::new("id", ColumnType::BigInt),
+            Column::new("note", ColumnType::Varchar),
+        ]))
+    }
+
+    fn file(content: &[u8]) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().expect("temp");
+        f.write_all(content).expect("write");
+        f
+    }
+
+    fn column_i64(batch: &RecordBatch, name: &str) -> Vec<Option<i64>> {
+        let a = batch
+            .column_by_name(name)
+            .expect("column")
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("i64");
+        (0..a.len())
+            .map(|i| a.is_valid(i).then(|| a.value(i)))
+            .collect()
+    }
+
+    #[test]
+    fn reads_rows_lines_and_dead_letters() {
+        let f = file(b"id,note\n1,a\n2,\"two\nlines\"\nx,bad\n4\n5,e\n");
+        let o = opts(100);
+        let header = read_header(f.path(), &o).expect("io").expect("header");
+        assert_eq!((header.data_offset, header.data_line), (8, 2));
+        let layout = Layout::for_file(schema(), &header).expect("layout");
+        let mut r = FileReader::open(
+            f.path(),
+            "f.csv",
+            "s",
+            layout,
+            o,
+            header.data_offset,
+            header.data_line,
+        )
+        .expect("open");
+        let chunk = r.next_chunk().expect("chunk");
+        assert!(chunk.done);
+        assert_eq!(column_i64(&chunk.rows, "id"), [Some(1), Some(2), Some(5)]);
+        assert_eq!(
+            column_i64(&chunk.rows, meta::LINE),
+            [Some(2), Some(3), Some(7)]
+        );
+        let dead: Vec<(u64, &str)> = chunk
+            .dead_letters
+            .iter()
+            .map(|d| match &d.origin {
+                Origin::File { line, .. } => (*line, d.raw.as_str()),
+            })
+            .collect();
+        assert_eq!(dead, [(5, "x,bad"), (6, "4")]);
+        assert_eq!(
+            chunk.next_offset,
+            f.as_file().metadata().expect("meta").len()
+        );
+    }
+
+    #[test]
+    fn chunks_resume_exactly_where_the_previous_ended() {
+        let mut body = b"id,note\n".to_vec();
+        for i in 0..25 {
+            body.extend_from_slice(format!("{i},n{i}\n").as_bytes());
+        }
+        let f = file(&body);
+        let o = opts(10);
+        let header = read_header(f.path(), &o).expect("io").expect("header");
+        let layout = Layout::for_file(schema(), &header).expect("layout");
+        let mut r = FileReader::open(
+            f.path(),
+            "f",
+            "s",
+            layout.clone(),
+            o.clone(),
+            header.data_offset,
+            header.data_line,
+        )
+        .expect("open");
+        let first = r.next_chunk().expect("chunk");
+        assert!(!first.done);
+        assert_eq!(first.rows.num_rows(), 10);
+        // A fresh reader at the committed position continues with the 11th record.
+        let mut resumed = FileReader::open(
+            f.path(),
+            "f",
+            "s",
+            layout,
+            o,
+            first.next_offset,
+            first.next_line,
+        )
+        .expect("open");
+        let second = resumed.next_chunk().expect("chunk");
+        assert_eq!(column_i64(&second.rows, "id")[0], Some(10));
+        assert_eq!(column_i64(&second.rows, meta::LINE)[0], Some(12));
+        let third = resumed.next_chunk().expect("chunk");
+        assert!(third.done);
+        assert_eq!(third.rows.num_rows(), 5);
+    }
+
+    #[test]
+    fn header_maps_columns_by_name_and_refuses_unknown_ones() {
+        let header = Header {
+            names: Some(vec!["note".into(), "ID".into()]),
+            fields: 2,
+            data_offset: 0,
+            data_line: 2,
+        };
+        let layout = Layout::for_file(schema(), &header).expect("layout");
+        assert_eq!(layout.fields, [Some(1), Some(0)]);
+        let header = Header {
+            names: Some(vec!["id".into(), "other".into()]),
+            ..header
+        };
+        let err = Layout::for_file(schema(), &header).expect_err("unknown column");
+        assert!(err.contains("other"), "{err}");
+    }
+}

@@ -1,0 +1,651 @@
+//! The CSV directory source's thread: notices files (notifications, start-up scan,
+//! periodic rescans), waits until each is complete, reads it in chunks, and disposes of it
+//! once the committer acknowledges its last chunk.
+//!
+//! Files are identified by content hash. A hash already ingested is a duplicate (logged,
+//! counted, not read again); a hash partly committed resumes where its last commit ended;
+//! a hash in flight (a copy dropped while the original is being committed) waits.
+
+use std::{
+    collections::HashMap,
+    fs::File,
+    io::Read,
+    path::{Path, PathBuf},
+    sync::{
+        mpsc::{self, RecvTimeoutError, Sender},
+        Arc,
+    },
+    time::{Duration, Instant, SystemTime},
+};
+
+use arrow::record_batch::RecordBatch;
+use notify::{
+    event::{AccessKind, AccessMode, ModifyKind, RenameMode},
+    EventKind, RecursiveMode, Watcher,
+};
+use sluice_core::{
+    meta, Chunk, FileHash, FileProgress, FileRecord, FileStatus, Ident, Position, TableSchema,
+};
+use tracing::{debug, error, info, warn};
+
+use super::{
+    config::{AfterIngest, CsvSourceConfig, WatchMode},
+    dispose, infer,
+    reader::{read_header, sample, FileReader, Layout, ReadOptions},
+    scan::{Refusal, Scope},
+    settle::{Settler, Signature},
+    sniff::{not_text_reason, SNIFF_BYTES},
+};
+use crate::{telemetry, Result, SourceContext, SourceError, SourceEvent};
+
+/// Everything a CSV directory source is built from.
+#[derive(Debug, Clone)]
+pub struct CsvDirSetup {
+    pub name: Arc<str>,
+    /// The source's config, with `path` already resolved.
+    pub config: CsvSourceConfig,
+    pub table: Ident,
+    /// The table's data columns, if known (declared, or from an existing raw table).
+    pub data_schema: Option<TableSchema>,
+    /// What the ledger knows of this source's files.
+    pub known_files: HashMap<FileHash, FileRecord>,
+    pub archive_dir: PathBuf,
+    pub quarantine_dir: PathBuf,
+    pub chunk_rows: usize,
+    pub chunk_bytes: usize,
+}
+
+/// A file whose chunks were sent but not all acknowledged.
+#[derive(Debug)]
+struct InFlight {
+    path: PathBuf,
+    name: String,
+    unacked: usize,
+}
+
+/// A running CSV directory source.
+#[derive(Debug)]
+pub struct CsvDirSource {
+    setup: CsvDirSetup,
+    scope: Scope,
+    settler: Settler,
+    opts: ReadOptions,
+    data: Option<Arc<TableSchema>>,
+    known: HashMap<FileHash, FileRecord>,
+    in_flight: HashMap<FileHash, InFlight>,
+    /// Files not to look at again while unchanged (kept, unreadable, refused).
+    settled: HashMap<PathBuf, Signature>,
+    hashes: HashMap<PathBuf, (Signature, FileHash)>,
+    sent_since_drained: bool,
+}
+
+impl CsvDirSource {
+    /// Checks the watched directory and prepares the source.
+    pub fn new(mut setup: CsvDirSetup) -> Result<Self> {
+        let cfg = &setup.config;
+        let io_err = |error| SourceError::Io {
+            source_name: setup.name.to_string(),
+            path: cfg.path.clone(),
+            error,
+        };
+        if !cfg.path.is_dir() {
+            return Err(io_err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the watched directory does not exist or is not a directory",
+            )));
+        }
+        let scope = Scope::new(&cfg.path, &cfg.glob, cfg.recursive).map_err(io_err)?;
+        let opts = ReadOptions {
+            delimiter: cfg.delimiter_byte(),
+            quote: cfg.quote_byte(),
+            null_string: cfg.null_string.as_bytes().to_vec(),
+            header: cfg.header,
+            chunk_rows: setup.chunk_rows.max(1),
+            chunk_bytes: setup.chunk_bytes.max(1),
+        };
+        let known = std::mem::take(&mut setup.known_files);
+        Ok(CsvDirSource {
+            settler: Settler::new(cfg.settle),
+            data: setup.data_schema.clone().map(Arc::new),
+            scope,
+            opts,
+            known,
+            setup,
+            in_flight: HashMap::new(),
+            settled: HashMap::new(),
+            hashes: HashMap::new(),
+            sent_since_drained: false,
+        })
+    }
+
+    /// Runs until `ctx.stop` is cancelled (or, with `ctx.once`, until every file present
+    /// is committed), then waits for outstanding acknowledgements.
+    pub fn run(mut self, ctx: SourceContext) -> Result<()> {
+        let (events_tx, events) = mpsc::channel();
+        let _watcher = self.watch(events_tx.clone())?;
+        let cfg = &self.setup.config;
+        let rescan_every = match cfg.watch {
+            WatchMode::Inotify => cfg.rescan_interval,
+            WatchMode::Poll => cfg.poll_interval,
+        };
+        let tick = (cfg.settle / 4).clamp(Duration::from_millis(10), Duration::from_millis(250));
+        let mut next_rescan = Instant::now();
+        info!(source = %self.setup.name, path = %self.scope.root().display(), "watching");
+        while !ctx.stop.is_cancelled() {
+            self.take_acks(&ctx);
+            if Instant::now() >= next_rescan {
+                self.rescan();
+                next_rescan = Instant::now() + rescan_every;
+            }
+            let ready = self
+                .settler
+                .take_ready(Instant::now(), SystemTime::now(), stat);
+            for path in ready {
+                if ctx.stop.is_cancelled() {
+                    break;
+                }
+                self.ingest(&path, &ctx);
+            }
+            if ctx.once && self.settler.is_empty() {
+                if self.sent_since_drained {
+                    self.drained(&ctx);
+                }
+                if self.in_flight.is_empty() {
+                    break;
+                }
+            }
+            match events.recv_timeout(tick) {
+                Ok(event) => {
+                    self.on_event(event, &mut next_rescan);
+                    while let Ok(event) = events.try_recv() {
+                        self.on_event(event, &mut next_rescan);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
+            }
+        }
+        drop(events_tx);
+        self.finish(&ctx);
+        Ok(())
+    }
+
+    fn watch(&self, tx: Sender<notify::Result<notify::Event>>) -> Result<Option<impl Watcher>> {
+        if self.setup.config.watch == WatchMode::Poll {
+            return Ok(None);
+        }
+        let watch_err = |error| SourceError::Watch {
+            source_name: self.setup.name.to_string(),
+            path: self.scope.root().to_path_buf(),
+            error,
+        };
+        let mut watcher = notify::recommended_watcher(move |event| {
+            let _ = tx.send(event);
+        })
+        .map_err(watch_err)?;
+        let mode = match self.setup.config.recursive {
+            true => RecursiveMode::Recursive,
+            false => RecursiveMode::NonRecursive,
+        };
+        watcher.watch(self.scope.root(), mode).map_err(watch_err)?;
+        Ok(Some(watcher))
+    }
+
+    fn on_event(&mut self, event: notify::Result<notify::Event>, next_rescan: &mut Instant) {
+        let event = match event {
+            Ok(e) => e,
+            Err(e) => {
+                warn!(source = %self.setup.name, error = %e, "watch error; rescanning");
+                *next_rescan = Instant::now();
+                return;
+            }
+        };
+        if event.need_rescan() {
+            *next_rescan = Instant::now();
+        }
+        let now = Instant::now();
+        match event.kind {
+            EventKind::Access(AccessKind::Close(AccessMode::Write))
+            | EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
+                for path in &event.paths {
+                    self.complete(path, now);
+                }
+            }
+            EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => {
+                if let [from, to] = event.paths.as_slice() {
+                    self.settler.forget(from);
+                    self.complete(to, now);
+                }
+            }
+            EventKind::Modify(ModifyKind::Name(RenameMode::From)) | EventKind::Remove(_) => {
+                for path in &event.paths {
+                    self.settler.forget(path);
+                }
+            }
+            EventKind::Create(_) | EventKind::Modify(_) => {
+                for path in &event.paths {
+                    if self.scope.check(path).is_ok() {
+                        self.settler.touch(path, now);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The watcher says `path` is complete (closed after writing, or renamed in).
+    fn complete(&mut self, path: &Path, now: Instant) {
+        if self.scope.check(path).is_err() {
+            return;
+        }
+        if let Some(sig) = stat(path) {
+            self.settler.complete(path, sig, now);
+        }
+    }
+
+    fn rescan(&mut self) {
+        let paths = match self.scope.list() {
+            Ok(p) => p,
+            Err(e) => {
+                error!(source = %self.setup.name, path = %self.scope.root().display(), error = %e,
+                    "cannot list the watched directory");
+                return;
+            }
+        };
+        let now = Instant::now();
+        for path in paths {
+            if self
+                .settled
+                .get(&path)
+                .is_some_and(|sig| stat(&path) == Some(*sig))
+            {
+                continue;
+            }
+            self.settler.touch(&path, now);
+        }
+    }
+
+    /// Decides what to do with a complete file, and does it.
+    fn ingest(&mut self, path: &Path, ctx: &SourceContext) {
+        let candidate = match self.scope.check(path) {
+            Ok(c) => c,
+            Err(Refusal::Ignored) => return,
+            Err(Refusal::Escapes(why)) => {
+                warn!(source = %self.setup.name, "refusing file: {why}");
+                telemetry::file_refused(&self.setup.name);
+                self.settle_path(path);
+                return;
+            }
+        };
+        let Some(sig) = stat(&candidate.real) else {
+            return;
+        };
+        if self.settled.get(path) == Some(&sig) {
+            return;
+        }
+        let hash = match self.hash(&candidate.real, sig) {
+            Ok(h) => h,
+            Err(e) => {
+                error!(source = %self.setup.name, file = %candidate.name, error = %e, "cannot read file; will retry when it changes");
+                self.settled.insert(path.to_path_buf(), sig);
+                return;
+            }
+        };
+        if self.in_flight.contains_key(&hash) {
+            // The same content is being committed under another name: look again later.
+            self.settler.complete(path, sig, Instant::now());
+            return;
+        }
+        let known = self.known.get(&hash).cloned();
+        match known {
+            Some(rec) if rec.status == FileStatus::Ingested => {
+                self.already_ingested(path, &candidate.name, &hash, &rec)
+            }
+            Some(FileRecord {
+                status: FileStatus::Quarantined { reason },
+                ..
+            }) => {
+                self.quarantine_now(path, &candidate.name, &hash, &reason);
+            }
+            Some(rec) => {
+                info!(source = %self.setup.name, file = %rec.original_name, line = rec.next_line, "resuming a partly committed file");
+                let name = rec.original_name.clone();
+                self.read_file(path, &candidate.real, &name, hash, Some(rec), ctx);
+            }
+            None => self.read_file(path, &candidate.real, &candidate.name, hash, None, ctx),
+        }
+    }
+
+    fn already_ingested(&mut self, path: &Path, name: &str, hash: &FileHash, rec: &FileRecord) {
+        let after = self.setup.config.after_ingest;
+        if rec.original_name == name {
+            if after == AfterIngest::Keep {
+                self.settle_path(path);
+                return;
+            }
+            info!(source = %self.setup.name, file = %name, "file was committed before a restart; finishing after_ingest");
+        } else {
+            warn!(source = %self.setup.name, file = %name, original = %rec.original_name,
+                "duplicate content (same hash as an ingested file); not ingested again");
+            telemetry::file_duplicate(&self.setup.name);
+        }
+        self.after_ingest(path, name, hash);
+    }
+
+    fn read_file(
+        &mut self,
+        path: &Path,
+        real: &Path,
+        name: &str,
+        hash: FileHash,
+        resume: Option<FileRecord>,
+        ctx: &SourceContext,
+    ) {
+        let result = self.read_chunks(path, real, name, &hash, resume, ctx);
+        if let Err(e) = result {
+            error!(source = %self.setup.name, file = %name, error = %e,
+                "error reading file; what was read is kept, the rest is retried when the file changes or on restart");
+            if let Some(sig) = stat(path) {
+                self.settled.insert(path.to_path_buf(), sig);
+            }
+        }
+    }
+
+    fn read_chunks(
+        &mut self,
+        path: &Path,
+        real: &Path,
+        name: &str,
+        hash: &FileHash,
+        resume: Option<FileRecord>,
+        ctx: &SourceContext,
+    ) -> std::io::Result<()> {
+        if let Some(reason) = sniff(real)? {
+            {
+                self.quarantine(path, name, hash, reason, ctx);
+                return Ok(());
+            };
+        }
+        let header = match read_header(real, &self.opts)? {
+            Ok(h) => h,
+            Err(reason) => {
+                self.quarantine(path, name, hash, reason, ctx);
+                return Ok(());
+            }
+        };
+        let data = match self.table_schema(real, name, &header)? {
+            Ok(d) => d,
+            Err(reason) => {
+                self.quarantine(path, name, hash, reason, ctx);
+                return Ok(());
+            }
+        };
+        let layout = match Layout::for_file(data.clone(), &header) {
+            Ok(l) => l,
+            Err(reason) => {
+                self.quarantine(path, name, hash, reason, ctx);
+                return Ok(());
+            }
+        };
+        let (offset, line) = match resume {
+            Some(r) if r.next_offset > header.data_offset => (r.next_offset, r.next_line),
+            _ => (header.data_offset, header.data_line),
+        };
+        let source = &*self.setup.name;
+        let mut reader =
+            FileReader::open(real, name, source, layout, self.opts.clone(), offset, line)?;
+        let raw_schema = Arc::new(raw_schema(&data));
+        self.track_in_flight(hash, path, name);
+        loop {
+            let chunk = reader.next_chunk()?;
+            let status = match chunk.done {
+                true => FileStatus::Ingested,
+                false => FileStatus::Partial,
+            };
+            let progress = FileProgress {
+                hash: hash.clone(),
+                name: name.to_string(),
+                next_offset: chunk.next_offset,
+                next_line: chunk.next_line,
+                status,
+            };
+            self.send(
+                ctx,
+                raw_schema.clone(),
+                chunk.rows,
+                chunk.dead_letters,
+                progress,
+            );
+            if chunk.done || ctx.stop.is_cancelled() {
+                return Ok(());
+            }
+            self.take_acks(ctx);
+        }
+    }
+
+    /// The table's data columns: known, or inferred from this file (then kept).
+    fn table_schema(
+        &mut self,
+        real: &Path,
+        name: &str,
+        header: &super::reader::Header,
+    ) -> std::io::Result<std::result::Result<Arc<TableSchema>, String>> {
+        if let Some(data) = &self.data {
+            return Ok(Ok(data.clone()));
+        }
+        if header.fields == 0 {
+            return Ok(Err(
+                "the file is empty, so no schema can be inferred from it".into(),
+            ));
+        }
+        let names = match infer::column_names(header.names.as_deref(), header.fields) {
+            Ok(n) => n,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        let samples = sample(real, &self.opts, header, infer::SAMPLE_RECORDS)?;
+        let schema = Arc::new(infer::infer(names, &samples));
+        let described: Vec<String> = schema
+            .columns
+            .iter()
+            .map(|c| format!("{} {}", c.name, c.ty))
+            .collect();
+        info!(source = %self.setup.name, table = %self.setup.table, file = %name,
+            columns = %described.join(", "), "inferred the table's schema");
+        self.data = Some(schema.clone());
+        Ok(Ok(schema))
+    }
+
+    fn send(
+        &mut self,
+        ctx: &SourceContext,
+        raw_schema: Arc<TableSchema>,
+        rows: RecordBatch,
+        dead_letters: Vec<sluice_core::DeadLetter>,
+        progress: FileProgress,
+    ) {
+        if let Some(f) = self.in_flight.get_mut(&progress.hash) {
+            f.unacked += 1;
+        }
+        let chunk = Chunk {
+            source: self.setup.name.clone(),
+            table: self.setup.table.clone(),
+            raw_schema,
+            rows,
+            dead_letters,
+            position: Position::File(progress),
+        };
+        self.sent_since_drained = true;
+        if ctx.events.send(SourceEvent::Chunk(chunk)).is_err() {
+            // The committer is gone (shutting down after an error): nothing more to do.
+            debug!(source = %self.setup.name, "committer hung up");
+        }
+    }
+
+    /// Records the file as quarantined; it is moved once that is committed.
+    fn quarantine(
+        &mut self,
+        path: &Path,
+        name: &str,
+        hash: &FileHash,
+        reason: String,
+        ctx: &SourceContext,
+    ) {
+        warn!(source = %self.setup.name, file = %name, %reason, "quarantining file");
+        self.track_in_flight(hash, path, name);
+        let empty = Arc::new(TableSchema::default());
+        let rows = RecordBatch::new_empty(empty.arrow_schema());
+        let progress = FileProgress {
+            hash: hash.clone(),
+            name: name.to_string(),
+            next_offset: 0,
+            next_line: 1,
+            status: FileStatus::Quarantined { reason },
+        };
+        self.send(ctx, empty, rows, Vec::new(), progress);
+    }
+
+    /// Remembers that chunks of `hash` are being sent, until its final one is acknowledged.
+    fn track_in_flight(&mut self, hash: &FileHash, path: &Path, name: &str) {
+        let flight = InFlight {
+            path: path.to_path_buf(),
+            name: name.to_string(),
+            unacked: 0,
+        };
+        self.in_flight.insert(hash.clone(), flight);
+    }
+
+    fn drained(&mut self, ctx: &SourceContext) {
+        self.sent_since_drained = false;
+        let _ = ctx.events.send(SourceEvent::Drained {
+            source: self.setup.name.clone(),
+        });
+    }
+
+    fn take_acks(&mut self, ctx: &SourceContext) {
+        while let Ok(position) = ctx.acks.try_recv() {
+            self.on_ack(position);
+        }
+    }
+
+    fn on_ack(&mut self, position: Position) {
+        let Position::File(p) = position;
+        self.known.insert(
+            p.hash.clone(),
+            FileRecord {
+                original_name: p.name.clone(),
+                status: p.status.clone(),
+                next_offset: p.next_offset,
+                next_line: p.next_line,
+            },
+        );
+        let Some(flight) = self.in_flight.get_mut(&p.hash) else {
+            return;
+        };
+        flight.unacked = flight.unacked.saturating_sub(1);
+        let (path, name) = (flight.path.clone(), flight.name.clone());
+        match &p.status {
+            FileStatus::Ingested => {
+                self.in_flight.remove(&p.hash);
+                telemetry::file_ingested(&self.setup.name);
+                self.after_ingest(&path, &name, &p.hash);
+            }
+            FileStatus::Quarantined { reason } => {
+                self.in_flight.remove(&p.hash);
+                telemetry::file_quarantined(&self.setup.name);
+                self.quarantine_now(&path, &name, &p.hash, reason);
+            }
+            FileStatus::Partial => {}
+        }
+    }
+
+    fn after_ingest(&mut self, path: &Path, name: &str, hash: &FileHash) {
+        self.hashes.remove(path);
+        let result = match self.setup.config.after_ingest {
+            AfterIngest::Keep => {
+                self.settle_path(path);
+                return;
+            }
+            AfterIngest::Delete => dispose::delete(path).map(|()| None),
+            AfterIngest::Archive => {
+                dispose::move_into(path, &self.setup.archive_dir, name, hash).map(Some)
+            }
+        };
+        match result {
+            Ok(dest) => {
+                debug!(source = %self.setup.name, file = %name, archived = ?dest, "disposed of file")
+            }
+            Err(e) => {
+                error!(source = %self.setup.name, file = %name, error = %e, "cannot archive or delete an ingested file; it will not be ingested again");
+                self.settle_path(path);
+            }
+        }
+    }
+
+    fn quarantine_now(&mut self, path: &Path, name: &str, hash: &FileHash, reason: &str) {
+        self.hashes.remove(path);
+        match dispose::move_into(path, &self.setup.quarantine_dir, name, hash) {
+            Ok(dest) => {
+                warn!(source = %self.setup.name, file = %name, %reason, to = %dest.display(), "file quarantined")
+            }
+            Err(e) => {
+                error!(source = %self.setup.name, file = %name, error = %e, "cannot move a quarantined file");
+                self.settle_path(path);
+            }
+        }
+    }
+
+    fn settle_path(&mut self, path: &Path) {
+        if let Some(sig) = stat(path) {
+            self.settled.insert(path.to_path_buf(), sig);
+        }
+    }
+
+    fn hash(&mut self, real: &Path, sig: Signature) -> std::io::Result<FileHash> {
+        if let Some((cached_sig, hash)) = self.hashes.get(real) {
+            if *cached_sig == sig {
+                return Ok(hash.clone());
+            }
+        }
+        let mut hasher = blake3::Hasher::new();
+        hasher.update_reader(File::open(real)?)?;
+        let hash = FileHash(hasher.finalize().to_hex().to_string());
+        self.hashes.insert(real.to_path_buf(), (sig, hash.clone()));
+        Ok(hash)
+    }
+
+    /// After a stop: waits (bounded) for the acknowledgements of what was sent, so files
+    /// committed during shutdown are archived now rather than on the next start.
+    fn finish(&mut self, ctx: &SourceContext) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.in_flight.values().any(|f| f.unacked > 0) && Instant::now() < deadline {
+            match ctx.acks.recv_timeout(Duration::from_millis(100)) {
+                Ok(position) => self.on_ack(position),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+    }
+}
+
+/// The raw table's columns for a file source: data, then sluice's own.
+pub fn raw_schema(data: &TableSchema) -> TableSchema {
+    let mut columns = data.columns.clone();
+    columns.extend(meta::commit_columns());
+    columns.extend(meta::file_columns());
+    TableSchema::new(columns)
+}
+
+fn stat(path: &Path) -> Option<Signature> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.len(), meta.modified().ok()?))
+}
+
+/// Reads the start of a file and says why it is not CSV text, if it is not.
+fn sniff(path: &Path) -> std::io::Result<Option<String>> {
+    let mut head = Vec::with_capacity(SNIFF_BYTES);
+    File::open(path)?
+        .take(SNIFF_BYTES as u64 + 1)
+        .read_to_end(&mut head)?;
+    let complete = head.len() <= SNIFF_BYTES;
+    head.truncate(SNIFF_BYTES);
+    Ok(not_text_reason(&head, complete))
+}

@@ -1,0 +1,23 @@
+//! # sluice-sources: the outside world in, as Arrow chunks with provenance
+//!
+//! A source runs on its own thread, sends [`SourceEvent`]s to the daemon's committer over a
+//! bounded channel (so a slow sink pauses intake instead of buffering without limit), and
+//! learns which of its positions are durable from acknowledgements sent back after each
+//! commit. Only then does it act on them (archive a file, commit a Kafka offset).
+//!
+//! Layout:
+//! - [`csv_dir`]: watched directories of CSV files.
+//! - [`channel`]: the messages between a source and the committer.
+//! - [`error`]: the crate's error type, [`SourceError`].
+//! - [`telemetry`]: the metrics sources emit.
+
+pub mod channel;
+pub mod csv_dir;
+pub mod error;
+pub mod telemetry;
+
+pub use channel::{SourceContext, SourceEvent};
+pub use error::SourceError;
+
+/// Result type of this crate.
+pub type Result<T, E = SourceError> = std::result::Result<T, E>;

@@ -1,0 +1,15 @@
+//! Integration tests: each runs the real `sluice` binary against a temporary directory and
+//! checks what landed in DuckDB and Parquet once the process is gone.
+//!
+//! Layout:
+//! - [`support`]: a temporary deployment (config, inbox, data dir) and a running daemon.
+//! - [`csv_arrival`]: how files arrive: present at start, renamed in, written slowly, copies.
+//! - [`csv_bad_input`]: dead letters, quarantine, symlinks, bad configuration.
+//! - [`csv_storage`]: raw table and Parquet layout, schemas, large files, reconciliation.
+//! - [`lifecycle`]: single writer, SIGTERM, and exactly-once across SIGKILL.
+
+mod csv_arrival;
+mod csv_bad_input;
+mod csv_storage;
+mod lifecycle;
+mod support;

@@ -1,0 +1,254 @@
+//! A throwaway sluice deployment: a config file, an inbox, a data directory, and helpers
+//! to run the real binary and inspect what it committed.
+
+use std::{
+    fs,
+    path::PathBuf,
+    process::{Child, Command, ExitStatus, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use nix::{
+    sys::signal::{kill, Signal},
+    unistd::Pid,
+};
+use tempfile::TempDir;
+
+/// How long any wait in these tests may take before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// The sluice binary under test.
+pub fn sluice_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_sluice")
+}
+
+/// A temporary deployment with one CSV source named `src` (table `src` unless set).
+pub struct Deployment {
+    pub dir: TempDir,
+    pub inbox: PathBuf,
+    pub data: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Deployment {
+    /// `source_extra` is appended to `[sources.src]`; `top_extra` goes before the sources.
+    pub fn new(source_extra: &str, top_extra: &str) -> Deployment {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let inbox = dir.path().join("inbox");
+        fs::create_dir_all(&inbox).expect("inbox");
+        let data = dir.path().join("data");
+        let config = dir.path().join("sluice.toml");
+        let text = format!(
+            "data_dir = \"data\"\n{top_extra}\n[sources.src]\ntype = \"csv\"\npath = \"inbox\"\nsettle = \"100ms\"\n{source_extra}\n"
+        );
+        fs::write(&config, text).expect("config");
+        Deployment {
+            dir,
+            inbox,
+            data,
+            config,
+        }
+    }
+
+    /// Replaces the source's `settle`.
+    pub fn with_settle(self, settle: &str) -> Deployment {
+        let text = fs::read_to_string(&self.config).expect("config");
+        let text = text.replace("settle = \"100ms\"", &format!("settle = \"{settle}\""));
+        fs::write(&self.config, text).expect("config");
+        self
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(sluice_bin());
+        cmd.args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .env("SLUICE_LOG", "info")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// `sluice run --once`, which must succeed.
+    pub fn run_once(&self) -> Output {
+        let out = self
+            .command(&["run", "--once"])
+            .output()
+            .expect("run sluice");
+        assert!(
+            out.status.success(),
+            "sluice run --once failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Starts `sluice run` in the background, logging to a file.
+    pub fn start(&self) -> Daemon {
+        let log = self.dir.path().join(format!("sluice-{}.log", unique()));
+        let file = fs::File::create(&log).expect("log file");
+        let child = self
+            .command(&["run"])
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("spawn sluice");
+        Daemon { child, log }
+    }
+
+    pub fn write(&self, name: &str, content: &str) -> PathBuf {
+        let path = self.inbox.join(name);
+        fs::write(&path, content).expect("write input");
+        path
+    }
+
+    /// Files under `<data>/<kind>/src` (kind: archive or quarantine).
+    pub fn moved(&self, kind: &str) -> Vec<String> {
+        let dir = self.data.join(kind).join("src");
+        let mut names: Vec<String> = fs::read_dir(&dir)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// The warehouse, opened read-only (sluice must not be running).
+    pub fn db(&self) -> duckdb::Connection {
+        let config = duckdb::Config::default()
+            .access_mode(duckdb::AccessMode::ReadOnly)
+            .expect("config");
+        duckdb::Connection::open_with_flags(self.data.join("warehouse.duckdb"), config)
+            .expect("open warehouse")
+    }
+
+    pub fn parquet_glob(&self, table: &str) -> String {
+        format!("{}/parquet/{table}/*/*.parquet", self.data.display())
+    }
+}
+
+/// One value from a query.
+pub fn query_i64(db: &duckdb::Connection, sql: &str) -> i64 {
+    db.query_row(sql, [], |r| r.get(0))
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// Rows of a query, every value as text (NULL as "NULL"), in the query's order.
+pub fn query_strings(db: &duckdb::Connection, sql: &str) -> Vec<Vec<String>> {
+    let sql = format!("SELECT CAST(COLUMNS(*) AS VARCHAR) FROM ({sql})");
+    let mut stmt = db.prepare(&sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let mut rows = stmt.query([]).expect("query");
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().expect("row") {
+        let n = row.as_ref().column_count();
+        out.push(
+            (0..n)
+                .map(|i| {
+                    row.get::<_, Option<String>>(i)
+                        .expect("string")
+                        .unwrap_or_else(|| "NULL".into())
+                })
+                .collect(),
+        );
+    }
+    out
+}
+
+/// A `sluice run` in the background.
+pub struct Daemon {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until `cond` holds, failing the test (with the daemon's log) after PATIENCE.
+    pub fn wait_until(&mut self, what: &str, mut cond: impl FnMut(&Daemon) -> bool) {
+        let deadline = Instant::now() + PATIENCE;
+        while !cond(self) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "sluice exited ({status}) while waiting for {what}:\n{}",
+                    self.log_text()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for a log line containing `needle`.
+    pub fn wait_for_log(&mut self, needle: &str) {
+        self.wait_until(&format!("log line {needle:?}"), |d| {
+            d.log_text().contains(needle)
+        });
+    }
+
+    /// SIGTERM, then the exit status (within PATIENCE).
+    pub fn terminate(mut self) -> (ExitStatus, String) {
+        kill(self.pid(), Signal::SIGTERM).expect("SIGTERM");
+        let status = self.wait_exit();
+        (status, self.log_text())
+    }
+
+    /// SIGKILL: the process dies wherever it is.
+    pub fn kill(mut self) {
+        kill(self.pid(), Signal::SIGKILL).expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sluice did not exit; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A CSV body of `rows` lines `id,name,amount` with ids from `first`.
+pub fn csv_rows(first: i64, rows: i64) -> String {
+    let mut s = String::from("id,name,amount\n");
+    for id in first..first + rows {
+        s.push_str(&format!("{id},name {id},{}.{:02}\n", id % 1000, id % 100));
+    }
+    s
+}
+
+/// The declared schema matching [`csv_rows`].
+pub const SCHEMA: &str =
+    "[sources.src.schema]\nid = \"BIGINT\"\nname = \"VARCHAR\"\namount = \"DECIMAL(12,2)\"\n";
