@@ -8,7 +8,6 @@ use std::{
 };
 
 use anyhow::{bail, Context};
-use nix::sys::resource::{getrusage, UsageWho};
 
 use crate::generate::{write_files, COLUMNS};
 
@@ -141,24 +140,39 @@ fn sluice_once(
         ),
     )?;
     let started = Instant::now();
-    let status = Command::new(sluice)
+    let mut child = Command::new(sluice)
         .args(["run", "--once", "--config"])
         .arg(&config)
         .env("SLUICE_LOG", "warn")
-        .status()
+        .spawn()
         .context("running sluice")?;
+    // The child's own high-water mark, sampled until it exits (it only grows). getrusage
+    // of children would also count this process's memory, which the child shares between
+    // spawn and exec, and this process has just run DuckDB in-process.
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut max_rss_kib = 0;
+    let status = loop {
+        if let Some(hwm) = read_vm_hwm(&status_file) {
+            max_rss_kib = max_rss_kib.max(hwm);
+        }
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
     let secs = started.elapsed().as_secs_f64();
     if !status.success() {
         bail!("sluice exited with {status}");
     }
-    // Only sluice processes are children of this one, and each has exited: the maximum
-    // over children is the largest sluice's peak.
-    let usage = getrusage(UsageWho::RUSAGE_CHILDREN)?;
     let _ = std::fs::remove_dir_all(&data);
-    Ok(Sample {
-        secs,
-        max_rss_kib: usage.max_rss(),
-    })
+    Ok(Sample { secs, max_rss_kib })
+}
+
+/// `VmHWM` (peak resident set, KiB) from a `/proc/<pid>/status` file.
+fn read_vm_hwm(path: &str) -> Option<i64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

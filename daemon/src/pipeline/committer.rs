@@ -10,7 +10,7 @@
 use std::{
     collections::{BTreeMap, HashMap},
     sync::{
-        mpsc::{Receiver, RecvTimeoutError, Sender},
+        mpsc::{sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender},
         Arc,
     },
     time::{Duration, Instant},
@@ -41,11 +41,18 @@ pub struct CommitError {
     pub source: Box<SinkError>,
 }
 
-/// Owns the warehouse while the pipeline runs.
+/// The batching loop: receives chunks, closes batches, hands them to the commit worker.
 #[derive(Debug)]
 pub struct Committer {
-    warehouse: Warehouse,
+    worker: CommitWorker,
     batcher: Batcher,
+}
+
+/// Owns the warehouse on its own thread and commits batches strictly in order, so the
+/// next batch is read and assembled while the previous one commits.
+#[derive(Debug)]
+struct CommitWorker {
+    warehouse: Warehouse,
     acks: HashMap<Arc<str>, Sender<Position>>,
 }
 
@@ -57,55 +64,96 @@ impl Committer {
         acks: HashMap<Arc<str>, Sender<Position>>,
     ) -> Self {
         Committer {
-            warehouse,
+            worker: CommitWorker { warehouse, acks },
             batcher: Batcher::new(limits),
-            acks,
         }
     }
 
     /// Runs until every source has hung up; returns the warehouse for what comes after
     /// ingestion (models). On `stop`, open batches are committed at once.
     pub fn run(
-        mut self,
+        self,
         events: Receiver<SourceEvent>,
         stop: &CancellationToken,
     ) -> Result<Warehouse, CommitError> {
-        loop {
-            let now = Instant::now();
-            if stop.is_cancelled() {
-                let all = self.batcher.all();
-                self.commit_all(all, stop)?;
+        let Committer {
+            worker,
+            mut batcher,
+        } = self;
+        // One batch may wait while another commits: double buffering, bounded memory.
+        let (batches, queue) = sync_channel::<PendingBatch>(1);
+        std::thread::scope(|scope| {
+            let worker = std::thread::Builder::new()
+                .name("committer".into())
+                .spawn_scoped(scope, move || worker.run(queue, stop))
+                .map_err(|e| CommitError {
+                    table: String::new(),
+                    source: Box::new(SinkError::Io {
+                        path: "committer thread".into(),
+                        source: e,
+                    }),
+                })?;
+            batch_loop(&mut batcher, &events, &batches, stop);
+            drop(batches);
+            worker.join().unwrap_or_else(|_| {
+                Err(CommitError {
+                    table: String::new(),
+                    source: Box::new(SinkError::Schema {
+                        table: String::new(),
+                        detail: "the committer thread panicked".into(),
+                    }),
+                })
+            })
+        })
+    }
+}
+
+/// Receives chunks until every source hung up (or the worker failed), sending each batch
+/// that closes to the worker.
+fn batch_loop(
+    batcher: &mut Batcher,
+    events: &Receiver<SourceEvent>,
+    worker: &SyncSender<PendingBatch>,
+    stop: &CancellationToken,
+) {
+    let send_all = |batches: Vec<PendingBatch>| batches.into_iter().all(|b| worker.send(b).is_ok());
+    loop {
+        let now = Instant::now();
+        if stop.is_cancelled() && !send_all(batcher.all()) {
+            return;
+        }
+        let wait = batcher
+            .next_deadline(now)
+            .map_or(IDLE_TICK, |d| d.min(IDLE_TICK));
+        let batches = match events.recv_timeout(wait) {
+            Ok(SourceEvent::Chunk(chunk)) => batcher.add(chunk, Instant::now()),
+            Ok(SourceEvent::Drained { source }) => {
+                debug!(%source, "source drained; committing open batches");
+                batcher.all()
             }
-            let wait = self
-                .batcher
-                .next_deadline(now)
-                .map_or(IDLE_TICK, |d| d.min(IDLE_TICK));
-            let batches = match events.recv_timeout(wait) {
-                Ok(SourceEvent::Chunk(chunk)) => self.batcher.add(chunk, Instant::now()),
-                Ok(SourceEvent::Drained { source }) => {
-                    debug!(%source, "source drained; committing open batches");
-                    self.batcher.all()
-                }
-                Err(RecvTimeoutError::Timeout) => self.batcher.aged(Instant::now()),
-                Err(RecvTimeoutError::Disconnected) => {
-                    let all = self.batcher.all();
-                    self.commit_all(all, stop)?;
-                    return Ok(self.warehouse);
-                }
-            };
-            self.commit_all(batches, stop)?;
+            Err(RecvTimeoutError::Timeout) => batcher.aged(Instant::now()),
+            Err(RecvTimeoutError::Disconnected) => {
+                send_all(batcher.all());
+                return;
+            }
+        };
+        if !send_all(batches) {
+            // The worker stopped on an error; it reports it when joined.
+            return;
         }
     }
+}
 
-    fn commit_all(
-        &mut self,
-        batches: Vec<PendingBatch>,
+impl CommitWorker {
+    fn run(
+        mut self,
+        queue: Receiver<PendingBatch>,
         stop: &CancellationToken,
-    ) -> Result<(), CommitError> {
-        for batch in batches {
+    ) -> Result<Warehouse, CommitError> {
+        for batch in queue {
             self.commit(batch, stop)?;
         }
-        Ok(())
+        Ok(self.warehouse)
     }
 
     fn commit(&mut self, batch: PendingBatch, stop: &CancellationToken) -> Result<(), CommitError> {
