@@ -30,6 +30,12 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Show a running daemon's status (sources, recent batches) as a table.
+    Status {
+        /// Base URL of the daemon's HTTP endpoints.
+        #[arg(long, default_value = "http://127.0.0.1:7711")]
+        url: String,
+    },
 }
 
 /// Where the configuration file is.

@@ -76,6 +76,8 @@ pub struct Config {
     pub batch: BatchConfig,
     pub duckdb: DuckdbConfig,
     pub parquet: ParquetConfig,
+    /// Where the HTTP endpoints listen (`None`: disabled).
+    pub http_listen: Option<std::net::SocketAddr>,
     /// Sources by name, paths resolved.
     pub sources: Vec<(String, SourceConfig)>,
 }
@@ -176,6 +178,7 @@ fn resolve(file: FileConfig, base: &Path, path: &Path) -> Config {
         batch: file.batch,
         duckdb: file.duckdb,
         parquet: file.parquet,
+        http_listen: file.http.listen.parse().ok(),
         sources,
     }
 }

@@ -6,6 +6,10 @@
 //! - [`lock`]: one sluice per data directory.
 //! - [`run`]: wiring sources, the committer and signals for `sluice run`.
 //! - [`pipeline`]: batching chunks per table and committing them.
+//! - [`health`]: liveness, readiness and status shared by the pipeline and the endpoints.
+//! - [`http`]: `/metrics`, `/healthz`, `/readyz`, `/status`.
+//! - [`notify`]: systemd `Type=notify` (ready, status, watchdog, stopping).
+//! - [`status`]: `sluice status`, a readable view of a running daemon's `/status`.
 //! - [`telemetry`]: the metrics the daemon emits.
 //!
 //! The data path, in one direction: source threads (`sluice-sources`) -> bounded channel
@@ -14,9 +18,13 @@
 
 mod cli;
 mod config;
+mod health;
+mod http;
 mod lock;
+mod notify;
 mod pipeline;
 mod run;
+mod status;
 mod telemetry;
 
 use std::process::ExitCode;
@@ -30,6 +38,13 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     match cli.command {
         Command::Check { config } => check(&config.path),
+        Command::Status { url } => match status::print(&url) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Run { config, once } => {
             let config = match config::Config::load(&config.path) {
                 Ok(c) => c,
@@ -86,8 +101,10 @@ fn check(path: &std::path::Path) -> ExitCode {
 
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour only on a terminal: journald, files and log shippers get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

@@ -23,8 +23,12 @@ use tracing::{error, info, warn};
 
 use crate::{
     config::{Config, SourceConfig},
+    health::Health,
+    http::{self, HttpState},
     lock::lock_data_dir,
+    notify::Notifier,
     pipeline::{Committer, Limits},
+    telemetry,
 };
 
 /// Chunks waiting for the committer; with batches this bounds memory when sinks are slow.
@@ -39,6 +43,38 @@ pub fn run(config: Config, once: bool) -> anyhow::Result<()> {
     let _lock = lock_data_dir(&config.data_dir)?;
     info!(config = %config.path.display(), data_dir = %config.data_dir.display(),
         version = env!("CARGO_PKG_VERSION"), "starting");
+    let stop = CancellationToken::new();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let serve_http = config.http_listen.filter(|_| !once);
+    // Installed before any metric is touched, so that the zero-valued series below count.
+    let metrics = serve_http.map(|_| http::install_metrics()).transpose()?;
+    let mut health = Health::new(Notifier::from_env());
+    let mut statuses = HashMap::new();
+    for (name, source) in &config.sources {
+        let SourceConfig::Csv(csv) = source;
+        let table = csv.table_ident(name)?;
+        telemetry::register(name, table.as_str());
+        statuses.insert(name.clone(), health.add_source(name, "csv", table.as_str()));
+    }
+    let health = Arc::new(health);
+    runtime.spawn(stop_on_signal(stop.clone(), health.clone()));
+    // The endpoints are up before recovery, so /readyz says 503 while sluice starts. A
+    // one-shot run serves nothing: there is nothing to scrape, and it must not take the
+    // port of a daemon that may be running.
+    if let (Some(listen), Some(metrics)) = (serve_http, metrics) {
+        let state = Arc::new(HttpState {
+            health: health.clone(),
+            metrics,
+            db_path: config.duckdb_path(),
+        });
+        let listener = runtime.block_on(http::bind(listen))?;
+        runtime.spawn(http::serve(listener, state, stop.clone()));
+    }
+
     let warehouse = open_warehouse(&config)?;
     let report = warehouse
         .reconcile()
@@ -49,14 +85,6 @@ pub fn run(config: Config, once: bool) -> anyhow::Result<()> {
     for file in &report.missing {
         warn!(file = %file, "the ledger names a Parquet file that does not exist");
     }
-    let stop = CancellationToken::new();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.spawn(stop_on_signal(stop.clone()));
-
     let sources = build_sources(&config, &warehouse)?;
     let (events_tx, events_rx) = sync_channel(CHANNEL_CHUNKS);
     let mut acks = HashMap::new();
@@ -71,13 +99,16 @@ pub fn run(config: Config, once: bool) -> anyhow::Result<()> {
             acks: ack_rx,
             stop: stop.clone(),
             once,
+            status: statuses.get(&*name).cloned().unwrap_or_default(),
         };
         let (stop, failure) = (stop.clone(), failure.clone());
+        let status = ctx.status.clone();
         let handle = thread::Builder::new()
             .name(format!("source-{name}"))
             .spawn(move || {
                 if let Err(e) = source.run(ctx) {
                     error!(source = %name, error = %e, "source failed; stopping");
+                    status.set_problem(Some(e.to_string()));
                     failure.lock().map(|mut f| *f = Some(e.into())).ok();
                     stop.cancel();
                 }
@@ -86,15 +117,16 @@ pub fn run(config: Config, once: bool) -> anyhow::Result<()> {
         threads.push(handle);
     }
     drop(events_tx);
+    health.set_ready();
+    info!("ready");
     let limits = Limits {
         max_rows: config.batch.max_rows,
         max_bytes: config.batch.max_bytes.as_u64() as usize,
         max_age: config.batch.max_age,
     };
-    let committed = Committer::new(warehouse, limits, acks).run(events_rx, &stop);
-    if committed.is_err() {
-        stop.cancel();
-    }
+    let committed = Committer::new(warehouse, limits, acks, health.clone()).run(events_rx, &stop);
+    health.set_stopping();
+    stop.cancel();
     for t in threads {
         let _ = t.join();
     }
@@ -196,7 +228,7 @@ fn table_data_schema(
 }
 
 /// Cancels `stop` on SIGTERM or SIGINT.
-async fn stop_on_signal(stop: CancellationToken) {
+async fn stop_on_signal(stop: CancellationToken, health: Arc<Health>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
@@ -209,5 +241,6 @@ async fn stop_on_signal(stop: CancellationToken) {
         _ = term.recv() => info!("SIGTERM: committing what is in flight, then stopping"),
         _ = int.recv() => info!("SIGINT: committing what is in flight, then stopping"),
     }
+    health.set_stopping();
     stop.cancel();
 }

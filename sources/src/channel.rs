@@ -1,8 +1,9 @@
 //! The wiring between a source thread and the committer.
 
 use std::sync::{
+    atomic::{AtomicU64, Ordering},
     mpsc::{Receiver, SyncSender},
-    Arc,
+    Arc, Mutex,
 };
 
 use sluice_core::{Chunk, Position};
@@ -28,4 +29,37 @@ pub struct SourceContext {
     pub stop: CancellationToken,
     /// Read what is there now, wait until it is committed, then return.
     pub once: bool,
+    /// What the source reports about itself (for readiness and status).
+    pub status: Arc<SourceStatus>,
+}
+
+/// A running source's own report: whether something keeps it from working, and how much
+/// input it sees waiting. Read by the daemon's `/readyz` and `/status`.
+#[derive(Debug, Default)]
+pub struct SourceStatus {
+    problem: Mutex<Option<String>>,
+    pending: AtomicU64,
+}
+
+impl SourceStatus {
+    /// Sets (or with `None`, clears) the problem keeping the source from working.
+    pub fn set_problem(&self, problem: Option<String>) {
+        if let Ok(mut p) = self.problem.lock() {
+            *p = problem;
+        }
+    }
+
+    /// The current problem, if any.
+    pub fn problem(&self) -> Option<String> {
+        self.problem.lock().ok().and_then(|p| p.clone())
+    }
+
+    /// Input waiting to be read or committed (files, for a directory source).
+    pub fn set_pending(&self, n: u64) {
+        self.pending.store(n, Ordering::Relaxed);
+    }
+
+    pub fn pending(&self) -> u64 {
+        self.pending.load(Ordering::Relaxed)
+    }
 }

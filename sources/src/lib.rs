@@ -16,7 +16,7 @@ pub mod csv_dir;
 pub mod error;
 pub mod telemetry;
 
-pub use channel::{SourceContext, SourceEvent};
+pub use channel::{SourceContext, SourceEvent, SourceStatus};
 pub use error::SourceError;
 
 /// Result type of this crate.

@@ -3,6 +3,25 @@
 
 use metrics::counter;
 
+/// Input bytes whose rows (or dead letters) were committed.
+pub fn bytes_ingested(source: &str, bytes: u64) {
+    counter!("sluice_bytes_ingested_total", "source" => source.to_string()).increment(bytes);
+}
+
+/// Makes every per-source series exist (at zero) from the start, so that rates and
+/// alerts see a series before the first event.
+pub fn register(source: &str) {
+    for name in [
+        "sluice_bytes_ingested_total",
+        "sluice_files_ingested_total",
+        "sluice_files_duplicate_total",
+        "sluice_files_quarantined_total",
+        "sluice_files_refused_total",
+    ] {
+        counter!(name, "source" => source.to_string()).increment(0);
+    }
+}
+
 /// A file's last chunk was committed.
 pub fn file_ingested(source: &str) {
     counter!("sluice_files_ingested_total", "source" => source.to_string()).increment(1);

@@ -7,9 +7,11 @@
 //! - [`csv_bad_input`]: dead letters, quarantine, symlinks, bad configuration.
 //! - [`csv_storage`]: raw table and Parquet layout, schemas, large files, reconciliation.
 //! - [`lifecycle`]: single writer, SIGTERM, and exactly-once across SIGKILL.
+//! - [`ops`]: metrics, health, readiness, status and systemd notifications.
 
 mod csv_arrival;
 mod csv_bad_input;
 mod csv_storage;
 mod lifecycle;
+mod ops;
 mod support;

@@ -38,8 +38,9 @@ impl Deployment {
         fs::create_dir_all(&inbox).expect("inbox");
         let data = dir.path().join("data");
         let config = dir.path().join("sluice.toml");
+        // Tests run in parallel: the HTTP port is chosen by the OS (see Daemon::http_addr).
         let text = format!(
-            "data_dir = \"data\"\n{top_extra}\n[sources.src]\ntype = \"csv\"\npath = \"inbox\"\nsettle = \"100ms\"\n{source_extra}\n"
+            "data_dir = \"data\"\n[http]\nlisten = \"127.0.0.1:0\"\n{top_extra}\n[sources.src]\ntype = \"csv\"\npath = \"inbox\"\nsettle = \"100ms\"\n{source_extra}\n"
         );
         fs::write(&config, text).expect("config");
         Deployment {
@@ -191,6 +192,15 @@ impl Daemon {
         }
     }
 
+    /// The HTTP address the daemon bound (configure `listen = "127.0.0.1:0"`).
+    pub fn http_addr(&mut self) -> String {
+        self.wait_for_log("HTTP endpoints");
+        let log = self.log_text();
+        let start = log.find("listen=Some(").expect("listen in log") + "listen=Some(".len();
+        let end = start + log[start..].find(')').expect("closing paren");
+        format!("http://{}", &log[start..end])
+    }
+
     /// Waits for a log line containing `needle`.
     pub fn wait_for_log(&mut self, needle: &str) {
         self.wait_until(&format!("log line {needle:?}"), |d| {
@@ -232,6 +242,30 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// GET `url`: status code and body (non-2xx statuses are answers, not errors).
+pub fn http_get(url: &str) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut resp = agent
+        .get(url)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = resp.status().as_u16();
+    let body = resp.body_mut().read_to_string().expect("body");
+    (status, body)
+}
+
+/// The value of one series in a Prometheus text scrape (`name{labels}` exactly as printed).
+pub fn metric(scrape: &str, series: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }
 
 fn unique() -> u64 {

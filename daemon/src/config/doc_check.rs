@@ -6,7 +6,7 @@
 
 use serde::{de, Deserialize};
 
-use super::file::{BatchConfig, DuckdbConfig, FileConfig, ParquetConfig};
+use super::file::{BatchConfig, DuckdbConfig, FileConfig, HttpConfig, ParquetConfig};
 use sluice_sources::csv_dir::CsvSourceConfig;
 
 const README: &str = include_str!("../../../README.md");
@@ -77,12 +77,13 @@ fn code_keys() -> Vec<String> {
         ("batch.", fields_of::<BatchConfig>()),
         ("duckdb.", fields_of::<DuckdbConfig>()),
         ("parquet.", fields_of::<ParquetConfig>()),
+        ("http.", fields_of::<HttpConfig>()),
         ("sources.<name>.", fields_of::<CsvSourceConfig>()),
     ];
     for (prefix, fields) in sections {
         for f in fields {
             // Sections are documented through their keys.
-            if prefix.is_empty() && ["batch", "duckdb", "parquet", "sources"].contains(&f) {
+            if prefix.is_empty() && ["batch", "duckdb", "parquet", "http", "sources"].contains(&f) {
                 continue;
             }
             keys.push(format!("{prefix}{f}"));

@@ -20,6 +20,8 @@ pub struct FileConfig {
     pub duckdb: DuckdbConfig,
     #[serde(default)]
     pub parquet: ParquetConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
     /// Sources by name; the name is the default table name.
     #[serde(default)]
     pub sources: BTreeMap<String, SourceConfig>,
@@ -74,6 +76,31 @@ impl Default for DuckdbConfig {
             threads: None,
         }
     }
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// `address:port` of the metrics, health and status endpoints; `""` disables them.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: default_listen(),
+        }
+    }
+}
+
+/// Loopback only unless configured otherwise; 7711 is outside the 9100-9999 range
+/// Prometheus exporters have allocated among themselves.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7711";
+
+fn default_listen() -> String {
+    DEFAULT_LISTEN.into()
 }
 
 /// `[parquet]`.

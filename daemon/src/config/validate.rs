@@ -50,6 +50,13 @@ pub fn validate(file: &FileConfig) -> Vec<Problem> {
     if file.duckdb.file.as_os_str().is_empty() {
         bad("duckdb.file", "must not be empty".into());
     }
+    let listen = &file.http.listen;
+    if !listen.is_empty() && listen.parse::<std::net::SocketAddr>().is_err() {
+        bad(
+            "http.listen",
+            format!("{listen:?} is not address:port (e.g. \"127.0.0.1:7711\"), or \"\" to disable"),
+        );
+    }
     if file.sources.is_empty() {
         bad(
             "sources",

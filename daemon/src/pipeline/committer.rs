@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::batcher::{Batcher, Limits};
-use crate::telemetry;
+use crate::{health::Health, telemetry};
 
 /// Longest wait for a chunk before checking ages and the stop signal again.
 const IDLE_TICK: Duration = Duration::from_millis(250);
@@ -46,6 +46,7 @@ pub struct CommitError {
 pub struct Committer {
     worker: CommitWorker,
     batcher: Batcher,
+    health: Arc<Health>,
 }
 
 /// Owns the warehouse on its own thread and commits batches strictly in order, so the
@@ -54,6 +55,7 @@ pub struct Committer {
 struct CommitWorker {
     warehouse: Warehouse,
     acks: HashMap<Arc<str>, Sender<Position>>,
+    health: Arc<Health>,
 }
 
 impl Committer {
@@ -62,10 +64,16 @@ impl Committer {
         warehouse: Warehouse,
         limits: Limits,
         acks: HashMap<Arc<str>, Sender<Position>>,
+        health: Arc<Health>,
     ) -> Self {
         Committer {
-            worker: CommitWorker { warehouse, acks },
+            worker: CommitWorker {
+                warehouse,
+                acks,
+                health: health.clone(),
+            },
             batcher: Batcher::new(limits),
+            health,
         }
     }
 
@@ -79,6 +87,7 @@ impl Committer {
         let Committer {
             worker,
             mut batcher,
+            health,
         } = self;
         // One batch may wait while another commits: double buffering, bounded memory.
         let (batches, queue) = sync_channel::<PendingBatch>(1);
@@ -93,7 +102,7 @@ impl Committer {
                         source: e,
                     }),
                 })?;
-            batch_loop(&mut batcher, &events, &batches, stop);
+            batch_loop(&mut batcher, &events, &batches, stop, &health);
             drop(batches);
             worker.join().unwrap_or_else(|_| {
                 Err(CommitError {
@@ -115,9 +124,11 @@ fn batch_loop(
     events: &Receiver<SourceEvent>,
     worker: &SyncSender<PendingBatch>,
     stop: &CancellationToken,
+    health: &Health,
 ) {
     let send_all = |batches: Vec<PendingBatch>| batches.into_iter().all(|b| worker.send(b).is_ok());
     loop {
+        health.beat();
         let now = Instant::now();
         if stop.is_cancelled() && !send_all(batcher.all()) {
             return;
@@ -198,6 +209,7 @@ impl CommitWorker {
             .map(|(s, (r, d))| (s.to_string(), r, d))
             .collect();
         telemetry::batch_committed(&receipt, &by_source, took);
+        self.health.committed(&receipt, &by_source, took);
         if let Some(id) = receipt.batch_id {
             info!(table = %receipt.table, batch = id, rows = receipt.rows,
                 dead_letters = receipt.dead_letters, ms = took.as_millis() as u64, "committed");

@@ -36,7 +36,10 @@ use super::{
     settle::{Settler, Signature},
     sniff::{not_text_reason, SNIFF_BYTES},
 };
-use crate::{telemetry, Result, SourceContext, SourceError, SourceEvent};
+use crate::{telemetry, Result, SourceContext, SourceError, SourceEvent, SourceStatus};
+
+/// How often a directory that could not be listed is tried again.
+const UNHEALTHY_RESCAN: Duration = Duration::from_secs(1);
 
 /// Everything a CSV directory source is built from.
 #[derive(Debug, Clone)]
@@ -122,7 +125,8 @@ impl CsvDirSource {
     /// is committed), then waits for outstanding acknowledgements.
     pub fn run(mut self, ctx: SourceContext) -> Result<()> {
         let (events_tx, events) = mpsc::channel();
-        let _watcher = self.watch(events_tx.clone())?;
+        let mut watcher = self.watch(events_tx.clone())?;
+        let mut listable = true;
         let cfg = &self.setup.config;
         let rescan_every = match cfg.watch {
             WatchMode::Inotify => cfg.rescan_interval,
@@ -134,8 +138,21 @@ impl CsvDirSource {
         while !ctx.stop.is_cancelled() {
             self.take_acks(&ctx);
             if Instant::now() >= next_rescan {
-                self.rescan();
-                next_rescan = Instant::now() + rescan_every;
+                let ok = self.rescan(&ctx.status);
+                if ok && !listable {
+                    // The directory was gone (or unreadable): its inotify watch went with it.
+                    watcher = self.watch(events_tx.clone()).unwrap_or_else(|e| {
+                        error!(source = %self.setup.name, error = %e, "cannot watch the directory again; relying on rescans");
+                        None
+                    });
+                }
+                listable = ok;
+                let every = if ok {
+                    rescan_every
+                } else {
+                    rescan_every.min(UNHEALTHY_RESCAN)
+                };
+                next_rescan = Instant::now() + every;
             }
             let ready = self
                 .settler
@@ -146,6 +163,8 @@ impl CsvDirSource {
                 }
                 self.ingest(&path, &ctx);
             }
+            ctx.status
+                .set_pending((self.settler.len() + self.in_flight.len()) as u64);
             if ctx.once && self.settler.is_empty() {
                 if self.sent_since_drained {
                     self.drained(&ctx);
@@ -164,6 +183,7 @@ impl CsvDirSource {
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
             }
         }
+        drop(watcher);
         drop(events_tx);
         self.finish(&ctx);
         Ok(())
@@ -223,7 +243,8 @@ impl CsvDirSource {
             }
             EventKind::Create(_) | EventKind::Modify(_) => {
                 for path in &event.paths {
-                    if self.scope.check(path).is_ok() {
+                    // Refused paths go through too, so the refusal is reported now.
+                    if !matches!(self.scope.check(path), Err(Refusal::Ignored)) {
                         self.settler.touch(path, now);
                     }
                 }
@@ -234,7 +255,7 @@ impl CsvDirSource {
 
     /// The watcher says `path` is complete (closed after writing, or renamed in).
     fn complete(&mut self, path: &Path, now: Instant) {
-        if self.scope.check(path).is_err() {
+        if matches!(self.scope.check(path), Err(Refusal::Ignored)) {
             return;
         }
         if let Some(sig) = stat(path) {
@@ -242,15 +263,25 @@ impl CsvDirSource {
         }
     }
 
-    fn rescan(&mut self) {
+    /// Lists the directory. Returns whether it could (a directory that cannot be listed
+    /// makes the source unready until it can be again).
+    fn rescan(&mut self, status: &SourceStatus) -> bool {
         let paths = match self.scope.list() {
             Ok(p) => p,
             Err(e) => {
-                error!(source = %self.setup.name, path = %self.scope.root().display(), error = %e,
-                    "cannot list the watched directory");
-                return;
+                let problem = format!("cannot list {}: {e}", self.scope.root().display());
+                if status.problem().as_deref() != Some(problem.as_str()) {
+                    error!(source = %self.setup.name, path = %self.scope.root().display(), error = %e,
+                        "cannot list the watched directory");
+                }
+                status.set_problem(Some(problem));
+                return false;
             }
         };
+        if status.problem().is_some() {
+            info!(source = %self.setup.name, "the watched directory can be listed again");
+            status.set_problem(None);
+        }
         let now = Instant::now();
         for path in paths {
             if self
@@ -262,6 +293,7 @@ impl CsvDirSource {
             }
             self.settler.touch(&path, now);
         }
+        true
     }
 
     /// Decides what to do with a complete file, and does it.
@@ -528,6 +560,10 @@ impl CsvDirSource {
 
     fn on_ack(&mut self, position: Position) {
         let Position::File(p) = position;
+        if !matches!(p.status, FileStatus::Quarantined { .. }) {
+            let before = self.known.get(&p.hash).map_or(0, |r| r.next_offset);
+            telemetry::bytes_ingested(&self.setup.name, p.next_offset.saturating_sub(before));
+        }
         self.known.insert(
             p.hash.clone(),
             FileRecord {

@@ -1,0 +1,207 @@
+//! What operators see: metrics that equal what was ingested, readiness that follows the
+//! sources, `/status` and `sluice status`, and systemd notifications in order.
+
+use std::{
+    collections::BTreeSet,
+    fs,
+    os::unix::{fs::symlink, net::UnixDatagram},
+    time::{Duration, Instant},
+};
+
+use crate::support::{
+    csv_rows, http_get, metric, query_i64, sluice_bin, Deployment, PATIENCE, SCHEMA,
+};
+
+/// Nothing to add: every test deployment listens on an OS-chosen port.
+const HTTP: &str = "";
+
+#[test]
+fn metrics_equal_what_was_ingested_and_match_the_readme() {
+    let d = Deployment::new(SCHEMA, HTTP);
+    let mut daemon = d.start();
+    let base = daemon.http_addr();
+    let a = csv_rows(1, 120);
+    let mut b = csv_rows(1000, 30);
+    b.push_str("x,bad,row\n");
+    d.write("a.csv", &a);
+    d.write("b.csv", &b);
+    daemon.wait_until("both files archived", |_| d.moved("archive").len() == 2);
+    d.write("copy.csv", &a);
+    fs::write(d.inbox.join("bin.csv"), b"\x00\x01\x02").expect("write");
+    let outside = d.dir.path().join("secret.csv");
+    fs::write(&outside, "id\n1\n").expect("write");
+    symlink(&outside, d.inbox.join("link.csv")).expect("symlink");
+    let refused = |_: &crate::support::Daemon| {
+        let (_, scrape) = http_get(&format!("{base}/metrics"));
+        metric(&scrape, "sluice_files_refused_total{source=\"src\"}").unwrap_or(0.0) >= 1.0
+    };
+    daemon.wait_until(
+        "duplicate archived, binary quarantined, link refused",
+        |d2| d.moved("archive").len() == 3 && d.moved("quarantine").len() == 1 && refused(d2),
+    );
+    let (code, scrape) = http_get(&format!("{base}/metrics"));
+    assert_eq!(code, 200);
+    let m = |series: &str| {
+        metric(&scrape, series).unwrap_or_else(|| panic!("{series} missing:\n{scrape}"))
+    };
+    assert_eq!(m("sluice_rows_ingested_total{source=\"src\"}"), 150.0);
+    assert_eq!(
+        m("sluice_dead_letters_total{source=\"src\",reason=\"parse\"}"),
+        1.0
+    );
+    assert_eq!(
+        m("sluice_bytes_ingested_total{source=\"src\"}"),
+        (a.len() + b.len()) as f64
+    );
+    assert_eq!(m("sluice_files_ingested_total{source=\"src\"}"), 2.0);
+    assert_eq!(m("sluice_files_duplicate_total{source=\"src\"}"), 1.0);
+    assert_eq!(m("sluice_files_quarantined_total{source=\"src\"}"), 1.0);
+    assert_eq!(m("sluice_commit_failures_total{table=\"src\"}"), 0.0);
+    assert_eq!(m("sluice_source_up{source=\"src\"}"), 1.0);
+    assert_eq!(m("sluice_ready"), 1.0);
+    assert!(m("sluice_duckdb_file_bytes") > 0.0);
+    let batches = m("sluice_batches_committed_total{table=\"src\"}");
+    assert_eq!(m("sluice_batch_rows_count{table=\"src\"}"), batches);
+    assert_eq!(m("sluice_batch_rows_sum{table=\"src\"}"), 150.0);
+
+    // Every sluice_* series is documented, and every documented metric is served.
+    let served: BTreeSet<String> = scrape
+        .lines()
+        .filter(|l| l.starts_with("sluice_"))
+        .map(|l| l.split(['{', ' ']).next().unwrap_or_default().to_string())
+        .map(|n| {
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| n.strip_suffix(s))
+                .map_or(n.clone(), str::to_string)
+        })
+        .collect();
+    let readme = include_str!("../../README.md");
+    let table = &readme[readme.find("<!-- metrics:start -->").expect("table")
+        ..readme.find("<!-- metrics:end -->").expect("end")];
+    let documented: BTreeSet<String> = table
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .map(str::to_string)
+        .collect();
+    assert_eq!(served, documented, "README metrics table vs /metrics");
+
+    let (status, log) = daemon.terminate();
+    assert!(status.success(), "{log}");
+    assert_eq!(query_i64(&d.db(), "SELECT count(*) FROM raw.src"), 150);
+}
+
+#[test]
+fn readiness_follows_a_source_that_cannot_read_its_directory() {
+    let d = Deployment::new(&format!("rescan_interval = \"100ms\"\n{SCHEMA}"), HTTP);
+    let mut daemon = d.start();
+    let base = daemon.http_addr();
+    daemon.wait_until("ready", |_| http_get(&format!("{base}/readyz")).0 == 200);
+    assert_eq!(http_get(&format!("{base}/healthz")).0, 200);
+    fs::remove_dir(&d.inbox).expect("remove inbox");
+    daemon.wait_until("unready", |_| http_get(&format!("{base}/readyz")).0 == 503);
+    let (_, body) = http_get(&format!("{base}/readyz"));
+    assert!(body.contains("source src: cannot list"), "{body}");
+    let (_, scrape) = http_get(&format!("{base}/metrics"));
+    assert_eq!(
+        metric(&scrape, "sluice_source_up{source=\"src\"}"),
+        Some(0.0)
+    );
+    fs::create_dir(&d.inbox).expect("recreate inbox");
+    daemon.wait_until("ready again", |_| {
+        http_get(&format!("{base}/readyz")).0 == 200
+    });
+    d.write("after.csv", &csv_rows(1, 5));
+    daemon.wait_until("file in the recreated directory archived", |_| {
+        d.moved("archive") == ["after.csv"]
+    });
+    let (status, log) = daemon.terminate();
+    assert!(status.success(), "{log}");
+}
+
+#[test]
+fn status_reports_sources_and_batches_and_sluice_status_prints_them() {
+    let d = Deployment::new(SCHEMA, HTTP);
+    let mut daemon = d.start();
+    let base = daemon.http_addr();
+    d.write("a.csv", &csv_rows(1, 42));
+    daemon.wait_until("archived", |_| d.moved("archive").len() == 1);
+    let (code, body) = http_get(&format!("{base}/status"));
+    assert_eq!(code, 200);
+    let s: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(s["ready"], true);
+    assert_eq!(s["sources"][0]["name"], "src");
+    assert_eq!(s["sources"][0]["rows"], 42);
+    assert_eq!(s["sources"][0]["state"], "running");
+    assert_eq!(s["recent_batches"][0]["rows"], 42);
+    assert!(
+        !body.contains(d.dir.path().to_str().expect("utf8")),
+        "absolute paths in /status: {body}"
+    );
+    let out = std::process::Command::new(sluice_bin())
+        .args(["status", "--url", &base])
+        .output()
+        .expect("sluice status");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("ready") && text.contains("src") && text.contains("42"),
+        "{text}"
+    );
+    let (status, log) = daemon.terminate();
+    assert!(status.success(), "{log}");
+}
+
+#[test]
+fn systemd_gets_ready_watchdog_pings_and_stopping_in_order() {
+    let d = Deployment::new(SCHEMA, "");
+    let socket_path = d.dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).expect("bind notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let log = fs::File::create(d.dir.path().join("notify-run.log")).expect("log");
+    let mut child = d
+        .command(&["run"])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "200000")
+        .stderr(log)
+        .spawn()
+        .expect("spawn");
+    let mut messages: Vec<String> = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    let mut buf = [0u8; 4096];
+    let mut sent_term = false;
+    while !messages.iter().any(|m| m.contains("STOPPING=1")) {
+        assert!(Instant::now() < deadline, "messages so far: {messages:?}");
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            panic!("sluice exited early ({status}); messages: {messages:?}");
+        }
+        if let Ok(n) = socket.recv(&mut buf) {
+            messages.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        let pings = messages.iter().filter(|m| m.contains("WATCHDOG=1")).count();
+        if pings >= 3 && !sent_term {
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            )
+            .expect("SIGTERM");
+            sent_term = true;
+        }
+    }
+    assert!(child.wait().expect("wait").success());
+    let position = |what: &str| messages.iter().position(|m| m.contains(what));
+    let ready = position("READY=1").expect("READY=1 sent");
+    let first_ping = position("WATCHDOG=1").expect("watchdog pinged");
+    let stopping = position("STOPPING=1").expect("STOPPING=1 sent");
+    assert!(
+        ready < first_ping && first_ping < stopping,
+        "order: {messages:?}"
+    );
+}
