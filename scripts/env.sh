@@ -24,6 +24,12 @@ ensure_build_deps() {
   ensure_packages build-essential pkg-config libssl-dev zlib1g-dev
 }
 
+# What the test suite needs beyond the build: promtool and a Prometheus server (alert
+# rules, a real scrape) and systemd-analyze (the unit's security exposure).
+ensure_test_deps() {
+  ensure_packages prometheus systemd
+}
+
 # Builds everything exactly as the test suite does. Cargo unifies dependency features per
 # selection of packages and targets, and dev-dependencies (tempfile, nix) change features
 # of crates that bundled DuckDB's build script depends on: building `-p sluice` alone would

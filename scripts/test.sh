@@ -6,5 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 ensure_build_deps
+ensure_test_deps
 # Same package and target selection as build_all, so no dependency is built twice.
 cargo test --release --workspace --locked "$@"

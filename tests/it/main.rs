@@ -8,10 +8,12 @@
 //! - [`csv_storage`]: raw table and Parquet layout, schemas, large files, reconciliation.
 //! - [`lifecycle`]: single writer, SIGTERM, and exactly-once across SIGKILL.
 //! - [`ops`]: metrics, health, readiness, status and systemd notifications.
+//! - [`prometheus`]: dist/ (alerts, dashboard, systemd unit) against the real tools.
 
 mod csv_arrival;
 mod csv_bad_input;
 mod csv_storage;
 mod lifecycle;
 mod ops;
+mod prometheus;
 mod support;

@@ -246,17 +246,19 @@ impl Drop for Daemon {
 
 /// GET `url`: status code and body (non-2xx statuses are answers, not errors).
 pub fn http_get(url: &str) -> (u16, String) {
+    try_get(url).unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+/// GET `url`, or why it could not be fetched (e.g. nothing listens yet).
+pub fn try_get(url: &str) -> Result<(u16, String), ureq::Error> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
         .into();
-    let mut resp = agent
-        .get(url)
-        .call()
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let mut resp = agent.get(url).call()?;
     let status = resp.status().as_u16();
-    let body = resp.body_mut().read_to_string().expect("body");
-    (status, body)
+    let body = resp.body_mut().read_to_string()?;
+    Ok((status, body))
 }
 
 /// The value of one series in a Prometheus text scrape (`name{labels}` exactly as printed).
