@@ -64,6 +64,8 @@ pub struct Health {
     heartbeat_ms: AtomicU64,
     ready: AtomicBool,
     stopping: AtomicBool,
+    /// What start-up is waiting for, if anything (e.g. a database file locked elsewhere).
+    waiting_for: Mutex<Option<String>>,
     sources: BTreeMap<String, SourceHealth>,
     recent: Mutex<VecDeque<BatchSummary>>,
     notifier: Notifier,
@@ -77,6 +79,7 @@ impl Health {
             heartbeat_ms: AtomicU64::new(0),
             ready: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
+            waiting_for: Mutex::new(None),
             sources: BTreeMap::new(),
             recent: Mutex::new(VecDeque::new()),
             notifier,
@@ -96,6 +99,13 @@ impl Health {
             },
         );
         status
+    }
+
+    /// Start-up is waiting for something (`None`: no longer).
+    pub fn set_waiting_for(&self, what: Option<String>) {
+        if let Ok(mut w) = self.waiting_for.lock() {
+            *w = what;
+        }
     }
 
     /// Start-up is done: recovery ran, DuckDB is open, sources are running.
@@ -137,7 +147,10 @@ impl Health {
         if self.stopping.load(Ordering::SeqCst) {
             reasons.push("stopping".to_string());
         } else if !self.ready.load(Ordering::SeqCst) {
-            reasons.push("starting: recovery and sources not done yet".to_string());
+            match self.waiting_for.lock().ok().and_then(|w| w.clone()) {
+                Some(what) => reasons.push(format!("starting: {what}")),
+                None => reasons.push("starting: recovery and sources not done yet".to_string()),
+            }
         }
         for (name, s) in &self.sources {
             if let Some(problem) = s.status.problem() {

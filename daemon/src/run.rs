@@ -61,7 +61,7 @@ pub fn run(config: Config, once: bool) -> anyhow::Result<()> {
         statuses.insert(name.clone(), health.add_source(name, "csv", table.as_str()));
     }
     let health = Arc::new(health);
-    runtime.spawn(stop_on_signal(stop.clone(), health.clone()));
+    runtime.spawn(handle_signals(stop.clone(), health.clone(), config.clone()));
     // The endpoints are up before recovery, so /readyz says 503 while sluice starts. A
     // one-shot run serves nothing: there is nothing to scrape, and it must not take the
     // port of a daemon that may be running.
@@ -75,7 +75,10 @@ pub fn run(config: Config, once: bool) -> anyhow::Result<()> {
         runtime.spawn(http::serve(listener, state, stop.clone()));
     }
 
-    let warehouse = open_warehouse(&config)?;
+    let Some(warehouse) = open_warehouse_when_free(&config, &health, &stop)? else {
+        info!("stopped before start-up finished");
+        return Ok(());
+    };
     let report = warehouse
         .reconcile()
         .context("reconciling Parquet files with the ledger")?;
@@ -136,6 +139,44 @@ pub fn run(config: Config, once: bool) -> anyhow::Result<()> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// Opens the warehouse, waiting (not ready, retrying every second) while another process
+/// holds the DuckDB file, such as a DuckDB CLI left open. `None` if stopped meanwhile.
+fn open_warehouse_when_free(
+    config: &Config,
+    health: &Health,
+    stop: &CancellationToken,
+) -> anyhow::Result<Option<Warehouse>> {
+    let mut warned = false;
+    loop {
+        match open_warehouse(config) {
+            Ok(w) => {
+                health.set_waiting_for(None);
+                return Ok(Some(w));
+            }
+            Err(e) if is_lock_conflict(&e) => {
+                let what = format!(
+                    "{} is locked by another process; waiting for it to close the file",
+                    config.duckdb_path().display()
+                );
+                if !warned {
+                    warn!(error = %e, "{what}");
+                    warned = true;
+                }
+                health.set_waiting_for(Some(what));
+            }
+            Err(e) => return Err(e),
+        }
+        if stop.is_cancelled() {
+            return Ok(None);
+        }
+        thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+fn is_lock_conflict(e: &anyhow::Error) -> bool {
+    format!("{e:#}").contains("Could not set lock on file")
 }
 
 fn open_warehouse(config: &Config) -> anyhow::Result<Warehouse> {
@@ -227,20 +268,104 @@ fn table_data_schema(
     }
 }
 
-/// Cancels `stop` on SIGTERM or SIGINT.
-async fn stop_on_signal(stop: CancellationToken, health: Arc<Health>) {
+/// Cancels `stop` on SIGTERM or SIGINT; on SIGHUP, re-reads the configuration (see
+/// [`reload`]) and keeps running.
+async fn handle_signals(stop: CancellationToken, health: Arc<Health>, running: Config) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         error!("cannot install signal handlers");
         return;
     };
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM: committing what is in flight, then stopping"),
-        _ = int.recv() => info!("SIGINT: committing what is in flight, then stopping"),
+    loop {
+        tokio::select! {
+            _ = term.recv() => {
+                info!("SIGTERM: committing what is in flight, then stopping");
+                break;
+            }
+            _ = int.recv() => {
+                info!("SIGINT: committing what is in flight, then stopping");
+                break;
+            }
+            _ = hup.recv() => reload(&running),
+        }
     }
     health.set_stopping();
     stop.cancel();
+}
+
+/// SIGHUP: re-reads and validates the configuration file. Nothing in it can change while
+/// sluice runs yet, so a valid file only gets the changed keys named ("restart to apply");
+/// an invalid one is reported and the running configuration stays. (Model files, which
+/// a reload will apply, arrive with the models.)
+fn reload(running: &Config) {
+    match Config::load(&running.path) {
+        Err(e) => warn!("SIGHUP: the configuration is not valid, keeping the running one: {e}"),
+        Ok(new) => {
+            let changed = changed_keys(running, &new);
+            if changed.is_empty() {
+                info!("SIGHUP: configuration unchanged");
+            } else {
+                warn!(changed = %changed.join(", "), "SIGHUP: these configuration changes need a restart of sluice to apply");
+            }
+        }
+    }
+}
+
+/// Sections (or sources) whose settings differ between two configurations.
+fn changed_keys(old: &Config, new: &Config) -> Vec<String> {
+    let mut changed = Vec::new();
+    let mut check = |key: &str, a: String, b: String| {
+        if a != b {
+            changed.push(key.to_string());
+        }
+    };
+    check(
+        "data_dir",
+        format!("{:?}", old.data_dir),
+        format!("{:?}", new.data_dir),
+    );
+    check(
+        "batch",
+        format!("{:?}", old.batch),
+        format!("{:?}", new.batch),
+    );
+    check(
+        "duckdb",
+        format!("{:?}", old.duckdb),
+        format!("{:?}", new.duckdb),
+    );
+    check(
+        "parquet",
+        format!("{:?}", old.parquet),
+        format!("{:?}", new.parquet),
+    );
+    check(
+        "http",
+        format!("{:?}", old.http_listen),
+        format!("{:?}", new.http_listen),
+    );
+    let names: std::collections::BTreeSet<&String> = old
+        .sources
+        .iter()
+        .chain(&new.sources)
+        .map(|(n, _)| n)
+        .collect();
+    for name in names {
+        let find = |c: &Config| {
+            c.sources
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, s)| format!("{s:?}"))
+        };
+        check(
+            &format!("sources.{name}"),
+            format!("{:?}", find(old)),
+            format!("{:?}", find(new)),
+        );
+    }
+    changed
 }

@@ -205,3 +205,58 @@ fn systemd_gets_ready_watchdog_pings_and_stopping_in_order() {
         "order: {messages:?}"
     );
 }
+
+#[test]
+fn sighup_keeps_sluice_running_and_names_changes_that_need_a_restart() {
+    let d = Deployment::new(SCHEMA, HTTP);
+    let mut daemon = d.start();
+    daemon.wait_for_log("ready");
+    let hup = |daemon: &crate::support::Daemon| {
+        nix::sys::signal::kill(daemon.pid(), nix::sys::signal::Signal::SIGHUP).expect("SIGHUP")
+    };
+    let original = fs::read_to_string(&d.config).expect("config");
+    fs::write(
+        &d.config,
+        original.replace("settle = \"100ms\"", "setle = \"1s\""),
+    )
+    .expect("break config");
+    hup(&daemon);
+    daemon.wait_for_log("the configuration is not valid, keeping the running one");
+    fs::write(
+        &d.config,
+        original.replace("settle = \"100ms\"", "settle = \"200ms\""),
+    )
+    .expect("change config");
+    hup(&daemon);
+    daemon.wait_for_log("need a restart");
+    assert!(
+        daemon.log_text().contains("changed=sources.src"),
+        "{}",
+        daemon.log_text()
+    );
+    // Still ingesting after both reloads.
+    d.write("a.csv", &csv_rows(1, 3));
+    daemon.wait_until("archived after SIGHUP", |_| d.moved("archive").len() == 1);
+    let (status, log) = daemon.terminate();
+    assert!(status.success(), "{log}");
+}
+
+#[test]
+fn readiness_goes_from_503_to_200_when_start_up_can_finish() {
+    let d = Deployment::new(SCHEMA, HTTP);
+    fs::create_dir_all(&d.data).expect("data dir");
+    // Another process (here: this test) holds the DuckDB file, as a DuckDB CLI left open would.
+    let holder = duckdb::Connection::open(d.data.join("warehouse.duckdb")).expect("hold the file");
+    let mut daemon = d.start();
+    let base = daemon.http_addr();
+    daemon.wait_until("503 naming the lock", |_| {
+        let (code, body) = http_get(&format!("{base}/readyz"));
+        code == 503 && body.contains("locked by another process")
+    });
+    drop(holder);
+    daemon.wait_until("ready", |_| http_get(&format!("{base}/readyz")).0 == 200);
+    d.write("a.csv", &csv_rows(1, 4));
+    daemon.wait_until("archived", |_| d.moved("archive").len() == 1);
+    let (status, log) = daemon.terminate();
+    assert!(status.success(), "{log}");
+}
