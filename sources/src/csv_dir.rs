@@ -15,7 +15,8 @@
 //! - [`convert`]: string columns to typed Arrow arrays, row errors to dead letters.
 //! - [`infer`]: a schema from a header and a sample when none is declared.
 //! - [`dispose`]: archive, delete or keep; quarantine.
-//! - [`source`]: the source's thread: events, rescans, acknowledgements.
+//! - [`source`]: the source's thread: events, rescans, deciding what to do with a file;
+//!   `source/read.rs` reads one file into chunks, `source/acks.rs` acts on acknowledgements.
 
 pub mod config;
 pub mod convert;

@@ -6,10 +6,12 @@
 //! counted, not read again); a hash partly committed resumes where its last commit ended;
 //! a hash in flight (a copy dropped while the original is being committed) waits.
 
+mod acks;
+mod read;
+
 use std::{
     collections::HashMap,
     fs::File,
-    io::Read,
     path::{Path, PathBuf},
     sync::{
         mpsc::{self, RecvTimeoutError, Sender},
@@ -18,25 +20,20 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use arrow::record_batch::RecordBatch;
 use notify::{
     event::{AccessKind, AccessMode, ModifyKind, RenameMode},
     EventKind, RecursiveMode, Watcher,
 };
-use sluice_core::{
-    meta, Chunk, FileHash, FileProgress, FileRecord, FileStatus, Ident, Position, TableSchema,
-};
-use tracing::{debug, error, info, warn};
+use sluice_core::{meta, FileHash, FileRecord, FileStatus, Ident, TableSchema};
+use tracing::{error, info, warn};
 
 use super::{
     config::{AfterIngest, CsvSourceConfig, WatchMode},
-    dispose, infer,
-    reader::{read_header, sample, FileReader, Layout, ReadOptions},
+    reader::ReadOptions,
     scan::{Refusal, Scope},
     settle::{Settler, Signature},
-    sniff::{not_text_reason, SNIFF_BYTES},
 };
-use crate::{telemetry, Result, SourceContext, SourceError, SourceEvent, SourceStatus};
+use crate::{telemetry, Result, SourceContext, SourceError, SourceStatus};
 
 /// How often a directory that could not be listed is tried again.
 const UNHEALTHY_RESCAN: Duration = Duration::from_secs(1);
@@ -363,278 +360,6 @@ impl CsvDirSource {
         self.after_ingest(path, name, hash);
     }
 
-    fn read_file(
-        &mut self,
-        path: &Path,
-        real: &Path,
-        name: &str,
-        hash: FileHash,
-        resume: Option<FileRecord>,
-        ctx: &SourceContext,
-    ) {
-        let result = self.read_chunks(path, real, name, &hash, resume, ctx);
-        if let Err(e) = result {
-            error!(source = %self.setup.name, file = %name, error = %e,
-                "error reading file; what was read is kept, the rest is retried when the file changes or on restart");
-            if let Some(sig) = stat(path) {
-                self.settled.insert(path.to_path_buf(), sig);
-            }
-        }
-    }
-
-    fn read_chunks(
-        &mut self,
-        path: &Path,
-        real: &Path,
-        name: &str,
-        hash: &FileHash,
-        resume: Option<FileRecord>,
-        ctx: &SourceContext,
-    ) -> std::io::Result<()> {
-        if let Some(reason) = sniff(real)? {
-            {
-                self.quarantine(path, name, hash, reason, ctx);
-                return Ok(());
-            };
-        }
-        let header = match read_header(real, &self.opts)? {
-            Ok(h) => h,
-            Err(reason) => {
-                self.quarantine(path, name, hash, reason, ctx);
-                return Ok(());
-            }
-        };
-        let data = match self.table_schema(real, name, &header)? {
-            Ok(d) => d,
-            Err(reason) => {
-                self.quarantine(path, name, hash, reason, ctx);
-                return Ok(());
-            }
-        };
-        let layout = match Layout::for_file(data.clone(), &header) {
-            Ok(l) => l,
-            Err(reason) => {
-                self.quarantine(path, name, hash, reason, ctx);
-                return Ok(());
-            }
-        };
-        let (offset, line) = match resume {
-            Some(r) if r.next_offset > header.data_offset => (r.next_offset, r.next_line),
-            _ => (header.data_offset, header.data_line),
-        };
-        let source = &*self.setup.name;
-        let mut reader =
-            FileReader::open(real, name, source, layout, self.opts.clone(), offset, line)?;
-        let raw_schema = Arc::new(raw_schema(&data));
-        self.track_in_flight(hash, path, name);
-        loop {
-            let chunk = reader.next_chunk()?;
-            let status = match chunk.done {
-                true => FileStatus::Ingested,
-                false => FileStatus::Partial,
-            };
-            let progress = FileProgress {
-                hash: hash.clone(),
-                name: name.to_string(),
-                next_offset: chunk.next_offset,
-                next_line: chunk.next_line,
-                status,
-            };
-            self.send(
-                ctx,
-                raw_schema.clone(),
-                chunk.rows,
-                chunk.dead_letters,
-                progress,
-            );
-            if chunk.done || ctx.stop.is_cancelled() {
-                return Ok(());
-            }
-            self.take_acks(ctx);
-        }
-    }
-
-    /// The table's data columns: known, or inferred from this file (then kept).
-    fn table_schema(
-        &mut self,
-        real: &Path,
-        name: &str,
-        header: &super::reader::Header,
-    ) -> std::io::Result<std::result::Result<Arc<TableSchema>, String>> {
-        if let Some(data) = &self.data {
-            return Ok(Ok(data.clone()));
-        }
-        if header.fields == 0 {
-            return Ok(Err(
-                "the file is empty, so no schema can be inferred from it".into(),
-            ));
-        }
-        let names = match infer::column_names(header.names.as_deref(), header.fields) {
-            Ok(n) => n,
-            Err(reason) => return Ok(Err(reason)),
-        };
-        let samples = sample(real, &self.opts, header, infer::SAMPLE_RECORDS)?;
-        let schema = Arc::new(infer::infer(names, &samples));
-        let described: Vec<String> = schema
-            .columns
-            .iter()
-            .map(|c| format!("{} {}", c.name, c.ty))
-            .collect();
-        info!(source = %self.setup.name, table = %self.setup.table, file = %name,
-            columns = %described.join(", "), "inferred the table's schema");
-        self.data = Some(schema.clone());
-        Ok(Ok(schema))
-    }
-
-    fn send(
-        &mut self,
-        ctx: &SourceContext,
-        raw_schema: Arc<TableSchema>,
-        rows: RecordBatch,
-        dead_letters: Vec<sluice_core::DeadLetter>,
-        progress: FileProgress,
-    ) {
-        if let Some(f) = self.in_flight.get_mut(&progress.hash) {
-            f.unacked += 1;
-        }
-        let chunk = Chunk {
-            source: self.setup.name.clone(),
-            table: self.setup.table.clone(),
-            raw_schema,
-            rows,
-            dead_letters,
-            position: Position::File(progress),
-        };
-        self.sent_since_drained = true;
-        if ctx.events.send(SourceEvent::Chunk(chunk)).is_err() {
-            // The committer is gone (shutting down after an error): nothing more to do.
-            debug!(source = %self.setup.name, "committer hung up");
-        }
-    }
-
-    /// Records the file as quarantined; it is moved once that is committed.
-    fn quarantine(
-        &mut self,
-        path: &Path,
-        name: &str,
-        hash: &FileHash,
-        reason: String,
-        ctx: &SourceContext,
-    ) {
-        warn!(source = %self.setup.name, file = %name, %reason, "quarantining file");
-        self.track_in_flight(hash, path, name);
-        let empty = Arc::new(TableSchema::default());
-        let rows = RecordBatch::new_empty(empty.arrow_schema());
-        let progress = FileProgress {
-            hash: hash.clone(),
-            name: name.to_string(),
-            next_offset: 0,
-            next_line: 1,
-            status: FileStatus::Quarantined { reason },
-        };
-        self.send(ctx, empty, rows, Vec::new(), progress);
-    }
-
-    /// Remembers that chunks of `hash` are being sent, until its final one is acknowledged.
-    fn track_in_flight(&mut self, hash: &FileHash, path: &Path, name: &str) {
-        let flight = InFlight {
-            path: path.to_path_buf(),
-            name: name.to_string(),
-            unacked: 0,
-        };
-        self.in_flight.insert(hash.clone(), flight);
-    }
-
-    fn drained(&mut self, ctx: &SourceContext) {
-        self.sent_since_drained = false;
-        let _ = ctx.events.send(SourceEvent::Drained {
-            source: self.setup.name.clone(),
-        });
-    }
-
-    fn take_acks(&mut self, ctx: &SourceContext) {
-        while let Ok(position) = ctx.acks.try_recv() {
-            self.on_ack(position);
-        }
-    }
-
-    fn on_ack(&mut self, position: Position) {
-        let Position::File(p) = position;
-        if !matches!(p.status, FileStatus::Quarantined { .. }) {
-            let before = self.known.get(&p.hash).map_or(0, |r| r.next_offset);
-            telemetry::bytes_ingested(&self.setup.name, p.next_offset.saturating_sub(before));
-        }
-        self.known.insert(
-            p.hash.clone(),
-            FileRecord {
-                original_name: p.name.clone(),
-                status: p.status.clone(),
-                next_offset: p.next_offset,
-                next_line: p.next_line,
-            },
-        );
-        let Some(flight) = self.in_flight.get_mut(&p.hash) else {
-            return;
-        };
-        flight.unacked = flight.unacked.saturating_sub(1);
-        let (path, name) = (flight.path.clone(), flight.name.clone());
-        match &p.status {
-            FileStatus::Ingested => {
-                self.in_flight.remove(&p.hash);
-                telemetry::file_ingested(&self.setup.name);
-                self.after_ingest(&path, &name, &p.hash);
-            }
-            FileStatus::Quarantined { reason } => {
-                self.in_flight.remove(&p.hash);
-                telemetry::file_quarantined(&self.setup.name);
-                self.quarantine_now(&path, &name, &p.hash, reason);
-            }
-            FileStatus::Partial => {}
-        }
-    }
-
-    fn after_ingest(&mut self, path: &Path, name: &str, hash: &FileHash) {
-        self.hashes.remove(path);
-        let result = match self.setup.config.after_ingest {
-            AfterIngest::Keep => {
-                self.settle_path(path);
-                return;
-            }
-            AfterIngest::Delete => dispose::delete(path).map(|()| None),
-            AfterIngest::Archive => {
-                dispose::move_into(path, &self.setup.archive_dir, name, hash).map(Some)
-            }
-        };
-        match result {
-            Ok(dest) => {
-                debug!(source = %self.setup.name, file = %name, archived = ?dest, "disposed of file")
-            }
-            Err(e) => {
-                error!(source = %self.setup.name, file = %name, error = %e, "cannot archive or delete an ingested file; it will not be ingested again");
-                self.settle_path(path);
-            }
-        }
-    }
-
-    fn quarantine_now(&mut self, path: &Path, name: &str, hash: &FileHash, reason: &str) {
-        self.hashes.remove(path);
-        match dispose::move_into(path, &self.setup.quarantine_dir, name, hash) {
-            Ok(dest) => {
-                warn!(source = %self.setup.name, file = %name, %reason, to = %dest.display(), "file quarantined")
-            }
-            Err(e) => {
-                error!(source = %self.setup.name, file = %name, error = %e, "cannot move a quarantined file");
-                self.settle_path(path);
-            }
-        }
-    }
-
-    fn settle_path(&mut self, path: &Path) {
-        if let Some(sig) = stat(path) {
-            self.settled.insert(path.to_path_buf(), sig);
-        }
-    }
-
     fn hash(&mut self, real: &Path, sig: Signature) -> std::io::Result<FileHash> {
         if let Some((cached_sig, hash)) = self.hashes.get(real) {
             if *cached_sig == sig {
@@ -646,19 +371,6 @@ impl CsvDirSource {
         let hash = FileHash(hasher.finalize().to_hex().to_string());
         self.hashes.insert(real.to_path_buf(), (sig, hash.clone()));
         Ok(hash)
-    }
-
-    /// After a stop: waits (bounded) for the acknowledgements of what was sent, so files
-    /// committed during shutdown are archived now rather than on the next start.
-    fn finish(&mut self, ctx: &SourceContext) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while self.in_flight.values().any(|f| f.unacked > 0) && Instant::now() < deadline {
-            match ctx.acks.recv_timeout(Duration::from_millis(100)) {
-                Ok(position) => self.on_ack(position),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-        }
     }
 }
 
@@ -673,15 +385,4 @@ pub fn raw_schema(data: &TableSchema) -> TableSchema {
 fn stat(path: &Path) -> Option<Signature> {
     let meta = std::fs::metadata(path).ok()?;
     Some((meta.len(), meta.modified().ok()?))
-}
-
-/// Reads the start of a file and says why it is not CSV text, if it is not.
-fn sniff(path: &Path) -> std::io::Result<Option<String>> {
-    let mut head = Vec::with_capacity(SNIFF_BYTES);
-    File::open(path)?
-        .take(SNIFF_BYTES as u64 + 1)
-        .read_to_end(&mut head)?;
-    let complete = head.len() <= SNIFF_BYTES;
-    head.truncate(SNIFF_BYTES);
-    Ok(not_text_reason(&head, complete))
 }

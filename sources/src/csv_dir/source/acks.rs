@@ -1,0 +1,129 @@
+//! Acknowledgements: once the committer reports a file's positions durable, the source
+//! disposes of the file (archive, delete, keep; quarantine) and, on shutdown, waits for
+//! the acknowledgements still due.
+
+use std::{
+    path::Path,
+    sync::mpsc::RecvTimeoutError,
+    time::{Duration, Instant},
+};
+
+use sluice_core::{FileHash, FileRecord, FileStatus, Position};
+use tracing::{debug, error, warn};
+
+use super::{stat, CsvDirSource};
+use crate::{
+    csv_dir::{config::AfterIngest, dispose},
+    telemetry, SourceContext, SourceEvent,
+};
+
+impl CsvDirSource {
+    pub(super) fn drained(&mut self, ctx: &SourceContext) {
+        self.sent_since_drained = false;
+        let _ = ctx.events.send(SourceEvent::Drained {
+            source: self.setup.name.clone(),
+        });
+    }
+
+    pub(super) fn take_acks(&mut self, ctx: &SourceContext) {
+        while let Ok(position) = ctx.acks.try_recv() {
+            self.on_ack(position);
+        }
+    }
+
+    pub(super) fn on_ack(&mut self, position: Position) {
+        let Position::File(p) = position;
+        if !matches!(p.status, FileStatus::Quarantined { .. }) {
+            let before = self.known.get(&p.hash).map_or(0, |r| r.next_offset);
+            telemetry::bytes_ingested(&self.setup.name, p.next_offset.saturating_sub(before));
+        }
+        self.known.insert(
+            p.hash.clone(),
+            FileRecord {
+                original_name: p.name.clone(),
+                status: p.status.clone(),
+                next_offset: p.next_offset,
+                next_line: p.next_line,
+            },
+        );
+        let Some(flight) = self.in_flight.get_mut(&p.hash) else {
+            return;
+        };
+        flight.unacked = flight.unacked.saturating_sub(1);
+        let (path, name) = (flight.path.clone(), flight.name.clone());
+        match &p.status {
+            FileStatus::Ingested => {
+                self.in_flight.remove(&p.hash);
+                telemetry::file_ingested(&self.setup.name);
+                self.after_ingest(&path, &name, &p.hash);
+            }
+            FileStatus::Quarantined { reason } => {
+                self.in_flight.remove(&p.hash);
+                telemetry::file_quarantined(&self.setup.name);
+                self.quarantine_now(&path, &name, &p.hash, reason);
+            }
+            FileStatus::Partial => {}
+        }
+    }
+
+    pub(super) fn after_ingest(&mut self, path: &Path, name: &str, hash: &FileHash) {
+        self.hashes.remove(path);
+        let result = match self.setup.config.after_ingest {
+            AfterIngest::Keep => {
+                self.settle_path(path);
+                return;
+            }
+            AfterIngest::Delete => dispose::delete(path).map(|()| None),
+            AfterIngest::Archive => {
+                dispose::move_into(path, &self.setup.archive_dir, name, hash).map(Some)
+            }
+        };
+        match result {
+            Ok(dest) => {
+                debug!(source = %self.setup.name, file = %name, archived = ?dest, "disposed of file")
+            }
+            Err(e) => {
+                error!(source = %self.setup.name, file = %name, error = %e, "cannot archive or delete an ingested file; it will not be ingested again");
+                self.settle_path(path);
+            }
+        }
+    }
+
+    pub(super) fn quarantine_now(
+        &mut self,
+        path: &Path,
+        name: &str,
+        hash: &FileHash,
+        reason: &str,
+    ) {
+        self.hashes.remove(path);
+        match dispose::move_into(path, &self.setup.quarantine_dir, name, hash) {
+            Ok(dest) => {
+                warn!(source = %self.setup.name, file = %name, %reason, to = %dest.display(), "file quarantined")
+            }
+            Err(e) => {
+                error!(source = %self.setup.name, file = %name, error = %e, "cannot move a quarantined file");
+                self.settle_path(path);
+            }
+        }
+    }
+
+    pub(super) fn settle_path(&mut self, path: &Path) {
+        if let Some(sig) = stat(path) {
+            self.settled.insert(path.to_path_buf(), sig);
+        }
+    }
+
+    /// After a stop: waits (bounded) for the acknowledgements of what was sent, so files
+    /// committed during shutdown are archived now rather than on the next start.
+    pub(super) fn finish(&mut self, ctx: &SourceContext) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.in_flight.values().any(|f| f.unacked > 0) && Instant::now() < deadline {
+            match ctx.acks.recv_timeout(Duration::from_millis(100)) {
+                Ok(position) => self.on_ack(position),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+    }
+}
