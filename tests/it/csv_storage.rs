@@ -158,4 +158,20 @@ fn start_up_removes_parquet_files_the_ledger_does_not_know() {
         query_i64(&db, &format!("SELECT count(*) FROM read_parquet('{glob}')")),
         15
     );
+    drop(db);
+
+    // A ledgered file deleted by hand is reported (its rows are still in DuckDB).
+    fs::remove_file(&committed).expect("remove a committed file");
+    let out = d.run_once();
+    let log = String::from_utf8_lossy(&out.stderr);
+    let name = committed
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        log.contains("the ledger names a Parquet file that does not exist") && log.contains(&name),
+        "{log}"
+    );
+    assert_eq!(query_i64(&d.db(), "SELECT count(*) FROM raw.src"), 15);
 }
