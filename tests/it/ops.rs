@@ -260,3 +260,31 @@ fn readiness_goes_from_503_to_200_when_start_up_can_finish() {
     let (status, log) = daemon.terminate();
     assert!(status.success(), "{log}");
 }
+
+#[test]
+fn json_logs_are_one_object_per_line_and_name_the_file_concerned() {
+    let d = Deployment::new(SCHEMA, HTTP);
+    fs::write(d.inbox.join("bin.csv"), b"\x00\x01").expect("write");
+    let out = d
+        .command(&["--log-format", "json", "run", "--once"])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let warning = lines
+        .iter()
+        .find(|l| l["level"] == "WARN" && l["fields"]["message"] == "quarantining file")
+        .unwrap_or_else(|| panic!("no quarantine warning in {lines:?}"));
+    assert_eq!(warning["fields"]["source"], "src");
+    assert_eq!(warning["fields"]["file"], "bin.csv");
+    assert!(warning["fields"]["reason"]
+        .as_str()
+        .is_some_and(|r| r.contains("NUL")));
+}
