@@ -175,3 +175,27 @@ fn start_up_removes_parquet_files_the_ledger_does_not_know() {
     );
     assert_eq!(query_i64(&d.db(), "SELECT count(*) FROM raw.src"), 15);
 }
+
+#[test]
+fn a_utf8_bom_is_not_part_of_the_header_and_offsets_stay_right() {
+    let d = Deployment::new(SCHEMA, "[batch]\nmax_rows = 3\n");
+    let mut body = vec![0xEF, 0xBB, 0xBF];
+    body.extend_from_slice(csv_rows(1, 10).as_bytes());
+    fs::write(d.inbox.join("excel.csv"), body).expect("write");
+    d.run_once();
+    let db = d.db();
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM raw.src"), 10);
+    assert_eq!(
+        query_i64(&db, "SELECT count(*) FROM _sluice.dead_letters"),
+        0
+    );
+    assert_eq!(query_i64(&db, "SELECT sum(id) FROM raw.src"), 55);
+    assert_eq!(
+        query_i64(
+            &db,
+            "SELECT count(*) FROM raw.src WHERE _sluice_line = id + 1"
+        ),
+        10
+    );
+    assert!(query_i64(&db, "SELECT count(*) FROM _sluice.batches") >= 4);
+}
