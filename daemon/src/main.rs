@@ -4,7 +4,8 @@
 //! - [`cli`]: commands and flags.
 //! - [`config`]: the TOML file: shape, `${VAR}` expansion, validation.
 //! - [`lock`]: one sluice per data directory.
-//! - [`run`]: wiring sources, the committer and signals for `sluice run`.
+//! - [`run`]: wiring sources and the committer for `sluice run`.
+//! - [`signals`]: SIGTERM/SIGINT stop, SIGHUP re-reads the configuration.
 //! - [`pipeline`]: batching chunks per table and committing them.
 //! - [`health`]: liveness, readiness and status shared by the pipeline and the endpoints.
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz`, `/status`.
@@ -24,6 +25,7 @@ mod lock;
 mod notify;
 mod pipeline;
 mod run;
+mod signals;
 mod status;
 mod telemetry;
 

@@ -1,6 +1,6 @@
 //! `sluice run`: lock the data directory, open and reconcile the warehouse, start one
-//! thread per source and the committer, and stop cleanly on SIGTERM/SIGINT (or, with
-//! `--once`, when everything present at start is committed).
+//! thread per source and the committer, and stop cleanly when [`crate::signals`] says so
+//! (or, with `--once`, when everything present at start is committed).
 
 use std::{
     collections::HashMap,
@@ -28,7 +28,7 @@ use crate::{
     lock::lock_data_dir,
     notify::Notifier,
     pipeline::{Committer, Limits},
-    telemetry,
+    signals, telemetry,
 };
 
 /// Chunks waiting for the committer; with batches this bounds memory when sinks are slow.
@@ -61,7 +61,11 @@ pub fn run(config: Config, once: bool) -> anyhow::Result<()> {
         statuses.insert(name.clone(), health.add_source(name, "csv", table.as_str()));
     }
     let health = Arc::new(health);
-    runtime.spawn(handle_signals(stop.clone(), health.clone(), config.clone()));
+    runtime.spawn(signals::handle(
+        stop.clone(),
+        health.clone(),
+        config.clone(),
+    ));
     // The endpoints are up before recovery, so /readyz says 503 while sluice starts. A
     // one-shot run serves nothing: there is nothing to scrape, and it must not take the
     // port of a daemon that may be running.
@@ -266,106 +270,4 @@ fn table_data_schema(
         (Some(d), _) => Ok(Some(d)),
         (None, e) => Ok(e),
     }
-}
-
-/// Cancels `stop` on SIGTERM or SIGINT; on SIGHUP, re-reads the configuration (see
-/// [`reload`]) and keeps running.
-async fn handle_signals(stop: CancellationToken, health: Arc<Health>, running: Config) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        error!("cannot install signal handlers");
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = term.recv() => {
-                info!("SIGTERM: committing what is in flight, then stopping");
-                break;
-            }
-            _ = int.recv() => {
-                info!("SIGINT: committing what is in flight, then stopping");
-                break;
-            }
-            _ = hup.recv() => reload(&running),
-        }
-    }
-    health.set_stopping();
-    stop.cancel();
-}
-
-/// SIGHUP: re-reads and validates the configuration file. Nothing in it can change while
-/// sluice runs yet, so a valid file only gets the changed keys named ("restart to apply");
-/// an invalid one is reported and the running configuration stays. (Model files, which
-/// a reload will apply, arrive with the models.)
-fn reload(running: &Config) {
-    match Config::load(&running.path) {
-        Err(e) => warn!("SIGHUP: the configuration is not valid, keeping the running one: {e}"),
-        Ok(new) => {
-            let changed = changed_keys(running, &new);
-            if changed.is_empty() {
-                info!("SIGHUP: configuration unchanged");
-            } else {
-                warn!(changed = %changed.join(", "), "SIGHUP: these configuration changes need a restart of sluice to apply");
-            }
-        }
-    }
-}
-
-/// Sections (or sources) whose settings differ between two configurations.
-fn changed_keys(old: &Config, new: &Config) -> Vec<String> {
-    let mut changed = Vec::new();
-    let mut check = |key: &str, a: String, b: String| {
-        if a != b {
-            changed.push(key.to_string());
-        }
-    };
-    check(
-        "data_dir",
-        format!("{:?}", old.data_dir),
-        format!("{:?}", new.data_dir),
-    );
-    check(
-        "batch",
-        format!("{:?}", old.batch),
-        format!("{:?}", new.batch),
-    );
-    check(
-        "duckdb",
-        format!("{:?}", old.duckdb),
-        format!("{:?}", new.duckdb),
-    );
-    check(
-        "parquet",
-        format!("{:?}", old.parquet),
-        format!("{:?}", new.parquet),
-    );
-    check(
-        "http",
-        format!("{:?}", old.http_listen),
-        format!("{:?}", new.http_listen),
-    );
-    let names: std::collections::BTreeSet<&String> = old
-        .sources
-        .iter()
-        .chain(&new.sources)
-        .map(|(n, _)| n)
-        .collect();
-    for name in names {
-        let find = |c: &Config| {
-            c.sources
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, s)| format!("{s:?}"))
-        };
-        check(
-            &format!("sources.{name}"),
-            format!("{:?}", find(old)),
-            format!("{:?}", find(new)),
-        );
-    }
-    changed
 }
