@@ -2,14 +2,14 @@
 //! sources, `/status` and `sluice status`, and systemd notifications in order.
 
 use std::{
-    collections::BTreeSet,
     fs,
     os::unix::{fs::symlink, net::UnixDatagram},
     time::{Duration, Instant},
 };
 
 use crate::support::{
-    csv_rows, http_get, metric, query_i64, sluice_bin, Deployment, PATIENCE, SCHEMA,
+    csv_rows, documented_metrics, http_get, metric, metric_names, query_i64, sluice_bin,
+    Deployment, PATIENCE, SCHEMA,
 };
 
 /// Nothing to add: every test deployment listens on an OS-chosen port.
@@ -65,26 +65,13 @@ fn metrics_equal_what_was_ingested_and_match_the_readme() {
     assert_eq!(m("sluice_batch_rows_sum{table=\"src\"}"), 150.0);
 
     // Every sluice_* series is documented, and every documented metric is served.
-    let served: BTreeSet<String> = scrape
+    let sample_names: Vec<&str> = scrape
         .lines()
         .filter(|l| l.starts_with("sluice_"))
-        .map(|l| l.split(['{', ' ']).next().unwrap_or_default().to_string())
-        .map(|n| {
-            ["_bucket", "_sum", "_count"]
-                .iter()
-                .find_map(|s| n.strip_suffix(s))
-                .map_or(n.clone(), str::to_string)
-        })
+        .filter_map(|l| l.split(['{', ' ']).next())
         .collect();
-    let readme = include_str!("../../README.md");
-    let table = &readme[readme.find("<!-- metrics:start -->").expect("table")
-        ..readme.find("<!-- metrics:end -->").expect("end")];
-    let documented: BTreeSet<String> = table
-        .lines()
-        .filter_map(|l| l.strip_prefix("| `"))
-        .filter_map(|l| l.split('`').next())
-        .map(str::to_string)
-        .collect();
+    let served = metric_names(&sample_names.join("\n"));
+    let documented = documented_metrics();
     assert_eq!(served, documented, "README metrics table vs /metrics");
 
     let (status, log) = daemon.terminate();

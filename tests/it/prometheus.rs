@@ -4,12 +4,11 @@
 //! packages that scripts/test.sh installs; without them these tests fail naming the package.
 
 use std::{
-    collections::BTreeSet,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
 };
 
-use crate::support::{csv_rows, try_get, Deployment, SCHEMA};
+use crate::support::{csv_rows, documented_metrics, metric_names, try_get, Deployment, SCHEMA};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -46,39 +45,6 @@ fn alert_rules_are_valid_and_fire_when_they_should() {
     assert!(out.contains("SUCCESS: 7 rules found"), "{out}");
     let tests = repo().join("tests/prometheus/alerts_test.yml");
     run_ok(Command::new(&promtool).args(["test", "rules"]).arg(&tests));
-}
-
-/// Metric names documented in the README's metrics table.
-fn documented_metrics() -> BTreeSet<String> {
-    let readme = include_str!("../../README.md");
-    let start = readme.find("<!-- metrics:start -->").expect("table");
-    let end = readme.find("<!-- metrics:end -->").expect("end");
-    readme[start..end]
-        .lines()
-        .filter_map(|l| l.strip_prefix("| `"))
-        .filter_map(|l| l.split('`').next())
-        .map(str::to_string)
-        .collect()
-}
-
-/// `sluice_*` names in a text, without histogram suffixes.
-fn metric_names(text: &str) -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
-    let mut rest = text;
-    while let Some(i) = rest.find("sluice_") {
-        let tail = &rest[i..];
-        let end = tail
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or(tail.len());
-        let name = &tail[..end];
-        let base = ["_bucket", "_sum", "_count"]
-            .iter()
-            .find_map(|s| name.strip_suffix(s))
-            .unwrap_or(name);
-        names.insert(base.to_string());
-        rest = &tail[end..];
-    }
-    names
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! to run the real binary and inspect what it committed.
 
 use std::{
+    collections::BTreeSet,
     fs,
     path::PathBuf,
     process::{Child, Command, ExitStatus, Output, Stdio},
@@ -268,6 +269,39 @@ pub fn metric(scrape: &str, series: &str) -> Option<f64> {
         .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
+}
+
+/// Metric names documented in the README's metrics table.
+pub fn documented_metrics() -> BTreeSet<String> {
+    let readme = include_str!("../../README.md");
+    let start = readme.find("<!-- metrics:start -->").expect("table");
+    let end = readme.find("<!-- metrics:end -->").expect("end");
+    readme[start..end]
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// `sluice_*` names in a text, without histogram suffixes.
+pub fn metric_names(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("sluice_") {
+        let tail = &rest[i..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        let name = &tail[..end];
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(name);
+        names.insert(base.to_string());
+        rest = &tail[end..];
+    }
+    names
 }
 
 fn unique() -> u64 {
