@@ -1,7 +1,37 @@
 //! # sluice-models: dbt-format SQL models maintained after each commit
 //!
-//! This crate is where models live: reading a dbt project's `*.sql` and `schema.yml`,
-//! rendering their Jinja, ordering them by `ref`, and materializing them (view, table,
-//! incremental with append / merge / delete+insert) from the rows newer than each model's
-//! watermark. It is empty until the models issue lands; sources and sinks never depend
-//! on it, and it will only see tables and watermarks.
+//! Layout, in the order a model travels:
+//! - [`project`]: finding model files: a dbt project (`dbt_project.yml`, folder config) or a
+//!   folder of `.sql`, and the `schema.yml` files beside them (column tests, sources).
+//! - [`config`]: a model's configuration layers (materialized, unique_key, strategy).
+//! - [`render`]: Jinja with dbt's context (`config`, `ref`, `source`, `this`,
+//!   `is_incremental`) and sluice's `new_rows()`, via minijinja.
+//! - [`plan`]: every model rendered once, ordered by `ref`, with the raw tables it reads.
+//! - [`compile`]: binding every model against the database without running it.
+//! - [`materialize`]: views, tables, and incremental append / merge / delete+insert.
+//! - [`state`]: `_sluice.models` (watermarks) and `_sluice.test_results`.
+//! - [`data_tests`]: unique, not_null, accepted_values, relationships.
+//! - [`runner`]: which models are due after a commit; failures, retries, reports.
+//!
+//! Sources and sinks never depend on this crate; it only sees tables, the batch ledger and
+//! watermarks. A model's rows and its watermark commit in one transaction, so a crash
+//! leaves it before or after a batch, never half-way.
+
+pub mod compile;
+pub mod config;
+pub mod data_tests;
+mod error;
+pub mod materialize;
+pub mod plan;
+pub mod project;
+pub mod render;
+pub mod runner;
+pub mod state;
+
+pub use compile::{compile, CompileReport};
+pub use config::{Materialized, ModelConfig, Strategy};
+pub use data_tests::{Severity, TestResult};
+pub use error::{ModelError, Result};
+pub use plan::{ModelPlan, Plan};
+pub use project::{Problems, Project};
+pub use runner::{ModelReport, ModelRunner, Outcome, RunOptions};

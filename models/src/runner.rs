@@ -1,0 +1,391 @@
+//! Running the models after commits: which are due, in dependency order, each in its own
+//! transaction with its watermark, then its data tests. A model that fails is retried with
+//! backoff; the models downstream of it wait; ingestion is never blocked by it.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::{Duration, Instant},
+};
+
+use duckdb::Connection;
+use tracing::{debug, info, warn};
+
+use crate::{
+    config::Materialized,
+    data_tests::TestResult,
+    error::{DuckdbContext, ModelError, Result},
+    materialize::{self, Build},
+    plan::{ModelPlan, Plan},
+    render::Mode,
+    state::{self, ModelState},
+};
+
+/// First and longest pause before retrying a failed model.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// What happened to one model in a round.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Built; `full` when rebuilt from scratch (first run, changed SQL, table, view).
+    Built {
+        full: bool,
+        rows: u64,
+    },
+    Failed {
+        error: String,
+    },
+    /// Not run because an upstream model failed or is not yet rebuilt.
+    Waiting {
+        on: String,
+    },
+}
+
+/// One model's result in a round.
+#[derive(Debug, Clone)]
+pub struct ModelReport {
+    pub model: String,
+    pub materialized: Materialized,
+    pub outcome: Outcome,
+    pub duration: Duration,
+    /// The watermark after the round.
+    pub watermark: i64,
+    /// Commit time (epoch µs) of the newest batch the model has consumed.
+    pub newest_consumed_us: Option<i64>,
+    pub tests: Vec<TestResult>,
+}
+
+/// How a round is run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Rebuild every selected model from scratch.
+    pub full_refresh: bool,
+    /// Only these models (all when empty).
+    pub select: BTreeSet<String>,
+    /// Ignore `min_interval` and retry delays (one-shot runs).
+    pub now: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Retry {
+    at: Instant,
+    delay: Duration,
+}
+
+/// Keeps the plan and what is due; owned by the thread that owns the connection.
+#[derive(Debug)]
+pub struct ModelRunner {
+    plan: Plan,
+    retries: BTreeMap<String, Retry>,
+    last_build: BTreeMap<String, Instant>,
+}
+
+impl ModelRunner {
+    pub fn new(plan: Plan) -> Self {
+        ModelRunner {
+            plan,
+            retries: BTreeMap::new(),
+            last_build: BTreeMap::new(),
+        }
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Swaps in a new plan (after SIGHUP); models whose SQL changed rebuild in full.
+    pub fn replace_plan(&mut self, plan: Plan) {
+        self.plan = plan;
+        self.retries.clear();
+    }
+
+    /// Whether something may be due even without a new commit (retries, deferred tables).
+    pub fn has_pending(&self) -> bool {
+        !self.retries.is_empty()
+    }
+
+    /// Creates the state tables and the model schema.
+    pub fn prepare(&self, conn: &Connection) -> Result<()> {
+        state::ensure(conn)?;
+        let schema = self.plan.catalog.model_schema.quoted();
+        conn.execute_batch(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+            .ctx("*", || format!("creating schema {schema}"))
+    }
+
+    /// Runs every model that is due, in order. Never fails as a whole: each model's
+    /// problem is in its report.
+    pub fn run(&mut self, conn: &Connection, opts: &RunOptions) -> Vec<ModelReport> {
+        let mut reports = Vec::new();
+        let mut held: BTreeMap<String, String> = BTreeMap::new();
+        let models: Vec<ModelPlan> = self.plan.built().cloned().collect();
+        for m in &models {
+            let name = m.name.to_string();
+            if !opts.select.is_empty() && !opts.select.contains(&name) {
+                continue;
+            }
+            let blocked = self.blocked_by(m, &held);
+            if let Some(root) = blocked {
+                held.insert(name.clone(), root.clone());
+                reports.push(self.report(
+                    conn,
+                    m,
+                    Outcome::Waiting { on: root },
+                    Duration::ZERO,
+                    Vec::new(),
+                ));
+                continue;
+            }
+            match self.run_one(conn, m, opts) {
+                Ok(None) => {}
+                Ok(Some(report)) => reports.push(report),
+                Err(Deferred) => {
+                    held.insert(name.clone(), name.clone());
+                }
+            }
+            if let Some(Outcome::Failed { .. }) = reports
+                .last()
+                .filter(|r| r.model == name)
+                .map(|r| &r.outcome)
+            {
+                held.insert(name.clone(), name);
+            }
+        }
+        reports
+    }
+
+    /// The held model (failed, deferred, waiting) that `m` reads, through ephemeral parents.
+    fn blocked_by(&self, m: &ModelPlan, held: &BTreeMap<String, String>) -> Option<String> {
+        m.parents.iter().find_map(|p| {
+            held.get(p).cloned().or_else(|| {
+                let parent = self.plan.get(p)?;
+                (parent.config.materialized == Materialized::Ephemeral)
+                    .then(|| self.blocked_by(parent, held))
+                    .flatten()
+            })
+        })
+    }
+
+    /// Runs `m` if it is due. `Err(Deferred)` when it is due but must wait (min_interval,
+    /// retry backoff), so its descendants wait too.
+    fn run_one(
+        &mut self,
+        conn: &Connection,
+        m: &ModelPlan,
+        opts: &RunOptions,
+    ) -> Result<Option<ModelReport>, Deferred> {
+        let name = m.name.to_string();
+        let now = Instant::now();
+        let started = Instant::now();
+        let decision = self.decide(conn, m, opts);
+        let how = match decision {
+            Ok(Some(how)) => how,
+            Ok(None) => return Ok(None),
+            Err(e) => return Ok(Some(self.failed(conn, m, e, started))),
+        };
+        if !opts.now {
+            if let Some(r) = self.retries.get(&name) {
+                if r.at > now {
+                    return Err(Deferred);
+                }
+            }
+            let table_waits = m.config.materialized == Materialized::Table
+                && matches!(how.1, Build::Full)
+                && !how.2
+                && self
+                    .last_build
+                    .get(&name)
+                    .is_some_and(|t| now.duration_since(*t) < m.config.min_interval);
+            if table_waits {
+                self.retries.entry(name).or_insert(Retry {
+                    at: now + m.config.min_interval,
+                    delay: RETRY_FIRST,
+                });
+                return Err(Deferred);
+            }
+        }
+        match self.build(conn, m, how) {
+            Ok((rows, full)) => {
+                self.retries.remove(&name);
+                self.last_build.insert(name.clone(), Instant::now());
+                let tests = self.run_tests(conn, m);
+                let took = started.elapsed();
+                info!(model = %name, rows, full, ms = took.as_millis() as u64, "model built");
+                Ok(Some(self.report(
+                    conn,
+                    m,
+                    Outcome::Built { full, rows },
+                    took,
+                    tests,
+                )))
+            }
+            Err(e) => Ok(Some(self.failed(conn, m, e, started))),
+        }
+    }
+
+    /// Whether `m` is due and how: (new state, build, SQL changed or first build).
+    fn decide(
+        &self,
+        conn: &Connection,
+        m: &ModelPlan,
+        opts: &RunOptions,
+    ) -> Result<Option<(ModelState, Build, bool)>> {
+        let name = m.name.as_str();
+        let full_sql = self.plan.sql(m, Mode::Full)?;
+        let hash = sql_hash(m, &full_sql);
+        let stored = state::load(conn, name)?;
+        let exists = state::relation_exists(conn, self.plan.catalog.model_schema.as_str(), name)?;
+        let last = state::last_batch(conn)?;
+        let next = ModelState {
+            sql_hash: hash.clone(),
+            watermark: last,
+        };
+        let changed =
+            opts.full_refresh || !exists || stored.as_ref().is_none_or(|s| s.sql_hash != hash);
+        if changed {
+            return Ok(Some((next, Build::Full, true)));
+        }
+        let stored = stored.expect("checked above");
+        if m.config.materialized == Materialized::View {
+            return Ok(None);
+        }
+        if !state::has_new_batches(conn, name, &m.raw_tables, stored.watermark)? {
+            return Ok(None);
+        }
+        let how = match m.config.materialized {
+            Materialized::Incremental => Build::Incremental {
+                watermark: stored.watermark,
+            },
+            _ => Build::Full,
+        };
+        Ok(Some((next, how, false)))
+    }
+
+    /// Builds in one transaction with the watermark; returns (rows, rebuilt in full).
+    fn build(
+        &self,
+        conn: &Connection,
+        m: &ModelPlan,
+        (next, how, _): (ModelState, Build, bool),
+    ) -> Result<(u64, bool)> {
+        let name = m.name.as_str();
+        let started = Instant::now();
+        conn.execute_batch("BEGIN TRANSACTION")
+            .ctx(name, || "starting its transaction".into())?;
+        let result = materialize::build(conn, &self.plan, m, how).and_then(|rows| {
+            let ms = started.elapsed().as_millis() as u64;
+            state::record(
+                conn,
+                name,
+                &m.config.materialized.to_string(),
+                &next,
+                rows,
+                ms,
+            )?;
+            conn.execute_batch("COMMIT")
+                .ctx(name, || "committing".into())?;
+            Ok(rows)
+        });
+        if result.is_err() {
+            // Nothing of a failed build remains; the error says why.
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        Ok((result?, matches!(how, Build::Full)))
+    }
+
+    fn run_tests(&self, conn: &Connection, m: &ModelPlan) -> Vec<TestResult> {
+        let batch = state::last_batch(conn).unwrap_or_default();
+        let mut results = Vec::new();
+        for t in &m.tests {
+            match t.run(conn, &self.plan.catalog, batch) {
+                Ok(r) if r.passed() => {
+                    debug!(model = %t.model, test = %r.name, "data test passed");
+                    results.push(r);
+                }
+                Ok(r) => {
+                    warn!(model = %t.model, test = %r.name, failures = r.failures,
+                        severity = r.severity.as_str(), "data test failed");
+                    results.push(r);
+                }
+                Err(e) => {
+                    warn!(model = %t.model, test = %t.name(), error = %e, "data test could not run")
+                }
+            }
+        }
+        results
+    }
+
+    fn failed(
+        &mut self,
+        conn: &Connection,
+        m: &ModelPlan,
+        e: ModelError,
+        started: Instant,
+    ) -> ModelReport {
+        let name = m.name.to_string();
+        let delay = self
+            .retries
+            .get(&name)
+            .map_or(RETRY_FIRST, |r| (r.delay * 2).min(RETRY_MAX));
+        self.retries.insert(
+            name.clone(),
+            Retry {
+                at: Instant::now() + delay,
+                delay,
+            },
+        );
+        warn!(model = %name, file = %m.path.display(), error = %e, retry_in = ?delay, "model failed");
+        self.report(
+            conn,
+            m,
+            Outcome::Failed {
+                error: e.to_string(),
+            },
+            started.elapsed(),
+            Vec::new(),
+        )
+    }
+
+    fn report(
+        &self,
+        conn: &Connection,
+        m: &ModelPlan,
+        outcome: Outcome,
+        duration: Duration,
+        tests: Vec<TestResult>,
+    ) -> ModelReport {
+        let name = m.name.as_str();
+        let watermark = state::load(conn, name)
+            .ok()
+            .flatten()
+            .map_or(0, |s| s.watermark);
+        ModelReport {
+            model: name.to_string(),
+            materialized: m.config.materialized,
+            outcome,
+            duration,
+            watermark,
+            newest_consumed_us: state::newest_consumed(conn, name, &m.raw_tables, watermark)
+                .ok()
+                .flatten(),
+            tests,
+        }
+    }
+}
+
+/// A model that is due but waits (min_interval or a retry delay).
+#[derive(Debug)]
+struct Deferred;
+
+/// Identifies what a model was built from: its full SQL and how it is materialized.
+fn sql_hash(m: &ModelPlan, full_sql: &str) -> String {
+    let c = &m.config;
+    let keys: Vec<&str> = c.unique_key.iter().map(|k| k.as_str()).collect();
+    let identity = format!(
+        "{}\n{}\n{}\n{}",
+        c.materialized,
+        c.strategy,
+        keys.join(","),
+        full_sql
+    );
+    blake3::hash(identity.as_bytes()).to_hex().to_string()
+}

@@ -1,0 +1,150 @@
+//! The models' own state, beside the data in the `_sluice` schema:
+//! - `_sluice.models`: per model, the hash of the SQL it was built from and its watermark
+//!   (the last `_sluice_batch` it has consumed), written in the same transaction as the
+//!   model's rows;
+//! - `_sluice.test_results`: the latest result of every data test.
+
+use duckdb::{params, Connection, OptionalExt};
+
+use crate::error::{DuckdbContext, Result};
+
+const DDL: &str = r#"
+CREATE SCHEMA IF NOT EXISTS _sluice;
+CREATE TABLE IF NOT EXISTS _sluice.models (
+    name VARCHAR PRIMARY KEY,
+    materialized VARCHAR NOT NULL,
+    sql_hash VARCHAR NOT NULL,
+    watermark BIGINT NOT NULL,
+    rows_written BIGINT NOT NULL,
+    duration_ms BIGINT NOT NULL,
+    last_run_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS _sluice.test_results (
+    model VARCHAR NOT NULL,
+    test VARCHAR NOT NULL,
+    column_name VARCHAR NOT NULL,
+    severity VARCHAR NOT NULL,
+    failures BIGINT NOT NULL,
+    batch_id BIGINT NOT NULL,
+    run_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (model, test)
+);
+"#;
+
+/// Creates the models' state tables if missing.
+pub fn ensure(conn: &Connection) -> Result<()> {
+    conn.execute_batch(DDL).ctx("*", || {
+        "creating _sluice.models and _sluice.test_results".into()
+    })
+}
+
+/// What `_sluice.models` says about one model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelState {
+    pub sql_hash: String,
+    pub watermark: i64,
+}
+
+pub fn load(conn: &Connection, model: &str) -> Result<Option<ModelState>> {
+    conn.query_row(
+        "SELECT sql_hash, watermark FROM _sluice.models WHERE name = ?",
+        params![model],
+        |r| {
+            Ok(ModelState {
+                sql_hash: r.get(0)?,
+                watermark: r.get(1)?,
+            })
+        },
+    )
+    .optional()
+    .ctx(model, || "reading its watermark".into())
+}
+
+/// Records a successful build (inside the build's transaction).
+pub fn record(
+    conn: &Connection,
+    model: &str,
+    materialized: &str,
+    state: &ModelState,
+    rows: u64,
+    duration_ms: u64,
+) -> Result<()> {
+    conn.execute(
+        "INSERT OR REPLACE INTO _sluice.models \
+         (name, materialized, sql_hash, watermark, rows_written, duration_ms, last_run_at) \
+         VALUES (?, ?, ?, ?, ?, ?, now())",
+        params![
+            model,
+            materialized,
+            state.sql_hash,
+            state.watermark,
+            rows as i64,
+            duration_ms as i64
+        ],
+    )
+    .map(|_| ())
+    .ctx(model, || "recording its watermark".into())
+}
+
+/// The newest committed batch.
+pub fn last_batch(conn: &Connection) -> Result<i64> {
+    conn.query_row(
+        "SELECT coalesce(max(batch_id), 0) FROM _sluice.batches",
+        [],
+        |r| r.get(0),
+    )
+    .ctx("*", || "reading the last batch id".into())
+}
+
+/// Whether any of `tables` received a batch after `watermark`.
+pub fn has_new_batches<'a>(
+    conn: &Connection,
+    model: &str,
+    tables: impl IntoIterator<Item = &'a String>,
+    watermark: i64,
+) -> Result<bool> {
+    let tables: Vec<&String> = tables.into_iter().collect();
+    if tables.is_empty() {
+        return Ok(false);
+    }
+    let list = vec!["?"; tables.len()].join(", ");
+    let sql = format!(
+        "SELECT count(*) > 0 FROM _sluice.batches WHERE batch_id > ? AND table_name IN ({list})"
+    );
+    let mut args: Vec<&dyn duckdb::ToSql> = vec![&watermark];
+    args.extend(tables.iter().map(|t| *t as &dyn duckdb::ToSql));
+    conn.query_row(&sql, args.as_slice(), |r| r.get(0))
+        .ctx(model, || "looking for new batches".into())
+}
+
+/// When the newest batch of `tables` at or below `watermark` was committed (epoch µs).
+pub fn newest_consumed<'a>(
+    conn: &Connection,
+    model: &str,
+    tables: impl IntoIterator<Item = &'a String>,
+    watermark: i64,
+) -> Result<Option<i64>> {
+    let tables: Vec<&String> = tables.into_iter().collect();
+    if tables.is_empty() {
+        return Ok(None);
+    }
+    let list = vec!["?"; tables.len()].join(", ");
+    let sql = format!(
+        "SELECT epoch_us(max(committed_at)) FROM _sluice.batches \
+         WHERE batch_id <= ? AND table_name IN ({list})"
+    );
+    let mut args: Vec<&dyn duckdb::ToSql> = vec![&watermark];
+    args.extend(tables.iter().map(|t| *t as &dyn duckdb::ToSql));
+    conn.query_row(&sql, args.as_slice(), |r| r.get(0))
+        .ctx(model, || "reading its freshness".into())
+}
+
+/// Whether `schema.name` exists as a table or view.
+pub fn relation_exists(conn: &Connection, schema: &str, name: &str) -> Result<bool> {
+    conn.query_row(
+        "SELECT count(*) > 0 FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+        params![schema, name],
+        |r| r.get(0),
+    )
+    .ctx(name, || "checking whether it exists".into())
+}

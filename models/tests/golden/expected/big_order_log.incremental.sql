@@ -1,0 +1,10 @@
+WITH __dbt__cte__eph_big_orders AS (
+
+select * from "main"."stg_orders" where amount > 100
+)
+SELECT * FROM (
+
+select id, amount from __dbt__cte__eph_big_orders
+where "_sluice_batch" > 41
+  and 'main' = 'main'
+) AS "big_order_log"

@@ -1,0 +1,2 @@
+
+select count(*) as n from "main"."fct_orders"

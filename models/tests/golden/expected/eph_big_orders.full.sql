@@ -1,0 +1,2 @@
+
+select * from "main"."stg_orders" where amount > 100
