@@ -30,11 +30,36 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// List or run the dbt-format models (one-shot, while no daemon holds the data_dir).
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
     /// Show a running daemon's status (sources, recent batches) as a table.
     Status {
         /// Base URL of the daemon's HTTP endpoints.
         #[arg(long, default_value = "http://127.0.0.1:7711")]
         url: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Every model in run order: materialization, strategy, key, tests, what it reads.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Run the models that are due (new batches, changed SQL), in dependency order.
+    Run {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only these models (repeatable).
+        #[arg(long, value_name = "NAME")]
+        select: Vec<String>,
+        /// Rebuild the models from scratch instead of incrementally.
+        #[arg(long)]
+        full_refresh: bool,
     },
 }
 

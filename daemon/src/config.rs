@@ -21,7 +21,7 @@ use std::{
 
 use serde::Deserialize;
 
-pub use file::{BatchConfig, DuckdbConfig, FileConfig, ParquetConfig, SourceConfig};
+pub use file::{BatchConfig, DuckdbConfig, FileConfig, ModelsConfig, ParquetConfig, SourceConfig};
 
 /// One problem in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +80,8 @@ pub struct Config {
     pub http_listen: Option<std::net::SocketAddr>,
     /// Sources by name, paths resolved.
     pub sources: Vec<(String, SourceConfig)>,
+    /// Models, `dir` resolved; `None` without a `[models]` table.
+    pub models: Option<ModelsConfig>,
 }
 
 impl Config {
@@ -122,6 +124,17 @@ impl Config {
     /// Where DuckDB's file is.
     pub fn duckdb_path(&self) -> PathBuf {
         self.data_dir.join(&self.duckdb.file)
+    }
+
+    /// The raw tables the configured sources feed.
+    pub fn source_tables(&self) -> std::collections::BTreeSet<String> {
+        self.sources
+            .iter()
+            .filter_map(|(name, s)| {
+                let SourceConfig::Csv(csv) = s;
+                csv.table_ident(name).ok().map(|t| t.to_string())
+            })
+            .collect()
     }
 
     pub fn parquet_dir(&self) -> PathBuf {
@@ -172,9 +185,14 @@ fn resolve(file: FileConfig, base: &Path, path: &Path) -> Config {
             (name, source)
         })
         .collect();
+    let models = file.models.map(|mut m| {
+        m.dir = base.join(&m.dir);
+        m
+    });
     Config {
         path: path.to_path_buf(),
         data_dir,
+        models,
         batch: file.batch,
         duckdb: file.duckdb,
         parquet: file.parquet,

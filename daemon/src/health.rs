@@ -4,7 +4,10 @@
 //! - liveness: the batch loop beats on every turn; a loop stuck for [`STUCK_AFTER`] fails
 //!   `/healthz` (and stops the systemd watchdog pings, so systemd restarts sluice);
 //! - readiness: recovery done, DuckDB open, every source started and reporting no problem;
-//! - status: per source rows, dead letters, last commit, files pending; recent batches.
+//! - status: per source rows, dead letters, last commit, files pending; recent batches;
+//!   per model the latest run ([`models`]).
+
+pub mod models;
 
 use std::{
     collections::{BTreeMap, VecDeque},
@@ -68,6 +71,7 @@ pub struct Health {
     waiting_for: Mutex<Option<String>>,
     sources: BTreeMap<String, SourceHealth>,
     recent: Mutex<VecDeque<BatchSummary>>,
+    pub models: models::ModelsHealth,
     notifier: Notifier,
 }
 
@@ -82,6 +86,7 @@ impl Health {
             waiting_for: Mutex::new(None),
             sources: BTreeMap::new(),
             recent: Mutex::new(VecDeque::new()),
+            models: models::ModelsHealth::default(),
             notifier,
         }
     }

@@ -106,6 +106,14 @@ fn refresh_gauges(state: &HttpState) {
         };
         gauge!("sluice_source_up", "source" => label).set(up);
     }
+    for (name, model) in health.models.snapshot() {
+        if let Some(newest) = model.newest_consumed {
+            let freshness = (now - newest).num_milliseconds() as f64 / 1000.0;
+            gauge!("sluice_model_freshness_seconds", "model" => name.clone()).set(freshness);
+        }
+        let failing = if model.state == "failing" { 1.0 } else { 0.0 };
+        gauge!("sluice_model_failing", "model" => name).set(failing);
+    }
     let ready = if health.unready_reasons().is_empty() {
         1.0
     } else {
@@ -172,6 +180,7 @@ async fn status(State(state): State<Arc<HttpState>>) -> Response {
         "unready_reasons": health.unready_reasons(),
         "sources": sources,
         "recent_batches": health.recent_batches(),
+        "models": health.models.snapshot(),
     }))
     .into_response()
 }

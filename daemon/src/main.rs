@@ -7,6 +7,7 @@
 //! - [`run`]: wiring sources and the committer for `sluice run`.
 //! - [`signals`]: SIGTERM/SIGINT stop, SIGHUP re-reads the configuration.
 //! - [`pipeline`]: batching chunks per table and committing them.
+//! - [`models`]: dbt-format models run after commits; `sluice models` commands.
 //! - [`health`]: liveness, readiness and status shared by the pipeline and the endpoints.
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz`, `/status`.
 //! - [`notify`]: systemd `Type=notify` (ready, status, watchdog, stopping).
@@ -22,6 +23,7 @@ mod config;
 mod health;
 mod http;
 mod lock;
+mod models;
 mod notify;
 mod pipeline;
 mod run;
@@ -32,7 +34,7 @@ mod telemetry;
 use std::process::ExitCode;
 
 use clap::Parser;
-use cli::{Cli, Command, LogFormat};
+use cli::{Cli, Command, LogFormat, ModelsCommand};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -47,21 +49,39 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run { config, once } => {
-            let config = match config::Config::load(&config.path) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            match run::run(config, once) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!("{e:#}");
-                    ExitCode::FAILURE
-                }
+        Command::Run { config, once } => with_config(&config.path, |c| run::run(c, once)),
+        Command::Models { command } => match command {
+            ModelsCommand::List { config } => {
+                with_config(&config.path, |c| models::commands::list(&c))
             }
+            ModelsCommand::Run {
+                config,
+                select,
+                full_refresh,
+            } => with_config(&config.path, |c| {
+                models::commands::run(&c, select, full_refresh)
+            }),
+        },
+    }
+}
+
+/// Loads the configuration (exit 2 if it is invalid) and runs `f` (exit 1 if it fails).
+fn with_config(
+    path: &std::path::Path,
+    f: impl FnOnce(config::Config) -> anyhow::Result<()>,
+) -> ExitCode {
+    let config = match config::Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match f(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -84,6 +104,11 @@ fn check(path: &std::path::Path) -> ExitCode {
                 csv.path.display()
             ));
         }
+    }
+    let mut notes = Vec::new();
+    problems.extend(models::commands::check(&config, &mut notes));
+    for note in &notes {
+        eprintln!("note: {note}");
     }
     if !problems.is_empty() {
         eprintln!("error: {}: {} problem(s)", path.display(), problems.len());

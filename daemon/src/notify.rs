@@ -36,8 +36,7 @@ impl Notifier {
         }
     }
 
-    /// A notifier that sends nothing.
-    #[cfg(test)]
+    /// A notifier that sends nothing (one-shot commands, tests).
     pub fn disabled() -> Self {
         Notifier {
             enabled: false,

@@ -26,6 +26,7 @@ use crate::{
     health::Health,
     http::{self, HttpState},
     lock::lock_data_dir,
+    models::{self, Marts, ModelReload},
     notify::Notifier,
     pipeline::{Committer, Limits},
     signals, telemetry,
@@ -61,10 +62,12 @@ pub fn run(config: Config, once: bool) -> anyhow::Result<()> {
         statuses.insert(name.clone(), health.add_source(name, "csv", table.as_str()));
     }
     let health = Arc::new(health);
+    let reload = Arc::new(ModelReload::default());
     runtime.spawn(signals::handle(
         stop.clone(),
         health.clone(),
         config.clone(),
+        reload.clone(),
     ));
     // The endpoints are up before recovery, so /readyz says 503 while sluice starts. A
     // one-shot run serves nothing: there is nothing to scrape, and it must not take the
@@ -92,6 +95,7 @@ pub fn run(config: Config, once: bool) -> anyhow::Result<()> {
     for file in &report.missing {
         warn!(file = %file, "the ledger names a Parquet file that does not exist");
     }
+    let marts = start_models(&config, &warehouse, &reload, &health, once)?;
     let sources = build_sources(&config, &warehouse)?;
     let (events_tx, events_rx) = sync_channel(CHANNEL_CHUNKS);
     let mut acks = HashMap::new();
@@ -131,18 +135,53 @@ pub fn run(config: Config, once: bool) -> anyhow::Result<()> {
         max_bytes: config.batch.max_bytes.as_u64() as usize,
         max_age: config.batch.max_age,
     };
-    let committed = Committer::new(warehouse, limits, acks, health.clone()).run(events_rx, &stop);
+    let committed =
+        Committer::new(warehouse, limits, acks, health.clone(), marts).run(events_rx, &stop);
     health.set_stopping();
     stop.cancel();
     for t in threads {
         let _ = t.join();
     }
-    committed?;
+    let (warehouse, marts) = committed?;
     if let Some(e) = failure.lock().ok().and_then(|mut f| f.take()) {
         return Err(e);
     }
+    if let (true, Some(mut marts)) = (once, marts) {
+        let opts = sluice_models::RunOptions {
+            now: true,
+            ..Default::default()
+        };
+        let reports = marts.round(warehouse.connection(), &opts);
+        models::commands::verdict(&reports).context("the data is committed, but models failed")?;
+    }
     info!("stopped");
     Ok(())
+}
+
+/// The models of `config`, ready to run on the committer thread. Model files with
+/// problems stop a one-shot run before it ingests; a daemon logs them and ingests without
+/// models until SIGHUP brings fixed files.
+fn start_models(
+    config: &Config,
+    warehouse: &Warehouse,
+    reload: &Arc<ModelReload>,
+    health: &Arc<Health>,
+    once: bool,
+) -> anyhow::Result<Option<Marts>> {
+    let conn = warehouse.connection();
+    let existing = models::existing_raw_tables(conn, &config.duckdb.raw_schema);
+    let plan = match models::load_plan(config, &existing) {
+        None => return Ok(None),
+        Some(Ok(plan)) => plan,
+        Some(Err(problems)) if once => bail!("the model files have problems:\n{problems}"),
+        Some(Err(problems)) => {
+            error!(problems = %problems.to_string().replace('\n', "; "),
+                "the model files have problems; ingesting without models until they are fixed and sluice gets SIGHUP");
+            models::empty_plan(config)?
+        }
+    };
+    let marts = Marts::new(plan, config, conn, reload.clone(), health.clone())?;
+    Ok(Some(marts))
 }
 
 /// Opens the warehouse, waiting (not ready, retrying every second) while another process
@@ -183,7 +222,7 @@ fn is_lock_conflict(e: &anyhow::Error) -> bool {
     format!("{e:#}").contains("Could not set lock on file")
 }
 
-fn open_warehouse(config: &Config) -> anyhow::Result<Warehouse> {
+pub(crate) fn open_warehouse(config: &Config) -> anyhow::Result<Warehouse> {
     let raw_schema = Ident::new(&config.duckdb.raw_schema)?;
     let parquet = config
         .parquet

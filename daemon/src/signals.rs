@@ -1,16 +1,22 @@
 //! Signals: SIGTERM and SIGINT stop sluice (commit what is in flight, exit 0); SIGHUP
-//! re-reads the configuration and says what would need a restart.
+//! re-reads the model files (applied by the committer if they compile) and the
+//! configuration (saying what would need a restart).
 
 use std::{collections::BTreeSet, fmt::Debug, sync::Arc};
 
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::{config::Config, health::Health};
+use crate::{config::Config, health::Health, models::ModelReload};
 
 /// Cancels `stop` on SIGTERM or SIGINT; on SIGHUP, re-reads the configuration (see
 /// [`reload`]) and keeps running.
-pub async fn handle(stop: CancellationToken, health: Arc<Health>, running: Config) {
+pub async fn handle(
+    stop: CancellationToken,
+    health: Arc<Health>,
+    running: Config,
+    models: Arc<ModelReload>,
+) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -30,7 +36,13 @@ pub async fn handle(stop: CancellationToken, health: Arc<Health>, running: Confi
                 info!("SIGINT: committing what is in flight, then stopping");
                 break;
             }
-            _ = hup.recv() => reload(&running),
+            _ = hup.recv() => {
+                if running.models.is_some() {
+                    info!("SIGHUP: re-reading the model files");
+                    models.request();
+                }
+                reload(&running);
+            }
         }
     }
     health.set_stopping();
@@ -39,8 +51,8 @@ pub async fn handle(stop: CancellationToken, health: Arc<Health>, running: Confi
 
 /// SIGHUP: re-reads and validates the configuration file. Nothing in it can change while
 /// sluice runs yet, so a valid file only gets the changed keys named ("restart to apply");
-/// an invalid one is reported and the running configuration stays. (Model files, which
-/// a reload will apply, arrive with the models.)
+/// an invalid one is reported and the running configuration stays. Model files are
+/// re-read separately (see [`ModelReload`]).
 fn reload(running: &Config) {
     match Config::load(&running.path) {
         Err(e) => warn!("SIGHUP: the configuration is not valid, keeping the running one: {e}"),
@@ -58,12 +70,13 @@ fn reload(running: &Config) {
 /// Sections (or sources) whose settings differ between two configurations.
 fn changed_keys(old: &Config, new: &Config) -> Vec<String> {
     let differs = |a: &dyn Debug, b: &dyn Debug| format!("{a:?}") != format!("{b:?}");
-    let sections: [(&str, &dyn Debug, &dyn Debug); 5] = [
+    let sections: [(&str, &dyn Debug, &dyn Debug); 6] = [
         ("data_dir", &old.data_dir, &new.data_dir),
         ("batch", &old.batch, &new.batch),
         ("duckdb", &old.duckdb, &new.duckdb),
         ("parquet", &old.parquet, &new.parquet),
         ("http", &old.http_listen, &new.http_listen),
+        ("models", &old.models, &new.models),
     ];
     let mut changed: Vec<String> = sections
         .into_iter()

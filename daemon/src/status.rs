@@ -55,6 +55,38 @@ pub fn render(s: &Value) -> String {
             text(&b["committed_at"]),
         ));
     }
+    let models = s["models"].as_object().filter(|m| !m.is_empty());
+    if let Some(models) = models {
+        out.push_str("\nMODEL                          KIND         STATE            WATERMARK   ROWS      MS  RUNS  FAILS  TESTS FAILING\n");
+        for (name, m) in models {
+            let failing: Vec<String> = m["tests"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|t| t["failures"].as_u64().unwrap_or(0) > 0 || !t["error"].is_null())
+                .map(|t| text(&t["name"]))
+                .collect();
+            out.push_str(&format!(
+                "{:<30} {:<12} {:<16} {:>9} {:>6} {:>7} {:>5} {:>6}  {}\n",
+                name,
+                text(&m["materialized"]),
+                text(&m["state"]),
+                text(&m["watermark"]),
+                text(&m["rows"]),
+                text(&m["duration_ms"]),
+                text(&m["runs"]),
+                text(&m["failures"]),
+                if failing.is_empty() {
+                    "-".to_string()
+                } else {
+                    failing.join(", ")
+                },
+            ));
+            if let Some(e) = m["last_error"].as_str() {
+                out.push_str(&format!("    error: {e}\n"));
+            }
+        }
+    }
     out
 }
 
@@ -85,6 +117,11 @@ mod tests {
                          "files_pending": 0, "last_commit": null, "state": "failing: cannot list /in"}],
             "recent_batches": [{"batch_id": 3, "table": "t", "rows": 12, "dead_letters": 1,
                                 "duration_ms": 4, "committed_at": "2026-11-26T10:00:00Z"}],
+            "models": {"fct": {"materialized": "incremental", "state": "failing", "watermark": 3,
+                               "rows": 5, "duration_ms": 7, "runs": 2, "failures": 1,
+                               "last_error": "boom", "tests": [
+                                   {"name": "unique_fct_id", "failures": 2, "error": null},
+                                   {"name": "not_null_fct_id", "failures": 0, "error": null}]}},
         });
         let text = render(&s);
         assert!(
@@ -93,5 +130,14 @@ mod tests {
         );
         assert!(text.contains("a                    csv   t"), "{text}");
         assert!(text.contains("2026-11-26T10:00:00Z"), "{text}");
+        assert!(
+            text.contains("fct                            incremental  failing"),
+            "{text}"
+        );
+        assert!(
+            text.contains("unique_fct_id") && !text.contains("not_null_fct_id"),
+            "{text}"
+        );
+        assert!(text.contains("error: boom"), "{text}");
     }
 }

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use metrics::{counter, histogram};
+use metrics::{counter, gauge, histogram};
+use sluice_models::{ModelReport, Outcome};
 use sluice_sinks::CommitReceipt;
 
 /// A batch was committed.
@@ -47,4 +48,41 @@ pub fn register(source: &str, table: &str) {
 /// A commit failed and will be retried.
 pub fn commit_failed(table: &str) {
     counter!("sluice_commit_failures_total", "table" => table.to_string()).increment(1);
+}
+
+/// Makes a model's series exist (at zero) from the start.
+pub fn register_model(model: &str) {
+    for name in [
+        "sluice_model_runs_total",
+        "sluice_model_failures_total",
+        "sluice_model_rows_written_total",
+    ] {
+        counter!(name, "model" => model.to_string()).increment(0);
+    }
+}
+
+/// A model ran (or failed, or waited for a failing upstream).
+pub fn model_ran(report: &ModelReport) {
+    let model = report.model.clone();
+    match &report.outcome {
+        Outcome::Built { rows, .. } => {
+            counter!("sluice_model_runs_total", "model" => model.clone()).increment(1);
+            counter!("sluice_model_rows_written_total", "model" => model.clone()).increment(*rows);
+            histogram!("sluice_model_duration_seconds", "model" => model.clone())
+                .record(report.duration.as_secs_f64());
+        }
+        Outcome::Failed { .. } => {
+            counter!("sluice_model_failures_total", "model" => model.clone()).increment(1);
+        }
+        Outcome::Waiting { .. } => {}
+    }
+    for t in &report.tests {
+        gauge!("sluice_data_test_failures", "model" => model.clone(), "test" => t.name.clone())
+            // A test that cannot run counts as one failure.
+            .set(if t.error.is_some() {
+                1.0
+            } else {
+                t.failures as f64
+            });
+    }
 }

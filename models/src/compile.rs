@@ -1,18 +1,23 @@
 //! Compiling models against the database without running them (`sluice check`, SIGHUP):
-//! inside a transaction that is always rolled back, each model is created as a view in
-//! dependency order and its incremental SQL is prepared, so DuckDB binds every name.
+//! inside a transaction that is always rolled back, each model is created as a view in a
+//! scratch schema (so built tables are never touched), in dependency order; its
+//! incremental SQL and its data tests are prepared, so DuckDB binds every name.
 
 use std::collections::BTreeMap;
 
 use duckdb::Connection;
+use sluice_core::Ident;
 
 use crate::{
     config::Materialized,
     error::{DuckdbContext, ModelError, Result},
-    plan::Plan,
+    plan::{ModelPlan, Plan},
     render::Mode,
     state,
 };
+
+/// The skip reason of a model that failed to compile (its error is in `errors`).
+pub const DOES_NOT_COMPILE: &str = "it does not compile";
 
 /// The outcome of compiling a plan.
 #[derive(Debug, Default)]
@@ -23,11 +28,16 @@ pub struct CompileReport {
     pub compiled: usize,
 }
 
+/// Where models are compiled; it only ever exists inside the rolled-back transaction.
+const SCRATCH_SCHEMA: &str = "_sluice_compile";
+
 /// Compiles every model of `plan`; leaves the database unchanged.
 pub fn compile(conn: &Connection, plan: &Plan) -> Result<CompileReport> {
+    let mut scratch = plan.clone();
+    scratch.catalog.model_schema = Ident::new(SCRATCH_SCHEMA).expect("a valid identifier");
     conn.execute_batch("BEGIN TRANSACTION")
         .ctx("*", || "starting a compile transaction".into())?;
-    let report = compile_all(conn, plan);
+    let report = compile_all(conn, &scratch);
     conn.execute_batch("ROLLBACK")
         .ctx("*", || "rolling back the compile transaction".into())?;
     Ok(report)
@@ -35,15 +45,11 @@ pub fn compile(conn: &Connection, plan: &Plan) -> Result<CompileReport> {
 
 fn compile_all(conn: &Connection, plan: &Plan) -> CompileReport {
     let mut report = CompileReport::default();
-    let schema = plan.catalog.model_schema.quoted();
-    if let Err(e) = conn.execute_batch(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")) {
-        report.errors.push(ModelError::Duckdb {
-            model: "*".into(),
-            context: format!("creating schema {schema}"),
-            source: e,
-        });
+    if let Err(e) = create_scratch(conn, plan) {
+        report.errors.push(e);
         return report;
     }
+    let mut compiled: Vec<&ModelPlan> = Vec::new();
     for m in &plan.models {
         let name = m.name.to_string();
         if let Some(why) = skip_reason(conn, plan, m, &report.skipped) {
@@ -54,20 +60,41 @@ fn compile_all(conn: &Connection, plan: &Plan) -> CompileReport {
             continue;
         }
         match compile_one(conn, plan, m) {
-            Ok(()) => report.compiled += 1,
+            Ok(()) => compiled.push(m),
             Err(e) => {
-                report.skipped.insert(name, "it does not compile".into());
+                report.skipped.insert(name, DOES_NOT_COMPILE.into());
                 report.errors.push(e);
+                // An error aborts DuckDB's transaction (there are no savepoints): start a
+                // new one and recreate what compiled so far, for the models after it.
+                let restarted = restart(conn, plan, &compiled);
+                if let Err(e) = restarted {
+                    report.errors.push(e);
+                    return report;
+                }
             }
         }
     }
+    report.compiled = compiled.len();
     report
+}
+
+fn create_scratch(conn: &Connection, plan: &Plan) -> Result<()> {
+    let schema = plan.catalog.model_schema.quoted();
+    conn.execute_batch(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+        .ctx("*", || format!("creating schema {schema}"))
+}
+
+fn restart(conn: &Connection, plan: &Plan, compiled: &[&ModelPlan]) -> Result<()> {
+    conn.execute_batch("ROLLBACK; BEGIN TRANSACTION")
+        .ctx("*", || "restarting the compile transaction".into())?;
+    create_scratch(conn, plan)?;
+    compiled.iter().try_for_each(|m| compile_one(conn, plan, m))
 }
 
 fn skip_reason(
     conn: &Connection,
     plan: &Plan,
-    m: &crate::plan::ModelPlan,
+    m: &ModelPlan,
     skipped: &BTreeMap<String, String>,
 ) -> Option<String> {
     if let Some(p) = m.parents.iter().find(|p| skipped.contains_key(*p)) {
@@ -80,8 +107,7 @@ fn skip_reason(
         .map(|t| format!("raw table {raw}.{t} does not exist yet (no data ingested)"))
 }
 
-fn compile_one(conn: &Connection, plan: &Plan, m: &crate::plan::ModelPlan) -> Result<()> {
-    let name = m.name.as_str();
+fn compile_one(conn: &Connection, plan: &Plan, m: &ModelPlan) -> Result<()> {
     let relation = plan.catalog.relation(&plan.catalog.model_schema, &m.name);
     let full = plan.sql(m, Mode::Full)?;
     let at =
@@ -98,6 +124,5 @@ fn compile_one(conn: &Connection, plan: &Plan, m: &crate::plan::ModelPlan) -> Re
             )
         })?;
     }
-    let _ = name;
     Ok(())
 }

@@ -101,11 +101,13 @@ pub struct TestResult {
     pub severity: Severity,
     /// Rows that break the test (0 = pass).
     pub failures: u64,
+    /// Why the test could not run, if it could not (counts as a failure).
+    pub error: Option<String>,
 }
 
 impl TestResult {
     pub fn passed(&self) -> bool {
-        self.failures == 0
+        self.failures == 0 && self.error.is_none()
     }
 }
 
@@ -180,6 +182,7 @@ impl DataTest {
             model: self.model.clone(),
             severity: self.severity,
             failures: failures.max(0) as u64,
+            error: None,
         })
     }
 }

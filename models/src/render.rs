@@ -149,6 +149,8 @@ pub fn render(
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_keep_trailing_newline(true);
+    // dbt's Jinja is Python's: `d.items()`, `s.upper()`, `l.append()` and friends.
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     add_functions(&mut env, catalog, mode, &found);
     let this = Ident::new(name)
         .map_err(|e| ModelError::invalid(path, None, format!("model name: {e}")))?;

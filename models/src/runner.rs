@@ -150,6 +150,16 @@ impl ModelRunner {
                 held.insert(name.clone(), name);
             }
         }
+        // Tests run once every model of the round is built: a relationships test may
+        // read a model that comes later in the order.
+        for r in reports
+            .iter_mut()
+            .filter(|r| matches!(r.outcome, Outcome::Built { .. }))
+        {
+            if let Some(m) = self.plan.get(&r.model) {
+                r.tests = self.run_tests(conn, m);
+            }
+        }
         reports
     }
 
@@ -207,7 +217,6 @@ impl ModelRunner {
             Ok((rows, full)) => {
                 self.retries.remove(&name);
                 self.last_build.insert(name.clone(), Instant::now());
-                let tests = self.run_tests(conn, m);
                 let took = started.elapsed();
                 info!(model = %name, rows, full, ms = took.as_millis() as u64, "model built");
                 Ok(Some(self.report(
@@ -215,7 +224,7 @@ impl ModelRunner {
                     m,
                     Outcome::Built { full, rows },
                     took,
-                    tests,
+                    Vec::new(),
                 )))
             }
             Err(e) => Ok(Some(self.failed(conn, m, e, started))),
@@ -230,6 +239,13 @@ impl ModelRunner {
         opts: &RunOptions,
     ) -> Result<Option<(ModelState, Build, bool)>> {
         let name = m.name.as_str();
+        let raw = self.plan.catalog.raw_schema.as_str();
+        for table in &m.raw_tables {
+            if !state::relation_exists(conn, raw, table)? {
+                // Nothing to read yet: the model waits for the first batch of its input.
+                return Ok(None);
+            }
+        }
         let full_sql = self.plan.sql(m, Mode::Full)?;
         let hash = sql_hash(m, &full_sql);
         let stored = state::load(conn, name)?;

@@ -141,10 +141,16 @@ pub fn newest_consumed<'a>(
 
 /// Whether `schema.name` exists as a table or view.
 pub fn relation_exists(conn: &Connection, schema: &str, name: &str) -> Result<bool> {
+    relation_kind(conn, schema, name).map(|k| k.is_some())
+}
+
+/// `BASE TABLE`, `VIEW`, ... or `None` if `schema.name` does not exist.
+pub fn relation_kind(conn: &Connection, schema: &str, name: &str) -> Result<Option<String>> {
     conn.query_row(
-        "SELECT count(*) > 0 FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+        "SELECT table_type FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
         params![schema, name],
         |r| r.get(0),
     )
+    .optional()
     .ctx(name, || "checking whether it exists".into())
 }

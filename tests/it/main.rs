@@ -7,6 +7,8 @@
 //! - [`csv_bad_input`]: dead letters, quarantine, symlinks, bad configuration.
 //! - [`csv_storage`]: raw table and Parquet layout, schemas, large files, reconciliation.
 //! - [`lifecycle`]: single writer, SIGTERM, and exactly-once across SIGKILL.
+//! - [`models`]: dbt-format models under the daemon: incremental equals full, failures,
+//!   SIGHUP reload, `sluice check` and `sluice models`.
 //! - [`ops`]: metrics, health, readiness, status and systemd notifications.
 //! - [`prometheus`]: dist/ (alerts, dashboard, systemd unit) against the real tools.
 
@@ -14,6 +16,7 @@ mod csv_arrival;
 mod csv_bad_input;
 mod csv_storage;
 mod lifecycle;
+mod models;
 mod ops;
 mod prometheus;
 mod support;

@@ -17,7 +17,16 @@ const HTTP: &str = "";
 
 #[test]
 fn metrics_equal_what_was_ingested_and_match_the_readme() {
-    let d = Deployment::new(SCHEMA, HTTP);
+    let d = Deployment::new(SCHEMA, HTTP).with_models(&[
+        (
+            "m.sql",
+            "{{ config(materialized='incremental') }}\nselect id, _sluice_batch from {{ ref('src') }} where {{ new_rows() }}",
+        ),
+        (
+            "schema.yml",
+            "version: 2\nmodels:\n  - name: m\n    columns:\n      - name: id\n        tests: [not_null]\n",
+        ),
+    ]);
     let mut daemon = d.start();
     let base = daemon.http_addr();
     let a = csv_rows(1, 120);
@@ -39,6 +48,11 @@ fn metrics_equal_what_was_ingested_and_match_the_readme() {
         "duplicate archived, binary quarantined, link refused",
         |d2| d.moved("archive").len() == 3 && d.moved("quarantine").len() == 1 && refused(d2),
     );
+    let model_caught_up = |_: &crate::support::Daemon| {
+        let (_, scrape) = http_get(&format!("{base}/metrics"));
+        metric(&scrape, "sluice_model_rows_written_total{model=\"m\"}") == Some(150.0)
+    };
+    daemon.wait_until("the model consumed every row", model_caught_up);
     let (code, scrape) = http_get(&format!("{base}/metrics"));
     assert_eq!(code, 200);
     let m = |series: &str| {

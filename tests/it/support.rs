@@ -60,6 +60,24 @@ impl Deployment {
         self
     }
 
+    /// Adds `[models]` with these files (paths relative to the models directory).
+    pub fn with_models(self, files: &[(&str, &str)]) -> Deployment {
+        self.write_models(files);
+        let mut text = fs::read_to_string(&self.config).expect("config");
+        text.push_str("\n[models]\ndir = \"models\"\n");
+        fs::write(&self.config, text).expect("config");
+        self
+    }
+
+    /// Writes (or overwrites) model files.
+    pub fn write_models(&self, files: &[(&str, &str)]) {
+        for (name, text) in files {
+            let path = self.dir.path().join("models").join(name);
+            fs::create_dir_all(path.parent().expect("parent")).expect("models dir");
+            fs::write(path, text).expect("model file");
+        }
+    }
+
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(sluice_bin());
         cmd.args(args)
@@ -120,16 +138,20 @@ impl Deployment {
 
     /// The warehouse, opened read-only (sluice must not be running).
     pub fn db(&self) -> duckdb::Connection {
-        let config = duckdb::Config::default()
-            .access_mode(duckdb::AccessMode::ReadOnly)
-            .expect("config");
-        duckdb::Connection::open_with_flags(self.data.join("warehouse.duckdb"), config)
-            .expect("open warehouse")
+        open_read_only(&self.data.join("warehouse.duckdb"))
     }
 
     pub fn parquet_glob(&self, table: &str) -> String {
         format!("{}/parquet/{table}/*/*.parquet", self.data.display())
     }
+}
+
+/// A DuckDB file opened read-only.
+pub fn open_read_only(path: &std::path::Path) -> duckdb::Connection {
+    let config = duckdb::Config::default()
+        .access_mode(duckdb::AccessMode::ReadOnly)
+        .expect("config");
+    duckdb::Connection::open_with_flags(path, config).expect("open warehouse")
 }
 
 /// One value from a query.

@@ -6,7 +6,7 @@
 
 use serde::{de, Deserialize};
 
-use super::file::{BatchConfig, DuckdbConfig, FileConfig, HttpConfig, ParquetConfig};
+use super::file::{BatchConfig, DuckdbConfig, FileConfig, HttpConfig, ModelsConfig, ParquetConfig};
 use sluice_sources::csv_dir::CsvSourceConfig;
 
 const README: &str = include_str!("../../../README.md");
@@ -78,12 +78,15 @@ fn code_keys() -> Vec<String> {
         ("duckdb.", fields_of::<DuckdbConfig>()),
         ("parquet.", fields_of::<ParquetConfig>()),
         ("http.", fields_of::<HttpConfig>()),
+        ("models.", fields_of::<ModelsConfig>()),
         ("sources.<name>.", fields_of::<CsvSourceConfig>()),
     ];
     for (prefix, fields) in sections {
         for f in fields {
             // Sections are documented through their keys.
-            if prefix.is_empty() && ["batch", "duckdb", "parquet", "http", "sources"].contains(&f) {
+            if prefix.is_empty()
+                && ["batch", "duckdb", "parquet", "http", "sources", "models"].contains(&f)
+            {
                 continue;
             }
             keys.push(format!("{prefix}{f}"));

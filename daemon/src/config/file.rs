@@ -25,6 +25,20 @@ pub struct FileConfig {
     /// Sources by name; the name is the default table name.
     #[serde(default)]
     pub sources: BTreeMap<String, SourceConfig>,
+    /// dbt-format models maintained after each commit; none when absent.
+    #[serde(default)]
+    pub models: Option<ModelsConfig>,
+}
+
+/// `[models]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsConfig {
+    /// A dbt project directory (with `dbt_project.yml`) or a folder of `.sql` models.
+    pub dir: PathBuf,
+    /// Schema the models are built in.
+    #[serde(default = "default_models_schema")]
+    pub schema: String,
 }
 
 /// `[batch]`: a table's batch is committed when any limit is reached.
@@ -171,6 +185,9 @@ fn default_duckdb_file() -> PathBuf {
 }
 fn default_raw_schema() -> String {
     "raw".into()
+}
+fn default_models_schema() -> String {
+    "main".into()
 }
 fn default_parquet_dir() -> PathBuf {
     "parquet".into()

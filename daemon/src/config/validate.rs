@@ -57,6 +57,23 @@ pub fn validate(file: &FileConfig) -> Vec<Problem> {
             format!("{listen:?} is not address:port (e.g. \"127.0.0.1:7711\"), or \"\" to disable"),
         );
     }
+    if let Some(models) = &file.models {
+        match Ident::new(&models.schema) {
+            Err(e) => bad("models.schema", e.to_string()),
+            Ok(s) if s.as_str().eq_ignore_ascii_case("_sluice") => bad(
+                "models.schema",
+                "_sluice is reserved for sluice's state".into(),
+            ),
+            Ok(s) if s.as_str().eq_ignore_ascii_case(&file.duckdb.raw_schema) => bad(
+                "models.schema",
+                "must differ from duckdb.raw_schema: raw tables and models must not collide".into(),
+            ),
+            Ok(_) => {}
+        }
+        if models.dir.as_os_str().is_empty() {
+            bad("models.dir", "must not be empty".into());
+        }
+    }
     if file.sources.is_empty() {
         bad(
             "sources",

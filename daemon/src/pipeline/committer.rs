@@ -6,6 +6,9 @@
 //! backoff while the sources wait on the bounded channel; any other failure stops the
 //! daemon with an error naming the table. Either way nothing uncommitted is acknowledged,
 //! so a restart reads it again.
+//!
+//! After commits the worker also runs the models ([`Marts`]): it owns the only read-write
+//! connection, so a model round never races a commit.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -23,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::batcher::{Batcher, Limits};
-use crate::{health::Health, telemetry};
+use crate::{health::Health, models::Marts, telemetry};
 
 /// Longest wait for a chunk before checking ages and the stop signal again.
 const IDLE_TICK: Duration = Duration::from_millis(250);
@@ -56,7 +59,11 @@ struct CommitWorker {
     warehouse: Warehouse,
     acks: HashMap<Arc<str>, Sender<Position>>,
     health: Arc<Health>,
+    marts: Option<Marts>,
 }
+
+/// What the committer hands back when ingestion ends.
+pub type Finished = (Warehouse, Option<Marts>);
 
 impl Committer {
     /// `acks` maps each source name to the channel its acknowledgements go to.
@@ -65,25 +72,28 @@ impl Committer {
         limits: Limits,
         acks: HashMap<Arc<str>, Sender<Position>>,
         health: Arc<Health>,
+        marts: Option<Marts>,
     ) -> Self {
         Committer {
             worker: CommitWorker {
                 warehouse,
                 acks,
                 health: health.clone(),
+                marts,
             },
             batcher: Batcher::new(limits),
             health,
         }
     }
 
-    /// Runs until every source has hung up; returns the warehouse for what comes after
-    /// ingestion (models). On `stop`, open batches are committed at once.
+    /// Runs until every source has hung up; returns the warehouse and the models for what
+    /// comes after ingestion (`--once` runs the models a last time). On `stop`, open
+    /// batches are committed at once.
     pub fn run(
         self,
         events: Receiver<SourceEvent>,
         stop: &CancellationToken,
-    ) -> Result<Warehouse, CommitError> {
+    ) -> Result<Finished, CommitError> {
         let Committer {
             worker,
             mut batcher,
@@ -160,11 +170,30 @@ impl CommitWorker {
         mut self,
         queue: Receiver<PendingBatch>,
         stop: &CancellationToken,
-    ) -> Result<Warehouse, CommitError> {
-        for batch in queue {
+    ) -> Result<Finished, CommitError> {
+        let mut next = None;
+        loop {
+            let batch = match next
+                .take()
+                .map_or_else(|| queue.recv_timeout(IDLE_TICK), Ok)
+            {
+                Ok(batch) => batch,
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Some(marts) = self.marts.as_mut().filter(|_| !stop.is_cancelled()) {
+                        marts.idle(self.warehouse.connection());
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
             self.commit(batch, stop)?;
+            // A batch already waiting means more are coming: models may wait for it.
+            next = queue.try_recv().ok();
+            if let Some(marts) = self.marts.as_mut().filter(|_| !stop.is_cancelled()) {
+                marts.after_commit(self.warehouse.connection(), next.is_some());
+            }
         }
-        Ok(self.warehouse)
+        Ok((self.warehouse, self.marts))
     }
 
     fn commit(&mut self, batch: PendingBatch, stop: &CancellationToken) -> Result<(), CommitError> {

@@ -1,0 +1,114 @@
+//! Models as `/status` shows them: the outcome of each model's latest run.
+
+use std::{collections::BTreeMap, sync::Mutex};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sluice_models::{ModelReport, Outcome, Plan};
+
+/// One data test's latest result.
+#[derive(Debug, Clone, Serialize)]
+pub struct TestStatus {
+    pub name: String,
+    pub severity: &'static str,
+    /// Rows that break the test; 0 when it passes.
+    pub failures: u64,
+    /// Why the test could not run, if it could not.
+    pub error: Option<String>,
+}
+
+/// One model's latest state.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelStatus {
+    pub materialized: String,
+    /// `pending` (not run yet), `ok`, `failing`, or `waiting` (for a failing upstream).
+    pub state: String,
+    pub last_run: Option<DateTime<Utc>>,
+    pub watermark: i64,
+    /// Rows written by the last successful run.
+    pub rows: u64,
+    pub duration_ms: u64,
+    pub runs: u64,
+    pub failures: u64,
+    pub last_error: Option<String>,
+    /// Commit time of the newest batch the model has consumed.
+    pub newest_consumed: Option<DateTime<Utc>>,
+    pub tests: Vec<TestStatus>,
+}
+
+/// Every model of the current plan.
+#[derive(Debug, Default)]
+pub struct ModelsHealth(Mutex<BTreeMap<String, ModelStatus>>);
+
+impl ModelsHealth {
+    /// Starts (or restarts, after a reload) tracking the models of `plan`, keeping what is
+    /// known of models that remain.
+    pub fn set_plan(&self, plan: &Plan) {
+        let Ok(mut models) = self.0.lock() else {
+            return;
+        };
+        let old = std::mem::take(&mut *models);
+        for m in plan.built() {
+            let name = m.name.to_string();
+            let status = old.get(&name).cloned().unwrap_or(ModelStatus {
+                materialized: m.config.materialized.to_string(),
+                state: "pending".into(),
+                last_run: None,
+                watermark: 0,
+                rows: 0,
+                duration_ms: 0,
+                runs: 0,
+                failures: 0,
+                last_error: None,
+                newest_consumed: None,
+                tests: Vec::new(),
+            });
+            models.insert(name, status);
+        }
+    }
+
+    pub fn record(&self, reports: &[ModelReport]) {
+        let Ok(mut models) = self.0.lock() else {
+            return;
+        };
+        for r in reports {
+            let Some(s) = models.get_mut(&r.model) else {
+                continue;
+            };
+            s.watermark = r.watermark;
+            s.newest_consumed = r
+                .newest_consumed_us
+                .and_then(DateTime::from_timestamp_micros);
+            match &r.outcome {
+                Outcome::Built { rows, .. } => {
+                    s.state = "ok".into();
+                    s.last_run = Some(Utc::now());
+                    s.rows = *rows;
+                    s.duration_ms = r.duration.as_millis() as u64;
+                    s.runs += 1;
+                    s.last_error = None;
+                    s.tests = r
+                        .tests
+                        .iter()
+                        .map(|t| TestStatus {
+                            name: t.name.clone(),
+                            severity: t.severity.as_str(),
+                            failures: t.failures,
+                            error: t.error.clone(),
+                        })
+                        .collect();
+                }
+                Outcome::Failed { error } => {
+                    s.state = "failing".into();
+                    s.failures += 1;
+                    s.last_error = Some(error.clone());
+                }
+                Outcome::Waiting { on } => s.state = format!("waiting for {on}"),
+            }
+        }
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<String, ModelStatus> {
+        self.0.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+}
