@@ -175,13 +175,13 @@ fn read_vm_hwm(path: &str) -> Option<i64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
 }
 
 /// A work directory: the given one (kept), or a temporary one removed on drop.
-fn tempfile_dir(dir: Option<&Path>) -> anyhow::Result<WorkDir> {
+pub(crate) fn tempfile_dir(dir: Option<&Path>) -> anyhow::Result<WorkDir> {
     match dir {
         Some(d) => {
             std::fs::create_dir_all(d)?;
@@ -195,10 +195,10 @@ fn tempfile_dir(dir: Option<&Path>) -> anyhow::Result<WorkDir> {
     }
 }
 
-struct WorkDir(PathBuf, bool);
+pub(crate) struct WorkDir(PathBuf, bool);
 
 impl WorkDir {
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 }

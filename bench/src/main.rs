@@ -6,10 +6,16 @@
 //! files into DuckDB and Parquet. Prints medians and the ratio of sluice's throughput to
 //! DuckDB's. Results are recorded in BENCHMARKS.md with the command that produced them.
 //!
-//! Layout: [`generate`] writes the data; [`csv_bench`] runs both sides.
+//! `sluice-bench models`: an incremental run of a merge model and of a delete+insert
+//! aggregate, side by side with a full refresh of the same models, as the base table
+//! grows (1M -> 10M rows by default) under a fixed delta.
+//!
+//! Layout: [`generate`] writes the CSV data; [`csv_bench`] runs the CSV sides;
+//! [`models_bench`] the model sides.
 
 mod csv_bench;
 mod generate;
+mod models_bench;
 
 use clap::{Parser, Subcommand};
 
@@ -24,10 +30,13 @@ struct Cli {
 enum Bench {
     /// CSV directory -> DuckDB + Parquet, against DuckDB's own read_csv + COPY TO Parquet.
     Csv(csv_bench::Args),
+    /// Incremental model runs vs full refresh as the table grows, fixed delta.
+    Models(models_bench::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().bench {
         Bench::Csv(args) => csv_bench::run(&args),
+        Bench::Models(args) => models_bench::run(&args),
     }
 }

@@ -82,20 +82,7 @@ fn fold(conn: &Connection, m: &ModelPlan, relation: &str) -> Result<()> {
         refuse_duplicate_keys(conn, name, &keys)?;
     }
     if m.config.strategy != Strategy::Append {
-        let target = m.name.quoted();
-        let matches: Vec<String> = keys
-            .iter()
-            .map(|k| format!("{target}.{k} IS NOT DISTINCT FROM n.{k}"))
-            .collect();
-        exec(
-            conn,
-            name,
-            &format!(
-                "DELETE FROM {relation} USING {NEW_ROWS} AS n WHERE {}",
-                matches.join(" AND ")
-            ),
-            "deleting the rows being replaced",
-        )?;
+        delete_replaced(conn, m, relation, &keys)?;
     }
     exec(
         conn,
@@ -103,6 +90,49 @@ fn fold(conn: &Connection, m: &ModelPlan, relation: &str) -> Result<()> {
         &format!("INSERT INTO {relation} BY NAME SELECT * FROM {NEW_ROWS}"),
         "inserting the new rows",
     )
+}
+
+/// Deletes the target rows whose key appears among the new rows. Keys compare with `=`,
+/// which lets DuckDB prune the target's row groups by the new keys' min/max (`IS NOT
+/// DISTINCT FROM` would scan the whole table); new rows with NULL in a key column, rare,
+/// take a second pass that matches NULLs too, so a NULL key is replaced like any other.
+fn delete_replaced(
+    conn: &Connection,
+    m: &ModelPlan,
+    relation: &str,
+    keys: &[String],
+) -> Result<()> {
+    let name = m.name.as_str();
+    let target = m.name.quoted();
+    let matching = |op: &str| -> Vec<String> {
+        keys.iter()
+            .map(|k| format!("{target}.{k} {op} n.{k}"))
+            .collect()
+    };
+    let delete = |op: &str| {
+        format!(
+            "DELETE FROM {relation} USING {NEW_ROWS} AS n WHERE {}",
+            matching(op).join(" AND ")
+        )
+    };
+    exec(conn, name, &delete("="), "deleting the rows being replaced")?;
+    let null_keys: Vec<String> = keys.iter().map(|k| format!("{k} IS NULL")).collect();
+    let sql = format!(
+        "SELECT count(*) FROM {NEW_ROWS} WHERE {}",
+        null_keys.join(" OR ")
+    );
+    let with_null: i64 = conn
+        .query_row(&sql, [], |r| r.get(0))
+        .ctx(name, || "looking for NULL keys".into())?;
+    if with_null > 0 {
+        exec(
+            conn,
+            name,
+            &delete("IS NOT DISTINCT FROM"),
+            "deleting the rows with NULL keys being replaced",
+        )?;
+    }
+    Ok(())
 }
 
 /// A merge needs one new row per key; otherwise the result would depend on row order.

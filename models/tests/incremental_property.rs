@@ -245,3 +245,38 @@ fn merge_with_duplicate_new_keys_fails_and_leaves_the_model_unchanged() {
     assert_eq!(n, 1);
     assert!(runner.has_pending(), "the failed model is retried");
 }
+
+#[test]
+fn a_null_key_is_replaced_like_any_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let (conn, _) = setup(dir.path());
+    std::fs::write(
+        dir.path().join("latest_by_key.sql"),
+        "{{ config(materialized='incremental', unique_key='k', incremental_strategy='delete+insert') }}\n\
+         select k, v from {{ ref('events') }} where {{ new_rows() }}",
+    )
+    .unwrap();
+    let plan = Plan::load(
+        dir.path(),
+        Ident::new("main").unwrap(),
+        Ident::new("raw").unwrap(),
+        None,
+    )
+    .unwrap();
+    let mut runner = ModelRunner::new(plan);
+    runner.prepare(&conn).unwrap();
+    conn.execute_batch("INSERT INTO raw.events VALUES (1, NULL, 1, 1), (2, 7, 1, 1); INSERT INTO _sluice.batches VALUES (1, 'events', now())").unwrap();
+    run(&mut runner, &conn);
+    conn.execute_batch("INSERT INTO raw.events VALUES (3, NULL, 2, 2); INSERT INTO _sluice.batches VALUES (2, 'events', now())").unwrap();
+    run(&mut runner, &conn);
+    let rows: Vec<(Option<i32>, i32)> = {
+        let mut stmt = conn
+            .prepare("SELECT k, v FROM main.latest_by_key ORDER BY k NULLS FIRST")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(rows, [(None, 2), (Some(7), 1)]);
+}
