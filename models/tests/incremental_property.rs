@@ -2,8 +2,8 @@
 //! sizes, keys that repeat, late updates to old keys, empty batches, model runs skipped as
 //! if the process died between the ingest commit and the model run, restarts that forget
 //! everything in memory) every model equals a full refresh of itself, row for row. One
-//! model per strategy (append, merge, delete+insert on one and on two keys), plus a view,
-//! an ephemeral model and a table downstream.
+//! model per strategy (append, merge, delete+insert on one and on two keys), dbt's own
+//! `max(...) from {{ this }}` idiom, plus a view, an ephemeral model and a table downstream.
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic with the value is the clearest failure
 
@@ -54,6 +54,13 @@ const MODELS: &[(&str, &str)] = &[
          where (k, pos) in (select (k, pos) from e where {{ new_rows() }})\n\
          {% endif %}\
          group by k, pos",
+    ),
+    (
+        // dbt's own idiom, without new_rows().
+        "dbt_idiom.sql",
+        "{{ config(materialized='incremental') }}\n\
+         select seq, k, v from {{ ref('events') }}\n\
+         {% if is_incremental() %}where seq > (select coalesce(max(seq), 0) from {{ this }}){% endif %}",
     ),
     (
         "summary.sql",

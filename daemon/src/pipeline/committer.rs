@@ -13,7 +13,7 @@
 use std::{
     collections::{BTreeMap, HashMap},
     sync::{
-        mpsc::{sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender},
+        mpsc::{sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError},
         Arc,
     },
     time::{Duration, Instant},
@@ -136,7 +136,8 @@ fn batch_loop(
     stop: &CancellationToken,
     health: &Health,
 ) {
-    let send_all = |batches: Vec<PendingBatch>| batches.into_iter().all(|b| worker.send(b).is_ok());
+    let send_all =
+        |batches: Vec<PendingBatch>| batches.into_iter().all(|b| send_alive(worker, b, health));
     loop {
         health.beat();
         let now = Instant::now();
@@ -161,6 +162,26 @@ fn batch_loop(
         if !send_all(batches) {
             // The worker stopped on an error; it reports it when joined.
             return;
+        }
+    }
+}
+
+/// How often the batch loop beats while the worker is busy with a long commit or model.
+const BUSY_BEAT: Duration = Duration::from_millis(50);
+
+/// Hands `batch` to the worker, beating while the worker is busy: a model round or a
+/// large commit may take minutes, and the batch loop waiting for it is alive, not stuck
+/// (systemd's watchdog must not kill it). False once the worker has stopped.
+fn send_alive<T>(worker: &SyncSender<T>, mut batch: T, health: &Health) -> bool {
+    loop {
+        match worker.try_send(batch) {
+            Ok(()) => return true,
+            Err(TrySendError::Disconnected(_)) => return false,
+            Err(TrySendError::Full(b)) => {
+                batch = b;
+                health.beat();
+                std::thread::sleep(BUSY_BEAT);
+            }
         }
     }
 }
@@ -249,5 +270,35 @@ impl CommitWorker {
                 let _ = tx.send(position);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notify::Notifier;
+
+    #[test]
+    fn a_busy_worker_does_not_stop_the_heartbeat() {
+        let health = Health::new(Notifier::disabled());
+        let (tx, rx) = sync_channel::<u32>(0);
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // A worker busy for a while before it takes the next batch.
+                started_tx.send(()).unwrap();
+                std::thread::sleep(Duration::from_millis(400));
+                assert_eq!(rx.recv().unwrap(), 7);
+                drop(rx);
+            });
+            started_rx.recv().unwrap();
+            let before = health.since_beat();
+            assert!(send_alive(&tx, 7, &health));
+            assert!(
+                health.since_beat() < before + Duration::from_millis(200),
+                "beat while waiting"
+            );
+            assert!(!send_alive(&tx, 8, &health), "a stopped worker is reported");
+        });
     }
 }
