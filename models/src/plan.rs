@@ -82,9 +82,14 @@ impl Plan {
             let config = rendered.and_then(|r| {
                 let mut layer = f.layer.clone();
                 layer.overlay(&r.config);
-                let config = layer
-                    .resolve()
-                    .map_err(|m| ModelError::invalid(&f.path, None, m))?;
+                let config = layer.resolve().map_err(|m| {
+                    let line = f
+                        .text
+                        .lines()
+                        .position(|l| l.contains("config("))
+                        .map(|i| i + 1);
+                    ModelError::invalid(&f.path, line, m)
+                })?;
                 Ok((config, r))
             });
             match config {

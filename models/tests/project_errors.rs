@@ -64,9 +64,9 @@ fn every_problem_is_reported_at_once() {
         ("schema.yml", "version: 2\nmodels:\n  - name: a\n    columns:\n      - name: id\n        tests:\n          - dbt_utils.at_least_one\n"),
     ]);
     for needle in [
-        "a.sql",
+        "a.sql:1",
         "snapshot",
-        "b.sql",
+        "b.sql:1",
         "unique_key",
         "c.sql:1",
         "schema.yml:7",
