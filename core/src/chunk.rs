@@ -34,6 +34,16 @@ pub struct Chunk {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Position {
     File(FileProgress),
+    Kafka(PartitionProgress),
+}
+
+/// How far into one Kafka partition the committed rows reach.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PartitionProgress {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    /// The offset of the next message to read (Kafka's committed-offset convention).
+    pub next_offset: i64,
 }
 
 /// Content hash of a file (BLAKE3, lowercase hex).
@@ -107,7 +117,17 @@ pub struct DeadLetter {
 /// Where a dead letter came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
-    File { name: String, line: u64 },
+    File {
+        name: String,
+        line: u64,
+    },
+    Kafka {
+        topic: Arc<str>,
+        partition: i32,
+        offset: i64,
+        /// The message key (lossy UTF-8, cut like `raw`), if it had one.
+        key: Option<String>,
+    },
 }
 
 impl DeadLetter {

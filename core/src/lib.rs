@@ -16,8 +16,8 @@ pub mod ident;
 pub mod meta;
 
 pub use chunk::{
-    Chunk, DeadLetter, FileHash, FileProgress, FileRecord, FileStatus, Origin, Position,
-    DEAD_LETTER_RAW_LIMIT,
+    Chunk, DeadLetter, FileHash, FileProgress, FileRecord, FileStatus, Origin, PartitionProgress,
+    Position, DEAD_LETTER_RAW_LIMIT,
 };
 pub use column::{Column, ColumnType, TableSchema};
 pub use ident::{quote_ident, Ident, IdentError};

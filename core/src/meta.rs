@@ -13,6 +13,16 @@ pub const SOURCE: &str = "_sluice_source";
 pub const FILE: &str = "_sluice_file";
 /// CSV: 1-based physical line where the record starts (the header is line 1).
 pub const LINE: &str = "_sluice_line";
+/// Kafka: the message's topic.
+pub const TOPIC: &str = "_sluice_topic";
+/// Kafka: the message's partition.
+pub const PARTITION: &str = "_sluice_partition";
+/// Kafka: the message's offset.
+pub const OFFSET: &str = "_sluice_offset";
+/// Kafka: the message key (lossy UTF-8), NULL without one.
+pub const KEY: &str = "_sluice_key";
+/// Kafka: the message timestamp (producer or log-append time), NULL without one.
+pub const TIMESTAMP: &str = "_sluice_timestamp";
 
 /// Whether `name` is reserved for sluice's own columns.
 pub fn is_reserved(name: &str) -> bool {
@@ -35,5 +45,17 @@ pub fn file_columns() -> [Column; 3] {
         Column::new(SOURCE, ColumnType::Varchar),
         Column::new(FILE, ColumnType::Varchar),
         Column::new(LINE, ColumnType::BigInt),
+    ]
+}
+
+/// Provenance columns a Kafka source fills for every row.
+pub fn kafka_columns() -> [Column; 6] {
+    [
+        Column::new(SOURCE, ColumnType::Varchar),
+        Column::new(TOPIC, ColumnType::Varchar),
+        Column::new(PARTITION, ColumnType::Integer),
+        Column::new(OFFSET, ColumnType::BigInt),
+        Column::new(KEY, ColumnType::Varchar),
+        Column::new(TIMESTAMP, ColumnType::TimestampTz),
     ]
 }

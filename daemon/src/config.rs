@@ -130,10 +130,7 @@ impl Config {
     pub fn source_tables(&self) -> std::collections::BTreeSet<String> {
         self.sources
             .iter()
-            .filter_map(|(name, s)| {
-                let SourceConfig::Csv(csv) = s;
-                csv.table_ident(name).ok().map(|t| t.to_string())
-            })
+            .filter_map(|(name, s)| s.table_ident(name).ok().map(|t| t.to_string()))
             .collect()
     }
 
@@ -181,6 +178,7 @@ fn resolve(file: FileConfig, base: &Path, path: &Path) -> Config {
                     csv.path = base.join(&csv.path);
                     SourceConfig::Csv(csv)
                 }
+                kafka @ SourceConfig::Kafka(_) => kafka,
             };
             (name, source)
         })

@@ -1,6 +1,9 @@
 //! `sluice run`: lock the data directory, open and reconcile the warehouse, start one
 //! thread per source and the committer, and stop cleanly when [`crate::signals`] says so
-//! (or, with `--once`, when everything present at start is committed).
+//! (or, with `--once`, when everything present at start is committed). [`sources`] builds
+//! the configured sources.
+
+mod sources;
 
 use std::{
     collections::HashMap,
@@ -12,17 +15,14 @@ use std::{
 };
 
 use anyhow::{bail, Context};
-use sluice_core::{meta, Ident, TableSchema};
+use sluice_core::Ident;
 use sluice_sinks::{ParquetSink, Warehouse, WarehouseOptions};
-use sluice_sources::{
-    csv_dir::{CsvDirSetup, CsvDirSource},
-    SourceContext,
-};
+use sluice_sources::SourceContext;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::{
-    config::{Config, SourceConfig},
+    config::Config,
     health::Health,
     http::{self, HttpState},
     lock::lock_data_dir,
@@ -56,10 +56,12 @@ pub fn run(config: Config, once: bool) -> anyhow::Result<()> {
     let mut health = Health::new(Notifier::from_env());
     let mut statuses = HashMap::new();
     for (name, source) in &config.sources {
-        let SourceConfig::Csv(csv) = source;
-        let table = csv.table_ident(name)?;
+        let table = source.table_ident(name)?;
         telemetry::register(name, table.as_str());
-        statuses.insert(name.clone(), health.add_source(name, "csv", table.as_str()));
+        statuses.insert(
+            name.clone(),
+            health.add_source(name, source.kind(), table.as_str()),
+        );
     }
     let health = Arc::new(health);
     let reload = Arc::new(ModelReload::default());
@@ -96,7 +98,7 @@ pub fn run(config: Config, once: bool) -> anyhow::Result<()> {
         warn!(file = %file, "the ledger names a Parquet file that does not exist");
     }
     let marts = start_models(&config, &warehouse, &reload, &health, once)?;
-    let sources = build_sources(&config, &warehouse)?;
+    let sources = sources::build(&config, &warehouse, &statuses)?;
     let (events_tx, events_rx) = sync_channel(CHANNEL_CHUNKS);
     let mut acks = HashMap::new();
     let failure: Arc<Mutex<Option<anyhow::Error>>> = Arc::default();
@@ -236,77 +238,4 @@ pub(crate) fn open_warehouse(config: &Config) -> anyhow::Result<Warehouse> {
         parquet,
     })?;
     Ok(warehouse)
-}
-
-/// A configured source, ready to run on its own thread.
-enum Source {
-    Csv(Box<CsvDirSource>, Arc<str>),
-}
-
-impl Source {
-    fn name(&self) -> Arc<str> {
-        match self {
-            Source::Csv(_, name) => name.clone(),
-        }
-    }
-
-    fn run(self, ctx: SourceContext) -> Result<(), sluice_sources::SourceError> {
-        match self {
-            Source::Csv(source, _) => source.run(ctx),
-        }
-    }
-}
-
-fn build_sources(config: &Config, warehouse: &Warehouse) -> anyhow::Result<Vec<Source>> {
-    let chunk_rows = config.batch.max_rows.min(MAX_CHUNK_ROWS);
-    let chunk_bytes = (config.batch.max_bytes.as_u64() as usize / 2).clamp(1, MAX_CHUNK_BYTES);
-    let mut sources = Vec::new();
-    for (name, source) in &config.sources {
-        let SourceConfig::Csv(csv) = source;
-        let table = csv.table_ident(name)?;
-        let data_schema = table_data_schema(warehouse, &table, csv.declared_schema())
-            .with_context(|| format!("source {name}"))?;
-        let setup = CsvDirSetup {
-            name: name.as_str().into(),
-            config: csv.clone(),
-            table,
-            data_schema,
-            known_files: warehouse.files_of(name)?,
-            archive_dir: config.data_dir.join("archive").join(name),
-            quarantine_dir: config.data_dir.join("quarantine").join(name),
-            chunk_rows,
-            chunk_bytes,
-        };
-        let source = CsvDirSource::new(setup)?;
-        sources.push(Source::Csv(Box::new(source), name.as_str().into()));
-    }
-    Ok(sources)
-}
-
-/// The table's data columns: declared ones must match an existing table exactly.
-fn table_data_schema(
-    warehouse: &Warehouse,
-    table: &Ident,
-    declared: Option<TableSchema>,
-) -> anyhow::Result<Option<TableSchema>> {
-    let existing = warehouse.table_schema(table)?.map(|s| {
-        TableSchema::new(
-            s.columns
-                .into_iter()
-                .filter(|c| !meta::is_reserved(&c.name))
-                .collect(),
-        )
-    });
-    match (declared, existing) {
-        (Some(d), Some(e)) if d != e => {
-            bail!(
-                "the declared schema ({}) differs from the existing raw table {table} ({}); \
-                 sluice does not alter raw tables: restore the declaration or use a new table",
-                d,
-                e
-            )
-        }
-        (Some(d), _) => Ok(Some(d)),
-        (None, e) => Ok(e),
-    }
 }

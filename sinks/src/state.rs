@@ -6,6 +6,8 @@
 //! - `_sluice.files`: every file a file source has seen, by content hash, with how far it
 //!   has been read and its status (`partial`, `ingested`, `quarantined`).
 //! - `_sluice.dead_letters`: records that could not become rows, with their provenance.
+//! - `_sluice.offsets`: per Kafka source, topic and partition, the offset of the next
+//!   message to read: the source of truth for where consumption resumes.
 
 use std::collections::HashMap;
 
@@ -60,6 +62,15 @@ CREATE TABLE IF NOT EXISTS _sluice.dead_letters (
     "offset" BIGINT,
     key VARCHAR,
     created_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS _sluice.offsets (
+    source VARCHAR NOT NULL,
+    topic VARCHAR NOT NULL,
+    "partition" INTEGER NOT NULL,
+    next_offset BIGINT NOT NULL,
+    last_batch BIGINT,
+    updated_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (source, topic, "partition")
 );
 "#;
 
@@ -152,5 +163,17 @@ pub fn ledger_parquet_files(conn: &Connection) -> Result<Vec<String>> {
         .prepare("SELECT parquet_file FROM _sluice.batches WHERE parquet_file IS NOT NULL")
         .ctx(context)?;
     let rows = stmt.query_map([], |r| r.get(0)).ctx(context)?;
+    rows.collect::<duckdb::Result<_>>().ctx(context)
+}
+
+/// The stored offsets of a Kafka source: (topic, partition) -> next offset.
+pub fn offsets_of(conn: &Connection, source: &str) -> Result<HashMap<(String, i32), i64>> {
+    let context = || format!("reading _sluice.offsets for source {source}");
+    let mut stmt = conn
+        .prepare("SELECT topic, \"partition\", next_offset FROM _sluice.offsets WHERE source = ?")
+        .ctx(context)?;
+    let rows = stmt
+        .query_map(params![source], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))
+        .ctx(context)?;
     rows.collect::<duckdb::Result<_>>().ctx(context)
 }

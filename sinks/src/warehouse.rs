@@ -1,19 +1,15 @@
 //! The DuckDB side of a commit. [`Warehouse`] owns the one read-write connection; the
 //! daemon drives it from a single committer thread (DuckDB calls block).
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    path::PathBuf,
-    sync::Arc,
-};
+use std::{collections::HashMap, path::PathBuf, sync::Arc};
 
 use arrow::{
     array::{ArrayRef, Int64Array, TimestampMicrosecondArray},
     record_batch::RecordBatch,
 };
 use chrono::{DateTime, Utc};
-use duckdb::{params, Config, Connection};
-use sluice_core::{meta, Chunk, FileProgress, Ident, Origin, Position, TableSchema};
+use duckdb::{Config, Connection};
+use sluice_core::{meta, Chunk, Ident, Position, TableSchema};
 
 use crate::{
     error::DuckdbContext,
@@ -130,6 +126,11 @@ impl Warehouse {
     /// Every column of `raw.<table>`, or `None` before its first batch.
     pub fn table_schema(&self, table: &Ident) -> Result<Option<TableSchema>> {
         raw_table::describe(&self.conn, &self.raw_schema, table)
+    }
+
+    /// Where each partition of Kafka source `source` resumes.
+    pub fn offsets_of(&self, source: &str) -> Result<HashMap<(String, i32), i64>> {
+        state::offsets_of(&self.conn, source)
     }
 
     /// What the ledger knows of the files of `source`.
@@ -258,10 +259,11 @@ impl Warehouse {
             })??;
             let stamp = timestamp_literal(now);
             if let Some(id) = batch_id {
-                record_batch(&tx, batch, id, written.as_ref(), &stamp)?;
-                record_dead_letters(&tx, batch, id, &stamp)?;
+                record::batch(&tx, batch, id, written.as_ref(), &stamp)?;
+                record::dead_letters(&tx, batch, id, &stamp)?;
             }
-            record_files(&tx, batch, batch_id, &stamp)?;
+            record::files(&tx, batch, batch_id, &stamp)?;
+            record::offsets(&tx, batch, batch_id, &stamp)?;
             tx.commit()
                 .ctx(|| format!("committing the batch of {table}"))?;
             Ok(written)
@@ -315,6 +317,10 @@ fn provenance_id(batch: &PendingBatch) -> String {
                 hasher.update(p.hash.0.as_bytes());
                 hasher.update(format!("\0{}\n", p.next_offset).as_bytes());
             }
+            Position::Kafka(p) => {
+                hasher.update(p.topic.as_bytes());
+                hasher.update(format!("\0{}\0{}\n", p.partition, p.next_offset).as_bytes());
+            }
         }
     }
     hasher.finalize().to_hex()[..32].to_string()
@@ -324,132 +330,6 @@ fn timestamp_literal(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string()
 }
 
-fn record_batch(
-    tx: &Connection,
-    batch: &PendingBatch,
-    id: i64,
-    parquet: Option<&WrittenFile>,
-    stamp: &str,
-) -> Result<()> {
-    let provenance: Vec<serde_json::Value> = batch
-        .chunks
-        .iter()
-        .map(|c| match &c.position {
-            Position::File(p) => serde_json::json!({
-                "source": &*c.source, "file": p.name, "hash": p.hash.0,
-                "next_offset": p.next_offset, "next_line": p.next_line,
-            }),
-        })
-        .collect();
-    tx.execute(
-        "INSERT INTO _sluice.batches VALUES (?, ?, ?, ?, ?, ?, ?, CAST(? AS TIMESTAMPTZ))",
-        params![
-            id,
-            batch.table.as_str(),
-            batch.rows() as i64,
-            batch.dead_letters() as i64,
-            parquet.map(|p| p.relative.as_str()),
-            parquet.map(|p| p.bytes as i64),
-            serde_json::Value::Array(provenance).to_string(),
-            stamp,
-        ],
-    )
-    .ctx(|| format!("recording batch {id} of {}", batch.table))?;
-    Ok(())
-}
-
-fn record_dead_letters(tx: &Connection, batch: &PendingBatch, id: i64, stamp: &str) -> Result<()> {
-    if batch.dead_letters() == 0 {
-        return Ok(());
-    }
-    let context = || format!("recording dead letters of batch {id} of {}", batch.table);
-    let mut stmt = tx
-        .prepare(
-            "INSERT INTO _sluice.dead_letters (batch_id, source, table_name, error, raw, file, line, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, CAST(? AS TIMESTAMPTZ))",
-        )
-        .ctx(context)?;
-    for chunk in &batch.chunks {
-        for dl in &chunk.dead_letters {
-            let Origin::File { name, line } = &dl.origin;
-            stmt.execute(params![
-                id,
-                &*chunk.source,
-                batch.table.as_str(),
-                dl.error,
-                dl.raw,
-                name,
-                *line as i64,
-                stamp
-            ])
-            .ctx(context)?;
-        }
-    }
-    Ok(())
-}
-
-/// Per file: the last position reached in this batch, plus the rows and dead letters added.
-struct FileDelta<'a> {
-    progress: &'a FileProgress,
-    rows: i64,
-    dead_letters: i64,
-}
-
-fn record_files(
-    tx: &Connection,
-    batch: &PendingBatch,
-    batch_id: Option<i64>,
-    stamp: &str,
-) -> Result<()> {
-    // One upsert per file and transaction: chunks of a file arrive in order, the last wins.
-    let mut files: BTreeMap<(&str, &str), FileDelta<'_>> = BTreeMap::new();
-    for chunk in &batch.chunks {
-        let Position::File(progress) = &chunk.position;
-        let entry = files
-            .entry((&*chunk.source, progress.hash.0.as_str()))
-            .or_insert(FileDelta {
-                progress,
-                rows: 0,
-                dead_letters: 0,
-            });
-        entry.progress = progress;
-        entry.rows += chunk.rows.num_rows() as i64;
-        entry.dead_letters += chunk.dead_letters.len() as i64;
-    }
-    let context = || format!("recording file positions for {}", batch.table);
-    let mut stmt = tx
-        .prepare(
-            "INSERT INTO _sluice.files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TIMESTAMPTZ)) \
-             ON CONFLICT (source, hash) DO UPDATE SET \
-               rows = rows + excluded.rows, dead_letters = dead_letters + excluded.dead_letters, \
-               status = excluded.status, reason = excluded.reason, \
-               next_offset = excluded.next_offset, next_line = excluded.next_line, \
-               last_batch = coalesce(excluded.last_batch, last_batch), updated_at = excluded.updated_at",
-        )
-        .ctx(context)?;
-    for ((source, hash), delta) in files {
-        let p = delta.progress;
-        let reason = match &p.status {
-            sluice_core::FileStatus::Quarantined { reason } => Some(reason.as_str()),
-            _ => None,
-        };
-        stmt.execute(params![
-            source,
-            hash,
-            p.name,
-            delta.rows,
-            delta.dead_letters,
-            p.status.as_str(),
-            reason,
-            p.next_offset as i64,
-            p.next_line as i64,
-            batch_id,
-            stamp
-        ])
-        .ctx(context)?;
-    }
-    Ok(())
-}
-
+mod record;
 #[cfg(test)]
 mod tests;

@@ -17,6 +17,12 @@ pub enum SourceEvent {
     /// The source has nothing more to read for now (used by `--once`): commit what it
     /// sent without waiting for the batch's age limit.
     Drained { source: Arc<str> },
+    /// Kafka partitions this source no longer owns: chunks of them not yet committed
+    /// must be dropped (the partitions' new owner reads them again).
+    Revoked {
+        source: Arc<str>,
+        partitions: Vec<(Arc<str>, i32)>,
+    },
 }
 
 /// Everything a source needs to run.

@@ -7,6 +7,7 @@
 //!
 //! Layout:
 //! - [`csv_dir`]: watched directories of CSV files.
+//! - [`kafka`]: Kafka topics, consumed as a group member with offsets kept in DuckDB.
 //! - [`channel`]: the messages between a source and the committer.
 //! - [`error`]: the crate's error type, [`SourceError`].
 //! - [`telemetry`]: the metrics sources emit.
@@ -14,6 +15,7 @@
 pub mod channel;
 pub mod csv_dir;
 pub mod error;
+pub mod kafka;
 pub mod telemetry;
 
 pub use channel::{SourceContext, SourceEvent, SourceStatus};

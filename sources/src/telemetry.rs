@@ -1,7 +1,7 @@
 //! Every metric the sources emit, in one place (names are documented in the README's
 //! metrics table, which a test keeps true). Labels are low-cardinality: never a file name.
 
-use metrics::counter;
+use metrics::{counter, gauge};
 
 /// Input bytes whose rows (or dead letters) were committed.
 pub fn bytes_ingested(source: &str, bytes: u64) {
@@ -40,4 +40,31 @@ pub fn file_quarantined(source: &str) {
 /// A path was refused (a symlink leading outside the watched directory).
 pub fn file_refused(source: &str) {
     counter!("sluice_files_refused_total", "source" => source.to_string()).increment(1);
+}
+
+/// Kafka: whether the source reaches at least one broker.
+pub fn kafka_broker_up(source: &str, up: bool) {
+    gauge!("sluice_kafka_broker_up", "source" => source.to_string()).set(if up {
+        1.0
+    } else {
+        0.0
+    });
+}
+
+/// Kafka: high watermark minus the offset stored in DuckDB, per partition.
+pub fn kafka_lag(source: &str, topic: &str, partition: i32, lag: i64) {
+    gauge!("sluice_kafka_lag_messages", "source" => source.to_string(), "topic" => topic.to_string(),
+        "partition" => partition.to_string())
+    .set(lag as f64);
+}
+
+/// Kafka: a stored offset was no longer on the broker.
+pub fn kafka_offset_gap(source: &str, topic: &str) {
+    counter!("sluice_kafka_offset_gaps_total", "source" => source.to_string(), "topic" => topic.to_string())
+        .increment(1);
+}
+
+/// Kafka: series that exist from start-up.
+pub fn register_kafka(source: &str) {
+    gauge!("sluice_kafka_broker_up", "source" => source.to_string()).set(0.0);
 }

@@ -6,6 +6,8 @@
 //! - [`csv_arrival`]: how files arrive: present at start, renamed in, written slowly, copies.
 //! - [`csv_bad_input`]: dead letters, quarantine, symlinks, bad configuration.
 //! - [`csv_storage`]: raw table and Parquet layout, schemas, large files, reconciliation.
+//! - [`kafka`]: the Kafka source against librdkafka's mock cluster (a real broker when
+//!   `SLUICE_TEST_KAFKA_BROKERS` is set).
 //! - [`lifecycle`]: single writer, SIGTERM, and exactly-once across SIGKILL.
 //! - [`models`]: dbt-format models under the daemon: incremental equals full, failures,
 //!   SIGHUP reload, `sluice check` and `sluice models`.
@@ -15,6 +17,7 @@
 mod csv_arrival;
 mod csv_bad_input;
 mod csv_storage;
+mod kafka;
 mod lifecycle;
 mod models;
 mod ops;

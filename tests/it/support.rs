@@ -34,6 +34,14 @@ pub struct Deployment {
 impl Deployment {
     /// `source_extra` is appended to `[sources.src]`; `top_extra` goes before the sources.
     pub fn new(source_extra: &str, top_extra: &str) -> Deployment {
+        let source = format!(
+            "[sources.src]\ntype = \"csv\"\npath = \"inbox\"\nsettle = \"100ms\"\n{source_extra}\n"
+        );
+        Deployment::with_source(&source, top_extra)
+    }
+
+    /// A deployment whose `[sources...]` tables are `sources` (written as given).
+    pub fn with_source(sources: &str, top_extra: &str) -> Deployment {
         let dir = tempfile::tempdir().expect("tempdir");
         let inbox = dir.path().join("inbox");
         fs::create_dir_all(&inbox).expect("inbox");
@@ -41,7 +49,7 @@ impl Deployment {
         let config = dir.path().join("sluice.toml");
         // Tests run in parallel: the HTTP port is chosen by the OS (see Daemon::http_addr).
         let text = format!(
-            "data_dir = \"data\"\n[http]\nlisten = \"127.0.0.1:0\"\n{top_extra}\n[sources.src]\ntype = \"csv\"\npath = \"inbox\"\nsettle = \"100ms\"\n{source_extra}\n"
+            "data_dir = \"data\"\n[http]\nlisten = \"127.0.0.1:0\"\n{top_extra}\n{sources}"
         );
         fs::write(&config, text).expect("config");
         Deployment {

@@ -51,7 +51,9 @@ fn the_documented_example_loads_and_resolves_paths() {
         Path::new("/etc/sluice/./data/warehouse.duckdb")
     );
     assert_eq!(c.batch.max_bytes.as_u64(), 64 * 1024 * 1024);
-    let (name, SourceConfig::Csv(csv)) = &c.sources[0];
+    let (name, SourceConfig::Csv(csv)) = &c.sources[0] else {
+        panic!("a csv source")
+    };
     assert_eq!(name, "transactions");
     assert_eq!(csv.path, Path::new("/etc/sluice/./inbox/transactions"));
     assert_eq!(csv.declared_schema().expect("schema").len(), 3);
@@ -108,7 +110,9 @@ fn env_vars_expand_in_values() {
     std::env::set_var("SLUICE_TEST_INBOX", "/srv/inbox");
     let text = FULL.replace("./inbox/transactions", "${SLUICE_TEST_INBOX}");
     let c = parse(&text).expect("valid");
-    let (_, SourceConfig::Csv(csv)) = &c.sources[0];
+    let (_, SourceConfig::Csv(csv)) = &c.sources[0] else {
+        panic!("a csv source")
+    };
     assert_eq!(csv.path, Path::new("/srv/inbox"));
     let text = FULL.replace("./inbox/transactions", "${SLUICE_TEST_UNSET_VAR}");
     let problems = parse(&text).expect_err("unset");

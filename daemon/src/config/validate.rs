@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use sluice_core::Ident;
 
-use super::{FileConfig, Problem, SourceConfig};
+use super::{FileConfig, Problem};
 
 /// All problems of a deserialized file.
 pub fn validate(file: &FileConfig) -> Vec<Problem> {
@@ -82,14 +82,13 @@ pub fn validate(file: &FileConfig) -> Vec<Problem> {
     }
     let mut tables: BTreeMap<String, &str> = BTreeMap::new();
     for (name, source) in &file.sources {
-        let SourceConfig::Csv(csv) = source;
-        for (key, message) in csv.validate(name) {
+        for (key, message) in source.validate(name) {
             bad(&format!("sources.{name}.{key}"), message);
         }
-        if let Ok(table) = csv.table_ident(name) {
+        if let Ok(table) = source.table_ident(name) {
             let table = table.as_str().to_ascii_lowercase();
             if let Some(other) = tables.get(&table) {
-                if csv.schema.is_some() {
+                if source.declares_schema() {
                     bad(
                         &format!("sources.{name}.table"),
                         format!(

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sluice_core::{Chunk, Ident, TableSchema};
+use sluice_core::{Chunk, Ident, Position, TableSchema};
 use sluice_sinks::PendingBatch;
 
 /// When a table's batch is committed.
@@ -93,6 +93,33 @@ impl Batcher {
     pub fn all(&mut self) -> Vec<PendingBatch> {
         let tables: Vec<Ident> = self.open.keys().cloned().collect();
         tables.iter().filter_map(|t| self.take(t)).collect()
+    }
+
+    /// Drops the open chunks of `source` positioned in these Kafka partitions (revoked:
+    /// their new owner reads them again). Returns how many were dropped.
+    pub fn drop_partitions(&mut self, source: &str, partitions: &[(Arc<str>, i32)]) -> usize {
+        let mut dropped = 0;
+        for buf in self.open.values_mut() {
+            let before = buf.chunks.len();
+            buf.chunks.retain(|c| {
+                let Position::Kafka(p) = &c.position else {
+                    return true;
+                };
+                &*c.source != source
+                    || !partitions
+                        .iter()
+                        .any(|(t, n)| *t == p.topic && *n == p.partition)
+            });
+            dropped += before - buf.chunks.len();
+            buf.rows = buf.chunks.iter().map(|c| c.rows.num_rows()).sum();
+            buf.bytes = buf
+                .chunks
+                .iter()
+                .map(|c| c.rows.get_array_memory_size())
+                .sum();
+        }
+        self.open.retain(|_, b| !b.chunks.is_empty());
+        dropped
     }
 
     /// How long until the oldest open batch reaches `max_age` (`None` when none is open).

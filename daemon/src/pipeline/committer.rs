@@ -149,6 +149,11 @@ fn batch_loop(
             .map_or(IDLE_TICK, |d| d.min(IDLE_TICK));
         let batches = match events.recv_timeout(wait) {
             Ok(SourceEvent::Chunk(chunk)) => batcher.add(chunk, Instant::now()),
+            Ok(SourceEvent::Revoked { source, partitions }) => {
+                let dropped = batcher.drop_partitions(&source, &partitions);
+                debug!(%source, dropped, "partitions revoked; their uncommitted chunks dropped");
+                Vec::new()
+            }
             Ok(SourceEvent::Drained { source }) => {
                 debug!(%source, "source drained; committing open batches");
                 batcher.all()

@@ -209,7 +209,9 @@ fn single_byte(s: &str) -> Option<u8> {
 }
 
 /// Validates declared columns: known types, names not reserved, no duplicates.
-fn declared_columns(schema: &DeclaredSchema) -> Result<TableSchema, Vec<(String, String)>> {
+pub(crate) fn declared_columns(
+    schema: &DeclaredSchema,
+) -> Result<TableSchema, Vec<(String, String)>> {
     let mut errors = Vec::new();
     let mut columns: Vec<Column> = Vec::new();
     if schema.0.is_empty() {

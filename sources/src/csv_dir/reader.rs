@@ -425,6 +425,7 @@ impl FileReader {
 fn sorted(mut dead_letters: Vec<DeadLetter>) -> Vec<DeadLetter> {
     dead_letters.sort_by_key(|d| match &d.origin {
         Origin::File { line, .. } => *line,
+        Origin::Kafka { offset, .. } => *offset as u64,
     });
     dead_letters
 }
@@ -503,6 +504,7 @@ mod tests {
             .iter()
             .map(|d| match &d.origin {
                 Origin::File { line, .. } => (*line, d.raw.as_str()),
+                Origin::Kafka { .. } => unreachable!("a CSV reader makes file dead letters"),
             })
             .collect();
         assert_eq!(dead, [(5, "x,bad"), (6, "4")]);

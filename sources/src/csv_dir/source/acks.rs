@@ -32,7 +32,9 @@ impl CsvDirSource {
     }
 
     pub(super) fn on_ack(&mut self, position: Position) {
-        let Position::File(p) = position;
+        let Position::File(p) = position else {
+            return; // only file positions are acknowledged to a file source
+        };
         if !matches!(p.status, FileStatus::Quarantined { .. }) {
             let before = self.known.get(&p.hash).map_or(0, |r| r.next_offset);
             telemetry::bytes_ingested(&self.setup.name, p.next_offset.saturating_sub(before));

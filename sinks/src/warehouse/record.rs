@@ -1,0 +1,218 @@
+//! What a commit records beside the rows, in the same transaction: the ledger entry, the
+//! dead letters, and the positions of file and Kafka sources.
+
+use std::collections::BTreeMap;
+
+use duckdb::{params, Connection};
+use sluice_core::{FileProgress, Origin, PartitionProgress, Position};
+
+use super::PendingBatch;
+use crate::{error::DuckdbContext, parquet::WrittenFile, Result};
+
+pub(super) fn batch(
+    tx: &Connection,
+    batch: &PendingBatch,
+    id: i64,
+    parquet: Option<&WrittenFile>,
+    stamp: &str,
+) -> Result<()> {
+    let provenance: Vec<serde_json::Value> = batch
+        .chunks
+        .iter()
+        .map(|c| match &c.position {
+            Position::File(p) => serde_json::json!({
+                "source": &*c.source, "file": p.name, "hash": p.hash.0,
+                "next_offset": p.next_offset, "next_line": p.next_line,
+            }),
+            Position::Kafka(p) => serde_json::json!({
+                "source": &*c.source, "topic": &*p.topic, "partition": p.partition,
+                "next_offset": p.next_offset,
+            }),
+        })
+        .collect();
+    tx.execute(
+        "INSERT INTO _sluice.batches VALUES (?, ?, ?, ?, ?, ?, ?, CAST(? AS TIMESTAMPTZ))",
+        params![
+            id,
+            batch.table.as_str(),
+            batch.rows() as i64,
+            batch.dead_letters() as i64,
+            parquet.map(|p| p.relative.as_str()),
+            parquet.map(|p| p.bytes as i64),
+            serde_json::Value::Array(provenance).to_string(),
+            stamp,
+        ],
+    )
+    .ctx(|| format!("recording batch {id} of {}", batch.table))?;
+    Ok(())
+}
+
+pub(super) fn dead_letters(
+    tx: &Connection,
+    batch: &PendingBatch,
+    id: i64,
+    stamp: &str,
+) -> Result<()> {
+    if batch.dead_letters() == 0 {
+        return Ok(());
+    }
+    let context = || format!("recording dead letters of batch {id} of {}", batch.table);
+    let mut stmt = tx
+        .prepare(
+            "INSERT INTO _sluice.dead_letters \
+             (batch_id, source, table_name, error, raw, file, line, topic, \"partition\", \"offset\", key, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TIMESTAMPTZ))",
+        )
+        .ctx(context)?;
+    for chunk in &batch.chunks {
+        for dl in &chunk.dead_letters {
+            let (file, line, topic, partition, offset, key) = match &dl.origin {
+                Origin::File { name, line } => (
+                    Some(name.as_str()),
+                    Some(*line as i64),
+                    None,
+                    None,
+                    None,
+                    None,
+                ),
+                Origin::Kafka {
+                    topic,
+                    partition,
+                    offset,
+                    key,
+                } => (
+                    None,
+                    None,
+                    Some(&**topic),
+                    Some(*partition),
+                    Some(*offset),
+                    key.as_deref(),
+                ),
+            };
+            stmt.execute(params![
+                id,
+                &*chunk.source,
+                batch.table.as_str(),
+                dl.error,
+                dl.raw,
+                file,
+                line,
+                topic,
+                partition,
+                offset,
+                key,
+                stamp
+            ])
+            .ctx(context)?;
+        }
+    }
+    Ok(())
+}
+
+/// Per file: the last position reached in this batch, plus the rows and dead letters added.
+struct FileDelta<'a> {
+    progress: &'a FileProgress,
+    rows: i64,
+    dead_letters: i64,
+}
+
+pub(super) fn files(
+    tx: &Connection,
+    batch: &PendingBatch,
+    batch_id: Option<i64>,
+    stamp: &str,
+) -> Result<()> {
+    // One upsert per file and transaction: chunks of a file arrive in order, the last wins.
+    let mut files: BTreeMap<(&str, &str), FileDelta<'_>> = BTreeMap::new();
+    for chunk in &batch.chunks {
+        let Position::File(progress) = &chunk.position else {
+            continue;
+        };
+        let entry = files
+            .entry((&*chunk.source, progress.hash.0.as_str()))
+            .or_insert(FileDelta {
+                progress,
+                rows: 0,
+                dead_letters: 0,
+            });
+        entry.progress = progress;
+        entry.rows += chunk.rows.num_rows() as i64;
+        entry.dead_letters += chunk.dead_letters.len() as i64;
+    }
+    if files.is_empty() {
+        return Ok(());
+    }
+    let context = || format!("recording file positions for {}", batch.table);
+    let mut stmt = tx
+        .prepare(
+            "INSERT INTO _sluice.files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TIMESTAMPTZ)) \
+             ON CONFLICT (source, hash) DO UPDATE SET \
+               rows = rows + excluded.rows, dead_letters = dead_letters + excluded.dead_letters, \
+               status = excluded.status, reason = excluded.reason, \
+               next_offset = excluded.next_offset, next_line = excluded.next_line, \
+               last_batch = coalesce(excluded.last_batch, last_batch), updated_at = excluded.updated_at",
+        )
+        .ctx(context)?;
+    for ((source, hash), delta) in files {
+        let p = delta.progress;
+        let reason = match &p.status {
+            sluice_core::FileStatus::Quarantined { reason } => Some(reason.as_str()),
+            _ => None,
+        };
+        stmt.execute(params![
+            source,
+            hash,
+            p.name,
+            delta.rows,
+            delta.dead_letters,
+            p.status.as_str(),
+            reason,
+            p.next_offset as i64,
+            p.next_line as i64,
+            batch_id,
+            stamp
+        ])
+        .ctx(context)?;
+    }
+    Ok(())
+}
+
+/// Per Kafka partition, the offset after the last message of this batch, upserted into
+/// `_sluice.offsets` (chunks of a partition arrive in order: the last wins).
+pub(super) fn offsets(
+    tx: &Connection,
+    batch: &PendingBatch,
+    batch_id: Option<i64>,
+    stamp: &str,
+) -> Result<()> {
+    let mut latest: BTreeMap<(&str, &str, i32), &PartitionProgress> = BTreeMap::new();
+    for chunk in &batch.chunks {
+        if let Position::Kafka(p) = &chunk.position {
+            latest.insert((&*chunk.source, &*p.topic, p.partition), p);
+        }
+    }
+    if latest.is_empty() {
+        return Ok(());
+    }
+    let context = || format!("recording Kafka offsets for {}", batch.table);
+    let mut stmt = tx
+        .prepare(
+            "INSERT INTO _sluice.offsets VALUES (?, ?, ?, ?, ?, CAST(? AS TIMESTAMPTZ)) \
+             ON CONFLICT (source, topic, \"partition\") DO UPDATE SET \
+               next_offset = excluded.next_offset, \
+               last_batch = coalesce(excluded.last_batch, last_batch), updated_at = excluded.updated_at",
+        )
+        .ctx(context)?;
+    for ((source, topic, partition), p) in latest {
+        stmt.execute(params![
+            source,
+            topic,
+            partition,
+            p.next_offset,
+            batch_id,
+            stamp
+        ])
+        .ctx(context)?;
+    }
+    Ok(())
+}

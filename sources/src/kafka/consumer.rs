@@ -1,0 +1,303 @@
+//! The librdkafka consumer. Its context sees every rebalance: on assignment, each partition
+//! is re-assigned at the offset stored in DuckDB (or, for a partition another instance of
+//! the group consumed meanwhile, the broker's newer committed offset), after checking the
+//! offset is still on the broker; on revocation the source is told to drop what it holds.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::Duration,
+};
+
+use rdkafka::{
+    client::ClientContext,
+    config::{ClientConfig, RDKafkaLogLevel},
+    consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance},
+    error::{KafkaError, RDKafkaErrorCode},
+    statistics::Statistics,
+    Offset, TopicPartitionList,
+};
+use tracing::{debug, error, info, warn};
+
+use super::config::{KafkaSourceConfig, OffsetGapPolicy, StartFrom};
+use crate::{telemetry, SourceStatus};
+
+/// Longest wait for a broker answer inside a rebalance.
+const REBALANCE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A partition, by topic and number.
+pub type PartitionKey = (Arc<str>, i32);
+
+/// A stored offset the broker no longer has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub stored: i64,
+    /// Where consumption resumed (the earliest offset the broker has).
+    pub resumed_at: i64,
+}
+
+/// What the rebalance callbacks and the source loop share.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// The next offset of each partition, as durable in DuckDB.
+    pub committed: HashMap<PartitionKey, i64>,
+    pub assigned: BTreeSet<PartitionKey>,
+    /// Partitions revoked since the loop last looked.
+    pub revoked: Vec<PartitionKey>,
+    pub gaps: Vec<Gap>,
+    /// A problem that stops the source (an offset gap under `on_offset_gap = "fail"`).
+    pub fatal: Option<String>,
+    /// Assignments received so far.
+    pub assignments: u64,
+}
+
+/// Hides secret librdkafka values in anything that is logged or reported.
+#[derive(Debug, Clone, Default)]
+pub struct Redactor(Vec<String>);
+
+impl Redactor {
+    pub fn new(config: &KafkaSourceConfig) -> Self {
+        let secret = |k: &str| {
+            ["password", "secret", "token", "key", "jaas", "credential"]
+                .iter()
+                .any(|s| k.contains(s))
+        };
+        Redactor(
+            config
+                .librdkafka
+                .iter()
+                .filter(|(k, v)| secret(&k.to_ascii_lowercase()) && v.len() >= 3)
+                .map(|(_, v)| v.clone())
+                .collect(),
+        )
+    }
+
+    pub fn clean(&self, text: &str) -> String {
+        self.0
+            .iter()
+            .fold(text.to_string(), |t, s| t.replace(s.as_str(), "***"))
+    }
+}
+
+/// The consumer's context: rebalances, errors, statistics.
+#[derive(Debug)]
+pub struct SourceContext {
+    source: Arc<str>,
+    shared: Arc<Mutex<Shared>>,
+    start_from: StartFrom,
+    on_gap: OffsetGapPolicy,
+    status: Arc<SourceStatus>,
+    redactor: Redactor,
+}
+
+pub type KafkaConsumer = BaseConsumer<SourceContext>;
+
+impl SourceContext {
+    fn shared(&self) -> MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Creates the consumer (it connects lazily: an unreachable broker is not an error here).
+pub fn create(
+    source: &Arc<str>,
+    config: &KafkaSourceConfig,
+    shared: Arc<Mutex<Shared>>,
+    status: Arc<SourceStatus>,
+) -> Result<KafkaConsumer, String> {
+    let redactor = Redactor::new(config);
+    let mut cfg = ClientConfig::new();
+    for (k, v) in &config.librdkafka {
+        cfg.set(k, v);
+    }
+    let reset = match config.start_from {
+        StartFrom::Earliest => "earliest",
+        StartFrom::Latest => "latest",
+    };
+    cfg.set("bootstrap.servers", &config.brokers)
+        .set("group.id", &config.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", reset)
+        .set("enable.partition.eof", "false")
+        .set("statistics.interval.ms", "5000")
+        .set("client.id", format!("sluice-{source}"));
+    cfg.set_log_level(RDKafkaLogLevel::Warning);
+    let context = SourceContext {
+        source: source.clone(),
+        shared,
+        start_from: config.start_from,
+        on_gap: config.on_offset_gap,
+        status,
+        redactor: redactor.clone(),
+    };
+    cfg.create_with_context(context)
+        .map_err(|e| describe(&e, &redactor))
+}
+
+/// A librdkafka error without secret values (config errors quote the rejected value).
+pub fn describe(e: &KafkaError, redactor: &Redactor) -> String {
+    match e {
+        KafkaError::ClientConfig(_, desc, key, _) => redactor.clean(&format!(
+            "librdkafka setting {key:?}: {}",
+            desc.replace(key.as_str(), "")
+        )),
+        other => redactor.clean(&other.to_string()),
+    }
+}
+
+impl ClientContext for SourceContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        let message = self.redactor.clean(message);
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                error!(source = %self.source, facility = fac, "librdkafka: {message}")
+            }
+            RDKafkaLogLevel::Warning => {
+                warn!(source = %self.source, facility = fac, "librdkafka: {message}")
+            }
+            _ => debug!(source = %self.source, facility = fac, "librdkafka: {message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let reason = self.redactor.clean(reason);
+        warn!(source = %self.source, error = %describe(&error, &self.redactor), %reason, "kafka client error");
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.status.set_problem(Some(format!(
+                "all brokers are down or unreachable: {reason}"
+            )));
+            telemetry::kafka_broker_up(&self.source, false);
+        }
+    }
+
+    fn stats(&self, stats: Statistics) {
+        let up = stats.brokers.values().any(|b| b.state == "UP");
+        telemetry::kafka_broker_up(&self.source, up);
+        if up {
+            self.status.set_problem(None);
+        }
+        let shared = self.shared();
+        for (topic, t) in &stats.topics {
+            for (partition, p) in &t.partitions {
+                let key: PartitionKey = (topic.as_str().into(), *partition);
+                if p.hi_offset < 0 || !shared.assigned.contains(&key) {
+                    continue;
+                }
+                let next = shared
+                    .committed
+                    .get(&key)
+                    .copied()
+                    .unwrap_or(p.lo_offset.max(0));
+                telemetry::kafka_lag(&self.source, topic, *partition, (p.hi_offset - next).max(0));
+            }
+        }
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => self.on_assign(consumer, tpl),
+            Rebalance::Revoke(tpl) => {
+                let mut shared = self.shared();
+                for e in tpl.elements() {
+                    let key: PartitionKey = (e.topic().into(), e.partition());
+                    shared.assigned.remove(&key);
+                    shared.revoked.push(key);
+                }
+                info!(source = %self.source, partitions = tpl.count(), "partitions revoked");
+            }
+            Rebalance::Error(e) => {
+                warn!(source = %self.source, error = %describe(e, &self.redactor), "rebalance error")
+            }
+        }
+    }
+}
+
+impl SourceContext {
+    /// Re-assigns every partition at the offset it must resume from.
+    fn on_assign(&self, consumer: &KafkaConsumer, tpl: &TopicPartitionList) {
+        let broker = consumer
+            .committed_offsets(tpl.clone(), REBALANCE_TIMEOUT)
+            .ok();
+        let mut positioned = TopicPartitionList::new();
+        let mut assigned = Vec::new();
+        for e in tpl.elements() {
+            let key: PartitionKey = (e.topic().into(), e.partition());
+            let stored = self.shared().committed.get(&key).copied();
+            let theirs = broker
+                .as_ref()
+                .and_then(|b| b.find_partition(e.topic(), e.partition()))
+                .and_then(|p| p.offset().to_raw())
+                .filter(|o| *o >= 0);
+            // Another instance of the group may have consumed the partition since this one
+            // last had it; the broker's offset is only ever committed after its DuckDB commit.
+            let resume = match (stored, theirs) {
+                (Some(s), Some(b)) => Some(s.max(b)),
+                (s, b) => s.or(b),
+            };
+            let offset = match resume {
+                Some(next) => self.checked(consumer, &key, next),
+                None => match self.start_from {
+                    StartFrom::Earliest => Offset::Beginning,
+                    StartFrom::Latest => Offset::End,
+                },
+            };
+            if let Err(err) = positioned.add_partition_offset(e.topic(), e.partition(), offset) {
+                warn!(source = %self.source, error = %err, "cannot position a partition");
+            }
+            assigned.push(key);
+        }
+        if let Err(e) = consumer.assign(&positioned) {
+            let msg = format!(
+                "assigning partitions at their stored offsets: {}",
+                describe(&e, &self.redactor)
+            );
+            self.shared().fatal = Some(msg);
+            return;
+        }
+        let mut shared = self.shared();
+        shared.assigned.extend(assigned);
+        shared.assignments += 1;
+        info!(source = %self.source, partitions = tpl.count(), "partitions assigned at their stored offsets");
+    }
+
+    /// `next` if the broker still has it; otherwise the gap policy decides.
+    fn checked(&self, consumer: &KafkaConsumer, key: &PartitionKey, next: i64) -> Offset {
+        let Ok((low, high)) = consumer.fetch_watermarks(&key.0, key.1, REBALANCE_TIMEOUT) else {
+            return Offset::Offset(next);
+        };
+        if next >= low && next <= high {
+            return Offset::Offset(next);
+        }
+        let what = format!(
+            "partition {}/{}: the stored offset {next} is no longer on the broker (it has {low}..{high}); \
+             messages were deleted (retention) before sluice read them",
+            key.0, key.1
+        );
+        telemetry::kafka_offset_gap(&self.source, &key.0);
+        match self.on_gap {
+            OffsetGapPolicy::Fail => {
+                error!(source = %self.source, "{what}; stopping (on_offset_gap = \"fail\")");
+                self.shared().fatal = Some(format!("{what} (on_offset_gap = \"fail\"; set it to \"earliest\" to resume from offset {low})"));
+                Offset::Offset(next)
+            }
+            OffsetGapPolicy::Earliest => {
+                warn!(source = %self.source, "{what}; resuming at {low} (on_offset_gap = \"earliest\")");
+                self.shared().gaps.push(Gap {
+                    topic: key.0.clone(),
+                    partition: key.1,
+                    stored: next,
+                    resumed_at: low,
+                });
+                Offset::Offset(low)
+            }
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! Messages into rows. Each message is parsed on its own (JSON object, CSV lines or raw
+//! payload) into text per column; the columns are then typed in one vectorised cast (the
+//! same as CSV's). A message that does not parse, is too large, or has a value that does
+//! not fit its column becomes a dead letter with its topic, partition, offset and key; the
+//! other messages of the chunk still land.
+
+use std::sync::Arc;
+
+use arrow::{
+    array::{
+        Array, ArrayRef, BinaryBuilder, BooleanArray, Int32Array, Int64Array, StringArray,
+        StringBuilder, TimestampMicrosecondArray,
+    },
+    compute::filter_record_batch,
+    error::ArrowError,
+    record_batch::RecordBatch,
+};
+use serde_json::Value;
+use sluice_core::{
+    meta, Column, ColumnType, DeadLetter, Origin, TableSchema, DEAD_LETTER_RAW_LIMIT,
+};
+
+use super::config::Format;
+use crate::csv_dir::{config::check_column_name, convert::type_columns, infer};
+
+/// One consumed message, owned (the consumer's buffer is released at once).
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    /// Milliseconds since the epoch (producer or log-append time).
+    pub timestamp_ms: Option<i64>,
+    pub payload: Option<Vec<u8>>,
+}
+
+impl Message {
+    pub fn size(&self) -> usize {
+        self.payload.as_ref().map_or(0, Vec::len) + self.key.as_ref().map_or(0, Vec::len)
+    }
+}
+
+/// What a partition's messages decode to.
+#[derive(Debug)]
+pub struct Decoded {
+    /// Data columns plus the Kafka provenance columns.
+    pub rows: RecordBatch,
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+/// Decodes messages of one partition against the table's data columns.
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    pub format: Format,
+    pub data: Arc<TableSchema>,
+    pub max_message_bytes: usize,
+    pub source: Arc<str>,
+}
+
+/// Where the messages come from.
+#[derive(Debug, Clone, Copy)]
+pub struct Partition<'a> {
+    pub topic: &'a Arc<str>,
+    pub partition: i32,
+}
+
+impl Decoder {
+    /// Every column of the raw table: data, the commit columns, then provenance (the
+    /// same order as a file source's tables).
+    pub fn raw_schema(&self) -> TableSchema {
+        let mut columns = self.data.columns.clone();
+        columns.extend(meta::commit_columns());
+        columns.extend(meta::kafka_columns());
+        TableSchema::new(columns)
+    }
+
+    /// The chunk's columns: data then provenance (the committer adds batch and time).
+    pub fn chunk_schema(&self) -> TableSchema {
+        let mut columns = self.data.columns.clone();
+        columns.extend(meta::kafka_columns());
+        TableSchema::new(columns)
+    }
+
+    pub fn decode(&self, at: Partition<'_>, messages: &[Message]) -> Result<Decoded, ArrowError> {
+        let n_cols = self.data.len();
+        let mut text: Vec<StringBuilder> = (0..n_cols).map(|_| StringBuilder::new()).collect();
+        let mut blobs = BinaryBuilder::new();
+        let blob = self.format == Format::Raw && self.data.columns[0].ty == ColumnType::Blob;
+        let mut row_msg: Vec<usize> = Vec::new();
+        let mut dead_letters = Vec::new();
+        for (i, m) in messages.iter().enumerate() {
+            let payload = m.payload.as_deref().unwrap_or_default();
+            let parsed = if m.size() > self.max_message_bytes {
+                Err(format!(
+                    "message of {} bytes is over max_message_bytes ({})",
+                    m.size(),
+                    self.max_message_bytes
+                ))
+            } else if blob {
+                blobs.append_option(m.payload.as_deref());
+                Ok(vec![Vec::new()])
+            } else {
+                self.records(payload)
+            };
+            match parsed {
+                Ok(records) => {
+                    for record in records {
+                        for (b, v) in text
+                            .iter_mut()
+                            .zip(record.into_iter().chain(std::iter::repeat(None)))
+                        {
+                            b.append_option(v);
+                        }
+                        row_msg.push(i);
+                    }
+                }
+                Err(error) => dead_letters.push(dead_letter(error, at, m)),
+            }
+        }
+        let text: Vec<StringArray> = text.into_iter().map(|mut b| b.finish()).collect();
+        let (mut typed, cell_errors) = if blob {
+            (vec![Arc::new(blobs.finish()) as ArrayRef], Vec::new())
+        } else {
+            type_columns(text, &self.data)?
+        };
+        let mut bad = vec![false; row_msg.len()];
+        for e in cell_errors {
+            if !bad[e.row] {
+                bad[e.row] = true;
+                dead_letters.push(dead_letter(e.message, at, &messages[row_msg[e.row]]));
+            }
+        }
+        typed.extend(self.provenance(at, messages, &row_msg));
+        let schema = self.chunk_schema().arrow_schema();
+        let rows = RecordBatch::try_new(schema, typed)?;
+        let rows = if bad.iter().any(|b| *b) {
+            // A message with any bad record is a dead letter as a whole: none of its rows land.
+            let bad_msgs: std::collections::HashSet<usize> = bad
+                .iter()
+                .zip(&row_msg)
+                .filter(|(b, _)| **b)
+                .map(|(_, m)| *m)
+                .collect();
+            let keep: BooleanArray = row_msg
+                .iter()
+                .map(|m| Some(!bad_msgs.contains(m)))
+                .collect();
+            filter_record_batch(&rows, &keep)?
+        } else {
+            rows
+        };
+        dead_letters.sort_by_key(|d| match &d.origin {
+            Origin::Kafka { offset, .. } => *offset,
+            Origin::File { line, .. } => *line as i64,
+        });
+        Ok(Decoded { rows, dead_letters })
+    }
+
+    /// The records of one payload, each a text value (or NULL) per data column.
+    fn records(&self, payload: &[u8]) -> Result<Vec<Vec<Option<String>>>, String> {
+        match self.format {
+            Format::Json => json_record(payload, &self.data).map(|r| vec![r]),
+            Format::Csv => csv_records(payload, self.data.len()),
+            Format::Raw => std::str::from_utf8(payload)
+                .map(|s| vec![vec![Some(s.to_string())]])
+                .map_err(|e| {
+                    format!(
+                        "payload is not UTF-8 ({e}); declare {} = \"BLOB\" to keep bytes",
+                        super::config::PAYLOAD
+                    )
+                }),
+        }
+    }
+
+    fn provenance(
+        &self,
+        at: Partition<'_>,
+        messages: &[Message],
+        row_msg: &[usize],
+    ) -> Vec<ArrayRef> {
+        let n = row_msg.len();
+        let mut keys = StringBuilder::new();
+        for &i in row_msg {
+            keys.append_option(messages[i].key.as_deref().map(String::from_utf8_lossy));
+        }
+        let stamps: TimestampMicrosecondArray = row_msg
+            .iter()
+            .map(|&i| messages[i].timestamp_ms.map(|ms| ms * 1000))
+            .collect::<TimestampMicrosecondArray>()
+            .with_timezone("UTC");
+        vec![
+            Arc::new(StringArray::from(vec![Some(&*self.source); n])),
+            Arc::new(StringArray::from(vec![Some(&**at.topic); n])),
+            Arc::new(Int32Array::from_value(at.partition, n)),
+            Arc::new(
+                row_msg
+                    .iter()
+                    .map(|&i| messages[i].offset)
+                    .collect::<Int64Array>(),
+            ),
+            Arc::new(keys.finish()),
+            Arc::new(stamps),
+        ]
+    }
+}
+
+fn dead_letter(error: String, at: Partition<'_>, m: &Message) -> DeadLetter {
+    let key = m
+        .key
+        .as_deref()
+        .map(|k| String::from_utf8_lossy(&k[..k.len().min(DEAD_LETTER_RAW_LIMIT)]).into_owned());
+    DeadLetter::new(
+        error,
+        m.payload.as_deref().unwrap_or_default(),
+        Origin::Kafka {
+            topic: at.topic.clone(),
+            partition: at.partition,
+            offset: m.offset,
+            key,
+        },
+    )
+}
+
+/// A JSON object's fields as text, by column name; unknown fields are ignored.
+fn json_record(payload: &[u8], data: &TableSchema) -> Result<Vec<Option<String>>, String> {
+    let value: Value =
+        serde_json::from_slice(payload).map_err(|e| format!("not valid JSON: {e}"))?;
+    let Value::Object(mut object) = value else {
+        return Err("not a JSON object".into());
+    };
+    Ok(data
+        .columns
+        .iter()
+        .map(|c| object.remove(&c.name).and_then(as_text))
+        .collect())
+}
+
+/// A JSON value as the text the column cast reads: strings as they are, numbers and
+/// booleans as written, nested objects and arrays as JSON text, null as NULL.
+fn as_text(v: Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(s),
+        other => Some(other.to_string()),
+    }
+}
+
+fn csv_records(payload: &[u8], fields: usize) -> Result<Vec<Vec<Option<String>>>, String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(payload);
+    let mut out = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| format!("line {}: {e}", i + 1))?;
+        if record.len() != fields {
+            return Err(format!(
+                "line {}: {} fields, the schema has {fields}",
+                i + 1,
+                record.len()
+            ));
+        }
+        out.push(
+            record
+                .iter()
+                .map(|f| (!f.is_empty()).then(|| f.to_string()))
+                .collect(),
+        );
+    }
+    if out.is_empty() {
+        return Err("no CSV line in the message".into());
+    }
+    Ok(out)
+}
+
+/// Infers the data columns from sample JSON messages: fields in order of first appearance,
+/// typed like CSV columns; fields holding only objects or arrays become `JSON`. `None`
+/// if no sample is a JSON object.
+pub fn infer_json(samples: &[Message]) -> Option<TableSchema> {
+    let mut names: Vec<String> = Vec::new();
+    let mut objects = Vec::new();
+    for m in samples {
+        let payload = m.payload.as_deref().unwrap_or_default();
+        let (Ok(Value::Object(o)), Ok(OrderedKeys(keys))) = (
+            serde_json::from_slice::<Value>(payload),
+            serde_json::from_slice::<OrderedKeys>(payload),
+        ) else {
+            continue;
+        };
+        for k in keys {
+            if !names.contains(&k) && check_column_name(&k).is_ok() {
+                names.push(k);
+            }
+        }
+        objects.push(o);
+    }
+    if names.is_empty() {
+        return None;
+    }
+    let mut nested = vec![true; names.len()];
+    let columns: Vec<StringArray> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let values: Vec<Option<String>> = objects
+                .iter()
+                .map(|o| {
+                    let v = o.get(name).cloned().unwrap_or(Value::Null);
+                    if !(v.is_null() || v.is_object() || v.is_array()) {
+                        nested[i] = false;
+                    }
+                    as_text(v)
+                })
+                .collect();
+            StringArray::from(values)
+        })
+        .collect();
+    let mut schema = infer::infer(names, &columns);
+    for (c, (nested, values)) in schema
+        .columns
+        .iter_mut()
+        .zip(nested.into_iter().zip(&columns))
+    {
+        if nested && values.null_count() < values.len() {
+            *c = Column::new(c.name.clone(), ColumnType::Json);
+        }
+    }
+    Some(schema)
+}
+
+/// A JSON object's keys in the order written (`serde_json::Map` sorts them).
+struct OrderedKeys(Vec<String>);
+
+impl<'de> serde::Deserialize<'de> for OrderedKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = OrderedKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<OrderedKeys, A::Error> {
+                let mut keys = Vec::new();
+                while let Some(k) = map.next_key::<String>()? {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    keys.push(k);
+                }
+                Ok(OrderedKeys(keys))
+            }
+        }
+        d.deserialize_map(Keys)
+    }
+}
+
+#[cfg(test)]
+mod tests;

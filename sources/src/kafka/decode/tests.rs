@@ -1,0 +1,199 @@
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{Int32Type, Int64Type};
+
+use super::*;
+
+fn msg(offset: i64, payload: &str) -> Message {
+    Message {
+        offset,
+        key: Some(format!("k{offset}").into_bytes()),
+        timestamp_ms: Some(1_700_000_000_000),
+        payload: Some(payload.as_bytes().to_vec()),
+    }
+}
+
+fn decoder(format: Format, columns: &[(&str, ColumnType)]) -> Decoder {
+    Decoder {
+        format,
+        data: Arc::new(TableSchema::new(
+            columns.iter().map(|(n, t)| Column::new(*n, *t)).collect(),
+        )),
+        max_message_bytes: 200,
+        source: "orders".into(),
+    }
+}
+
+#[test]
+fn json_messages_become_typed_rows_with_provenance_and_poison_becomes_dead_letters() {
+    let d = decoder(
+        Format::Json,
+        &[
+            ("id", ColumnType::BigInt),
+            (
+                "amount",
+                ColumnType::Decimal {
+                    precision: 12,
+                    scale: 2,
+                },
+            ),
+            ("tags", ColumnType::Json),
+        ],
+    );
+    let topic: Arc<str> = "orders".into();
+    let messages = vec![
+        msg(
+            10,
+            r#"{"id": 1, "amount": "12.50", "tags": {"a": [1, 2]}, "extra": true}"#,
+        ),
+        msg(11, "not json"),
+        msg(12, r#"{"id": "x", "amount": 1}"#),
+        msg(13, r#"[1, 2]"#),
+        msg(14, &format!(r#"{{"id": 5, "pad": "{}"}}"#, "x".repeat(300))),
+        msg(15, r#"{"id": 2}"#),
+    ];
+    let out = d
+        .decode(
+            Partition {
+                topic: &topic,
+                partition: 3,
+            },
+            &messages,
+        )
+        .unwrap();
+    assert_eq!(out.rows.num_rows(), 2);
+    let ids = out.rows.column(0).as_primitive::<Int64Type>();
+    assert_eq!((ids.value(0), ids.value(1)), (1, 2));
+    assert_eq!(
+        out.rows.column(2).as_string::<i32>().value(0),
+        r#"{"a":[1,2]}"#
+    );
+    assert!(out.rows.column(1).is_null(1));
+    let offsets = out
+        .rows
+        .column_by_name(meta::OFFSET)
+        .unwrap()
+        .as_primitive::<Int64Type>();
+    assert_eq!((offsets.value(0), offsets.value(1)), (10, 15));
+    let parts = out
+        .rows
+        .column_by_name(meta::PARTITION)
+        .unwrap()
+        .as_primitive::<Int32Type>();
+    assert_eq!(parts.value(0), 3);
+    assert_eq!(
+        out.rows
+            .column_by_name(meta::KEY)
+            .unwrap()
+            .as_string::<i32>()
+            .value(1),
+        "k15"
+    );
+    let dead: Vec<(i64, &str)> = out
+        .dead_letters
+        .iter()
+        .map(|d| match &d.origin {
+            Origin::Kafka { offset, .. } => (*offset, d.error.as_str()),
+            Origin::File { .. } => unreachable!(),
+        })
+        .collect();
+    assert_eq!(dead.len(), 4, "{dead:?}");
+    assert!(
+        dead[0].0 == 11 && dead[0].1.contains("not valid JSON"),
+        "{dead:?}"
+    );
+    assert!(dead[1].0 == 12 && dead[1].1.contains("id"), "{dead:?}");
+    assert!(
+        dead[2].0 == 13 && dead[2].1.contains("not a JSON object"),
+        "{dead:?}"
+    );
+    assert!(
+        dead[3].0 == 14 && dead[3].1.contains("max_message_bytes"),
+        "{dead:?}"
+    );
+    let Origin::Kafka {
+        key,
+        topic,
+        partition,
+        ..
+    } = &out.dead_letters[0].origin
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        (key.as_deref(), &**topic, *partition),
+        (Some("k11"), "orders", 3)
+    );
+    assert_eq!(out.dead_letters[0].raw, "not json");
+}
+
+#[test]
+fn csv_messages_may_hold_several_lines_and_a_bad_line_rejects_its_message() {
+    let d = decoder(
+        Format::Csv,
+        &[("id", ColumnType::BigInt), ("name", ColumnType::Varchar)],
+    );
+    let topic: Arc<str> = "t".into();
+    let out = d
+        .decode(
+            Partition {
+                topic: &topic,
+                partition: 0,
+            },
+            &[msg(0, "1,a\n2,b\n"), msg(1, "3,c\nx,d\n"), msg(2, "4")],
+        )
+        .unwrap();
+    assert_eq!(out.rows.num_rows(), 2);
+    assert_eq!(out.dead_letters.len(), 2);
+}
+
+#[test]
+fn raw_payloads_land_as_text_or_bytes() {
+    let topic: Arc<str> = "t".into();
+    let text = decoder(Format::Raw, &[("payload", ColumnType::Varchar)]);
+    let mut bad = msg(1, "");
+    bad.payload = Some(vec![0xff, 0xfe]);
+    let out = text
+        .decode(
+            Partition {
+                topic: &topic,
+                partition: 0,
+            },
+            &[msg(0, "hello"), bad.clone()],
+        )
+        .unwrap();
+    assert_eq!((out.rows.num_rows(), out.dead_letters.len()), (1, 1));
+    let bytes = decoder(Format::Raw, &[("payload", ColumnType::Blob)]);
+    let out = bytes
+        .decode(
+            Partition {
+                topic: &topic,
+                partition: 0,
+            },
+            &[msg(0, "hello"), bad],
+        )
+        .unwrap();
+    assert_eq!((out.rows.num_rows(), out.dead_letters.len()), (2, 0));
+}
+
+#[test]
+fn infers_columns_from_json_samples() {
+    let schema = infer_json(&[
+        msg(
+            0,
+            r#"{"id": 1, "at": "2026-01-02 03:04:05", "obj": {"x": 1}}"#,
+        ),
+        msg(1, r#"{"id": 2, "name": "b", "obj": null, "_sluice_x": 1}"#),
+        msg(2, "garbage"),
+    ])
+    .unwrap();
+    let cols: Vec<String> = schema
+        .columns
+        .iter()
+        .map(|c| format!("{} {}", c.name, c.ty))
+        .collect();
+    assert_eq!(
+        cols,
+        ["id BIGINT", "at TIMESTAMP", "obj JSON", "name VARCHAR"]
+    );
+    assert!(infer_json(&[msg(0, "1")]).is_none());
+}

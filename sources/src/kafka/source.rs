@@ -1,0 +1,477 @@
+//! The Kafka source loop: poll messages, buffer them per partition, hand each partition's
+//! buffer on as a chunk when it is large or old enough, and act on acknowledgements
+//! (the broker's committed offset follows DuckDB's, for lag tools).
+//!
+//! Backpressure: when the committer's channel is full, every assigned partition is paused
+//! and the loop keeps polling (so the group membership stays alive) until the chunk fits.
+
+use std::{
+    collections::HashMap,
+    sync::{mpsc::TrySendError, Arc, Mutex, MutexGuard, PoisonError},
+    time::{Duration, Instant},
+};
+
+use rdkafka::{
+    consumer::{CommitMode, Consumer},
+    message::{Message as _, Timestamp},
+    TopicPartitionList,
+};
+use sluice_core::{Chunk, DeadLetter, Ident, Origin, PartitionProgress, Position, TableSchema};
+use tracing::{info, warn};
+
+use super::{
+    config::{Format, KafkaSourceConfig},
+    consumer::{self, describe, KafkaConsumer, PartitionKey, Redactor, Shared},
+    decode::{infer_json, Decoder, Message, Partition},
+};
+use crate::{telemetry, SourceContext, SourceError, SourceEvent};
+
+/// How long a partition's buffer may wait before it is handed on.
+const FLUSH_AGE: Duration = Duration::from_millis(200);
+/// One poll's wait when nothing is buffered.
+const POLL: Duration = Duration::from_millis(100);
+/// Longest a stopping source waits for its last chunks to be committed.
+const STOP_WAIT: Duration = Duration::from_secs(10);
+/// Longest a `--once` run waits for its first partition assignment.
+const ONCE_ASSIGNMENT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Everything a Kafka source needs, prepared by the daemon.
+#[derive(Debug)]
+pub struct KafkaSetup {
+    pub name: Arc<str>,
+    pub config: KafkaSourceConfig,
+    pub table: Ident,
+    /// Declared columns, or those of the existing table; inferred when `None`.
+    pub data_schema: Option<TableSchema>,
+    /// `_sluice.offsets` of this source.
+    pub stored: HashMap<(String, i32), i64>,
+    pub chunk_rows: usize,
+    pub chunk_bytes: usize,
+}
+
+#[derive(Debug, Default)]
+struct Buffer {
+    messages: Vec<Message>,
+    bytes: usize,
+    since: Option<Instant>,
+    /// Offset gaps to record with the partition's next chunk.
+    gaps: Vec<DeadLetter>,
+}
+
+/// A running Kafka source.
+pub struct KafkaSource {
+    setup: KafkaSetup,
+    consumer: KafkaConsumer,
+    shared: Arc<Mutex<Shared>>,
+    decoder: Option<Decoder>,
+    buffers: HashMap<PartitionKey, Buffer>,
+    /// Bytes of chunks sent and not yet acknowledged, by position.
+    in_flight: HashMap<(PartitionKey, i64), u64>,
+    /// The next offset after the last chunk sent, per partition.
+    sent: HashMap<PartitionKey, i64>,
+    redactor: Redactor,
+    paused: bool,
+}
+
+impl std::fmt::Debug for KafkaSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSource")
+            .field("name", &self.setup.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaSource {
+    pub fn new(setup: KafkaSetup, status: Arc<crate::SourceStatus>) -> Result<Self, SourceError> {
+        let committed = setup
+            .stored
+            .iter()
+            .map(|((t, p), o)| ((t.as_str().into(), *p), *o))
+            .collect();
+        let shared = Arc::new(Mutex::new(Shared {
+            committed,
+            ..Shared::default()
+        }));
+        let consumer = consumer::create(&setup.name, &setup.config, shared.clone(), status)
+            .map_err(|detail| config_error(&setup.name, detail))?;
+        let decoder = setup.data_schema.clone().map(|data| decoder(&setup, data));
+        telemetry::register_kafka(&setup.name);
+        Ok(KafkaSource {
+            redactor: Redactor::new(&setup.config),
+            setup,
+            consumer,
+            shared,
+            decoder,
+            buffers: HashMap::new(),
+            in_flight: HashMap::new(),
+            sent: HashMap::new(),
+            paused: false,
+        })
+    }
+
+    fn shared(&self) -> MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Consumes until stopped (or, with `--once`, up to the high watermarks seen at start).
+    pub fn run(mut self, ctx: SourceContext) -> Result<(), SourceError> {
+        let topics = self.setup.config.subscription();
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+        self.consumer
+            .subscribe(&topics)
+            .map_err(|e| config_error(&self.setup.name, describe(&e, &self.redactor)))?;
+        info!(source = %self.setup.name, topics = ?topics, group = %self.setup.config.group_id, "consuming");
+        let started = Instant::now();
+        let mut targets: Option<HashMap<PartitionKey, i64>> = None;
+        let mut drained = false;
+        loop {
+            self.take_acks(&ctx);
+            self.take_revoked(&ctx);
+            if let Some(fatal) = self.shared().fatal.take() {
+                return Err(SourceError::Config {
+                    source_name: self.setup.name.to_string(),
+                    detail: fatal,
+                });
+            }
+            self.take_gaps();
+            if ctx.stop.is_cancelled() {
+                self.flush(&ctx, true);
+                self.wait_for_acks(&ctx);
+                return Ok(());
+            }
+            if ctx.once {
+                if targets.is_none() && self.shared().assignments > 0 {
+                    targets = Some(self.high_watermarks());
+                }
+                match &targets {
+                    Some(t) if self.reached(t, |s, k| s.committed.get(k).copied()) => {
+                        self.commit_to_broker_now();
+                        return Ok(());
+                    }
+                    Some(t) if !drained && self.reached(t, |_, k| self.sent.get(k).copied()) => {
+                        self.flush(&ctx, true);
+                        let _ = ctx.events.send(SourceEvent::Drained {
+                            source: self.setup.name.clone(),
+                        });
+                        drained = true;
+                    }
+                    Some(_) => {}
+                    None if started.elapsed() > ONCE_ASSIGNMENT_TIMEOUT => {
+                        return Err(config_error(
+                            &self.setup.name,
+                            format!("no partition was assigned within {ONCE_ASSIGNMENT_TIMEOUT:?}: are the brokers reachable and the topics there?"),
+                        ));
+                    }
+                    None => {}
+                }
+            }
+            self.poll_some();
+            self.flush(&ctx, false);
+        }
+    }
+
+    /// Polls up to a chunk's worth of messages, waiting only for the first.
+    fn poll_some(&mut self) {
+        let mut wait = if self.buffers.values().any(|b| !b.messages.is_empty()) {
+            Duration::ZERO
+        } else {
+            POLL
+        };
+        for _ in 0..self.setup.chunk_rows {
+            let Some(result) = self.consumer.poll(wait) else {
+                return;
+            };
+            wait = Duration::ZERO;
+            match result {
+                Ok(m) => {
+                    let key: PartitionKey = (m.topic().into(), m.partition());
+                    let message = Message {
+                        offset: m.offset(),
+                        key: m.key().map(<[u8]>::to_vec),
+                        timestamp_ms: match m.timestamp() {
+                            Timestamp::NotAvailable => None,
+                            Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => Some(t),
+                        },
+                        payload: m.payload().map(<[u8]>::to_vec),
+                    };
+                    let buf = self.buffers.entry(key).or_default();
+                    buf.bytes += message.size();
+                    buf.since.get_or_insert_with(Instant::now);
+                    buf.messages.push(message);
+                }
+                Err(e) => {
+                    warn!(source = %self.setup.name, error = %describe(&e, &self.redactor), "consume error")
+                }
+            }
+        }
+    }
+
+    /// Hands on every buffer that is large or old enough (all of them with `all`).
+    fn flush(&mut self, ctx: &SourceContext, all: bool) {
+        let due: Vec<PartitionKey> = self
+            .buffers
+            .iter()
+            .filter(|(_, b)| !b.messages.is_empty() || !b.gaps.is_empty())
+            .filter(|(_, b)| {
+                all || b.messages.len() >= self.setup.chunk_rows
+                    || b.bytes >= self.setup.chunk_bytes
+                    || b.since.is_some_and(|s| s.elapsed() >= FLUSH_AGE)
+                    || !b.gaps.is_empty()
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            let Some(buf) = self.buffers.remove(&key) else {
+                continue;
+            };
+            match self.chunk(&key, buf) {
+                Ok(Some(chunk)) => self.send(ctx, chunk),
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(source = %self.setup.name, topic = %key.0, partition = key.1, error = %e, "cannot decode messages")
+                }
+            }
+        }
+    }
+
+    fn chunk(
+        &mut self,
+        key: &PartitionKey,
+        buf: Buffer,
+    ) -> Result<Option<Chunk>, arrow::error::ArrowError> {
+        let Some(last) = buf.messages.last().map(|m| m.offset) else {
+            return Ok(None); // gaps alone wait for the partition's next messages
+        };
+        if self.decoder.is_none() && self.setup.config.format == Format::Json {
+            if let Some(schema) = infer_json(&buf.messages) {
+                let cols: Vec<String> = schema
+                    .columns
+                    .iter()
+                    .map(|c| format!("{} {}", c.name, c.ty))
+                    .collect();
+                info!(source = %self.setup.name, table = %self.setup.table, columns = %cols.join(", "), "inferred the table's schema");
+                self.decoder = Some(decoder(&self.setup, schema));
+            }
+        }
+        let decoder = match &self.decoder {
+            Some(d) => d.clone(),
+            // No JSON object yet to infer from: every message so far is a dead letter.
+            None => decoder(&self.setup, TableSchema::default()),
+        };
+        let mut decoded = decoder.decode(
+            Partition {
+                topic: &key.0,
+                partition: key.1,
+            },
+            &buf.messages,
+        )?;
+        let mut dead_letters = buf.gaps;
+        dead_letters.append(&mut decoded.dead_letters);
+        let next_offset = last + 1;
+        self.in_flight
+            .insert((key.clone(), next_offset), buf.bytes as u64);
+        Ok(Some(Chunk {
+            source: self.setup.name.clone(),
+            table: self.setup.table.clone(),
+            raw_schema: Arc::new(decoder.raw_schema()),
+            rows: decoded.rows,
+            dead_letters,
+            position: Position::Kafka(PartitionProgress {
+                topic: key.0.clone(),
+                partition: key.1,
+                next_offset,
+            }),
+        }))
+    }
+
+    /// Sends a chunk; while the channel is full, partitions are paused and polling goes on.
+    fn send(&mut self, ctx: &SourceContext, chunk: Chunk) {
+        let mut event = SourceEvent::Chunk(chunk);
+        loop {
+            match ctx.events.try_send(event) {
+                Ok(()) => break,
+                Err(TrySendError::Disconnected(_)) => return,
+                Err(TrySendError::Full(e)) => {
+                    event = e;
+                    self.pause(true);
+                    // Serves group heartbeats and rebalances; paused partitions deliver nothing new.
+                    if let Some(Ok(m)) = self.consumer.poll(POLL) {
+                        let key: PartitionKey = (m.topic().into(), m.partition());
+                        warn!(source = %self.setup.name, topic = %key.0, partition = key.1, offset = m.offset(), "a message arrived while paused; it is read again after resume");
+                    }
+                    if ctx.stop.is_cancelled() {
+                        let _ = ctx.events.send(event);
+                        break;
+                    }
+                }
+            }
+        }
+        self.pause(false);
+    }
+
+    fn pause(&mut self, pause: bool) {
+        if self.paused == pause {
+            return;
+        }
+        let Ok(assignment) = self.consumer.assignment() else {
+            return;
+        };
+        let result = if pause {
+            self.consumer.pause(&assignment)
+        } else {
+            self.consumer.resume(&assignment)
+        };
+        if let Err(e) = result {
+            warn!(source = %self.setup.name, error = %describe(&e, &self.redactor), "pause/resume failed");
+        }
+        self.paused = pause;
+    }
+
+    /// Records acknowledged positions and commits them to the broker (for lag tools).
+    fn take_acks(&mut self, ctx: &SourceContext) {
+        let mut tpl = TopicPartitionList::new();
+        while let Ok(position) = ctx.acks.try_recv() {
+            self.ack(position, &mut tpl);
+        }
+        if tpl.count() > 0 {
+            if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+                warn!(source = %self.setup.name, error = %describe(&e, &self.redactor), "committing offsets to the broker failed (DuckDB has them)");
+            }
+        }
+    }
+
+    fn ack(&mut self, position: Position, tpl: &mut TopicPartitionList) {
+        let Position::Kafka(p) = position else { return };
+        let key: PartitionKey = (p.topic.clone(), p.partition);
+        if let Some(bytes) = self.in_flight.remove(&(key.clone(), p.next_offset)) {
+            telemetry::bytes_ingested(&self.setup.name, bytes);
+        }
+        let mut shared = self.shared();
+        shared.committed.insert(key.clone(), p.next_offset);
+        if shared.assigned.contains(&key) {
+            let _ = tpl.add_partition_offset(
+                &p.topic,
+                p.partition,
+                rdkafka::Offset::Offset(p.next_offset),
+            );
+        }
+    }
+
+    /// Drops what is held for revoked partitions, here and in the committer's open batches.
+    fn take_revoked(&mut self, ctx: &SourceContext) {
+        let revoked = std::mem::take(&mut self.shared().revoked);
+        if revoked.is_empty() {
+            return;
+        }
+        for key in &revoked {
+            self.buffers.remove(key);
+            self.in_flight.retain(|(k, _), _| k != key);
+        }
+        let _ = ctx.events.send(SourceEvent::Revoked {
+            source: self.setup.name.clone(),
+            partitions: revoked,
+        });
+    }
+
+    /// Offset gaps become dead letters in their partition's next chunk.
+    fn take_gaps(&mut self) {
+        let gaps = std::mem::take(&mut self.shared().gaps);
+        for g in gaps {
+            let error = format!(
+                "offset gap: offsets {}..{} of {}/{} were deleted by the broker before sluice read them; resumed at {}",
+                g.stored, g.resumed_at, g.topic, g.partition, g.resumed_at
+            );
+            let origin = Origin::Kafka {
+                topic: g.topic.clone(),
+                partition: g.partition,
+                offset: g.stored,
+                key: None,
+            };
+            self.buffers
+                .entry((g.topic, g.partition))
+                .or_default()
+                .gaps
+                .push(DeadLetter::new(error, b"", origin));
+        }
+    }
+
+    /// The high watermark of every assigned partition, now.
+    fn high_watermarks(&self) -> HashMap<PartitionKey, i64> {
+        let assigned: Vec<PartitionKey> = self.shared().assigned.iter().cloned().collect();
+        assigned
+            .into_iter()
+            .filter_map(|k| {
+                let (_, high) = self
+                    .consumer
+                    .fetch_watermarks(&k.0, k.1, Duration::from_secs(10))
+                    .ok()?;
+                Some((k, high))
+            })
+            .collect()
+    }
+
+    /// Whether every target partition is at its target by `at` (sent or committed).
+    fn reached(
+        &self,
+        targets: &HashMap<PartitionKey, i64>,
+        at: impl Fn(&Shared, &PartitionKey) -> Option<i64>,
+    ) -> bool {
+        let shared = self.shared();
+        targets.iter().all(|(k, high)| {
+            let start = shared.committed.get(k).copied().unwrap_or(0);
+            *high <= start
+                || at(&shared, k).is_some_and(|o| o >= *high)
+                || !shared.assigned.contains(k)
+        })
+    }
+
+    /// On stop: waits (bounded) until what was sent is committed, then commits the offsets
+    /// to the broker synchronously, so the partitions' next owner starts where this one ended.
+    fn wait_for_acks(&mut self, ctx: &SourceContext) {
+        let deadline = Instant::now() + STOP_WAIT;
+        while !self.in_flight.is_empty() && Instant::now() < deadline {
+            match ctx.acks.recv_timeout(POLL) {
+                Ok(position) => {
+                    self.ack(position, &mut TopicPartitionList::new());
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            }
+        }
+        self.commit_to_broker_now();
+    }
+
+    /// Commits every durable offset of the assigned partitions to the broker, waiting.
+    fn commit_to_broker_now(&self) {
+        let mut tpl = TopicPartitionList::new();
+        {
+            let shared = self.shared();
+            for k in &shared.assigned {
+                if let Some(o) = shared.committed.get(k) {
+                    let _ = tpl.add_partition_offset(&k.0, k.1, rdkafka::Offset::Offset(*o));
+                }
+            }
+        }
+        if tpl.count() > 0 {
+            if let Err(e) = self.consumer.commit(&tpl, CommitMode::Sync) {
+                warn!(source = %self.setup.name, error = %describe(&e, &self.redactor), "committing offsets to the broker failed (DuckDB has them)");
+            }
+        }
+    }
+}
+
+fn decoder(setup: &KafkaSetup, data: TableSchema) -> Decoder {
+    Decoder {
+        format: setup.config.format,
+        data: Arc::new(data),
+        max_message_bytes: setup.config.max_message_bytes.as_u64() as usize,
+        source: setup.name.clone(),
+    }
+}
+
+fn config_error(name: &str, detail: String) -> SourceError {
+    SourceError::Config {
+        source_name: name.to_string(),
+        detail,
+    }
+}
