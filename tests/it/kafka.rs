@@ -411,3 +411,90 @@ fn real_broker_round_trip() {
     d.run_once();
     assert_eq!(query_i64(&d.db(), "SELECT count(*) FROM raw.src"), 100);
 }
+
+#[test]
+fn a_second_instance_joining_and_leaving_loses_and_doubles_nothing() {
+    let k = Kafka::new("shared", 6);
+    let produce = |from: i64, n: i64| {
+        for i in from..from + n {
+            k.send((i % 6) as i32, "k", &order(i));
+        }
+        k.flush();
+    };
+    let rows = |base: &str| {
+        let (_, scrape) = http_get(&format!("{base}/metrics"));
+        metric(&scrape, "sluice_rows_ingested_total{source=\"src\"}").unwrap_or(0.0)
+    };
+    produce(0, 3000);
+    let a = k.deployment("", SCHEMA);
+    let b = k.deployment("", SCHEMA);
+    let mut first = a.start();
+    let base_a = first.http_addr();
+    first.wait_until("the first instance ingests", |_| rows(&base_a) > 0.0);
+    let mut second = b.start();
+    let base_b = second.http_addr();
+    produce(3000, 3000);
+    second.wait_until("the second instance got partitions and ingests", |_| {
+        rows(&base_b) > 0.0
+    });
+    let (status, log) = second.terminate();
+    assert!(status.success(), "{log}");
+    produce(6000, 3000);
+    let in_b = query_i64(&b.db(), "SELECT count(*) FROM raw.src") as f64;
+    first.wait_until("the first instance took everything back", |_| {
+        rows(&base_a) + in_b >= 9000.0
+    });
+    let (status, log) = first.terminate();
+    assert!(status.success(), "{log}");
+    let db = duckdb::Connection::open_in_memory().expect("duckdb");
+    for (alias, d) in [("a", &a), ("b", &b)] {
+        let path = d.data.join("warehouse.duckdb");
+        db.execute_batch(&format!(
+            "ATTACH '{}' AS {alias} (READ_ONLY)",
+            path.display()
+        ))
+        .expect("attach");
+    }
+    let union = "SELECT _sluice_partition AS p, _sluice_offset AS o FROM a.raw.src \
+                 UNION ALL SELECT _sluice_partition, _sluice_offset FROM b.raw.src";
+    assert!(
+        query_i64(&db, "SELECT count(*) FROM b.raw.src") > 0,
+        "the second instance took part"
+    );
+    assert_eq!(
+        query_i64(
+            &db,
+            &format!("SELECT count(DISTINCT (p, o)) FROM ({union})")
+        ),
+        9000,
+        "nothing lost"
+    );
+    assert_eq!(
+        query_i64(&db, &format!("SELECT count(*) FROM ({union})")),
+        9000,
+        "nothing doubled"
+    );
+}
+
+#[test]
+fn injected_broker_errors_are_retried_without_loss() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let k = Kafka::new("flaky", 2);
+    for i in 0..400 {
+        k.send((i % 2) as i32, "k", &order(i));
+    }
+    k.flush();
+    let errors = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 5];
+    k.cluster.request_errors(RDKafkaApiKey::Fetch, &errors);
+    let errors = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE; 3];
+    k.cluster
+        .request_errors(RDKafkaApiKey::OffsetCommit, &errors);
+    let d = k.deployment("", SCHEMA);
+    d.run_once();
+    let db = d.db();
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM raw.src"), 400);
+    assert_eq!(
+        query_i64(&db, "SELECT count(DISTINCT id) FROM raw.src"),
+        400
+    );
+}

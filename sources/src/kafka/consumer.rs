@@ -5,18 +5,19 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
-    time::Duration,
+    sync::{mpsc::Receiver, Arc, Mutex, MutexGuard, PoisonError},
+    time::{Duration, Instant},
 };
 
 use rdkafka::{
     client::ClientContext,
     config::{ClientConfig, RDKafkaLogLevel},
-    consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance},
+    consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance},
     error::{KafkaError, RDKafkaErrorCode},
     statistics::Statistics,
     Offset, TopicPartitionList,
 };
+use sluice_core::{PartitionProgress, Position};
 use tracing::{debug, error, info, warn};
 
 use super::config::{KafkaSourceConfig, OffsetGapPolicy, StartFrom};
@@ -24,6 +25,8 @@ use crate::{telemetry, SourceStatus};
 
 /// Longest wait for a broker answer inside a rebalance.
 const REBALANCE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a revocation waits for the revoked partitions' chunks to be committed.
+const REVOKE_WAIT: Duration = Duration::from_secs(10);
 
 /// A partition, by topic and number.
 pub type PartitionKey = (Arc<str>, i32);
@@ -51,6 +54,57 @@ pub struct Shared {
     pub fatal: Option<String>,
     /// Assignments received so far.
     pub assignments: u64,
+    /// Acknowledgements from the committer (shared so a revocation can wait for them).
+    pub acks: Option<Receiver<Position>>,
+    /// Input bytes of chunks sent and not yet acknowledged, by (partition, next offset).
+    pub in_flight: HashMap<(PartitionKey, i64), u64>,
+}
+
+impl Shared {
+    /// Applies the acknowledgements that have arrived (waiting up to `wait` for the
+    /// first); returns each acknowledged position with the input bytes it made durable.
+    pub fn drain_acks(&mut self, wait: Duration) -> Vec<(PartitionProgress, u64)> {
+        let mut out = Vec::new();
+        let Some(acks) = &self.acks else { return out };
+        let mut next = if wait.is_zero() {
+            acks.try_recv().ok()
+        } else {
+            acks.recv_timeout(wait).ok()
+        };
+        let mut positions = Vec::new();
+        while let Some(position) = next {
+            if let Position::Kafka(p) = position {
+                positions.push(p);
+            }
+            next = acks.try_recv().ok();
+        }
+        for p in positions {
+            let key: PartitionKey = (p.topic.clone(), p.partition);
+            let bytes = self
+                .in_flight
+                .remove(&(key.clone(), p.next_offset))
+                .unwrap_or(0);
+            self.committed.insert(key, p.next_offset);
+            out.push((p, bytes));
+        }
+        out
+    }
+
+    /// Whether chunks of `partitions` are sent and not yet committed.
+    pub fn pending(&self, partitions: &[PartitionKey]) -> bool {
+        self.in_flight.keys().any(|(k, _)| partitions.contains(k))
+    }
+
+    /// The durable offsets of `partitions`, for a broker commit.
+    pub fn offsets(&self, partitions: &[PartitionKey]) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for k in partitions {
+            if let Some(o) = self.committed.get(k) {
+                let _ = tpl.add_partition_offset(&k.0, k.1, Offset::Offset(*o));
+            }
+        }
+        tpl
+    }
 }
 
 /// Hides secret librdkafka values in anything that is logged or reported.
@@ -201,6 +255,33 @@ impl ClientContext for SourceContext {
 }
 
 impl ConsumerContext for SourceContext {
+    /// Before partitions go: wait (bounded) until what was sent of them is committed, and
+    /// commit those offsets to the broker, so their next owner starts where this one ended.
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(tpl) = rebalance else {
+            return;
+        };
+        let keys: Vec<PartitionKey> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().into(), e.partition()))
+            .collect();
+        let deadline = Instant::now() + REVOKE_WAIT;
+        let mut shared = self.shared();
+        while shared.pending(&keys) && Instant::now() < deadline {
+            for (_, bytes) in shared.drain_acks(Duration::from_millis(100)) {
+                telemetry::bytes_ingested(&self.source, bytes);
+            }
+        }
+        let offsets = shared.offsets(&keys);
+        drop(shared);
+        if offsets.count() > 0 {
+            if let Err(e) = consumer.commit(&offsets, CommitMode::Sync) {
+                warn!(source = %self.source, error = %describe(&e, &self.redactor), "committing offsets of revoked partitions failed");
+            }
+        }
+    }
+
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => self.on_assign(consumer, tpl),

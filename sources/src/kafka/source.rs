@@ -65,8 +65,6 @@ pub struct KafkaSource {
     shared: Arc<Mutex<Shared>>,
     decoder: Option<Decoder>,
     buffers: HashMap<PartitionKey, Buffer>,
-    /// Bytes of chunks sent and not yet acknowledged, by position.
-    in_flight: HashMap<(PartitionKey, i64), u64>,
     /// The next offset after the last chunk sent, per partition.
     sent: HashMap<PartitionKey, i64>,
     redactor: Redactor,
@@ -103,7 +101,6 @@ impl KafkaSource {
             shared,
             decoder,
             buffers: HashMap::new(),
-            in_flight: HashMap::new(),
             sent: HashMap::new(),
             paused: false,
         })
@@ -114,7 +111,10 @@ impl KafkaSource {
     }
 
     /// Consumes until stopped (or, with `--once`, up to the high watermarks seen at start).
-    pub fn run(mut self, ctx: SourceContext) -> Result<(), SourceError> {
+    pub fn run(mut self, mut ctx: SourceContext) -> Result<(), SourceError> {
+        // Acknowledgements are shared with the rebalance callbacks (see consumer.rs).
+        let (_closed, none) = std::sync::mpsc::channel();
+        self.shared().acks = Some(std::mem::replace(&mut ctx.acks, none));
         let topics = self.setup.config.subscription();
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
         self.consumer
@@ -125,7 +125,7 @@ impl KafkaSource {
         let mut targets: Option<HashMap<PartitionKey, i64>> = None;
         let mut drained = false;
         loop {
-            self.take_acks(&ctx);
+            self.take_acks();
             self.take_revoked(&ctx);
             if let Some(fatal) = self.shared().fatal.take() {
                 return Err(SourceError::Config {
@@ -136,7 +136,7 @@ impl KafkaSource {
             self.take_gaps();
             if ctx.stop.is_cancelled() {
                 self.flush(&ctx, true);
-                self.wait_for_acks(&ctx);
+                self.wait_for_acks();
                 return Ok(());
             }
             if ctx.once {
@@ -268,7 +268,8 @@ impl KafkaSource {
         let mut dead_letters = buf.gaps;
         dead_letters.append(&mut decoded.dead_letters);
         let next_offset = last + 1;
-        self.in_flight
+        self.shared()
+            .in_flight
             .insert((key.clone(), next_offset), buf.bytes as u64);
         Ok(Some(Chunk {
             source: self.setup.name.clone(),
@@ -328,32 +329,29 @@ impl KafkaSource {
     }
 
     /// Records acknowledged positions and commits them to the broker (for lag tools).
-    fn take_acks(&mut self, ctx: &SourceContext) {
-        let mut tpl = TopicPartitionList::new();
-        while let Ok(position) = ctx.acks.try_recv() {
-            self.ack(position, &mut tpl);
-        }
-        if tpl.count() > 0 {
-            if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
-                warn!(source = %self.setup.name, error = %describe(&e, &self.redactor), "committing offsets to the broker failed (DuckDB has them)");
-            }
-        }
+    fn take_acks(&mut self) {
+        self.acked(Duration::ZERO, CommitMode::Async);
     }
 
-    fn ack(&mut self, position: Position, tpl: &mut TopicPartitionList) {
-        let Position::Kafka(p) = position else { return };
-        let key: PartitionKey = (p.topic.clone(), p.partition);
-        if let Some(bytes) = self.in_flight.remove(&(key.clone(), p.next_offset)) {
+    /// Applies acknowledgements (waiting up to `wait`) and commits them to the broker.
+    fn acked(&mut self, wait: Duration, mode: CommitMode) {
+        let mut tpl = TopicPartitionList::new();
+        let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        for (p, bytes) in shared.drain_acks(wait) {
             telemetry::bytes_ingested(&self.setup.name, bytes);
+            if shared.assigned.contains(&(p.topic.clone(), p.partition)) {
+                let _ = tpl.add_partition_offset(
+                    &p.topic,
+                    p.partition,
+                    rdkafka::Offset::Offset(p.next_offset),
+                );
+            }
         }
-        let mut shared = self.shared();
-        shared.committed.insert(key.clone(), p.next_offset);
-        if shared.assigned.contains(&key) {
-            let _ = tpl.add_partition_offset(
-                &p.topic,
-                p.partition,
-                rdkafka::Offset::Offset(p.next_offset),
-            );
+        drop(shared);
+        if tpl.count() > 0 {
+            if let Err(e) = self.consumer.commit(&tpl, mode) {
+                warn!(source = %self.setup.name, error = %describe(&e, &self.redactor), "committing offsets to the broker failed (DuckDB has them)");
+            }
         }
     }
 
@@ -365,7 +363,7 @@ impl KafkaSource {
         }
         for key in &revoked {
             self.buffers.remove(key);
-            self.in_flight.retain(|(k, _), _| k != key);
+            self.shared().in_flight.retain(|(k, _), _| k != key);
         }
         let _ = ctx.events.send(SourceEvent::Revoked {
             source: self.setup.name.clone(),
@@ -427,16 +425,10 @@ impl KafkaSource {
 
     /// On stop: waits (bounded) until what was sent is committed, then commits the offsets
     /// to the broker synchronously, so the partitions' next owner starts where this one ended.
-    fn wait_for_acks(&mut self, ctx: &SourceContext) {
+    fn wait_for_acks(&mut self) {
         let deadline = Instant::now() + STOP_WAIT;
-        while !self.in_flight.is_empty() && Instant::now() < deadline {
-            match ctx.acks.recv_timeout(POLL) {
-                Ok(position) => {
-                    self.ack(position, &mut TopicPartitionList::new());
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            }
+        while !self.shared().in_flight.is_empty() && Instant::now() < deadline {
+            self.acked(POLL, CommitMode::Async);
         }
         self.commit_to_broker_now();
     }
