@@ -103,9 +103,18 @@ impl Config {
 
     /// Parses configuration text; `path` locates relative paths.
     pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<Problem>> {
+        Config::parse_with_env(text, path, &|name| std::env::var(name).ok())
+    }
+
+    /// [`Config::parse`] with `${VAR}` looked up in `env`.
+    pub fn parse_with_env(
+        text: &str,
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, Vec<Problem>> {
         check_structure(text)?;
         let table: toml::Table = toml::from_str(text).map_err(|e| vec![toml_problem(&e, text)])?;
-        let expanded = env::expand(toml::Value::Table(table), &|name| std::env::var(name).ok())?;
+        let expanded = env::expand(toml::Value::Table(table), env)?;
         let file = FileConfig::deserialize(expanded).map_err(|e| {
             vec![Problem {
                 key: String::new(),

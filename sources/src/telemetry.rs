@@ -64,7 +64,12 @@ pub fn kafka_offset_gap(source: &str, topic: &str) {
         .increment(1);
 }
 
-/// Kafka: series that exist from start-up.
-pub fn register_kafka(source: &str) {
+/// Kafka: series that exist from start-up (per configured topic; a pattern's topics
+/// appear when first seen).
+pub fn register_kafka(source: &str, topics: &[String]) {
     gauge!("sluice_kafka_broker_up", "source" => source.to_string()).set(0.0);
+    for topic in topics.iter().filter(|t| !t.starts_with('^')) {
+        counter!("sluice_kafka_offset_gaps_total", "source" => source.to_string(), "topic" => topic.clone())
+            .increment(0);
+    }
 }

@@ -11,7 +11,10 @@ use rdkafka::{
     ClientConfig,
 };
 
-use crate::support::{http_get, metric, query_i64, query_strings, Deployment, PATIENCE};
+use crate::support::{
+    documented_metrics, http_get, metric, metric_names, query_i64, query_strings, Deployment,
+    PATIENCE,
+};
 
 /// A mock cluster with one topic, and a producer to it.
 struct Kafka {
@@ -312,6 +315,29 @@ fn an_unreachable_broker_is_reported_and_consumption_resumes_when_it_returns() {
         http_get(&format!("{base}/readyz")).0 == 200
             && metric(&scrape, "sluice_rows_ingested_total{source=\"src\"}") == Some(50.0)
     });
+    // Lag comes with librdkafka's statistics (every 5 s): 0 once everything is committed.
+    let lag = |p: i32| {
+        format!("sluice_kafka_lag_messages{{source=\"src\",topic=\"later\",partition=\"{p}\"}}")
+    };
+    daemon.wait_until("lag reported as zero", |_| {
+        let (_, scrape) = http_get(&format!("{base}/metrics"));
+        metric(&scrape, &lag(0)) == Some(0.0) && metric(&scrape, &lag(1)) == Some(0.0)
+    });
+    let (_, scrape) = http_get(&format!("{base}/metrics"));
+    assert_eq!(
+        metric(&scrape, "sluice_kafka_broker_up{source=\"src\"}"),
+        Some(1.0)
+    );
+    let served = metric_names(&scrape);
+    for name in documented_metrics()
+        .iter()
+        .filter(|m| m.starts_with("sluice_kafka_"))
+    {
+        assert!(
+            served.contains(name),
+            "{name} is documented but not served:\n{scrape}"
+        );
+    }
     let (status, log) = daemon.terminate();
     assert!(status.success(), "{log}");
     assert_eq!(query_i64(&d.db(), "SELECT count(*) FROM raw.src"), 50);

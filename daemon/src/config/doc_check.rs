@@ -7,7 +7,7 @@
 use serde::{de, Deserialize};
 
 use super::file::{BatchConfig, DuckdbConfig, FileConfig, HttpConfig, ModelsConfig, ParquetConfig};
-use sluice_sources::csv_dir::CsvSourceConfig;
+use sluice_sources::{csv_dir::CsvSourceConfig, kafka::KafkaSourceConfig};
 
 const README: &str = include_str!("../../../README.md");
 
@@ -80,6 +80,7 @@ fn code_keys() -> Vec<String> {
         ("http.", fields_of::<HttpConfig>()),
         ("models.", fields_of::<ModelsConfig>()),
         ("sources.<name>.", fields_of::<CsvSourceConfig>()),
+        ("sources.<name>.", fields_of::<KafkaSourceConfig>()),
     ];
     for (prefix, fields) in sections {
         for f in fields {
@@ -89,7 +90,11 @@ fn code_keys() -> Vec<String> {
             {
                 continue;
             }
-            keys.push(format!("{prefix}{f}"));
+            let key = format!("{prefix}{f}");
+            // Keys both source types have (table, schema) are documented once.
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
         }
     }
     keys.push("sources.<name>.type".into());
@@ -124,6 +129,7 @@ fn readme_full_example_loads() {
         .nth(1)
         .and_then(|b| b.split("```").next())
         .expect("toml block");
-    super::Config::parse(body, std::path::Path::new("/etc/sluice/sluice.toml"))
+    let env = |name: &str| (name == "KAFKA_PASSWORD").then(|| "secret".to_string());
+    super::Config::parse_with_env(body, std::path::Path::new("/etc/sluice/sluice.toml"), &env)
         .unwrap_or_else(|p| panic!("README example: {p:?}"));
 }

@@ -93,7 +93,7 @@ impl KafkaSource {
         let consumer = consumer::create(&setup.name, &setup.config, shared.clone(), status)
             .map_err(|detail| config_error(&setup.name, detail))?;
         let decoder = setup.data_schema.clone().map(|data| decoder(&setup, data));
-        telemetry::register_kafka(&setup.name);
+        telemetry::register_kafka(&setup.name, &setup.config.subscription());
         Ok(KafkaSource {
             redactor: Redactor::new(&setup.config),
             setup,
