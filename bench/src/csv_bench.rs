@@ -36,9 +36,9 @@ pub struct Args {
     max_bytes: String,
 }
 
-struct Sample {
-    secs: f64,
-    max_rss_kib: i64,
+pub(crate) struct Sample {
+    pub(crate) secs: f64,
+    pub(crate) max_rss_kib: i64,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
@@ -139,11 +139,22 @@ fn sluice_once(
             schema.join("\n")
         ),
     )?;
+    let sample = run_sluice(sluice, &config)?;
+    let _ = std::fs::remove_dir_all(&data);
+    Ok(sample)
+}
+
+/// Runs `sluice run --once --config <config>`; its wall time and peak RSS.
+pub(crate) fn run_sluice(sluice: &Path, config: &Path) -> anyhow::Result<Sample> {
     let started = Instant::now();
     let mut child = Command::new(sluice)
         .args(["run", "--once", "--config"])
-        .arg(&config)
-        .env("SLUICE_LOG", "warn")
+        .arg(config)
+        // SLUICE_BENCH_LOG=info shows sluice's own timeline (commits, assignments).
+        .env(
+            "SLUICE_LOG",
+            std::env::var("SLUICE_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .spawn()
         .context("running sluice")?;
     // The child's own high-water mark, sampled until it exits (it only grows). getrusage
@@ -164,7 +175,6 @@ fn sluice_once(
     if !status.success() {
         bail!("sluice exited with {status}");
     }
-    let _ = std::fs::remove_dir_all(&data);
     Ok(Sample { secs, max_rss_kib })
 }
 

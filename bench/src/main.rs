@@ -10,11 +10,16 @@
 //! aggregate, side by side with a full refresh of the same models, as the base table
 //! grows (1M -> 10M rows by default) under a fixed delta.
 //!
+//! `sluice-bench kafka`: 1M JSON messages over 64 partitions of librdkafka's mock
+//! cluster, consumed by sluice into DuckDB + Parquet, against a plain consumer draining
+//! the same topic.
+//!
 //! Layout: [`generate`] writes the CSV data; [`csv_bench`] runs the CSV sides;
-//! [`models_bench`] the model sides.
+//! [`models_bench`] the model sides; [`kafka_bench`] the Kafka sides.
 
 mod csv_bench;
 mod generate;
+mod kafka_bench;
 mod models_bench;
 
 use clap::{Parser, Subcommand};
@@ -32,11 +37,14 @@ enum Bench {
     Csv(csv_bench::Args),
     /// Incremental model runs vs full refresh as the table grows, fixed delta.
     Models(models_bench::Args),
+    /// Kafka topic -> DuckDB + Parquet, against a plain consumer draining the topic.
+    Kafka(kafka_bench::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().bench {
         Bench::Csv(args) => csv_bench::run(&args),
         Bench::Models(args) => models_bench::run(&args),
+        Bench::Kafka(args) => kafka_bench::run(&args),
     }
 }

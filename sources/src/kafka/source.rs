@@ -17,7 +17,7 @@ use rdkafka::{
     TopicPartitionList,
 };
 use sluice_core::{Chunk, DeadLetter, Ident, Origin, PartitionProgress, Position, TableSchema};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{
     config::{Format, KafkaSourceConfig},
@@ -154,6 +154,7 @@ impl KafkaSource {
                             source: self.setup.name.clone(),
                         });
                         drained = true;
+                        debug!(source = %self.setup.name, "every partition read up to its high watermark; committing");
                     }
                     Some(_) => {}
                     None if started.elapsed() > ONCE_ASSIGNMENT_TIMEOUT => {
@@ -183,22 +184,7 @@ impl KafkaSource {
             };
             wait = Duration::ZERO;
             match result {
-                Ok(m) => {
-                    let key: PartitionKey = (m.topic().into(), m.partition());
-                    let message = Message {
-                        offset: m.offset(),
-                        key: m.key().map(<[u8]>::to_vec),
-                        timestamp_ms: match m.timestamp() {
-                            Timestamp::NotAvailable => None,
-                            Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => Some(t),
-                        },
-                        payload: m.payload().map(<[u8]>::to_vec),
-                    };
-                    let buf = self.buffers.entry(key).or_default();
-                    buf.bytes += message.size();
-                    buf.since.get_or_insert_with(Instant::now);
-                    buf.messages.push(message);
-                }
+                Ok(m) => buffer(&mut self.buffers, &m),
                 Err(e) => {
                     warn!(source = %self.setup.name, error = %describe(&e, &self.redactor), "consume error")
                 }
@@ -271,6 +257,7 @@ impl KafkaSource {
         self.shared()
             .in_flight
             .insert((key.clone(), next_offset), buf.bytes as u64);
+        self.sent.insert(key.clone(), next_offset);
         Ok(Some(Chunk {
             source: self.setup.name.clone(),
             table: self.setup.table.clone(),
@@ -296,9 +283,9 @@ impl KafkaSource {
                     event = e;
                     self.pause(true);
                     // Serves group heartbeats and rebalances; paused partitions deliver nothing new.
+                    // Messages fetched before the pause still arrive: they are kept.
                     if let Some(Ok(m)) = self.consumer.poll(POLL) {
-                        let key: PartitionKey = (m.topic().into(), m.partition());
-                        warn!(source = %self.setup.name, topic = %key.0, partition = key.1, offset = m.offset(), "a message arrived while paused; it is read again after resume");
+                        buffer(&mut self.buffers, &m);
                     }
                     if ctx.stop.is_cancelled() {
                         let _ = ctx.events.send(event);
@@ -450,6 +437,24 @@ impl KafkaSource {
             }
         }
     }
+}
+
+/// Keeps a consumed message in its partition's buffer.
+fn buffer(buffers: &mut HashMap<PartitionKey, Buffer>, m: &rdkafka::message::BorrowedMessage<'_>) {
+    let key: PartitionKey = (m.topic().into(), m.partition());
+    let message = Message {
+        offset: m.offset(),
+        key: m.key().map(<[u8]>::to_vec),
+        timestamp_ms: match m.timestamp() {
+            Timestamp::NotAvailable => None,
+            Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => Some(t),
+        },
+        payload: m.payload().map(<[u8]>::to_vec),
+    };
+    let buf = buffers.entry(key).or_default();
+    buf.bytes += message.size();
+    buf.since.get_or_insert_with(Instant::now);
+    buf.messages.push(message);
 }
 
 fn decoder(setup: &KafkaSetup, data: TableSchema) -> Decoder {
