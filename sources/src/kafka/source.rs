@@ -304,6 +304,7 @@ impl KafkaSource {
         let Ok(assignment) = self.consumer.assignment() else {
             return;
         };
+        debug!(source = %self.setup.name, pause, "backpressure: the committer is behind; partitions paused or resumed");
         let result = if pause {
             self.consumer.pause(&assignment)
         } else {
