@@ -220,18 +220,108 @@ fn dead_letter(error: String, at: Partition<'_>, m: &Message) -> DeadLetter {
     )
 }
 
-/// A JSON object's fields as text, by column name; unknown fields are ignored.
+/// A JSON object's fields as text, by column name; unknown fields are ignored. Streams
+/// the object (no intermediate map): this is the per-message hot path.
 fn json_record(payload: &[u8], data: &TableSchema) -> Result<Vec<Option<String>>, String> {
-    let value: Value =
-        serde_json::from_slice(payload).map_err(|e| format!("not valid JSON: {e}"))?;
-    let Value::Object(mut object) = value else {
-        return Err("not a JSON object".into());
+    let mut out = vec![None; data.len()];
+    let mut de = serde_json::Deserializer::from_slice(payload);
+    let row = Row {
+        data,
+        out: &mut out,
     };
-    Ok(data
-        .columns
-        .iter()
-        .map(|c| object.remove(&c.name).and_then(as_text))
-        .collect())
+    serde::de::DeserializeSeed::deserialize(row, &mut de)
+        .and_then(|()| de.end())
+        .map_err(|e| match e.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                format!("not valid JSON: {e}")
+            }
+            _ => format!("not a JSON object ({e})"),
+        })?;
+    Ok(out)
+}
+
+/// Fills one row's text values from a JSON object.
+struct Row<'a> {
+    data: &'a TableSchema,
+    out: &'a mut [Option<String>],
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Row<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Row<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match self.data.position(&key) {
+                Some(i) => self.out[i] = map.next_value::<AsText>()?.0,
+                None => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A JSON value as the text the column cast reads: strings as they are, numbers and
+/// booleans as written, nested objects and arrays as JSON text, null as NULL.
+struct AsText(Option<String>);
+
+impl<'de> serde::Deserialize<'de> for AsText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(TextVisitor)
+    }
+}
+
+struct TextVisitor;
+
+impl<'de> serde::de::Visitor<'de> for TextVisitor {
+    type Value = AsText;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_str<E>(self, v: &str) -> Result<AsText, E> {
+        Ok(AsText(Some(v.to_string())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<AsText, E> {
+        Ok(AsText(Some(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<AsText, E> {
+        Ok(AsText(Some(v.to_string())))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<AsText, E> {
+        Ok(AsText(Some(v.to_string())))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<AsText, E> {
+        Ok(AsText(Some(Value::from(v).to_string())))
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<AsText, E> {
+        Ok(AsText(Some(v.to_string())))
+    }
+    fn visit_unit<E>(self) -> Result<AsText, E> {
+        Ok(AsText(None))
+    }
+    fn visit_none<E>(self) -> Result<AsText, E> {
+        Ok(AsText(None))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<AsText, A::Error> {
+        let v: Value =
+            serde::Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+        Ok(AsText(Some(v.to_string())))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<AsText, A::Error> {
+        let v: Value =
+            serde::Deserialize::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
+        Ok(AsText(Some(v.to_string())))
+    }
 }
 
 /// A JSON value as the text the column cast reads: strings as they are, numbers and
