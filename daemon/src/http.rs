@@ -97,8 +97,10 @@ fn refresh_gauges(state: &HttpState) {
         };
         let label = name.to_string();
         gauge!("sluice_seconds_since_last_commit", "source" => label.clone()).set(since);
-        gauge!("sluice_files_pending", "source" => label.clone())
-            .set(source.status.pending() as f64);
+        if source.kind == "csv" {
+            gauge!("sluice_files_pending", "source" => label.clone())
+                .set(source.status.pending() as f64);
+        }
         let up = if source.status.problem().is_none() {
             1.0
         } else {
@@ -168,7 +170,8 @@ async fn status(State(state): State<Arc<HttpState>>) -> Response {
                 "dead_letters": stats.dead_letters,
                 "batches": stats.batches,
                 "last_commit": stats.last_commit,
-                "files_pending": s.status.pending(),
+                "files_pending": (s.kind == "csv").then(|| s.status.pending()),
+                "lag_messages": (s.kind == "kafka").then(|| s.status.pending()),
             })
         })
         .collect();

@@ -38,7 +38,12 @@ pub fn render(s: &Value) -> String {
             text(&src["table"]),
             text(&src["rows"]),
             text(&src["dead_letters"]),
-            text(&src["files_pending"]),
+            // Files for a directory source, messages of lag for Kafka.
+            text(if src["lag_messages"].is_null() {
+                &src["files_pending"]
+            } else {
+                &src["lag_messages"]
+            }),
             text(&src["last_commit"]),
             text(&src["state"]),
         ));

@@ -60,7 +60,8 @@ impl SourceStatus {
         self.problem.lock().ok().and_then(|p| p.clone())
     }
 
-    /// Input waiting to be read or committed (files, for a directory source).
+    /// Input waiting to be read or committed (files for a directory source, messages of
+    /// lag for Kafka).
     pub fn set_pending(&self, n: u64) {
         self.pending.store(n, Ordering::Relaxed);
     }

@@ -328,6 +328,18 @@ fn an_unreachable_broker_is_reported_and_consumption_resumes_when_it_returns() {
         metric(&scrape, "sluice_kafka_broker_up{source=\"src\"}"),
         Some(1.0)
     );
+    let status: serde_json::Value =
+        serde_json::from_str(&http_get(&format!("{base}/status")).1).expect("json");
+    let src = &status["sources"][0];
+    assert_eq!(
+        (
+            src["type"].as_str(),
+            src["lag_messages"].as_u64(),
+            src["rows"].as_u64()
+        ),
+        (Some("kafka"), Some(0), Some(50)),
+        "{status}"
+    );
     let served = metric_names(&scrape);
     for name in documented_metrics()
         .iter()

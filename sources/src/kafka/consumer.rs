@@ -237,6 +237,7 @@ impl ClientContext for SourceContext {
             self.status.set_problem(None);
         }
         let shared = self.shared();
+        let mut total = 0;
         for (topic, t) in &stats.topics {
             for (partition, p) in &t.partitions {
                 let key: PartitionKey = (topic.as_str().into(), *partition);
@@ -248,9 +249,13 @@ impl ClientContext for SourceContext {
                     .get(&key)
                     .copied()
                     .unwrap_or(p.lo_offset.max(0));
-                telemetry::kafka_lag(&self.source, topic, *partition, (p.hi_offset - next).max(0));
+                let lag = (p.hi_offset - next).max(0);
+                total += lag as u64;
+                telemetry::kafka_lag(&self.source, topic, *partition, lag);
             }
         }
+        // For /status: the messages waiting to be read or committed.
+        self.status.set_pending(total);
     }
 }
 
