@@ -57,7 +57,7 @@ pub fn run(config: Config, once: bool) -> anyhow::Result<()> {
     let mut statuses = HashMap::new();
     for (name, source) in &config.sources {
         let table = source.table_ident(name)?;
-        telemetry::register(name, table.as_str());
+        telemetry::register(name, source.kind(), table.as_str());
         statuses.insert(
             name.clone(),
             health.add_source(name, source.kind(), table.as_str()),

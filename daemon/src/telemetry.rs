@@ -34,7 +34,7 @@ pub fn batch_committed(
 
 /// Makes every per-source and per-table series exist (at zero) from the start, so rates
 /// and alerts see a series before the first event.
-pub fn register(source: &str, table: &str) {
+pub fn register(source: &str, kind: &str, table: &str) {
     counter!("sluice_rows_ingested_total", "source" => source.to_string()).increment(0);
     counter!("sluice_dead_letters_total", "source" => source.to_string(), "reason" => "parse")
         .increment(0);
@@ -42,7 +42,7 @@ pub fn register(source: &str, table: &str) {
     counter!("sluice_commit_failures_total", "table" => table.to_string()).increment(0);
     counter!("sluice_parquet_files_written_total").increment(0);
     counter!("sluice_parquet_bytes_written_total").increment(0);
-    sluice_sources::telemetry::register(source);
+    sluice_sources::telemetry::register(source, kind == "csv");
 }
 
 /// A commit failed and will be retried.

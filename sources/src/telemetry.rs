@@ -10,9 +10,13 @@ pub fn bytes_ingested(source: &str, bytes: u64) {
 
 /// Makes every per-source series exist (at zero) from the start, so that rates and
 /// alerts see a series before the first event.
-pub fn register(source: &str) {
+/// `files`: whether the source reads files (the `sluice_files_*` series).
+pub fn register(source: &str, files: bool) {
+    counter!("sluice_bytes_ingested_total", "source" => source.to_string()).increment(0);
+    if !files {
+        return;
+    }
     for name in [
-        "sluice_bytes_ingested_total",
         "sluice_files_ingested_total",
         "sluice_files_duplicate_total",
         "sluice_files_quarantined_total",

@@ -562,3 +562,44 @@ fn a_slow_committer_pauses_consumption_and_loses_nothing() {
     assert_eq!(query_i64(&db, "SELECT count(*) FROM raw.src"), n);
     assert_eq!(query_i64(&db, "SELECT count(DISTINCT id) FROM raw.src"), n);
 }
+
+#[test]
+fn messages_delivered_again_after_an_offset_reset_are_not_written_twice() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let k = Kafka::new("reset", 1);
+    for i in 0..500 {
+        k.send(0, "k", &order(i));
+    }
+    k.flush();
+    let d = k.deployment("", SCHEMA);
+    let mut daemon = d.start_logging("info,sluice_sources=debug");
+    let base = daemon.http_addr();
+    let rows = |base: &str| {
+        let (_, scrape) = http_get(&format!("{base}/metrics"));
+        metric(&scrape, "sluice_rows_ingested_total{source=\"src\"}").unwrap_or(0.0)
+    };
+    daemon.wait_until("the first messages committed", |_| rows(&base) == 500.0);
+    // The broker claims the fetch offset is out of range: librdkafka resets the partition
+    // to its earliest offset and delivers every message again.
+    k.cluster.request_errors(
+        RDKafkaApiKey::Fetch,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE; 2],
+    );
+    for i in 500..800 {
+        k.send(0, "k", &order(i));
+    }
+    k.flush();
+    daemon.wait_until("the new messages committed", |_| rows(&base) >= 800.0);
+    let (status, log) = daemon.terminate();
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains("skipping a message delivered again"),
+        "no message came twice; the test proves nothing"
+    );
+    let db = d.db();
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM raw.src"), 800);
+    assert_eq!(
+        query_i64(&db, "SELECT count(DISTINCT _sluice_offset) FROM raw.src"),
+        800
+    );
+}

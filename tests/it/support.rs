@@ -113,10 +113,16 @@ impl Deployment {
 
     /// Starts `sluice run` in the background, logging to a file.
     pub fn start(&self) -> Daemon {
+        self.start_logging("info")
+    }
+
+    /// [`Deployment::start`] with a `SLUICE_LOG` filter.
+    pub fn start_logging(&self, filter: &str) -> Daemon {
         let log = self.dir.path().join(format!("sluice-{}.log", unique()));
         let file = fs::File::create(&log).expect("log file");
         let child = self
             .command(&["run"])
+            .env("SLUICE_LOG", filter)
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()

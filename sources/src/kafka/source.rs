@@ -64,9 +64,7 @@ pub struct KafkaSource {
     consumer: KafkaConsumer,
     shared: Arc<Mutex<Shared>>,
     decoder: Option<Decoder>,
-    buffers: HashMap<PartitionKey, Buffer>,
-    /// The next offset after the last chunk sent, per partition.
-    sent: HashMap<PartitionKey, i64>,
+    held: Held,
     redactor: Redactor,
     paused: bool,
 }
@@ -100,8 +98,7 @@ impl KafkaSource {
             consumer,
             shared,
             decoder,
-            buffers: HashMap::new(),
-            sent: HashMap::new(),
+            held: Held::default(),
             paused: false,
         })
     }
@@ -148,7 +145,9 @@ impl KafkaSource {
                         self.commit_to_broker_now();
                         return Ok(());
                     }
-                    Some(t) if !drained && self.reached(t, |_, k| self.sent.get(k).copied()) => {
+                    Some(t)
+                        if !drained && self.reached(t, |_, k| self.held.sent.get(k).copied()) =>
+                    {
                         self.flush(&ctx, true);
                         let _ = ctx.events.send(SourceEvent::Drained {
                             source: self.setup.name.clone(),
@@ -173,18 +172,19 @@ impl KafkaSource {
 
     /// Polls up to a chunk's worth of messages, waiting only for the first.
     fn poll_some(&mut self) {
-        let mut wait = if self.buffers.values().any(|b| !b.messages.is_empty()) {
+        let mut wait = if self.held.buffers.values().any(|b| !b.messages.is_empty()) {
             Duration::ZERO
         } else {
             POLL
         };
         for _ in 0..self.setup.chunk_rows {
             let Some(result) = self.consumer.poll(wait) else {
+                self.held.apply_revocations(&self.shared);
                 return;
             };
             wait = Duration::ZERO;
             match result {
-                Ok(m) => buffer(&mut self.buffers, &m),
+                Ok(m) => self.held.push(&self.shared, &m),
                 Err(e) => {
                     warn!(source = %self.setup.name, error = %describe(&e, &self.redactor), "consume error")
                 }
@@ -195,6 +195,7 @@ impl KafkaSource {
     /// Hands on every buffer that is large or old enough (all of them with `all`).
     fn flush(&mut self, ctx: &SourceContext, all: bool) {
         let due: Vec<PartitionKey> = self
+            .held
             .buffers
             .iter()
             .filter(|(_, b)| !b.messages.is_empty() || !b.gaps.is_empty())
@@ -207,7 +208,7 @@ impl KafkaSource {
             .map(|(k, _)| k.clone())
             .collect();
         for key in due {
-            let Some(buf) = self.buffers.remove(&key) else {
+            let Some(buf) = self.held.buffers.remove(&key) else {
                 continue;
             };
             match self.chunk(&key, buf) {
@@ -257,7 +258,7 @@ impl KafkaSource {
         self.shared()
             .in_flight
             .insert((key.clone(), next_offset), buf.bytes as u64);
-        self.sent.insert(key.clone(), next_offset);
+        self.held.sent.insert(key.clone(), next_offset);
         Ok(Some(Chunk {
             source: self.setup.name.clone(),
             table: self.setup.table.clone(),
@@ -285,7 +286,7 @@ impl KafkaSource {
                     // Serves group heartbeats and rebalances; paused partitions deliver nothing new.
                     // Messages fetched before the pause still arrive: they are kept.
                     if let Some(Ok(m)) = self.consumer.poll(POLL) {
-                        buffer(&mut self.buffers, &m);
+                        self.held.push(&self.shared, &m);
                     }
                     if ctx.stop.is_cancelled() {
                         let _ = ctx.events.send(event);
@@ -343,15 +344,13 @@ impl KafkaSource {
         }
     }
 
-    /// Drops what is held for revoked partitions, here and in the committer's open batches.
+    /// Tells the committer to drop its open chunks of revoked partitions (what this source
+    /// held of them is already dropped, see [`Held::apply_revocations`]).
     fn take_revoked(&mut self, ctx: &SourceContext) {
-        let revoked = std::mem::take(&mut self.shared().revoked);
+        self.held.apply_revocations(&self.shared);
+        let revoked = std::mem::take(&mut self.held.revoked);
         if revoked.is_empty() {
             return;
-        }
-        for key in &revoked {
-            self.buffers.remove(key);
-            self.shared().in_flight.retain(|(k, _), _| k != key);
         }
         let _ = ctx.events.send(SourceEvent::Revoked {
             source: self.setup.name.clone(),
@@ -373,7 +372,8 @@ impl KafkaSource {
                 offset: g.stored,
                 key: None,
             };
-            self.buffers
+            self.held
+                .buffers
                 .entry((g.topic, g.partition))
                 .or_default()
                 .gaps
@@ -440,22 +440,66 @@ impl KafkaSource {
     }
 }
 
-/// Keeps a consumed message in its partition's buffer.
-fn buffer(buffers: &mut HashMap<PartitionKey, Buffer>, m: &rdkafka::message::BorrowedMessage<'_>) {
-    let key: PartitionKey = (m.topic().into(), m.partition());
-    let message = Message {
-        offset: m.offset(),
-        key: m.key().map(<[u8]>::to_vec),
-        timestamp_ms: match m.timestamp() {
-            Timestamp::NotAvailable => None,
-            Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => Some(t),
-        },
-        payload: m.payload().map(<[u8]>::to_vec),
-    };
-    let buf = buffers.entry(key).or_default();
-    buf.bytes += message.size();
-    buf.since.get_or_insert_with(Instant::now);
-    buf.messages.push(message);
+/// What the source holds between polls: buffered messages, what it sent, and
+/// revocations the committer has not been told about yet.
+#[derive(Debug, Default)]
+struct Held {
+    buffers: HashMap<PartitionKey, Buffer>,
+    /// The next offset after the last chunk sent, per partition.
+    sent: HashMap<PartitionKey, i64>,
+    revoked: Vec<PartitionKey>,
+}
+
+impl Held {
+    /// Drops what is held of partitions revoked during the last poll, before any message
+    /// of a new assignment is buffered.
+    fn apply_revocations(&mut self, shared: &Mutex<Shared>) {
+        let mut shared = shared.lock().unwrap_or_else(PoisonError::into_inner);
+        for key in std::mem::take(&mut shared.revoked) {
+            self.buffers.remove(&key);
+            self.sent.remove(&key);
+            shared.in_flight.retain(|(k, _), _| *k != key);
+            self.revoked.push(key);
+        }
+    }
+
+    /// Keeps a consumed message in its partition's buffer.
+    ///
+    /// A message below the partition's next offset (committed, sent or buffered) is
+    /// already in DuckDB or on its way: it is skipped, whatever made the client deliver it
+    /// again (an offset reset after a spurious out-of-range error, say).
+    fn push(&mut self, shared: &Mutex<Shared>, m: &rdkafka::message::BorrowedMessage<'_>) {
+        self.apply_revocations(shared);
+        let key: PartitionKey = (m.topic().into(), m.partition());
+        let committed = {
+            let shared = shared.lock().unwrap_or_else(PoisonError::into_inner);
+            shared.committed.get(&key).copied().unwrap_or(0)
+        };
+        let sent = self.sent.get(&key).copied().unwrap_or(0);
+        let buffered = self
+            .buffers
+            .get(&key)
+            .and_then(|b| b.messages.last())
+            .map_or(0, |l| l.offset + 1);
+        let expected = committed.max(sent).max(buffered);
+        if m.offset() < expected {
+            debug!(topic = %key.0, partition = key.1, offset = m.offset(), expected, "skipping a message delivered again");
+            return;
+        }
+        let message = Message {
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            timestamp_ms: match m.timestamp() {
+                Timestamp::NotAvailable => None,
+                Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => Some(t),
+            },
+            payload: m.payload().map(<[u8]>::to_vec),
+        };
+        let buf = self.buffers.entry(key).or_default();
+        buf.bytes += message.size();
+        buf.since.get_or_insert_with(Instant::now);
+        buf.messages.push(message);
+    }
 }
 
 fn decoder(setup: &KafkaSetup, data: TableSchema) -> Decoder {
