@@ -448,6 +448,8 @@ struct Held {
     /// The next offset after the last chunk sent, per partition.
     sent: HashMap<PartitionKey, i64>,
     revoked: Vec<PartitionKey>,
+    /// The partition of the last message, whose key the next message likely shares.
+    last: Option<PartitionKey>,
 }
 
 impl Held {
@@ -470,18 +472,26 @@ impl Held {
     /// again (an offset reset after a spurious out-of-range error, say).
     fn push(&mut self, shared: &Mutex<Shared>, m: &rdkafka::message::BorrowedMessage<'_>) {
         self.apply_revocations(shared);
-        let key: PartitionKey = (m.topic().into(), m.partition());
-        let committed = {
-            let shared = shared.lock().unwrap_or_else(PoisonError::into_inner);
-            shared.committed.get(&key).copied().unwrap_or(0)
+        // Messages come in runs of one partition: reuse its key (no allocation per message).
+        let key = match &self.last {
+            Some(k) if &*k.0 == m.topic() && k.1 == m.partition() => k.clone(),
+            _ => {
+                let k: PartitionKey = (m.topic().into(), m.partition());
+                self.last = Some(k.clone());
+                k
+            }
         };
-        let sent = self.sent.get(&key).copied().unwrap_or(0);
+        // The buffer's last offset, when there is one, is past what was sent or committed.
         let buffered = self
             .buffers
             .get(&key)
             .and_then(|b| b.messages.last())
-            .map_or(0, |l| l.offset + 1);
-        let expected = committed.max(sent).max(buffered);
+            .map(|l| l.offset + 1);
+        let expected = buffered.unwrap_or_else(|| {
+            let shared = shared.lock().unwrap_or_else(PoisonError::into_inner);
+            let committed = shared.committed.get(&key).copied().unwrap_or(0);
+            committed.max(self.sent.get(&key).copied().unwrap_or(0))
+        });
         if m.offset() < expected {
             debug!(topic = %key.0, partition = key.1, offset = m.offset(), expected, "skipping a message delivered again");
             return;
