@@ -23,6 +23,8 @@ pub const OFFSET: &str = "_sluice_offset";
 pub const KEY: &str = "_sluice_key";
 /// Kafka: the message timestamp (producer or log-append time), NULL without one.
 pub const TIMESTAMP: &str = "_sluice_timestamp";
+/// Kafka JSON with `unknown_fields = "keep"`: the fields no column takes, as a JSON object.
+pub const EXTRA: &str = "_sluice_extra";
 
 /// Whether `name` is reserved for sluice's own columns.
 pub fn is_reserved(name: &str) -> bool {

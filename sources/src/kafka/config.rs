@@ -51,6 +51,9 @@ pub struct KafkaSourceConfig {
     /// Larger messages become dead letters.
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: ByteSize,
+    /// JSON fields that no column takes: dropped, or kept in `_sluice_extra` (JSON).
+    #[serde(default)]
+    pub unknown_fields: UnknownFields,
     /// Declared columns (DuckDB type names); inferred from the first messages if absent.
     #[serde(default)]
     pub schema: Option<DeclaredSchema>,
@@ -70,6 +73,15 @@ pub enum Format {
     Csv,
     /// The payload in one column, `payload` (VARCHAR, or BLOB if declared so).
     Raw,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownFields {
+    #[default]
+    Ignore,
+    /// In the column `_sluice_extra`, as a JSON object (NULL when there are none).
+    Keep,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -159,6 +171,12 @@ impl KafkaSourceConfig {
                     bad(&format!("schema.{col}"), msg);
                 }
             }
+        }
+        if self.unknown_fields == UnknownFields::Keep && self.format != Format::Json {
+            bad(
+                "unknown_fields",
+                "\"keep\" applies to format = \"json\" only".into(),
+            );
         }
         match (self.format, self.declared_schema()) {
             (Format::Csv, None) => bad(

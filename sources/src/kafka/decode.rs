@@ -52,6 +52,8 @@ pub struct Decoded {
 pub struct Decoder {
     pub format: Format,
     pub data: Arc<TableSchema>,
+    /// Keep JSON fields no column takes in `_sluice_extra`.
+    pub keep_unknown: bool,
     pub max_message_bytes: usize,
     pub source: Arc<str>,
 }
@@ -70,6 +72,7 @@ impl Decoder {
         let mut columns = self.data.columns.clone();
         columns.extend(meta::commit_columns());
         columns.extend(meta::kafka_columns());
+        columns.extend(self.extra_column());
         TableSchema::new(columns)
     }
 
@@ -77,7 +80,13 @@ impl Decoder {
     pub fn chunk_schema(&self) -> TableSchema {
         let mut columns = self.data.columns.clone();
         columns.extend(meta::kafka_columns());
+        columns.extend(self.extra_column());
         TableSchema::new(columns)
+    }
+
+    fn extra_column(&self) -> Option<Column> {
+        self.keep_unknown
+            .then(|| Column::new(meta::EXTRA, ColumnType::Json))
     }
 
     pub fn decode(&self, at: Partition<'_>, messages: &[Message]) -> Result<Decoded, ArrowError> {
@@ -86,6 +95,7 @@ impl Decoder {
         let mut blobs = BinaryBuilder::new();
         let blob = self.format == Format::Raw && self.data.columns[0].ty == ColumnType::Blob;
         let mut row_msg: Vec<usize> = Vec::new();
+        let mut extra = StringBuilder::new();
         let mut dead_letters = Vec::new();
         for (i, m) in messages.iter().enumerate() {
             let payload = m.payload.as_deref().unwrap_or_default();
@@ -97,13 +107,14 @@ impl Decoder {
                 ))
             } else if blob {
                 blobs.append_option(m.payload.as_deref());
-                Ok(vec![Vec::new()])
+                Ok(vec![(Vec::new(), None)])
             } else {
                 self.records(payload)
             };
             match parsed {
                 Ok(records) => {
-                    for record in records {
+                    for (record, unknown) in records {
+                        extra.append_option(unknown);
                         for (b, v) in text
                             .iter_mut()
                             .zip(record.into_iter().chain(std::iter::repeat(None)))
@@ -130,6 +141,9 @@ impl Decoder {
             }
         }
         typed.extend(self.provenance(at, messages, &row_msg));
+        if self.keep_unknown {
+            typed.push(Arc::new(extra.finish()));
+        }
         let schema = self.chunk_schema().arrow_schema();
         let rows = RecordBatch::try_new(schema, typed)?;
         let rows = if bad.iter().any(|b| *b) {
@@ -155,13 +169,15 @@ impl Decoder {
         Ok(Decoded { rows, dead_letters })
     }
 
-    /// The records of one payload, each a text value (or NULL) per data column.
-    fn records(&self, payload: &[u8]) -> Result<Vec<Vec<Option<String>>>, String> {
+    /// The records of one payload, each a text value (or NULL) per data column, with the
+    /// JSON fields no column takes when they are kept.
+    fn records(&self, payload: &[u8]) -> Result<Vec<Record>, String> {
         match self.format {
-            Format::Json => json_record(payload, &self.data).map(|r| vec![r]),
-            Format::Csv => csv_records(payload, self.data.len()),
+            Format::Json => json_record(payload, &self.data, self.keep_unknown).map(|r| vec![r]),
+            Format::Csv => csv_records(payload, self.data.len())
+                .map(|rs| rs.into_iter().map(|r| (r, None)).collect()),
             Format::Raw => std::str::from_utf8(payload)
-                .map(|s| vec![vec![Some(s.to_string())]])
+                .map(|s| vec![(vec![Some(s.to_string())], None)])
                 .map_err(|e| {
                     format!(
                         "payload is not UTF-8 ({e}); declare {} = \"BLOB\" to keep bytes",
@@ -220,14 +236,21 @@ fn dead_letter(error: String, at: Partition<'_>, m: &Message) -> DeadLetter {
     )
 }
 
-/// A JSON object's fields as text, by column name; unknown fields are ignored. Streams
-/// the object (no intermediate map): this is the per-message hot path.
-fn json_record(payload: &[u8], data: &TableSchema) -> Result<Vec<Option<String>>, String> {
+/// One record: a text value (or NULL) per data column, and the unknown fields kept (as a
+/// JSON object's text).
+type Record = (Vec<Option<String>>, Option<String>);
+
+/// A JSON object's fields as text, by column name; unknown fields are ignored or, with
+/// `keep`, collected. Streams the object (no intermediate map): this is the per-message
+/// hot path.
+fn json_record(payload: &[u8], data: &TableSchema, keep: bool) -> Result<Record, String> {
     let mut out = vec![None; data.len()];
+    let mut unknown = keep.then(serde_json::Map::new);
     let mut de = serde_json::Deserializer::from_slice(payload);
     let row = Row {
         data,
         out: &mut out,
+        unknown: unknown.as_mut(),
     };
     serde::de::DeserializeSeed::deserialize(row, &mut de)
         .and_then(|()| de.end())
@@ -237,13 +260,18 @@ fn json_record(payload: &[u8], data: &TableSchema) -> Result<Vec<Option<String>>
             }
             _ => format!("not a JSON object ({e})"),
         })?;
-    Ok(out)
+    let unknown = unknown
+        .filter(|u| !u.is_empty())
+        .map(|u| Value::Object(u).to_string());
+    Ok((out, unknown))
 }
 
 /// Fills one row's text values from a JSON object.
 struct Row<'a> {
     data: &'a TableSchema,
     out: &'a mut [Option<String>],
+    /// Where fields no column takes go, when they are kept.
+    unknown: Option<&'a mut serde_json::Map<String, Value>>,
 }
 
 impl<'de> serde::de::DeserializeSeed<'de> for Row<'_> {
@@ -258,13 +286,18 @@ impl<'de> serde::de::Visitor<'de> for Row<'_> {
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a JSON object")
     }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+    fn visit_map<A: serde::de::MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             match self.data.position(&key) {
                 Some(i) => self.out[i] = map.next_value::<AsText>()?.0,
-                None => {
-                    map.next_value::<serde::de::IgnoredAny>()?;
-                }
+                None => match self.unknown.as_deref_mut() {
+                    Some(unknown) => {
+                        unknown.insert(key.into_owned(), map.next_value::<Value>()?);
+                    }
+                    None => {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                },
             }
         }
         Ok(())

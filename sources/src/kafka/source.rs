@@ -20,7 +20,7 @@ use sluice_core::{Chunk, DeadLetter, Ident, Origin, PartitionProgress, Position,
 use tracing::{debug, info, warn};
 
 use super::{
-    config::{Format, KafkaSourceConfig},
+    config::{Format, KafkaSourceConfig, UnknownFields},
     consumer::{self, describe, KafkaConsumer, PartitionKey, Redactor, Shared},
     decode::{infer_json, Decoder, Message, Partition},
 };
@@ -516,6 +516,7 @@ fn decoder(setup: &KafkaSetup, data: TableSchema) -> Decoder {
     Decoder {
         format: setup.config.format,
         data: Arc::new(data),
+        keep_unknown: setup.config.unknown_fields == UnknownFields::Keep,
         max_message_bytes: setup.config.max_message_bytes.as_u64() as usize,
         source: setup.name.clone(),
     }

@@ -18,6 +18,7 @@ fn decoder(format: Format, columns: &[(&str, ColumnType)]) -> Decoder {
         data: Arc::new(TableSchema::new(
             columns.iter().map(|(n, t)| Column::new(*n, *t)).collect(),
         )),
+        keep_unknown: false,
         max_message_bytes: 200,
         source: "orders".into(),
     }
@@ -196,4 +197,31 @@ fn infers_columns_from_json_samples() {
         ["id BIGINT", "at TIMESTAMP", "obj JSON", "name VARCHAR"]
     );
     assert!(infer_json(&[msg(0, "1")]).is_none());
+}
+
+#[test]
+fn unknown_json_fields_can_be_kept_as_json() {
+    let mut d = decoder(Format::Json, &[("id", ColumnType::BigInt)]);
+    d.keep_unknown = true;
+    let topic: Arc<str> = "t".into();
+    let out = d
+        .decode(
+            Partition {
+                topic: &topic,
+                partition: 0,
+            },
+            &[
+                msg(0, r#"{"id": 1, "x": {"y": 2}, "z": "w"}"#),
+                msg(1, r#"{"id": 2}"#),
+            ],
+        )
+        .unwrap();
+    let extra = out
+        .rows
+        .column_by_name(meta::EXTRA)
+        .unwrap()
+        .as_string::<i32>();
+    assert_eq!(extra.value(0), r#"{"x":{"y":2},"z":"w"}"#);
+    assert!(extra.is_null(1));
+    assert_eq!(d.raw_schema().columns.last().unwrap().name, meta::EXTRA);
 }
