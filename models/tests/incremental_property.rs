@@ -90,6 +90,22 @@ fn setup(dir: &Path) -> (Connection, Plan) {
     (conn, plan)
 }
 
+/// The standard models with `file` replaced by `text`, planned and ready to run.
+fn with_model(dir: &Path, file: &str, text: &str) -> (Connection, ModelRunner) {
+    let (conn, _) = setup(dir);
+    std::fs::write(dir.join(file), text).unwrap();
+    let plan = Plan::load(
+        dir,
+        Ident::new("main").unwrap(),
+        Ident::new("raw").unwrap(),
+        None,
+    )
+    .unwrap();
+    let runner = ModelRunner::new(plan);
+    runner.prepare(&conn).unwrap();
+    (conn, runner)
+}
+
 /// What happens after a batch commits.
 #[derive(Debug, Clone, Copy)]
 enum After {
@@ -217,22 +233,12 @@ fn incremental_runs_read_only_new_batches() {
 #[test]
 fn merge_with_duplicate_new_keys_fails_and_leaves_the_model_unchanged() {
     let dir = tempfile::tempdir().unwrap();
-    let (conn, _) = setup(dir.path());
-    std::fs::write(
-        dir.path().join("latest_by_key.sql"),
+    let (conn, mut runner) = with_model(
+        dir.path(),
+        "latest_by_key.sql",
         "{{ config(materialized='incremental', unique_key='k', incremental_strategy='merge') }}\n\
          select k, v from {{ ref('events') }} where {{ new_rows() }}",
-    )
-    .unwrap();
-    let plan = Plan::load(
-        dir.path(),
-        Ident::new("main").unwrap(),
-        Ident::new("raw").unwrap(),
-        None,
-    )
-    .unwrap();
-    let mut runner = ModelRunner::new(plan);
-    runner.prepare(&conn).unwrap();
+    );
     conn.execute_batch("INSERT INTO raw.events VALUES (1, 1, 5, 1); INSERT INTO _sluice.batches VALUES (1, 'events', now())").unwrap();
     runner.run(&conn, &RunOptions::default());
     conn.execute_batch("INSERT INTO raw.events VALUES (2, 4, 1, 2), (3, 4, 2, 2); INSERT INTO _sluice.batches VALUES (2, 'events', now())").unwrap();
@@ -256,22 +262,12 @@ fn merge_with_duplicate_new_keys_fails_and_leaves_the_model_unchanged() {
 #[test]
 fn a_null_key_is_replaced_like_any_other() {
     let dir = tempfile::tempdir().unwrap();
-    let (conn, _) = setup(dir.path());
-    std::fs::write(
-        dir.path().join("latest_by_key.sql"),
+    let (conn, mut runner) = with_model(
+        dir.path(),
+        "latest_by_key.sql",
         "{{ config(materialized='incremental', unique_key='k', incremental_strategy='delete+insert') }}\n\
          select k, v from {{ ref('events') }} where {{ new_rows() }}",
-    )
-    .unwrap();
-    let plan = Plan::load(
-        dir.path(),
-        Ident::new("main").unwrap(),
-        Ident::new("raw").unwrap(),
-        None,
-    )
-    .unwrap();
-    let mut runner = ModelRunner::new(plan);
-    runner.prepare(&conn).unwrap();
+    );
     conn.execute_batch("INSERT INTO raw.events VALUES (1, NULL, 1, 1), (2, 7, 1, 1); INSERT INTO _sluice.batches VALUES (1, 'events', now())").unwrap();
     run(&mut runner, &conn);
     conn.execute_batch("INSERT INTO raw.events VALUES (3, NULL, 2, 2); INSERT INTO _sluice.batches VALUES (2, 'events', now())").unwrap();

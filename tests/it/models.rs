@@ -13,7 +13,7 @@ use std::{
 use rand::Rng;
 
 use crate::support::{
-    csv_rows, http_get, metric, open_read_only, query_i64, query_strings, sluice_bin, Deployment,
+    csv_rows, http_get, metric, open_read_only, query_i64, query_strings, sluice_ok, Deployment,
     SCHEMA,
 };
 
@@ -51,16 +51,7 @@ fn assert_marts_equal_full_refresh(config: &Path, data_dir_key: &str, tables: &[
         "the config names data_dir = \"{data_dir_key}\""
     );
     fs::write(&full_config, replaced).expect("config");
-    let out = std::process::Command::new(sluice_bin())
-        .args(["models", "run", "--full-refresh", "--config"])
-        .arg(&full_config)
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    sluice_ok(&["models", "run", "--full-refresh"], &full_config);
     let db = duckdb::Connection::open_in_memory().expect("duckdb");
     let attach = |p: PathBuf, alias: &str| {
         db.execute_batch(&format!(
@@ -124,16 +115,7 @@ fn the_quickstart_dbt_project_maintained_incrementally_equals_a_full_build() {
     for (to, file) in deliveries {
         let from = q.join("inbox").join(file);
         fs::copy(&from, to.join(from.file_name().expect("name"))).expect("deliver");
-        let out = std::process::Command::new(sluice_bin())
-            .args(["run", "--once", "--config"])
-            .arg(&config)
-            .output()
-            .expect("run");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        sluice_ok(&["run", "--once"], &config);
     }
     let db = open_read_only(&dir.path().join("data/warehouse.duckdb"));
     let last = query_i64(&db, "SELECT max(batch_id) FROM _sluice.batches");

@@ -160,6 +160,23 @@ impl Deployment {
     }
 }
 
+/// Runs `sluice <args> --config <config>`, which must succeed; its output.
+pub fn sluice_ok(args: &[&str], config: &std::path::Path) -> Output {
+    let out = Command::new(sluice_bin())
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("run sluice");
+    assert!(
+        out.status.success(),
+        "sluice {args:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// A DuckDB file opened read-only.
 pub fn open_read_only(path: &std::path::Path) -> duckdb::Connection {
     let config = duckdb::Config::default()

@@ -1,0 +1,184 @@
+//! The consumer group and the brokers: unreachable, shared with another instance,
+//! failing requests, faster than the committer.
+
+use super::{order, Kafka, SCHEMA};
+use crate::support::{documented_metrics, http_get, metric, metric_names, query_i64};
+
+#[test]
+fn an_unreachable_broker_is_reported_and_consumption_resumes_when_it_returns() {
+    let k = Kafka::new("later", 2);
+    k.cluster.broker_down(1).expect("broker down");
+    let d = k.deployment("", SCHEMA);
+    let mut daemon = d.start();
+    let base = daemon.http_addr();
+    daemon.wait_until("not ready: brokers down", |_| {
+        let (code, body) = http_get(&format!("{base}/readyz"));
+        code == 503 && body.contains("brokers are down")
+    });
+    let (_, scrape) = http_get(&format!("{base}/metrics"));
+    assert_eq!(
+        metric(&scrape, "sluice_kafka_broker_up{source=\"src\"}"),
+        Some(0.0)
+    );
+    k.cluster.broker_up(1).expect("broker up");
+    for i in 0..50 {
+        k.send((i % 2) as i32, "k", &order(i));
+    }
+    k.flush();
+    daemon.wait_until("ready and all rows in", |_| {
+        let (_, scrape) = http_get(&format!("{base}/metrics"));
+        http_get(&format!("{base}/readyz")).0 == 200
+            && metric(&scrape, "sluice_rows_ingested_total{source=\"src\"}") == Some(50.0)
+    });
+    // Lag comes with librdkafka's statistics (every 5 s): 0 once everything is committed.
+    let lag = |p: i32| {
+        format!("sluice_kafka_lag_messages{{source=\"src\",topic=\"later\",partition=\"{p}\"}}")
+    };
+    daemon.wait_until("lag reported as zero", |_| {
+        let (_, scrape) = http_get(&format!("{base}/metrics"));
+        metric(&scrape, &lag(0)) == Some(0.0) && metric(&scrape, &lag(1)) == Some(0.0)
+    });
+    let (_, scrape) = http_get(&format!("{base}/metrics"));
+    assert_eq!(
+        metric(&scrape, "sluice_kafka_broker_up{source=\"src\"}"),
+        Some(1.0)
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&http_get(&format!("{base}/status")).1).expect("json");
+    let src = &status["sources"][0];
+    assert_eq!(
+        (
+            src["type"].as_str(),
+            src["lag_messages"].as_u64(),
+            src["rows"].as_u64()
+        ),
+        (Some("kafka"), Some(0), Some(50)),
+        "{status}"
+    );
+    let served = metric_names(&scrape);
+    for name in documented_metrics()
+        .iter()
+        .filter(|m| m.starts_with("sluice_kafka_"))
+    {
+        assert!(
+            served.contains(name),
+            "{name} is documented but not served:\n{scrape}"
+        );
+    }
+    let (status, log) = daemon.terminate();
+    assert!(status.success(), "{log}");
+    assert_eq!(query_i64(&d.db(), "SELECT count(*) FROM raw.src"), 50);
+}
+
+#[test]
+fn a_second_instance_joining_and_leaving_loses_and_doubles_nothing() {
+    let k = Kafka::new("shared", 6);
+    let produce = |from: i64, n: i64| {
+        for i in from..from + n {
+            k.send((i % 6) as i32, "k", &order(i));
+        }
+        k.flush();
+    };
+    let rows = |base: &str| {
+        let (_, scrape) = http_get(&format!("{base}/metrics"));
+        metric(&scrape, "sluice_rows_ingested_total{source=\"src\"}").unwrap_or(0.0)
+    };
+    produce(0, 3000);
+    let a = k.deployment("", SCHEMA);
+    let b = k.deployment("", SCHEMA);
+    let mut first = a.start();
+    let base_a = first.http_addr();
+    first.wait_until("the first instance ingests", |_| rows(&base_a) > 0.0);
+    let mut second = b.start();
+    let base_b = second.http_addr();
+    produce(3000, 3000);
+    second.wait_until("the second instance got partitions and ingests", |_| {
+        rows(&base_b) > 0.0
+    });
+    let (status, log) = second.terminate();
+    assert!(status.success(), "{log}");
+    produce(6000, 3000);
+    let in_b = query_i64(&b.db(), "SELECT count(*) FROM raw.src") as f64;
+    first.wait_until("the first instance took everything back", |_| {
+        rows(&base_a) + in_b >= 9000.0
+    });
+    let (status, log) = first.terminate();
+    assert!(status.success(), "{log}");
+    let db = duckdb::Connection::open_in_memory().expect("duckdb");
+    for (alias, d) in [("a", &a), ("b", &b)] {
+        let path = d.data.join("warehouse.duckdb");
+        db.execute_batch(&format!(
+            "ATTACH '{}' AS {alias} (READ_ONLY)",
+            path.display()
+        ))
+        .expect("attach");
+    }
+    let union = "SELECT _sluice_partition AS p, _sluice_offset AS o FROM a.raw.src \
+                 UNION ALL SELECT _sluice_partition, _sluice_offset FROM b.raw.src";
+    assert!(
+        query_i64(&db, "SELECT count(*) FROM b.raw.src") > 0,
+        "the second instance took part"
+    );
+    assert_eq!(
+        query_i64(
+            &db,
+            &format!("SELECT count(DISTINCT (p, o)) FROM ({union})")
+        ),
+        9000,
+        "nothing lost"
+    );
+    assert_eq!(
+        query_i64(&db, &format!("SELECT count(*) FROM ({union})")),
+        9000,
+        "nothing doubled"
+    );
+}
+
+#[test]
+fn injected_broker_errors_are_retried_without_loss() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let k = Kafka::new("flaky", 2);
+    for i in 0..400 {
+        k.send((i % 2) as i32, "k", &order(i));
+    }
+    k.flush();
+    let errors = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 5];
+    k.cluster.request_errors(RDKafkaApiKey::Fetch, &errors);
+    let errors = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE; 3];
+    k.cluster
+        .request_errors(RDKafkaApiKey::OffsetCommit, &errors);
+    let d = k.deployment("", SCHEMA);
+    d.run_once();
+    let db = d.db();
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM raw.src"), 400);
+    assert_eq!(
+        query_i64(&db, "SELECT count(DISTINCT id) FROM raw.src"),
+        400
+    );
+}
+
+#[test]
+fn a_slow_committer_pauses_consumption_and_loses_nothing() {
+    let k = Kafka::new("fast", 4);
+    let n = 20_000;
+    for i in 0..n {
+        k.send((i % 4) as i32, "k", &order(i));
+    }
+    k.flush();
+    // Tiny batches: thousands of commits, far slower than reading the topic.
+    let d = k.deployment_with("", SCHEMA, "[batch]\nmax_rows = 100\n", "");
+    let out = d
+        .command(&["run", "--once"])
+        .env("SLUICE_LOG", "info,sluice_sources=debug")
+        .output()
+        .expect("run");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("backpressure"),
+        "the committer never fell behind; the test proves nothing"
+    );
+    let db = d.db();
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM raw.src"), n);
+    assert_eq!(query_i64(&db, "SELECT count(DISTINCT id) FROM raw.src"), n);
+}
