@@ -118,9 +118,11 @@ impl KafkaSource {
             .subscribe(&topics)
             .map_err(|e| config_error(&self.setup.name, describe(&e, &self.redactor)))?;
         info!(source = %self.setup.name, topics = ?topics, group = %self.setup.config.group_id, "consuming");
-        let started = Instant::now();
-        let mut targets: Option<HashMap<PartitionKey, i64>> = None;
-        let mut drained = false;
+        let mut once = ctx.once.then(|| Once {
+            started: Instant::now(),
+            targets: None,
+            drained: false,
+        });
         loop {
             self.take_acks();
             self.take_revoked(&ctx);
@@ -136,34 +138,8 @@ impl KafkaSource {
                 self.wait_for_acks();
                 return Ok(());
             }
-            if ctx.once {
-                if targets.is_none() && self.shared().assignments > 0 {
-                    targets = Some(self.high_watermarks());
-                }
-                match &targets {
-                    Some(t) if self.reached(t, |s, k| s.committed.get(k).copied()) => {
-                        self.commit_to_broker_now();
-                        return Ok(());
-                    }
-                    Some(t)
-                        if !drained && self.reached(t, |_, k| self.held.sent.get(k).copied()) =>
-                    {
-                        self.flush(&ctx, true);
-                        let _ = ctx.events.send(SourceEvent::Drained {
-                            source: self.setup.name.clone(),
-                        });
-                        drained = true;
-                        debug!(source = %self.setup.name, "every partition read up to its high watermark; committing");
-                    }
-                    Some(_) => {}
-                    None if started.elapsed() > ONCE_ASSIGNMENT_TIMEOUT => {
-                        return Err(config_error(
-                            &self.setup.name,
-                            format!("no partition was assigned within {ONCE_ASSIGNMENT_TIMEOUT:?}: are the brokers reachable and the topics there?"),
-                        ));
-                    }
-                    None => {}
-                }
+            if let Some(done) = once.as_mut().and_then(|o| o.step(&mut self, &ctx)) {
+                return done;
             }
             self.poll_some();
             self.flush(&ctx, false);
@@ -509,6 +485,49 @@ impl Held {
         buf.bytes += message.size();
         buf.since.get_or_insert_with(Instant::now);
         buf.messages.push(message);
+    }
+}
+
+/// Where a `--once` run stands: the high watermarks to reach, and whether the committer
+/// was told that everything up to them is sent.
+struct Once {
+    started: Instant,
+    targets: Option<HashMap<PartitionKey, i64>>,
+    drained: bool,
+}
+
+impl Once {
+    /// `Some` when the run is over (every target committed, or no assignment in time).
+    fn step(
+        &mut self,
+        src: &mut KafkaSource,
+        ctx: &SourceContext,
+    ) -> Option<Result<(), SourceError>> {
+        if self.targets.is_none() && src.shared().assignments > 0 {
+            self.targets = Some(src.high_watermarks());
+        }
+        let Some(targets) = &self.targets else {
+            if self.started.elapsed() > ONCE_ASSIGNMENT_TIMEOUT {
+                return Some(Err(config_error(
+                    &src.setup.name,
+                    format!("no partition was assigned within {ONCE_ASSIGNMENT_TIMEOUT:?}: are the brokers reachable and the topics there?"),
+                )));
+            }
+            return None;
+        };
+        if src.reached(targets, |s, k| s.committed.get(k).copied()) {
+            src.commit_to_broker_now();
+            return Some(Ok(()));
+        }
+        if !self.drained && src.reached(targets, |_, k| src.held.sent.get(k).copied()) {
+            src.flush(ctx, true);
+            let _ = ctx.events.send(SourceEvent::Drained {
+                source: src.setup.name.clone(),
+            });
+            self.drained = true;
+            debug!(source = %src.setup.name, "every partition read up to its high watermark; committing");
+        }
+        None
     }
 }
 
