@@ -8,4 +8,4 @@ ensure_build_deps
 build_all
 "$CARGO_TARGET_DIR/release/sluice" run --config examples/quickstart/sluice.toml --once "$@"
 "$CARGO_TARGET_DIR/release/sluice" --version
-echo "done: examples/quickstart/data/warehouse.duckdb and examples/quickstart/data/parquet/"
+echo "done: raw tables and marts (schema main) in examples/quickstart/data/warehouse.duckdb, Parquet in examples/quickstart/data/parquet/"
