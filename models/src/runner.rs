@@ -185,6 +185,10 @@ impl ModelRunner {
     ) -> Result<Option<ModelReport>, Deferred> {
         let name = m.name.to_string();
         let now = Instant::now();
+        // A model waiting for its retry is not even looked at (idle rounds come often).
+        if !opts.now && self.retries.get(&name).is_some_and(|r| r.at > now) {
+            return Err(Deferred);
+        }
         let started = Instant::now();
         let decision = self.decide(conn, m, opts);
         let how = match decision {
@@ -193,11 +197,6 @@ impl ModelRunner {
             Err(e) => return Ok(Some(self.failed(conn, m, e, started))),
         };
         if !opts.now {
-            if let Some(r) = self.retries.get(&name) {
-                if r.at > now {
-                    return Err(Deferred);
-                }
-            }
             let table_waits = m.config.materialized == Materialized::Table
                 && matches!(how.1, Build::Full)
                 && !how.2
