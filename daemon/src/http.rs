@@ -172,6 +172,7 @@ async fn status(State(state): State<Arc<HttpState>>) -> Response {
                 "last_commit": stats.last_commit,
                 "files_pending": (s.kind == "csv").then(|| s.status.pending()),
                 "lag_messages": (s.kind == "kafka").then(|| s.status.pending()),
+                "positions": (s.kind == "kafka").then(|| s.status.positions()),
             })
         })
         .collect();

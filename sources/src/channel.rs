@@ -45,6 +45,8 @@ pub struct SourceContext {
 pub struct SourceStatus {
     problem: Mutex<Option<String>>,
     pending: AtomicU64,
+    /// Committed positions by name (`topic/partition` -> next offset, for Kafka).
+    positions: Mutex<std::collections::BTreeMap<String, i64>>,
 }
 
 impl SourceStatus {
@@ -68,5 +70,16 @@ impl SourceStatus {
 
     pub fn pending(&self) -> u64 {
         self.pending.load(Ordering::Relaxed)
+    }
+
+    /// Records a committed position (`name` is e.g. `orders/3`).
+    pub fn set_position(&self, name: String, next: i64) {
+        if let Ok(mut p) = self.positions.lock() {
+            p.insert(name, next);
+        }
+    }
+
+    pub fn positions(&self) -> std::collections::BTreeMap<String, i64> {
+        self.positions.lock().map(|p| p.clone()).unwrap_or_default()
     }
 }

@@ -67,6 +67,7 @@ pub struct KafkaSource {
     held: Held,
     redactor: Redactor,
     paused: bool,
+    status: Arc<crate::SourceStatus>,
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -88,7 +89,7 @@ impl KafkaSource {
             committed,
             ..Shared::default()
         }));
-        let consumer = consumer::create(&setup.name, &setup.config, shared.clone(), status)
+        let consumer = consumer::create(&setup.name, &setup.config, shared.clone(), status.clone())
             .map_err(|detail| config_error(&setup.name, detail))?;
         let decoder = setup.data_schema.clone().map(|data| decoder(&setup, data));
         telemetry::register_kafka(&setup.name, &setup.config.subscription());
@@ -100,6 +101,7 @@ impl KafkaSource {
             decoder,
             held: Held::default(),
             paused: false,
+            status,
         })
     }
 
@@ -304,6 +306,8 @@ impl KafkaSource {
         let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
         for (p, bytes) in shared.drain_acks(wait) {
             telemetry::bytes_ingested(&self.setup.name, bytes);
+            self.status
+                .set_position(format!("{}/{}", p.topic, p.partition), p.next_offset);
             if shared.assigned.contains(&(p.topic.clone(), p.partition)) {
                 let _ = tpl.add_partition_offset(
                     &p.topic,

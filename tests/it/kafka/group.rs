@@ -55,6 +55,12 @@ fn an_unreachable_broker_is_reported_and_consumption_resumes_when_it_returns() {
         (Some("kafka"), Some(0), Some(50)),
         "{status}"
     );
+    // 50 messages over two partitions, committed up to their ends.
+    assert_eq!(
+        src["positions"],
+        serde_json::json!({"later/0": 25, "later/1": 25}),
+        "{status}"
+    );
     let served = metric_names(&scrape);
     for name in documented_metrics()
         .iter()
