@@ -355,7 +355,12 @@ impl SourceContext {
     }
 
     /// `next` if the broker still has it; otherwise the gap policy decides.
-    fn checked(&self, consumer: &KafkaConsumer, key: &PartitionKey, next: i64) -> Offset {
+    pub(crate) fn checked(
+        &self,
+        consumer: &KafkaConsumer,
+        key: &PartitionKey,
+        next: i64,
+    ) -> Offset {
         let Ok((low, high)) = consumer.fetch_watermarks(&key.0, key.1, REBALANCE_TIMEOUT) else {
             return Offset::Offset(next);
         };

@@ -144,6 +144,10 @@ impl KafkaSource {
                 return done;
             }
             self.poll_some();
+            self.check_jumps();
+            if self.shared().fatal.is_some() {
+                continue; // nothing past a gap is handed on under on_offset_gap = "fail"
+            }
             self.flush(&ctx, false);
         }
     }
@@ -168,6 +172,36 @@ impl KafkaSource {
                 }
             }
         }
+    }
+
+    /// For each forward jump in a partition's offsets: if the broker no longer has the
+    /// offset expected, retention deleted messages this source had not read (librdkafka
+    /// then resets to the earliest offset by itself) and `on_offset_gap` decides, as when
+    /// a stored offset is found missing at assignment. Other jumps (aborted transactions,
+    /// compaction) are normal.
+    fn check_jumps(&mut self) {
+        let jumps = std::mem::take(&mut self.held.jumps);
+        if jumps.is_empty() {
+            return;
+        }
+        let context = self.consumer.context().clone();
+        // A gap already found at assignment explains the jump: it is recorded once.
+        let known: Vec<PartitionKey> = self
+            .shared()
+            .gaps
+            .iter()
+            .map(|g| (g.topic.clone(), g.partition))
+            .collect();
+        let recorded = |k: &PartitionKey| {
+            known.contains(k) || self.held.buffers.get(k).is_some_and(|b| !b.gaps.is_empty())
+        };
+        let jumps: Vec<_> = jumps.into_iter().filter(|(k, _)| !recorded(k)).collect();
+        for (key, expected) in jumps {
+            debug!(source = %self.setup.name, topic = %key.0, partition = key.1, expected,
+                "offsets jumped forward; checking the broker still has the expected one");
+            context.checked(&self.consumer, &key, expected);
+        }
+        self.take_gaps();
     }
 
     /// Hands on every buffer that is large or old enough (all of them with `all`).
@@ -430,6 +464,8 @@ struct Held {
     revoked: Vec<PartitionKey>,
     /// The partition of the last message, whose key the next message likely shares.
     last: Option<PartitionKey>,
+    /// Partitions whose offsets jumped forward by more than one, with the offset expected.
+    jumps: Vec<(PartitionKey, i64)>,
 }
 
 impl Held {
@@ -442,6 +478,25 @@ impl Held {
             self.sent.remove(&key);
             shared.in_flight.retain(|(k, _), _| *k != key);
             self.revoked.push(key);
+        }
+    }
+
+    /// The partition's next offset by this source's bookkeeping: after the last buffered
+    /// message (which is past what was sent or committed), else after the last chunk sent,
+    /// else the committed one; `None` when nothing is known yet.
+    fn expected(&self, shared: &Mutex<Shared>, key: &PartitionKey) -> Option<i64> {
+        if let Some(last) = self.buffers.get(key).and_then(|b| b.messages.last()) {
+            return Some(last.offset + 1);
+        }
+        let committed = shared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .committed
+            .get(key)
+            .copied();
+        match (committed, self.sent.get(key).copied()) {
+            (Some(c), Some(s)) => Some(c.max(s)),
+            (c, s) => c.or(s),
         }
     }
 
@@ -461,17 +516,14 @@ impl Held {
                 k
             }
         };
-        // The buffer's last offset, when there is one, is past what was sent or committed.
-        let buffered = self
-            .buffers
-            .get(&key)
-            .and_then(|b| b.messages.last())
-            .map(|l| l.offset + 1);
-        let expected = buffered.unwrap_or_else(|| {
-            let shared = shared.lock().unwrap_or_else(PoisonError::into_inner);
-            let committed = shared.committed.get(&key).copied().unwrap_or(0);
-            committed.max(self.sent.get(&key).copied().unwrap_or(0))
-        });
+        let known = self.expected(shared, &key);
+        let expected = known.unwrap_or(0);
+        // A jump of one is a transaction marker; more may be aborted transactions or
+        // compaction, or messages retention deleted before they were read: checked after
+        // the poll (see KafkaSource::check_jumps).
+        if known.is_some_and(|e| m.offset() > e + 1) {
+            self.jumps.push((key.clone(), expected));
+        }
         if m.offset() < expected {
             debug!(topic = %key.0, partition = key.1, offset = m.offset(), expected, "skipping a message delivered again");
             return;

@@ -319,3 +319,45 @@ fn messages_delivered_again_after_an_offset_reset_are_not_written_twice() {
         800
     );
 }
+
+#[test]
+fn messages_deleted_by_retention_while_sluice_lags_are_recorded_as_a_gap() {
+    let k = Kafka::new("lagging", 1);
+    // A consumer that reads little ahead and commits slowly (one-row batches) falls behind
+    // while 7 MB arrive; the mock keeps 5 MB per partition, deleting 1 MB segments.
+    let d = k.deployment_with(
+        "on_offset_gap = \"earliest\"",
+        SCHEMA,
+        "[batch]\nmax_rows = 1\n",
+        "\"queued.max.messages.kbytes\" = \"64\"\n\"message.max.bytes\" = \"20000\"\n\"fetch.max.bytes\" = \"20000\"\n\"max.partition.fetch.bytes\" = \"20000\"\n",
+    );
+    let mut daemon = d.start_logging("info,sluice_sources=debug");
+    daemon.wait_for_log("partitions assigned");
+    for i in 0..5 {
+        k.send(0, "k", &order(i));
+    }
+    k.flush();
+    daemon.wait_for_log("committed table=src batch=5");
+    let pad = "x".repeat(10_000);
+    for i in 5..705 {
+        k.send(0, "k", &format!("{{\"id\": {i}, \"name\": \"{pad}\"}}"));
+    }
+    k.flush();
+    daemon.wait_until("the gap detected", |dd| {
+        let log = dd.log_text();
+        log.contains("offset gap") || log.contains("no longer on the broker")
+    });
+    let (status, log) = daemon.terminate();
+    assert!(status.success(), "{log}");
+    let db = d.db();
+    let gaps = query_i64(
+        &db,
+        "SELECT count(*) FROM _sluice.dead_letters WHERE error LIKE 'offset gap%'",
+    );
+    assert!(gaps >= 1, "the gap is recorded: {log}");
+    let rows = query_i64(&db, "SELECT count(*) FROM raw.src");
+    assert!(
+        (5..705).contains(&rows),
+        "messages were deleted before they were read: {rows}"
+    );
+}
