@@ -2,7 +2,9 @@
 //! failing requests, faster than the committer.
 
 use super::{order, Kafka, SCHEMA};
-use crate::support::{documented_metrics, http_get, metric, metric_names, query_i64};
+use crate::support::{
+    documented_metrics, http_get, metric, metric_names, query_i64, query_strings,
+};
 
 #[test]
 fn an_unreachable_broker_is_reported_and_consumption_resumes_when_it_returns() {
@@ -77,7 +79,7 @@ fn an_unreachable_broker_is_reported_and_consumption_resumes_when_it_returns() {
 }
 
 #[test]
-fn a_second_instance_joining_and_leaving_loses_and_doubles_nothing() {
+fn a_second_instance_joining_and_leaving_loses_nothing_and_doubles_only_after_a_refused_commit() {
     let k = Kafka::new("shared", 6);
     let produce = |from: i64, n: i64| {
         for i in from..from + n {
@@ -101,15 +103,15 @@ fn a_second_instance_joining_and_leaving_loses_and_doubles_nothing() {
     second.wait_until("the second instance got partitions and ingests", |_| {
         rows(&base_b) > 0.0
     });
-    let (status, log) = second.terminate();
-    assert!(status.success(), "{log}");
+    let (status, log_b) = second.terminate();
+    assert!(status.success(), "{log_b}");
     produce(6000, 3000);
     let in_b = query_i64(&b.db(), "SELECT count(*) FROM raw.src") as f64;
     first.wait_until("the first instance took everything back", |_| {
         rows(&base_a) + in_b >= 9000.0
     });
-    let (status, log) = first.terminate();
-    assert!(status.success(), "{log}");
+    let (status, log_a) = first.terminate();
+    assert!(status.success(), "{log_a}");
     let db = duckdb::Connection::open_in_memory().expect("duckdb");
     for (alias, d) in [("a", &a), ("b", &b)] {
         let path = d.data.join("warehouse.duckdb");
@@ -133,10 +135,25 @@ fn a_second_instance_joining_and_leaving_loses_and_doubles_nothing() {
         9000,
         "nothing lost"
     );
-    assert_eq!(
-        query_i64(&db, &format!("SELECT count(*) FROM ({union})")),
-        9000,
-        "nothing doubled"
+    for alias in ["a", "b"] {
+        let sql = format!("SELECT count(*) - count(DISTINCT (_sluice_partition, _sluice_offset)) FROM {alias}.raw.src");
+        assert_eq!(
+            query_i64(&db, &sql),
+            0,
+            "instance {alias} holds a message twice"
+        );
+    }
+    // Across the two databases a message lands once, unless the coordinator refused the
+    // revoking instance's last offset commit (it may, during a rebalance): then the new
+    // owner starts from the previous commit and both databases hold those messages.
+    let refused = [&log_a, &log_b]
+        .iter()
+        .any(|l| l.contains("committing offsets of revoked partitions failed"));
+    let total = query_i64(&db, &format!("SELECT count(*) FROM ({union})"));
+    assert!(
+        total == 9000 || refused,
+        "doubled across instances without a refused commit: {total} rows; by partition: {:?}\n--- first:\n{log_a}\n--- second:\n{log_b}",
+        query_strings(&db, &format!("SELECT p, count(*) - count(DISTINCT o) FROM ({union}) GROUP BY p ORDER BY p"))
     );
 }
 
