@@ -9,7 +9,7 @@ use std::{
 };
 
 use crate::support::{
-    csv_rows, documented_metrics, http_get, metric, metric_names, query_i64, sluice_bin,
+    csv_rows, documented_metrics, http_get, metric, metric_names, query_i64, sluice_bin, try_get,
     Deployment, PATIENCE, SCHEMA,
 };
 
@@ -106,10 +106,12 @@ fn readiness_follows_a_source_that_cannot_read_its_directory() {
     let d = Deployment::new(&format!("rescan_interval = \"100ms\"\n{SCHEMA}"), HTTP);
     let mut daemon = d.start();
     let base = daemon.http_addr();
-    daemon.wait_until("ready", |_| http_get(&format!("{base}/readyz")).0 == 200);
+    // `code` reads an unreachable daemon as 0, so wait_until reports its exit and log.
+    let code = |path: &str| try_get(&format!("{base}{path}")).map_or(0, |r| r.0);
+    daemon.wait_until("ready", |_| code("/readyz") == 200);
     assert_eq!(http_get(&format!("{base}/healthz")).0, 200);
     fs::remove_dir(&d.inbox).expect("remove inbox");
-    daemon.wait_until("unready", |_| http_get(&format!("{base}/readyz")).0 == 503);
+    daemon.wait_until("unready", |_| code("/readyz") == 503);
     let (_, body) = http_get(&format!("{base}/readyz"));
     assert!(body.contains("source src: cannot list"), "{body}");
     let (_, scrape) = http_get(&format!("{base}/metrics"));
@@ -118,9 +120,7 @@ fn readiness_follows_a_source_that_cannot_read_its_directory() {
         Some(0.0)
     );
     fs::create_dir(&d.inbox).expect("recreate inbox");
-    daemon.wait_until("ready again", |_| {
-        http_get(&format!("{base}/readyz")).0 == 200
-    });
+    daemon.wait_until("ready again", |_| code("/readyz") == 200);
     d.write("after.csv", &csv_rows(1, 5));
     daemon.wait_until("file in the recreated directory archived", |_| {
         d.moved("archive") == ["after.csv"]
