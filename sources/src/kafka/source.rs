@@ -4,6 +4,11 @@
 //!
 //! Backpressure: when the committer's channel is full, every assigned partition is paused
 //! and the loop keeps polling (so the group membership stays alive) until the chunk fits.
+//!
+//! [`held`] keeps what the loop holds between polls (buffers, what was sent, revocations,
+//! offset jumps).
+
+mod held;
 
 use std::{
     collections::HashMap,
@@ -13,7 +18,6 @@ use std::{
 
 use rdkafka::{
     consumer::{CommitMode, Consumer},
-    message::{Message as _, Timestamp},
     TopicPartitionList,
 };
 use sluice_core::{Chunk, DeadLetter, Ident, Origin, PartitionProgress, Position, TableSchema};
@@ -22,9 +26,10 @@ use tracing::{debug, info, warn};
 use super::{
     config::{Format, KafkaSourceConfig, UnknownFields},
     consumer::{self, describe, KafkaConsumer, PartitionKey, Redactor, Shared},
-    decode::{infer_json, Decoder, Message, Partition},
+    decode::{infer_json, Decoder, Partition},
 };
 use crate::{telemetry, SourceContext, SourceError, SourceEvent};
+use held::{Buffer, Held};
 
 /// How long a partition's buffer may wait before it is handed on.
 const FLUSH_AGE: Duration = Duration::from_millis(200);
@@ -47,15 +52,6 @@ pub struct KafkaSetup {
     pub stored: HashMap<(String, i32), i64>,
     pub chunk_rows: usize,
     pub chunk_bytes: usize,
-}
-
-#[derive(Debug, Default)]
-struct Buffer {
-    messages: Vec<Message>,
-    bytes: usize,
-    since: Option<Instant>,
-    /// Offset gaps to record with the partition's next chunk.
-    gaps: Vec<DeadLetter>,
 }
 
 /// A running Kafka source.
@@ -451,96 +447,6 @@ impl KafkaSource {
                 warn!(source = %self.setup.name, error = %describe(&e, &self.redactor), "committing offsets to the broker failed (DuckDB has them)");
             }
         }
-    }
-}
-
-/// What the source holds between polls: buffered messages, what it sent, and
-/// revocations the committer has not been told about yet.
-#[derive(Debug, Default)]
-struct Held {
-    buffers: HashMap<PartitionKey, Buffer>,
-    /// The next offset after the last chunk sent, per partition.
-    sent: HashMap<PartitionKey, i64>,
-    revoked: Vec<PartitionKey>,
-    /// The partition of the last message, whose key the next message likely shares.
-    last: Option<PartitionKey>,
-    /// Partitions whose offsets jumped forward by more than one, with the offset expected.
-    jumps: Vec<(PartitionKey, i64)>,
-}
-
-impl Held {
-    /// Drops what is held of partitions revoked during the last poll, before any message
-    /// of a new assignment is buffered.
-    fn apply_revocations(&mut self, shared: &Mutex<Shared>) {
-        let mut shared = shared.lock().unwrap_or_else(PoisonError::into_inner);
-        for key in std::mem::take(&mut shared.revoked) {
-            self.buffers.remove(&key);
-            self.sent.remove(&key);
-            shared.in_flight.retain(|(k, _), _| *k != key);
-            self.revoked.push(key);
-        }
-    }
-
-    /// The partition's next offset by this source's bookkeeping: after the last buffered
-    /// message (which is past what was sent or committed), else after the last chunk sent,
-    /// else the committed one; `None` when nothing is known yet.
-    fn expected(&self, shared: &Mutex<Shared>, key: &PartitionKey) -> Option<i64> {
-        if let Some(last) = self.buffers.get(key).and_then(|b| b.messages.last()) {
-            return Some(last.offset + 1);
-        }
-        let committed = shared
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .committed
-            .get(key)
-            .copied();
-        match (committed, self.sent.get(key).copied()) {
-            (Some(c), Some(s)) => Some(c.max(s)),
-            (c, s) => c.or(s),
-        }
-    }
-
-    /// Keeps a consumed message in its partition's buffer.
-    ///
-    /// A message below the partition's next offset (committed, sent or buffered) is
-    /// already in DuckDB or on its way: it is skipped, whatever made the client deliver it
-    /// again (an offset reset after a spurious out-of-range error, say).
-    fn push(&mut self, shared: &Mutex<Shared>, m: &rdkafka::message::BorrowedMessage<'_>) {
-        self.apply_revocations(shared);
-        // Messages come in runs of one partition: reuse its key (no allocation per message).
-        let key = match &self.last {
-            Some(k) if &*k.0 == m.topic() && k.1 == m.partition() => k.clone(),
-            _ => {
-                let k: PartitionKey = (m.topic().into(), m.partition());
-                self.last = Some(k.clone());
-                k
-            }
-        };
-        let known = self.expected(shared, &key);
-        let expected = known.unwrap_or(0);
-        // A jump of one is a transaction marker; more may be aborted transactions or
-        // compaction, or messages retention deleted before they were read: checked after
-        // the poll (see KafkaSource::check_jumps).
-        if known.is_some_and(|e| m.offset() > e + 1) {
-            self.jumps.push((key.clone(), expected));
-        }
-        if m.offset() < expected {
-            debug!(topic = %key.0, partition = key.1, offset = m.offset(), expected, "skipping a message delivered again");
-            return;
-        }
-        let message = Message {
-            offset: m.offset(),
-            key: m.key().map(<[u8]>::to_vec),
-            timestamp_ms: match m.timestamp() {
-                Timestamp::NotAvailable => None,
-                Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => Some(t),
-            },
-            payload: m.payload().map(<[u8]>::to_vec),
-        };
-        let buf = self.buffers.entry(key).or_default();
-        buf.bytes += message.size();
-        buf.since.get_or_insert_with(Instant::now);
-        buf.messages.push(message);
     }
 }
 
