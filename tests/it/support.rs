@@ -230,7 +230,26 @@ impl Daemon {
     /// Waits until `cond` holds, failing the test (with the daemon's log) after PATIENCE.
     pub fn wait_until(&mut self, what: &str, mut cond: impl FnMut(&Daemon) -> bool) {
         let deadline = Instant::now() + PATIENCE;
-        while !cond(self) {
+        loop {
+            // A condition that panics (say, a GET to a daemon that is gone) still gets the
+            // daemon's exit status and log into the failure.
+            let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cond(self)));
+            match checked {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(panic) => {
+                    let exit = self.child.try_wait().ok().flatten();
+                    let why = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default();
+                    panic!(
+                        "waiting for {what}: {why} (sluice exited: {exit:?}); log:\n{}",
+                        self.log_text()
+                    );
+                }
+            }
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!(
                     "sluice exited ({status}) while waiting for {what}:\n{}",
