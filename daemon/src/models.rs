@@ -32,24 +32,28 @@ const MAX_ROUND_DELAY: Duration = Duration::from_secs(1);
 /// adds raw tables already in the database to those the sources feed.
 pub fn load_plan(config: &Config, existing: &BTreeSet<String>) -> Option<Result<Plan, Problems>> {
     let models = config.models.as_ref()?;
-    let schema = |s: &str| {
-        Ident::new(s).map_err(|e| {
+    let mut tables = config.source_tables();
+    tables.extend(existing.iter().cloned());
+    Some(schemas(config).and_then(|(model_schema, raw_schema)| {
+        Plan::load(&models.dir, model_schema, raw_schema, Some(&tables))
+    }))
+}
+
+/// The models' schema and the raw tables' schema (validated with the configuration).
+fn schemas(config: &Config) -> Result<(Ident, Ident), Problems> {
+    let ident = |key: &str, name: &str| {
+        Ident::new(name).map_err(|e| {
             Problems(vec![sluice_models::ModelError::Output {
                 model: "*".into(),
-                message: format!("schema {s:?}: {e}"),
+                message: format!("{key} {name:?}: {e}"),
             }])
         })
     };
-    Some((|| {
-        let mut tables = config.source_tables();
-        tables.extend(existing.iter().cloned());
-        Plan::load(
-            &models.dir,
-            schema(&models.schema)?,
-            schema(&config.duckdb.raw_schema)?,
-            Some(&tables),
-        )
-    })())
+    let models = config.models.as_ref().map_or("main", |m| m.schema.as_str());
+    Ok((
+        ident("models.schema", models)?,
+        ident("duckdb.raw_schema", &config.duckdb.raw_schema)?,
+    ))
 }
 
 /// The raw tables that exist in the database.
@@ -80,11 +84,11 @@ impl ModelReload {
 /// A plan with no models, for a daemon whose model files could not be read at start
 /// (ingestion runs; SIGHUP loads the fixed files).
 pub fn empty_plan(config: &Config) -> anyhow::Result<Plan> {
-    let models = config.models.as_ref().map_or("main", |m| m.schema.as_str());
+    let (model_schema, raw_schema) = schemas(config)?;
     Ok(Plan {
         catalog: Catalog {
-            model_schema: Ident::new(models)?,
-            raw_schema: Ident::new(&config.duckdb.raw_schema)?,
+            model_schema,
+            raw_schema,
             models: Default::default(),
             sources: Default::default(),
         },

@@ -9,7 +9,7 @@ use sluice_core::Ident;
 
 use crate::{
     error::{DuckdbContext, Result},
-    render::Catalog,
+    render::{Catalog, Resolved},
 };
 
 /// Whether a failing test is an error or a warning (dbt's `severity`).
@@ -55,15 +55,13 @@ impl RelationRef {
 
     fn sql(&self, catalog: &Catalog) -> std::result::Result<String, String> {
         match self {
-            RelationRef::Ref(name) => {
-                let id = Ident::new(name).map_err(|e| format!("ref({name:?}): {e}"))?;
-                let schema = if catalog.models.contains_key(name) {
-                    &catalog.model_schema
-                } else {
-                    &catalog.raw_schema
-                };
-                Ok(catalog.relation(schema, &id))
-            }
+            RelationRef::Ref(name) => match catalog.resolve_ref(name)? {
+                Resolved::Model(id) => Ok(catalog.relation(&catalog.model_schema, &id)),
+                Resolved::Raw(id) => Ok(catalog.relation(&catalog.raw_schema, &id)),
+                Resolved::Ephemeral(id) => Err(format!(
+                    "ref({id:?}) is an ephemeral model: there is no relation to test against"
+                )),
+            },
             RelationRef::Source(source, table) => {
                 let schema = catalog.source_schema(source)?;
                 let id = Ident::new(table).map_err(|e| format!("source table: {e}"))?;

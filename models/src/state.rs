@@ -103,18 +103,9 @@ pub fn has_new_batches<'a>(
     tables: impl IntoIterator<Item = &'a String>,
     watermark: i64,
 ) -> Result<bool> {
-    let tables: Vec<&String> = tables.into_iter().collect();
-    if tables.is_empty() {
-        return Ok(false);
-    }
-    let list = vec!["?"; tables.len()].join(", ");
-    let sql = format!(
-        "SELECT count(*) > 0 FROM _sluice.batches WHERE batch_id > ? AND table_name IN ({list})"
-    );
-    let mut args: Vec<&dyn duckdb::ToSql> = vec![&watermark];
-    args.extend(tables.iter().map(|t| *t as &dyn duckdb::ToSql));
-    conn.query_row(&sql, args.as_slice(), |r| r.get(0))
-        .ctx(model, || "looking for new batches".into())
+    let found = over_batches(conn, "count(*) > 0", "batch_id > ?", tables, watermark)
+        .ctx(model, || "looking for new batches".into())?;
+    Ok(found.unwrap_or(false))
 }
 
 /// When the newest batch of `tables` at or below `watermark` was committed (epoch µs).
@@ -124,19 +115,38 @@ pub fn newest_consumed<'a>(
     tables: impl IntoIterator<Item = &'a String>,
     watermark: i64,
 ) -> Result<Option<i64>> {
+    over_batches::<Option<i64>>(
+        conn,
+        "epoch_us(max(committed_at))",
+        "batch_id <= ?",
+        tables,
+        watermark,
+    )
+    .map(Option::flatten)
+    .ctx(model, || "reading its freshness".into())
+}
+
+/// `SELECT <select> FROM _sluice.batches WHERE <batch_filter> AND table_name IN (tables)`,
+/// the filter bound to `watermark`; `None` without tables.
+fn over_batches<'a, T: duckdb::types::FromSql>(
+    conn: &Connection,
+    select: &str,
+    batch_filter: &str,
+    tables: impl IntoIterator<Item = &'a String>,
+    watermark: i64,
+) -> duckdb::Result<Option<T>> {
     let tables: Vec<&String> = tables.into_iter().collect();
     if tables.is_empty() {
         return Ok(None);
     }
     let list = vec!["?"; tables.len()].join(", ");
     let sql = format!(
-        "SELECT epoch_us(max(committed_at)) FROM _sluice.batches \
-         WHERE batch_id <= ? AND table_name IN ({list})"
+        "SELECT {select} FROM _sluice.batches WHERE {batch_filter} AND table_name IN ({list})"
     );
     let mut args: Vec<&dyn duckdb::ToSql> = vec![&watermark];
     args.extend(tables.iter().map(|t| *t as &dyn duckdb::ToSql));
     conn.query_row(&sql, args.as_slice(), |r| r.get(0))
-        .ctx(model, || "reading its freshness".into())
+        .map(Some)
 }
 
 /// Whether `schema.name` exists as a table or view.

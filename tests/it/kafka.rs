@@ -19,7 +19,7 @@ use rdkafka::{
     ClientConfig,
 };
 
-use crate::support::{Deployment, PATIENCE};
+use crate::support::{http_get, metric, query_i64, Deployment, PATIENCE};
 
 /// A mock cluster with one topic, and a producer to it.
 pub struct Kafka {
@@ -116,4 +116,22 @@ pub fn order(id: i64) -> String {
         id % 1000,
         id % 100
     )
+}
+
+/// Rows the daemon at `base` has committed, by its metrics.
+pub fn rows_ingested(base: &str) -> f64 {
+    let (_, scrape) = http_get(&format!("{base}/metrics"));
+    metric(&scrape, "sluice_rows_ingested_total{source=\"src\"}").unwrap_or(0.0)
+}
+
+/// Asserts `raw.src` holds `n` rows: each message (partition, offset) once, each id once.
+pub fn assert_each_message_once(db: &duckdb::Connection, n: i64) {
+    assert_eq!(query_i64(db, "SELECT count(*) FROM raw.src"), n, "rows");
+    let distinct = "SELECT count(DISTINCT (_sluice_partition, _sluice_offset)) FROM raw.src";
+    assert_eq!(query_i64(db, distinct), n, "distinct messages");
+    assert_eq!(
+        query_i64(db, "SELECT count(DISTINCT id) FROM raw.src"),
+        n,
+        "distinct ids"
+    );
 }

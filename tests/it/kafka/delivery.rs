@@ -5,8 +5,8 @@ use std::{thread, time::Duration};
 use rand::Rng;
 use rdkafka::producer::Producer;
 
-use super::{order, producer, send, Kafka, SCHEMA};
-use crate::support::{http_get, metric, query_i64, query_strings, Deployment, PATIENCE};
+use super::{assert_each_message_once, order, producer, rows_ingested, send, Kafka, SCHEMA};
+use crate::support::{http_get, query_i64, query_strings, Deployment, PATIENCE};
 
 #[test]
 fn json_messages_land_once_with_provenance_and_poison_becomes_dead_letters() {
@@ -32,14 +32,7 @@ fn json_messages_land_once_with_provenance_and_poison_becomes_dead_letters() {
     let d = k.deployment("max_message_bytes = \"2KiB\"", SCHEMA);
     d.run_once();
     let db = d.db();
-    assert_eq!(query_i64(&db, "SELECT count(*) FROM raw.src"), good);
-    assert_eq!(
-        query_i64(
-            &db,
-            "SELECT count(DISTINCT (_sluice_partition, _sluice_offset)) FROM raw.src"
-        ),
-        good
-    );
+    assert_each_message_once(&db, good);
     assert_eq!(
         query_strings(
             &db,
@@ -155,22 +148,7 @@ fn every_message_exactly_once_across_sigkills_at_random_moments() {
     );
     d.run_once();
     let db = d.db();
-    assert_eq!(
-        query_i64(&db, "SELECT count(*) FROM raw.src"),
-        next,
-        "every message once"
-    );
-    assert_eq!(
-        query_i64(
-            &db,
-            "SELECT count(DISTINCT (_sluice_partition, _sluice_offset)) FROM raw.src"
-        ),
-        next
-    );
-    assert_eq!(
-        query_i64(&db, "SELECT count(DISTINCT id) FROM raw.src"),
-        next
-    );
+    assert_each_message_once(&db, next);
     let offsets = query_strings(
         &db,
         "SELECT \"partition\", next_offset FROM _sluice.offsets ORDER BY 1",
@@ -290,11 +268,9 @@ fn messages_delivered_again_after_an_offset_reset_are_not_written_twice() {
     let d = k.deployment("", SCHEMA);
     let mut daemon = d.start_logging("info,sluice_sources=debug");
     let base = daemon.http_addr();
-    let rows = |base: &str| {
-        let (_, scrape) = http_get(&format!("{base}/metrics"));
-        metric(&scrape, "sluice_rows_ingested_total{source=\"src\"}").unwrap_or(0.0)
-    };
-    daemon.wait_until("the first messages committed", |_| rows(&base) == 500.0);
+    daemon.wait_until("the first messages committed", |_| {
+        rows_ingested(&base) == 500.0
+    });
     // The broker claims the fetch offset is out of range: librdkafka resets the partition
     // to its earliest offset and delivers every message again.
     k.cluster.request_errors(
@@ -305,7 +281,9 @@ fn messages_delivered_again_after_an_offset_reset_are_not_written_twice() {
         k.send(0, "k", &order(i));
     }
     k.flush();
-    daemon.wait_until("the new messages committed", |_| rows(&base) >= 800.0);
+    daemon.wait_until("the new messages committed", |_| {
+        rows_ingested(&base) >= 800.0
+    });
     let (status, log) = daemon.terminate();
     assert!(status.success(), "{log}");
     assert!(
@@ -313,11 +291,7 @@ fn messages_delivered_again_after_an_offset_reset_are_not_written_twice() {
         "no message came twice; the test proves nothing"
     );
     let db = d.db();
-    assert_eq!(query_i64(&db, "SELECT count(*) FROM raw.src"), 800);
-    assert_eq!(
-        query_i64(&db, "SELECT count(DISTINCT _sluice_offset) FROM raw.src"),
-        800
-    );
+    assert_each_message_once(&db, 800);
 }
 
 #[test]

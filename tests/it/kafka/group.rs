@@ -1,7 +1,7 @@
 //! The consumer group and the brokers: unreachable, shared with another instance,
 //! failing requests, faster than the committer.
 
-use super::{order, Kafka, SCHEMA};
+use super::{assert_each_message_once, order, rows_ingested, Kafka, SCHEMA};
 use crate::support::{
     documented_metrics, http_get, metric, metric_names, query_i64, query_strings,
 };
@@ -87,28 +87,26 @@ fn a_second_instance_joining_and_leaving_loses_nothing_and_doubles_only_after_a_
         }
         k.flush();
     };
-    let rows = |base: &str| {
-        let (_, scrape) = http_get(&format!("{base}/metrics"));
-        metric(&scrape, "sluice_rows_ingested_total{source=\"src\"}").unwrap_or(0.0)
-    };
     produce(0, 3000);
     let a = k.deployment("", SCHEMA);
     let b = k.deployment("", SCHEMA);
     let mut first = a.start();
     let base_a = first.http_addr();
-    first.wait_until("the first instance ingests", |_| rows(&base_a) > 0.0);
+    first.wait_until("the first instance ingests", |_| {
+        rows_ingested(&base_a) > 0.0
+    });
     let mut second = b.start();
     let base_b = second.http_addr();
     produce(3000, 3000);
     second.wait_until("the second instance got partitions and ingests", |_| {
-        rows(&base_b) > 0.0
+        rows_ingested(&base_b) > 0.0
     });
     let (status, log_b) = second.terminate();
     assert!(status.success(), "{log_b}");
     produce(6000, 3000);
     let in_b = query_i64(&b.db(), "SELECT count(*) FROM raw.src") as f64;
     first.wait_until("the first instance took everything back", |_| {
-        rows(&base_a) + in_b >= 9000.0
+        rows_ingested(&base_a) + in_b >= 9000.0
     });
     let (status, log_a) = first.terminate();
     assert!(status.success(), "{log_a}");
@@ -173,11 +171,7 @@ fn injected_broker_errors_are_retried_without_loss() {
     let d = k.deployment("", SCHEMA);
     d.run_once();
     let db = d.db();
-    assert_eq!(query_i64(&db, "SELECT count(*) FROM raw.src"), 400);
-    assert_eq!(
-        query_i64(&db, "SELECT count(DISTINCT id) FROM raw.src"),
-        400
-    );
+    assert_each_message_once(&db, 400);
 }
 
 #[test]
@@ -202,6 +196,5 @@ fn a_slow_committer_pauses_consumption_and_loses_nothing() {
         "the committer never fell behind; the test proves nothing"
     );
     let db = d.db();
-    assert_eq!(query_i64(&db, "SELECT count(*) FROM raw.src"), n);
-    assert_eq!(query_i64(&db, "SELECT count(DISTINCT id) FROM raw.src"), n);
+    assert_each_message_once(&db, n);
 }

@@ -12,6 +12,11 @@ fn msg(offset: i64, payload: &str) -> Message {
     }
 }
 
+/// Messages of partition `partition` of `topic`.
+fn at(topic: &Arc<str>, partition: i32) -> Partition<'_> {
+    Partition { topic, partition }
+}
+
 fn decoder(format: Format, columns: &[(&str, ColumnType)]) -> Decoder {
     Decoder {
         format,
@@ -52,15 +57,7 @@ fn json_messages_become_typed_rows_with_provenance_and_poison_becomes_dead_lette
         msg(14, &format!(r#"{{"id": 5, "pad": "{}"}}"#, "x".repeat(300))),
         msg(15, r#"{"id": 2}"#),
     ];
-    let out = d
-        .decode(
-            Partition {
-                topic: &topic,
-                partition: 3,
-            },
-            &messages,
-        )
-        .unwrap();
+    let out = d.decode(at(&topic, 3), &messages).unwrap();
     assert_eq!(out.rows.num_rows(), 2);
     let ids = out.rows.column(0).as_primitive::<Int64Type>();
     assert_eq!((ids.value(0), ids.value(1)), (1, 2));
@@ -136,10 +133,7 @@ fn csv_messages_may_hold_several_lines_and_a_bad_line_rejects_its_message() {
     let topic: Arc<str> = "t".into();
     let out = d
         .decode(
-            Partition {
-                topic: &topic,
-                partition: 0,
-            },
+            at(&topic, 0),
             &[msg(0, "1,a\n2,b\n"), msg(1, "3,c\nx,d\n"), msg(2, "4")],
         )
         .unwrap();
@@ -154,24 +148,12 @@ fn raw_payloads_land_as_text_or_bytes() {
     let mut bad = msg(1, "");
     bad.payload = Some(vec![0xff, 0xfe]);
     let out = text
-        .decode(
-            Partition {
-                topic: &topic,
-                partition: 0,
-            },
-            &[msg(0, "hello"), bad.clone()],
-        )
+        .decode(at(&topic, 0), &[msg(0, "hello"), bad.clone()])
         .unwrap();
     assert_eq!((out.rows.num_rows(), out.dead_letters.len()), (1, 1));
     let bytes = decoder(Format::Raw, &[("payload", ColumnType::Blob)]);
     let out = bytes
-        .decode(
-            Partition {
-                topic: &topic,
-                partition: 0,
-            },
-            &[msg(0, "hello"), bad],
-        )
+        .decode(at(&topic, 0), &[msg(0, "hello"), bad])
         .unwrap();
     assert_eq!((out.rows.num_rows(), out.dead_letters.len()), (2, 0));
 }
@@ -206,10 +188,7 @@ fn unknown_json_fields_can_be_kept_as_json() {
     let topic: Arc<str> = "t".into();
     let out = d
         .decode(
-            Partition {
-                topic: &topic,
-                partition: 0,
-            },
+            at(&topic, 0),
             &[
                 msg(0, r#"{"id": 1, "x": {"y": 2}, "z": "w"}"#),
                 msg(1, r#"{"id": 2}"#),
