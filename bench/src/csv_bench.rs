@@ -28,11 +28,11 @@ pub struct Args {
     /// Work directory (default: a temporary one, removed afterwards).
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// sluice's batch.max_rows.
-    #[arg(long, default_value_t = 1_000_000)]
+    /// sluice's batch.max_rows (default: sluice's default).
+    #[arg(long, default_value_t = 122_880)]
     max_rows: usize,
-    /// sluice's batch.max_bytes.
-    #[arg(long, default_value = "256MiB")]
+    /// sluice's batch.max_bytes (default: sluice's default).
+    #[arg(long, default_value = "64MiB")]
     max_bytes: String,
 }
 

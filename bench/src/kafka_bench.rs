@@ -26,8 +26,8 @@ pub struct Args {
     /// Rounds; medians are reported.
     #[arg(long, default_value_t = 3)]
     runs: usize,
-    /// sluice's batch.max_rows.
-    #[arg(long, default_value_t = 100_000)]
+    /// sluice's batch.max_rows (default: sluice's default).
+    #[arg(long, default_value_t = 122_880)]
     max_rows: usize,
     /// The sluice binary (default: next to this one).
     #[arg(long)]

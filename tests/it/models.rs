@@ -79,7 +79,7 @@ fn assert_marts_equal_full_refresh(config: &Path, data_dir_key: &str, tables: &[
 }
 
 fn quickstart() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart")
+    crate::support::repo_root().join("examples/quickstart")
 }
 
 #[test]

@@ -4,14 +4,14 @@
 //! packages that scripts/test.sh installs; without them these tests fail naming the package.
 
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Stdio},
 };
 
 use crate::support::{csv_rows, documented_metrics, metric_names, try_get, Deployment, SCHEMA};
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    crate::support::repo_root()
 }
 
 /// The path of `bin`, or a failure naming the Debian package that provides it.

@@ -9,7 +9,15 @@ use serde::{de, Deserialize};
 use super::file::{BatchConfig, DuckdbConfig, FileConfig, HttpConfig, ModelsConfig, ParquetConfig};
 use sluice_sources::{csv_dir::CsvSourceConfig, kafka::KafkaSourceConfig};
 
-const README: &str = include_str!("../../../README.md");
+/// The README of the checkout under test, read at run time (a binary built in another
+/// checkout sharing the target directory would otherwise check that checkout's README).
+fn readme() -> String {
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || env!("CARGO_MANIFEST_DIR").into(),
+        std::path::PathBuf::from,
+    );
+    std::fs::read_to_string(dir.join("../README.md")).expect("README.md")
+}
 
 /// The field names serde's derive declares for `T`.
 fn fields_of<'de, T: Deserialize<'de>>() -> Vec<&'static str> {
@@ -58,11 +66,12 @@ impl<'de> de::Deserializer<'de> for &mut FieldCollector {
 
 /// Keys listed in the README's configuration reference table (rows like "| `batch.max_rows` |").
 fn readme_keys() -> Vec<String> {
-    let start = README
+    let readme = readme();
+    let start = readme
         .find("<!-- config-keys:start -->")
         .expect("README has a config-keys table");
-    let end = README.find("<!-- config-keys:end -->").expect("table end");
-    README[start..end]
+    let end = readme.find("<!-- config-keys:end -->").expect("table end");
+    readme[start..end]
         .lines()
         .filter_map(|l| l.strip_prefix("| `"))
         .filter_map(|l| l.split('`').next())
@@ -118,12 +127,52 @@ fn readme_documents_exactly_the_keys_the_code_accepts() {
     assert_eq!(documented, accepted, "README config table vs code");
 }
 
+/// The README table's default column for `key` (the text between the backticks).
+fn readme_default(key: &str) -> String {
+    let row = format!("| `{key}` | ");
+    let readme = readme();
+    let line = readme
+        .lines()
+        .find(|l| l.starts_with(&row))
+        .unwrap_or_else(|| panic!("README table has no row for {key}"));
+    line[row.len()..]
+        .split(" |")
+        .next()
+        .map(|d| d.trim_matches('`').to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn readme_states_the_defaults_the_code_uses() {
+    let batch = BatchConfig::default();
+    let duckdb = DuckdbConfig::default();
+    let parquet = ParquetConfig::default();
+    let quoted = |s: &str| format!("\"{s}\"");
+    let expected = [
+        ("batch.max_rows", batch.max_rows.to_string()),
+        ("duckdb.file", quoted(&duckdb.file.display().to_string())),
+        ("duckdb.raw_schema", quoted(&duckdb.raw_schema)),
+        ("parquet.enabled", parquet.enabled.to_string()),
+        ("parquet.dir", quoted(&parquet.dir.display().to_string())),
+        ("http.listen", quoted(&HttpConfig::default().listen)),
+    ];
+    for (key, value) in expected {
+        assert_eq!(readme_default(key), value, "README default of {key}");
+    }
+    let unquoted = |key| readme_default(key).trim_matches('"').to_string();
+    let bytes: bytesize::ByteSize = unquoted("batch.max_bytes").parse().expect("a size");
+    assert_eq!(bytes, batch.max_bytes, "README default of batch.max_bytes");
+    let age = humantime::parse_duration(&unquoted("batch.max_age")).expect("a duration");
+    assert_eq!(age, batch.max_age, "README default of batch.max_age");
+}
+
 #[test]
 fn readme_full_example_loads() {
-    let start = README
+    let readme = readme();
+    let start = readme
         .find("<!-- config-example:start -->")
         .expect("README has a full example");
-    let block = &README[start..];
+    let block = &readme[start..];
     let body = block
         .split("```toml\n")
         .nth(1)

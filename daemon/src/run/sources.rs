@@ -36,13 +36,24 @@ impl Source {
     }
 }
 
+/// Records per chunk: at most [`MAX_CHUNK_ROWS`], and `max_rows` split evenly, so a full
+/// batch holds `max_rows` rows (less than one row per chunk short of it when not divisible). The batcher closes a batch before a
+/// chunk would overflow it; with 32,768-row chunks a 100,000-row limit made 98,304-row
+/// batches, and a 122,880-row limit (one DuckDB row group, see `Batch::max_rows`) made
+/// batches too small for DuckDB to write them straight into its file.
+fn chunk_rows(max_rows: usize) -> usize {
+    let max_rows = max_rows.max(1);
+    let chunks = max_rows.div_ceil(MAX_CHUNK_ROWS);
+    max_rows / chunks
+}
+
 /// Every configured source; `statuses` are their status handles by name.
 pub fn build(
     config: &Config,
     warehouse: &Warehouse,
     statuses: &HashMap<String, Arc<SourceStatus>>,
 ) -> anyhow::Result<Vec<Source>> {
-    let chunk_rows = config.batch.max_rows.min(MAX_CHUNK_ROWS);
+    let chunk_rows = chunk_rows(config.batch.max_rows);
     let chunk_bytes = (config.batch.max_bytes.as_u64() as usize / 2).clamp(1, MAX_CHUNK_BYTES);
     let mut sources = Vec::new();
     for (name, source) in &config.sources {
@@ -109,5 +120,22 @@ fn table_data_schema(
         }
         (Some(d), _) => Ok(Some(d)),
         (None, e) => Ok(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_fill_a_batch_to_its_row_limit() {
+        for max_rows in [1, 7, 32_768, 32_769, 100_000, 100_001, 122_880, 1_000_000] {
+            let rows = chunk_rows(max_rows);
+            assert!((1..=MAX_CHUNK_ROWS).contains(&rows), "{max_rows}: {rows}");
+            let per_batch = max_rows / rows * rows;
+            assert!(max_rows - per_batch < max_rows / rows, "{max_rows}: {rows}");
+        }
+        assert_eq!(chunk_rows(100_000), 25_000);
+        assert_eq!(chunk_rows(122_880), 30_720);
     }
 }

@@ -202,6 +202,8 @@ impl KafkaSource {
 
     /// Hands on every buffer that is large or old enough (all of them with `all`).
     fn flush(&mut self, ctx: &SourceContext, all: bool) {
+        // One clock read per call: reading it per buffer was 5% of a busy source's time.
+        let now = Instant::now();
         let due: Vec<PartitionKey> = self
             .held
             .buffers
@@ -210,7 +212,7 @@ impl KafkaSource {
             .filter(|(_, b)| {
                 all || b.messages.len() >= self.setup.chunk_rows
                     || b.bytes >= self.setup.chunk_bytes
-                    || b.since.is_some_and(|s| s.elapsed() >= FLUSH_AGE)
+                    || b.since.is_some_and(|s| now.duration_since(s) >= FLUSH_AGE)
                     || !b.gaps.is_empty()
             })
             .map(|(k, _)| k.clone())
