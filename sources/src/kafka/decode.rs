@@ -97,15 +97,30 @@ impl Decoder {
         let mut row_msg: Vec<usize> = Vec::new();
         let mut extra = StringBuilder::new();
         let mut dead_letters = Vec::new();
+        let mut scratch = JsonScratch::new(n_cols);
         for (i, m) in messages.iter().enumerate() {
             let payload = m.payload.as_deref().unwrap_or_default();
-            let parsed = if m.size() > self.max_message_bytes {
-                Err(format!(
+            if m.size() > self.max_message_bytes {
+                let error = format!(
                     "message of {} bytes is over max_message_bytes ({})",
                     m.size(),
                     self.max_message_bytes
-                ))
-            } else if blob {
+                );
+                dead_letters.push(dead_letter(error, at, m));
+                continue;
+            }
+            if self.format == Format::Json {
+                // The hot path: fields go to one reused buffer, then straight to the builders.
+                match scratch.parse(payload, &self.data, self.keep_unknown) {
+                    Ok(()) => {
+                        scratch.append_to(&mut text, &mut extra);
+                        row_msg.push(i);
+                    }
+                    Err(error) => dead_letters.push(dead_letter(error, at, m)),
+                }
+                continue;
+            }
+            let parsed = if blob {
                 blobs.append_option(m.payload.as_deref());
                 Ok(vec![(Vec::new(), None)])
             } else {
@@ -169,11 +184,10 @@ impl Decoder {
         Ok(Decoded { rows, dead_letters })
     }
 
-    /// The records of one payload, each a text value (or NULL) per data column, with the
-    /// JSON fields no column takes when they are kept.
+    /// The records of a CSV or raw payload, each a text value (or NULL) per data column.
     fn records(&self, payload: &[u8]) -> Result<Vec<Record>, String> {
         match self.format {
-            Format::Json => json_record(payload, &self.data, self.keep_unknown).map(|r| vec![r]),
+            Format::Json => unreachable!("JSON payloads are parsed by JsonScratch"),
             Format::Csv => csv_records(payload, self.data.len())
                 .map(|rs| rs.into_iter().map(|r| (r, None)).collect()),
             Format::Raw => std::str::from_utf8(payload)
@@ -240,38 +254,65 @@ fn dead_letter(error: String, at: Partition<'_>, m: &Message) -> DeadLetter {
 /// JSON object's text).
 type Record = (Vec<Option<String>>, Option<String>);
 
-/// A JSON object's fields as text, by column name; unknown fields are ignored or, with
-/// `keep`, collected. Streams the object (no intermediate map): this is the per-message
-/// hot path.
-fn json_record(payload: &[u8], data: &TableSchema, keep: bool) -> Result<Record, String> {
-    let mut out = vec![None; data.len()];
-    let mut unknown = keep.then(serde_json::Map::new);
-    let mut de = serde_json::Deserializer::from_slice(payload);
-    let row = Row {
-        data,
-        out: &mut out,
-        unknown: unknown.as_mut(),
-    };
-    serde::de::DeserializeSeed::deserialize(row, &mut de)
-        .and_then(|()| de.end())
-        .map_err(|e| match e.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                format!("not valid JSON: {e}")
-            }
-            _ => format!("not a JSON object ({e})"),
-        })?;
-    let unknown = unknown
-        .filter(|u| !u.is_empty())
-        .map(|u| Value::Object(u).to_string());
-    Ok((out, unknown))
+/// One JSON message's fields as text per column, in one buffer reused for every message
+/// of a chunk (no allocation per field: this is the per-message hot path). Unknown fields
+/// are ignored or, when kept, collected as a JSON object's text.
+struct JsonScratch {
+    text: String,
+    /// Per data column, the value's span in `text` (`None`: absent or JSON null).
+    spans: Vec<Option<(usize, usize)>>,
+    unknown: serde_json::Map<String, Value>,
+}
+
+impl JsonScratch {
+    fn new(columns: usize) -> Self {
+        JsonScratch {
+            text: String::new(),
+            spans: vec![None; columns],
+            unknown: serde_json::Map::new(),
+        }
+    }
+
+    /// Parses one payload; on error nothing of it is kept.
+    fn parse(&mut self, payload: &[u8], data: &TableSchema, keep: bool) -> Result<(), String> {
+        self.text.clear();
+        self.spans.iter_mut().for_each(|s| *s = None);
+        self.unknown.clear();
+        let mut de = serde_json::Deserializer::from_slice(payload);
+        let row = Row {
+            data,
+            scratch: self,
+            keep,
+        };
+        serde::de::DeserializeSeed::deserialize(row, &mut de)
+            .and_then(|()| de.end())
+            .map_err(|e| match e.classify() {
+                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                    format!("not valid JSON: {e}")
+                }
+                _ => format!("not a JSON object ({e})"),
+            })
+    }
+
+    /// Appends the parsed row to the column builders.
+    fn append_to(&mut self, columns: &mut [StringBuilder], extra: &mut StringBuilder) {
+        for (b, span) in columns.iter_mut().zip(&self.spans) {
+            b.append_option(span.map(|(from, to)| &self.text[from..to]));
+        }
+        if self.unknown.is_empty() {
+            extra.append_null();
+        } else {
+            let unknown = std::mem::take(&mut self.unknown);
+            extra.append_value(Value::Object(unknown).to_string());
+        }
+    }
 }
 
 /// Fills one row's text values from a JSON object.
 struct Row<'a> {
     data: &'a TableSchema,
-    out: &'a mut [Option<String>],
-    /// Where fields no column takes go, when they are kept.
-    unknown: Option<&'a mut serde_json::Map<String, Value>>,
+    scratch: &'a mut JsonScratch,
+    keep: bool,
 }
 
 impl<'de> serde::de::DeserializeSeed<'de> for Row<'_> {
@@ -286,74 +327,81 @@ impl<'de> serde::de::Visitor<'de> for Row<'_> {
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a JSON object")
     }
-    fn visit_map<A: serde::de::MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             match self.data.position(&key) {
-                Some(i) => self.out[i] = map.next_value::<AsText>()?.0,
-                None => match self.unknown.as_deref_mut() {
-                    Some(unknown) => {
-                        unknown.insert(key.into_owned(), map.next_value::<Value>()?);
-                    }
-                    None => {
-                        map.next_value::<serde::de::IgnoredAny>()?;
-                    }
-                },
+                Some(i) => {
+                    let from = self.scratch.text.len();
+                    let present = map.next_value_seed(AsText(&mut self.scratch.text))?;
+                    self.scratch.spans[i] = present.then_some((from, self.scratch.text.len()));
+                }
+                None if self.keep => {
+                    let value = map.next_value::<Value>()?;
+                    self.scratch.unknown.insert(key.into_owned(), value);
+                }
+                None => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
             }
         }
         Ok(())
     }
 }
 
-/// A JSON value as the text the column cast reads: strings as they are, numbers and
-/// booleans as written, nested objects and arrays as JSON text, null as NULL.
-struct AsText(Option<String>);
+/// Writes a JSON value as the text the column cast reads: strings as they are, numbers
+/// and booleans as written, nested objects and arrays as JSON text; `false` for null.
+struct AsText<'a>(&'a mut String);
 
-impl<'de> serde::Deserialize<'de> for AsText {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(TextVisitor)
+impl<'de> serde::de::DeserializeSeed<'de> for AsText<'_> {
+    type Value = bool;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(self)
     }
 }
 
-struct TextVisitor;
-
-impl<'de> serde::de::Visitor<'de> for TextVisitor {
-    type Value = AsText;
+impl<'de> serde::de::Visitor<'de> for AsText<'_> {
+    type Value = bool;
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a JSON value")
     }
-    fn visit_str<E>(self, v: &str) -> Result<AsText, E> {
-        Ok(AsText(Some(v.to_string())))
+    fn visit_str<E>(self, v: &str) -> Result<bool, E> {
+        self.0.push_str(v);
+        Ok(true)
     }
-    fn visit_string<E>(self, v: String) -> Result<AsText, E> {
-        Ok(AsText(Some(v)))
+    fn visit_i64<E>(self, v: i64) -> Result<bool, E> {
+        self.0.push_str(itoa::Buffer::new().format(v));
+        Ok(true)
     }
-    fn visit_i64<E>(self, v: i64) -> Result<AsText, E> {
-        Ok(AsText(Some(v.to_string())))
+    fn visit_u64<E>(self, v: u64) -> Result<bool, E> {
+        self.0.push_str(itoa::Buffer::new().format(v));
+        Ok(true)
     }
-    fn visit_u64<E>(self, v: u64) -> Result<AsText, E> {
-        Ok(AsText(Some(v.to_string())))
+    fn visit_f64<E>(self, v: f64) -> Result<bool, E> {
+        // As serde_json writes it (shortest round-trip form, `1.0` for whole numbers).
+        self.0.push_str(&Value::from(v).to_string());
+        Ok(true)
     }
-    fn visit_f64<E>(self, v: f64) -> Result<AsText, E> {
-        Ok(AsText(Some(Value::from(v).to_string())))
+    fn visit_bool<E>(self, v: bool) -> Result<bool, E> {
+        self.0.push_str(if v { "true" } else { "false" });
+        Ok(true)
     }
-    fn visit_bool<E>(self, v: bool) -> Result<AsText, E> {
-        Ok(AsText(Some(v.to_string())))
+    fn visit_unit<E>(self) -> Result<bool, E> {
+        Ok(false)
     }
-    fn visit_unit<E>(self) -> Result<AsText, E> {
-        Ok(AsText(None))
+    fn visit_none<E>(self) -> Result<bool, E> {
+        Ok(false)
     }
-    fn visit_none<E>(self) -> Result<AsText, E> {
-        Ok(AsText(None))
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<AsText, A::Error> {
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<bool, A::Error> {
         let v: Value =
             serde::Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-        Ok(AsText(Some(v.to_string())))
+        self.0.push_str(&v.to_string());
+        Ok(true)
     }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<AsText, A::Error> {
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<bool, A::Error> {
         let v: Value =
             serde::Deserialize::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
-        Ok(AsText(Some(v.to_string())))
+        self.0.push_str(&v.to_string());
+        Ok(true)
     }
 }
 
