@@ -154,6 +154,9 @@ impl SourceContext {
     }
 }
 
+/// librdkafka settings sluice changes from librdkafka's defaults; `[librdkafka]` wins.
+pub const DEFAULTS: &[(&str, &str)] = &[("fetch.queue.backoff.ms", "100")];
+
 /// Creates the consumer (it connects lazily: an unreachable broker is not an error here).
 pub fn create(
     source: &Arc<str>,
@@ -162,7 +165,32 @@ pub fn create(
     status: Arc<SourceStatus>,
 ) -> Result<KafkaConsumer, String> {
     let redactor = Redactor::new(config);
+    let mut cfg = client_config(source, config);
+    cfg.set_log_level(RDKafkaLogLevel::Warning);
+    let context = SourceContext {
+        source: source.clone(),
+        shared,
+        start_from: config.start_from,
+        on_gap: config.on_offset_gap,
+        status,
+        redactor: redactor.clone(),
+    };
+    cfg.create_with_context(context)
+        .map_err(|e| describe(&e, &redactor))
+}
+
+/// The librdkafka configuration: sluice's defaults, then `[librdkafka]`, then the
+/// settings sluice manages (which `[librdkafka]` may not name; see config.rs).
+fn client_config(source: &str, config: &KafkaSourceConfig) -> ClientConfig {
     let mut cfg = ClientConfig::new();
+    // Defaults the `[librdkafka]` table may override. librdkafka stops fetching a partition
+    // for `fetch.queue.backoff.ms` (1 s by default) once its local queue is over the
+    // thresholds; sluice drains that queue in bursts of a batch, so with the default every
+    // burst was followed by a second of idle fetching (the benchmark: 0.45x of a plain
+    // consumer's throughput with 1 s, 0.58x with 100 ms).
+    for (k, v) in DEFAULTS {
+        cfg.set(*k, *v);
+    }
     for (k, v) in &config.librdkafka {
         cfg.set(k, v);
     }
@@ -178,17 +206,7 @@ pub fn create(
         .set("enable.partition.eof", "false")
         .set("statistics.interval.ms", "5000")
         .set("client.id", format!("sluice-{source}"));
-    cfg.set_log_level(RDKafkaLogLevel::Warning);
-    let context = SourceContext {
-        source: source.clone(),
-        shared,
-        start_from: config.start_from,
-        on_gap: config.on_offset_gap,
-        status,
-        redactor: redactor.clone(),
-    };
-    cfg.create_with_context(context)
-        .map_err(|e| describe(&e, &redactor))
+    cfg
 }
 
 /// A librdkafka error without secret values (config errors quote the rejected value).
@@ -390,5 +408,27 @@ impl SourceContext {
                 Offset::Offset(low)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> KafkaSourceConfig {
+        let text = format!("brokers = \"b:9092\"\ntopics = [\"t\"]\ngroup_id = \"g\"\n{extra}");
+        toml::from_str(&text).expect("config")
+    }
+
+    #[test]
+    fn sluice_defaults_apply_unless_the_librdkafka_table_sets_them() {
+        let cfg = client_config("s", &config(""));
+        assert_eq!(cfg.get("fetch.queue.backoff.ms"), Some("100"));
+        assert_eq!(cfg.get("enable.auto.commit"), Some("false"));
+        let cfg = client_config(
+            "s",
+            &config("[librdkafka]\n\"fetch.queue.backoff.ms\" = \"500\""),
+        );
+        assert_eq!(cfg.get("fetch.queue.backoff.ms"), Some("500"));
     }
 }
