@@ -6,7 +6,7 @@ use std::{fmt, str::FromStr, sync::Arc};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 /// A column type sluice can carry from a source into Parquet and DuckDB unchanged.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ColumnType {
     Boolean,
     TinyInt,
@@ -34,11 +34,13 @@ pub enum ColumnType {
     Timestamp,
     /// `TIMESTAMPTZ`, microseconds, UTC.
     TimestampTz,
+    /// `STRUCT(name TYPE, ...)`: a JSON object's fields, each typed like a column.
+    Struct(Arc<[Column]>),
 }
 
 /// A type name sluice does not understand.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unsupported column type {0:?} (supported: BOOLEAN, TINYINT, SMALLINT, INTEGER, BIGINT, UTINYINT, USMALLINT, UINTEGER, UBIGINT, FLOAT, DOUBLE, DECIMAL(p,s), VARCHAR, JSON, BLOB, DATE, TIME, TIMESTAMP, TIMESTAMPTZ)")]
+#[error("unsupported column type {0:?} (supported: BOOLEAN, TINYINT, SMALLINT, INTEGER, BIGINT, UTINYINT, USMALLINT, UINTEGER, UBIGINT, FLOAT, DOUBLE, DECIMAL(p,s), VARCHAR, JSON, BLOB, DATE, TIME, TIMESTAMP, TIMESTAMPTZ, STRUCT(name TYPE, ...))")]
 pub struct UnsupportedType(pub String);
 
 impl FromStr for ColumnType {
@@ -49,6 +51,10 @@ impl FromStr for ColumnType {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let norm = s.trim().to_ascii_uppercase();
         let err = || UnsupportedType(s.to_string());
+        if norm.starts_with("STRUCT") {
+            // Field names keep their case: parse the original text.
+            return parse_struct(s.trim()["STRUCT".len()..].trim()).ok_or_else(err);
+        }
         if let Some(args) = norm
             .strip_prefix("DECIMAL")
             .or_else(|| norm.strip_prefix("NUMERIC"))
@@ -78,6 +84,69 @@ impl FromStr for ColumnType {
             _ => return Err(err()),
         })
     }
+}
+
+/// `(name TYPE, "quoted name" TYPE, ...)`, types possibly nested; at least one field,
+/// names unique.
+fn parse_struct(args: &str) -> Option<ColumnType> {
+    let inner = args.strip_prefix('(')?.strip_suffix(')')?;
+    let mut fields: Vec<Column> = Vec::new();
+    for part in split_top_level(inner)? {
+        let part = part.trim();
+        let (name, ty) = match part.strip_prefix('"') {
+            Some(rest) => {
+                let end = quoted_end(rest)?;
+                (rest[..end].replace("\"\"", "\""), &rest[end + 1..])
+            }
+            None => {
+                let end = part.find(char::is_whitespace)?;
+                (part[..end].to_string(), &part[end..])
+            }
+        };
+        let ty: ColumnType = ty.trim().parse().ok()?;
+        if name.is_empty() || fields.iter().any(|f| f.name.eq_ignore_ascii_case(&name)) {
+            return None;
+        }
+        fields.push(Column::new(name, ty));
+    }
+    (!fields.is_empty()).then(|| ColumnType::Struct(fields.into()))
+}
+
+/// Where a double-quoted name ends (`""` is a quote inside it).
+fn quoted_end(rest: &str) -> Option<usize> {
+    let bytes = rest.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'"' {
+            if bytes.get(i + 1) == Some(&b'"') {
+                i += 2;
+                continue;
+            }
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Splits on the commas outside parentheses and double quotes.
+fn split_top_level(s: &str) -> Option<Vec<&str>> {
+    let (mut depth, mut quoted, mut start) = (0usize, false, 0);
+    let mut parts = Vec::new();
+    for (i, c) in s.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '(' if !quoted => depth += 1,
+            ')' if !quoted => depth = depth.checked_sub(1)?,
+            ',' if !quoted && depth == 0 => {
+                parts.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&s[start..]);
+    (depth == 0 && !quoted).then_some(parts)
 }
 
 fn parse_decimal(args: &str) -> Option<ColumnType> {
@@ -119,6 +188,14 @@ impl fmt::Display for ColumnType {
             Float => "FLOAT",
             Double => "DOUBLE",
             Decimal { precision, scale } => return write!(f, "DECIMAL({precision},{scale})"),
+            Struct(fields) => {
+                f.write_str("STRUCT(")?;
+                for (i, c) in fields.iter().enumerate() {
+                    let sep = if i > 0 { ", " } else { "" };
+                    write!(f, "{sep}\"{}\" {}", c.name.replace('"', "\"\""), c.ty)?;
+                }
+                return f.write_str(")");
+            }
             Varchar => "VARCHAR",
             Json => "JSON",
             Blob => "BLOB",
@@ -154,12 +231,18 @@ impl ColumnType {
             Time => DataType::Time64(TimeUnit::Microsecond),
             Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
             TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            Struct(fields) => DataType::Struct(
+                fields
+                    .iter()
+                    .map(|c| Field::new(&c.name, c.ty.arrow_type(), true))
+                    .collect(),
+            ),
         }
     }
 }
 
 /// One named, typed column.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Column {
     pub name: String,
     pub ty: ColumnType,
@@ -268,9 +351,43 @@ mod tests {
             "DECIMAL(5,6)",
             "DECIMAL(40,2)",
             "DECIMAL(3",
+            "STRUCT()",
+            "STRUCT(a)",
+            "STRUCT(a BIGINT, A VARCHAR)",
+            "STRUCT(a GEOMETRY)",
+            "STRUCT(\"a BIGINT)",
+            "STRUCT(a STRUCT(b INT)",
         ] {
             assert!(bad.parse::<ColumnType>().is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn structs_parse_as_duckdb_reports_them_and_round_trip() {
+        // information_schema's spelling: bare names, quotes where needed, nested types.
+        let reported = r#"STRUCT(a BIGINT, "B c" VARCHAR, d DECIMAL(12,2), n STRUCT(x INTEGER))"#;
+        let ty: ColumnType = reported.parse().expect("parses");
+        let ColumnType::Struct(fields) = &ty else {
+            panic!("{ty:?}")
+        };
+        let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["a", "B c", "d", "n"]);
+        assert_eq!(
+            fields[2].ty,
+            ColumnType::Decimal {
+                precision: 12,
+                scale: 2
+            }
+        );
+        let written = ty.to_string();
+        assert_eq!(
+            written,
+            r#"STRUCT("a" BIGINT, "B c" VARCHAR, "d" DECIMAL(12,2), "n" STRUCT("x" INTEGER))"#
+        );
+        assert_eq!(written.parse::<ColumnType>(), Ok(ty.clone()));
+        let quoted: ColumnType = r#"struct("say ""hi""" varchar)"#.parse().expect("parses");
+        assert_eq!(quoted.to_string(), r#"STRUCT("say ""hi""" VARCHAR)"#);
+        assert!(matches!(ty.arrow_type(), DataType::Struct(f) if f.len() == 4));
     }
 
     #[test]

@@ -27,7 +27,7 @@ fn raw_schema(data: &TableSchema) -> Arc<TableSchema> {
 }
 
 fn chunk(values: Vec<&str>, ty: ColumnType, next_offset: u64, status: FileStatus) -> Chunk {
-    let data = data_schema(ty);
+    let data = data_schema(ty.clone());
     let n = values.len();
     let fields = vec![
         Field::new("v", ty.arrow_type(), true),

@@ -6,11 +6,14 @@
 use std::sync::Arc;
 
 use arrow::{
-    array::{Array, ArrayRef, StringArray},
+    array::{Array, ArrayRef, StringArray, StringBuilder, StructArray},
+    buffer::NullBuffer,
     compute::{cast_with_options, CastOptions},
+    datatypes::DataType,
     util::display::FormatOptions,
 };
-use sluice_core::{ColumnType, TableSchema};
+use serde_json::Value;
+use sluice_core::{Column, ColumnType, TableSchema};
 
 /// A value that does not parse as its column's type.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +31,7 @@ pub fn type_columns(
     let mut typed = Vec::with_capacity(text.len());
     let mut errors = Vec::new();
     for (column, values) in schema.columns.iter().zip(text) {
-        let array = type_column(&column.name, column.ty, values, &mut errors)?;
+        let array = type_column(&column.name, &column.ty, values, &mut errors)?;
         typed.push(array);
     }
     Ok((typed, errors))
@@ -36,12 +39,13 @@ pub fn type_columns(
 
 fn type_column(
     name: &str,
-    ty: ColumnType,
+    ty: &ColumnType,
     values: StringArray,
     errors: &mut Vec<CellError>,
 ) -> Result<ArrayRef, arrow::error::ArrowError> {
     match ty {
         ColumnType::Varchar => return Ok(Arc::new(values)),
+        ColumnType::Struct(fields) => return type_struct(name, fields, &values, errors),
         ColumnType::Json => {
             for (row, v) in values.iter().enumerate() {
                 if let Some(Err(e)) = v.map(serde_json::from_str::<serde::de::IgnoredAny>) {
@@ -60,7 +64,7 @@ fn type_column(
         format_options: FormatOptions::default(),
     };
     let typed = cast_with_options(&values, &ty.arrow_type(), &options)?;
-    if ty == ColumnType::Date {
+    if *ty == ColumnType::Date {
         // Arrow's cast accepts a timestamp for a date and drops the time; a DATE column
         // takes dates only, so that no value is silently truncated.
         for (row, v) in values.iter().enumerate() {
@@ -91,8 +95,71 @@ fn type_column(
     Ok(typed)
 }
 
+/// A STRUCT column from JSON objects (one per value, as text): each declared field is
+/// typed like a column, so a field value that does not parse marks its row as bad, as at
+/// the top level. A missing field or a JSON null is NULL; fields the struct does not
+/// declare are ignored; a value that is not a JSON object marks its row as bad.
+fn type_struct(
+    name: &str,
+    fields: &[Column],
+    values: &StringArray,
+    errors: &mut Vec<CellError>,
+) -> Result<ArrayRef, arrow::error::ArrowError> {
+    let mut text: Vec<StringBuilder> = fields.iter().map(|_| StringBuilder::new()).collect();
+    let mut present = Vec::with_capacity(values.len());
+    for (row, v) in values.iter().enumerate() {
+        let object = match v.map(|t| (t, serde_json::from_str::<Value>(t))) {
+            None | Some((_, Ok(Value::Null))) => None,
+            Some((_, Ok(Value::Object(o)))) => Some(o),
+            Some((text, parsed)) => {
+                let why = parsed.err().map(|e| format!(" (not valid JSON: {e})"));
+                let message = format!(
+                    "column {name}: expected a JSON object, found {:?}{}",
+                    shorten(text),
+                    why.unwrap_or_default()
+                );
+                errors.push(CellError { row, message });
+                None
+            }
+        };
+        for (b, field) in text.iter_mut().zip(fields) {
+            let value = object.as_ref().and_then(|o| {
+                o.iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(&field.name))
+                    .and_then(|(_, v)| json_text(v.clone()))
+            });
+            b.append_option(value);
+        }
+        present.push(object.is_some());
+    }
+    let children = fields
+        .iter()
+        .zip(text)
+        .map(|(f, mut b)| type_column(&format!("{name}.{}", f.name), &f.ty, b.finish(), errors))
+        .collect::<Result<Vec<_>, _>>()?;
+    let DataType::Struct(arrow_fields) = ColumnType::Struct(fields.into()).arrow_type() else {
+        unreachable!("a STRUCT column travels as an Arrow struct");
+    };
+    let nulls = NullBuffer::from(present);
+    Ok(Arc::new(StructArray::try_new(
+        arrow_fields,
+        children,
+        Some(nulls),
+    )?))
+}
+
+/// A JSON value as the text a column cast reads: strings as they are, numbers and
+/// booleans as written, nested objects and arrays as JSON text, null as NULL.
+pub fn json_text(v: Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(s),
+        other => Some(other.to_string()),
+    }
+}
+
 /// Whether every present value of `values` parses as `ty`.
-pub fn fits(values: &StringArray, ty: ColumnType) -> bool {
+pub fn fits(values: &StringArray, ty: &ColumnType) -> bool {
     let mut errors = Vec::new();
     type_column("", ty, values.clone(), &mut errors).is_ok() && errors.is_empty()
 }

@@ -60,7 +60,7 @@ fn infer_type(values: &StringArray) -> ColumnType {
     }
     CANDIDATES
         .into_iter()
-        .find(|ty| fits(values, *ty))
+        .find(|ty| fits(values, ty))
         .unwrap_or(ColumnType::Varchar)
 }
 
@@ -92,7 +92,7 @@ mod tests {
                 col(&[Some("1"), Some("x")]),
             ],
         );
-        let types: Vec<_> = schema.columns.iter().map(|c| c.ty).collect();
+        let types: Vec<_> = schema.columns.iter().map(|c| c.ty.clone()).collect();
         use ColumnType::*;
         assert_eq!(types, [BigInt, Double, Boolean, Date, Timestamp, Varchar]);
     }

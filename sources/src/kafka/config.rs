@@ -54,6 +54,10 @@ pub struct KafkaSourceConfig {
     /// JSON fields that no column takes: dropped, or kept in `_sluice_extra` (JSON).
     #[serde(default)]
     pub unknown_fields: UnknownFields,
+    /// JSON: what an inferred column of nested objects becomes (declared columns say it
+    /// themselves, `JSON` or `STRUCT(...)`).
+    #[serde(default)]
+    pub nested: Nested,
     /// Declared columns (DuckDB type names); inferred from the first messages if absent.
     #[serde(default)]
     pub schema: Option<DeclaredSchema>,
@@ -66,7 +70,7 @@ pub struct KafkaSourceConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
-    /// One JSON object per message; nested values land as JSON text.
+    /// One JSON object per message; nested objects land as JSON text or STRUCT (`nested`).
     #[default]
     Json,
     /// One or more CSV lines per message, fields in the declared schema's order.
@@ -82,6 +86,18 @@ pub enum UnknownFields {
     Ignore,
     /// In the column `_sluice_extra`, as a JSON object (NULL when there are none).
     Keep,
+}
+
+/// What schema inference makes of a field holding JSON objects.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Nested {
+    /// A `JSON` column with the object's text (query it with `->>`).
+    #[default]
+    Json,
+    /// A `STRUCT` column whose fields are inferred from the sampled objects (in the order
+    /// first seen), each typed like a column; fields seen later are not added.
+    Struct,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -171,6 +187,12 @@ impl KafkaSourceConfig {
                     bad(&format!("schema.{col}"), msg);
                 }
             }
+        }
+        if self.nested == Nested::Struct && self.format != Format::Json {
+            bad(
+                "nested",
+                "\"struct\" applies to format = \"json\" only".into(),
+            );
         }
         if self.unknown_fields == UnknownFields::Keep && self.format != Format::Json {
             bad(

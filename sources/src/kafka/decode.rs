@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use arrow::{
     array::{
-        Array, ArrayRef, BinaryBuilder, BooleanArray, Int32Array, Int64Array, StringArray,
-        StringBuilder, TimestampMicrosecondArray,
+        ArrayRef, BinaryBuilder, BooleanArray, Int32Array, Int64Array, StringArray, StringBuilder,
+        TimestampMicrosecondArray,
     },
     compute::filter_record_batch,
     error::ArrowError,
@@ -21,7 +21,7 @@ use sluice_core::{
 };
 
 use super::config::Format;
-use crate::csv_dir::{config::check_column_name, convert::type_columns, infer};
+use crate::csv_dir::convert::type_columns;
 
 /// One consumed message, owned (the consumer's buffer is released at once).
 #[derive(Debug, Clone)]
@@ -405,16 +405,6 @@ impl<'de> serde::de::Visitor<'de> for AsText<'_> {
     }
 }
 
-/// A JSON value as the text the column cast reads: strings as they are, numbers and
-/// booleans as written, nested objects and arrays as JSON text, null as NULL.
-fn as_text(v: Value) -> Option<String> {
-    match v {
-        Value::Null => None,
-        Value::String(s) => Some(s),
-        other => Some(other.to_string()),
-    }
-}
-
 fn csv_records(payload: &[u8], fields: usize) -> Result<Vec<Vec<Option<String>>>, String> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
@@ -443,87 +433,8 @@ fn csv_records(payload: &[u8], fields: usize) -> Result<Vec<Vec<Option<String>>>
     Ok(out)
 }
 
-/// Infers the data columns from sample JSON messages: fields in order of first appearance,
-/// typed like CSV columns; fields holding only objects or arrays become `JSON`. `None`
-/// if no sample is a JSON object.
-pub fn infer_json(samples: &[Message]) -> Option<TableSchema> {
-    let mut names: Vec<String> = Vec::new();
-    let mut objects = Vec::new();
-    for m in samples {
-        let payload = m.payload.as_deref().unwrap_or_default();
-        let (Ok(Value::Object(o)), Ok(OrderedKeys(keys))) = (
-            serde_json::from_slice::<Value>(payload),
-            serde_json::from_slice::<OrderedKeys>(payload),
-        ) else {
-            continue;
-        };
-        for k in keys {
-            if !names.contains(&k) && check_column_name(&k).is_ok() {
-                names.push(k);
-            }
-        }
-        objects.push(o);
-    }
-    if names.is_empty() {
-        return None;
-    }
-    let mut nested = vec![true; names.len()];
-    let columns: Vec<StringArray> = names
-        .iter()
-        .enumerate()
-        .map(|(i, name)| {
-            let values: Vec<Option<String>> = objects
-                .iter()
-                .map(|o| {
-                    let v = o.get(name).cloned().unwrap_or(Value::Null);
-                    if !(v.is_null() || v.is_object() || v.is_array()) {
-                        nested[i] = false;
-                    }
-                    as_text(v)
-                })
-                .collect();
-            StringArray::from(values)
-        })
-        .collect();
-    let mut schema = infer::infer(names, &columns);
-    for (c, (nested, values)) in schema
-        .columns
-        .iter_mut()
-        .zip(nested.into_iter().zip(&columns))
-    {
-        if nested && values.null_count() < values.len() {
-            *c = Column::new(c.name.clone(), ColumnType::Json);
-        }
-    }
-    Some(schema)
-}
-
-/// A JSON object's keys in the order written (`serde_json::Map` sorts them).
-struct OrderedKeys(Vec<String>);
-
-impl<'de> serde::Deserialize<'de> for OrderedKeys {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Keys;
-        impl<'de> serde::de::Visitor<'de> for Keys {
-            type Value = OrderedKeys;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<OrderedKeys, A::Error> {
-                let mut keys = Vec::new();
-                while let Some(k) = map.next_key::<String>()? {
-                    map.next_value::<serde::de::IgnoredAny>()?;
-                    keys.push(k);
-                }
-                Ok(OrderedKeys(keys))
-            }
-        }
-        d.deserialize_map(Keys)
-    }
-}
-
+mod infer;
 #[cfg(test)]
 mod tests;
+
+pub use infer::infer_json;

@@ -247,7 +247,7 @@ impl KafkaSource {
             return Ok(None); // gaps alone wait for the partition's next messages
         };
         if self.decoder.is_none() && self.setup.config.format == Format::Json {
-            if let Some(schema) = infer_json(&buf.messages) {
+            if let Some(schema) = infer_json(&buf.messages, self.setup.config.nested) {
                 let cols: Vec<String> = schema
                     .columns
                     .iter()

@@ -119,6 +119,78 @@ fn the_schema_is_inferred_from_the_first_messages_and_raw_keeps_payloads() {
 }
 
 #[test]
+fn nested_objects_land_as_structs_in_duckdb_and_parquet() {
+    let k = Kafka::new("shipments", 1);
+    k.send(
+        0,
+        "a",
+        r#"{"id": 1, "ship": {"city": "Paris", "geo": {"lat": 48.85}}}"#,
+    );
+    k.send(
+        0,
+        "b",
+        r#"{"id": 2, "ship": {"city": "Berlin", "zip": 10115}}"#,
+    );
+    k.flush();
+    let d = k.deployment("nested = \"struct\"", "");
+    d.run_once();
+    let db = d.db();
+    let ship_type = r#"STRUCT(city VARCHAR, geo STRUCT(lat DOUBLE), zip BIGINT)"#;
+    assert_eq!(
+        query_strings(
+            &db,
+            "SELECT data_type FROM information_schema.columns WHERE table_name = 'src' AND column_name = 'ship'"
+        ),
+        [[ship_type]]
+    );
+    let expected = [
+        ["1", "Paris", "48.85", "NULL"],
+        ["2", "Berlin", "NULL", "10115"],
+    ];
+    let select = "SELECT id, ship.city, coalesce(ship.geo.lat::VARCHAR, 'NULL'), \
+                  coalesce(ship.zip::VARCHAR, 'NULL')";
+    assert_eq!(
+        query_strings(&db, &format!("{select} FROM raw.src ORDER BY id")),
+        expected
+    );
+    let glob = d.parquet_glob("src");
+    assert_eq!(
+        query_strings(
+            &db,
+            &format!("{select} FROM read_parquet('{glob}') ORDER BY id")
+        ),
+        expected
+    );
+    drop(db);
+    // A declared STRUCT: a field that does not fit its type makes the message a dead letter.
+    let k = Kafka::new("declared", 1);
+    k.send(
+        0,
+        "ok",
+        r#"{"id": 1, "ship": {"city": "Oslo", "at": "2026-11-26 10:00:00"}}"#,
+    );
+    k.send(
+        0,
+        "bad",
+        r#"{"id": 2, "ship": {"city": "Rome", "at": "yesterday"}}"#,
+    );
+    k.flush();
+    let schema =
+        "[sources.src.schema]\nid = \"BIGINT\"\nship = \"STRUCT(city VARCHAR, at TIMESTAMP)\"\n";
+    let d = k.deployment("", schema);
+    d.run_once();
+    let db = d.db();
+    assert_eq!(
+        query_strings(&db, "SELECT id, ship.city, ship.at FROM raw.src"),
+        [["1", "Oslo", "2026-11-26 10:00:00"]]
+    );
+    let dead = query_strings(&db, "SELECT key, error FROM _sluice.dead_letters");
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0][0], "bad");
+    assert!(dead[0][1].contains("column ship.at"), "{dead:?}");
+}
+
+#[test]
 fn every_message_exactly_once_across_sigkills_at_random_moments() {
     let k = Kafka::new("stream", 4);
     let d = k.deployment_with(

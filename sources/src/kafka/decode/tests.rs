@@ -2,6 +2,7 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Int32Type, Int64Type};
 
 use super::*;
+use crate::kafka::config::Nested;
 
 fn msg(offset: i64, payload: &str) -> Message {
     Message {
@@ -21,7 +22,10 @@ fn decoder(format: Format, columns: &[(&str, ColumnType)]) -> Decoder {
     Decoder {
         format,
         data: Arc::new(TableSchema::new(
-            columns.iter().map(|(n, t)| Column::new(*n, *t)).collect(),
+            columns
+                .iter()
+                .map(|(n, t)| Column::new(*n, t.clone()))
+                .collect(),
         )),
         keep_unknown: false,
         max_message_bytes: 200,
@@ -158,27 +162,100 @@ fn raw_payloads_land_as_text_or_bytes() {
     assert_eq!((out.rows.num_rows(), out.dead_letters.len()), (2, 0));
 }
 
+fn column_types(schema: &TableSchema) -> Vec<String> {
+    schema
+        .columns
+        .iter()
+        .map(|c| format!("{} {}", c.name, c.ty))
+        .collect()
+}
+
 #[test]
 fn infers_columns_from_json_samples() {
-    let schema = infer_json(&[
+    let samples = [
         msg(
             0,
             r#"{"id": 1, "at": "2026-01-02 03:04:05", "obj": {"x": 1}}"#,
         ),
         msg(1, r#"{"id": 2, "name": "b", "obj": null, "_sluice_x": 1}"#),
         msg(2, "garbage"),
-    ])
-    .unwrap();
-    let cols: Vec<String> = schema
-        .columns
-        .iter()
-        .map(|c| format!("{} {}", c.name, c.ty))
-        .collect();
+    ];
+    let schema = infer_json(&samples, Nested::Json).unwrap();
     assert_eq!(
-        cols,
+        column_types(&schema),
         ["id BIGINT", "at TIMESTAMP", "obj JSON", "name VARCHAR"]
     );
-    assert!(infer_json(&[msg(0, "1")]).is_none());
+    assert!(infer_json(&[msg(0, "1")], Nested::Json).is_none());
+}
+
+#[test]
+fn nested_objects_can_be_inferred_as_structs_in_written_order() {
+    let samples = [
+        msg(
+            0,
+            r#"{"id": 1, "ship": {"zip": "75001", "geo": {"lat": 48.8}}, "tags": [1]}"#,
+        ),
+        msg(
+            1,
+            r#"{"id": 2, "ship": {"zip": "10115", "city": "Berlin"}, "tags": {"a": 1}}"#,
+        ),
+    ];
+    let schema = infer_json(&samples, Nested::Struct).unwrap();
+    assert_eq!(
+        column_types(&schema),
+        [
+            "id BIGINT",
+            r#"ship STRUCT("zip" BIGINT, "geo" STRUCT("lat" DOUBLE), "city" VARCHAR)"#,
+            "tags JSON",
+        ]
+    );
+}
+
+#[test]
+fn struct_columns_decode_from_json_objects_and_bad_fields_are_dead_letters() {
+    let ship: ColumnType = "STRUCT(zip VARCHAR, \"Lat\" DOUBLE, at TIMESTAMP)"
+        .parse()
+        .unwrap();
+    let d = decoder(Format::Json, &[("id", ColumnType::BigInt), ("ship", ship)]);
+    let topic: Arc<str> = "t".into();
+    let out = d
+        .decode(
+            at(&topic, 0),
+            &[
+                msg(
+                    0,
+                    r#"{"id": 1, "ship": {"zip": "75001", "lat": 48.8, "other": 1}}"#,
+                ),
+                msg(1, r#"{"id": 2, "ship": null}"#),
+                msg(2, r#"{"id": 3, "ship": {"at": "not a time"}}"#),
+                msg(3, r#"{"id": 4, "ship": "a string"}"#),
+            ],
+        )
+        .unwrap();
+    assert_eq!(out.rows.num_rows(), 2);
+    let ship = out.rows.column_by_name("ship").unwrap().as_struct();
+    assert_eq!(ship.column(0).as_string::<i32>().value(0), "75001");
+    assert_eq!(
+        ship.column(1)
+            .as_primitive::<arrow::datatypes::Float64Type>()
+            .value(0),
+        48.8
+    );
+    assert!(ship.column(2).is_null(0));
+    assert!(ship.is_null(1));
+    let errors: Vec<(i64, &str)> = out
+        .dead_letters
+        .iter()
+        .map(|d| match &d.origin {
+            Origin::Kafka { offset, .. } => (*offset, d.error.as_str()),
+            Origin::File { .. } => unreachable!(),
+        })
+        .collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert_eq!(errors[0].0, 2);
+    assert!(errors[0].1.contains("column ship.at"), "{errors:?}");
+    assert_eq!(errors[1].0, 3);
+    assert!(errors[1].1.contains("expected a JSON object"), "{errors:?}");
 }
 
 #[test]
