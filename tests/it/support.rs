@@ -17,6 +17,8 @@ use tempfile::TempDir;
 
 /// How long any wait in these tests may take before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(60);
+/// How long one `sluice run --once` may take (the largest test inputs take seconds).
+pub const ONCE_PATIENCE: Duration = Duration::from_secs(120);
 
 /// The sluice binary under test.
 pub fn sluice_bin() -> &'static str {
@@ -96,12 +98,29 @@ impl Deployment {
         cmd
     }
 
-    /// `sluice run --once`, which must succeed.
+    /// `sluice run --once`, which must succeed within [`ONCE_PATIENCE`] (a run that never
+    /// ends is killed and fails the test instead of hanging the suite).
     pub fn run_once(&self) -> Output {
-        let out = self
+        let child = self
             .command(&["run", "--once"])
-            .output()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .expect("run sluice");
+        let pid = Pid::from_raw(child.id() as i32);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(child.wait_with_output()));
+        let out = match rx.recv_timeout(ONCE_PATIENCE) {
+            Ok(out) => out.expect("wait for sluice"),
+            Err(_) => {
+                let _ = kill(pid, Signal::SIGKILL);
+                let out = rx.recv().expect("reaped").expect("output");
+                panic!(
+                    "sluice run --once did not finish within {ONCE_PATIENCE:?}:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        };
         assert!(
             out.status.success(),
             "sluice run --once failed: {}\n{}",

@@ -47,6 +47,9 @@ pub struct Shared {
     /// The next offset of each partition, as durable in DuckDB.
     pub committed: HashMap<PartitionKey, i64>,
     pub assigned: BTreeSet<PartitionKey>,
+    /// Assigned partitions that had no offset, stored or on the broker, and started at
+    /// their end (`start_from = "latest"`): `--once` has nothing to read from them.
+    pub started_at_end: BTreeSet<PartitionKey>,
     /// Partitions revoked since the loop last looked.
     pub revoked: Vec<PartitionKey>,
     pub gaps: Vec<Gap>,
@@ -194,15 +197,16 @@ fn client_config(source: &str, config: &KafkaSourceConfig) -> ClientConfig {
     for (k, v) in &config.librdkafka {
         cfg.set(k, v);
     }
-    let reset = match config.start_from {
-        StartFrom::Earliest => "earliest",
-        StartFrom::Latest => "latest",
-    };
     cfg.set("bootstrap.servers", &config.brokers)
         .set("group.id", &config.group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", reset)
+        // Only consulted when a position turns out of range while running (every assigned
+        // partition gets an explicit offset; start_from is applied there). Resetting to the
+        // earliest offset re-delivers what sluice has (skipped, never written twice) and
+        // makes a real gap a forward jump that `on_offset_gap` handles. "latest" would jump
+        // silently over messages the broker still has after a spurious out-of-range error.
+        .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
         .set("statistics.interval.ms", "5000")
         .set("client.id", format!("sluice-{source}"));
@@ -313,6 +317,7 @@ impl ConsumerContext for SourceContext {
                 for e in tpl.elements() {
                     let key: PartitionKey = (e.topic().into(), e.partition());
                     shared.assigned.remove(&key);
+                    shared.started_at_end.remove(&key);
                     shared.revoked.push(key);
                 }
                 info!(source = %self.source, partitions = tpl.count(), "partitions revoked");
@@ -347,10 +352,16 @@ impl SourceContext {
                 (s, b) => s.or(b),
             };
             let offset = match resume {
-                Some(next) => self.checked(consumer, &key, next),
+                Some(next) => {
+                    self.shared().started_at_end.remove(&key);
+                    self.checked(consumer, &key, next)
+                }
                 None => match self.start_from {
                     StartFrom::Earliest => Offset::Beginning,
-                    StartFrom::Latest => Offset::End,
+                    StartFrom::Latest => {
+                        self.shared().started_at_end.insert(key.clone());
+                        Offset::End
+                    }
                 },
             };
             if let Err(err) = positioned.add_partition_offset(e.topic(), e.partition(), offset) {

@@ -400,9 +400,17 @@ impl KafkaSource {
         }
     }
 
-    /// The high watermark of every assigned partition, now.
+    /// The high watermark of every assigned partition, now; not of those that started at
+    /// their end (`start_from = "latest"`), where there is nothing to read up to.
     fn high_watermarks(&self) -> HashMap<PartitionKey, i64> {
-        let assigned: Vec<PartitionKey> = self.shared().assigned.iter().cloned().collect();
+        let assigned: Vec<PartitionKey> = {
+            let shared = self.shared();
+            shared
+                .assigned
+                .difference(&shared.started_at_end)
+                .cloned()
+                .collect()
+        };
         assigned
             .into_iter()
             .filter_map(|k| {

@@ -367,6 +367,54 @@ fn messages_delivered_again_after_an_offset_reset_are_not_written_twice() {
 }
 
 #[test]
+fn start_from_latest_skips_history_and_a_spurious_out_of_range_skips_nothing() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let k = Kafka::new("latest", 1);
+    for i in 0..100 {
+        k.send(0, "k", &order(i));
+    }
+    k.flush();
+    let d = k.deployment("start_from = \"latest\"", SCHEMA);
+    let set_start = |from: &str, to: &str| {
+        let text = std::fs::read_to_string(&d.config).expect("config");
+        let (from, to) = (
+            format!("start_from = \"{from}\""),
+            format!("start_from = \"{to}\""),
+        );
+        std::fs::write(&d.config, text.replace(&from, &to)).expect("config");
+    };
+    // No stored offset: the partition starts at its end, and --once ends at once.
+    d.run_once();
+    assert_eq!(
+        query_i64(&d.db(), "SELECT count(*) FROM _sluice.offsets"),
+        0,
+        "the history was skipped"
+    );
+    // Nothing was stored, so "earliest" still reads the history.
+    set_start("latest", "earliest");
+    d.run_once();
+    assert_each_message_once(&d.db(), 100);
+    // With a stored offset start_from no longer matters, and a position the broker wrongly
+    // calls out of range is reset to the earliest offset: re-read, never skipped.
+    set_start("earliest", "latest");
+    for i in 100..300 {
+        k.send(0, "k", &order(i));
+    }
+    k.flush();
+    k.cluster.request_errors(
+        RDKafkaApiKey::Fetch,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE; 2],
+    );
+    d.run_once();
+    let db = d.db();
+    assert_each_message_once(&db, 300);
+    assert_eq!(
+        query_strings(&db, "SELECT next_offset FROM _sluice.offsets"),
+        [["300"]]
+    );
+}
+
+#[test]
 fn messages_deleted_by_retention_while_sluice_lags_are_recorded_as_a_gap() {
     let k = Kafka::new("lagging", 1);
     // A consumer that reads little ahead and commits slowly (one-row batches) falls behind
