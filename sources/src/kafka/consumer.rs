@@ -442,4 +442,10 @@ mod tests {
         );
         assert_eq!(cfg.get("fetch.queue.backoff.ms"), Some("500"));
     }
+
+    #[test]
+    fn an_out_of_range_position_resets_to_the_earliest_offset_whatever_start_from_says() {
+        let cfg = client_config("s", &config("start_from = \"latest\""));
+        assert_eq!(cfg.get("auto.offset.reset"), Some("earliest"));
+    }
 }

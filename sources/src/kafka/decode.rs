@@ -187,7 +187,8 @@ impl Decoder {
     /// The records of a CSV or raw payload, each a text value (or NULL) per data column.
     fn records(&self, payload: &[u8]) -> Result<Vec<Record>, String> {
         match self.format {
-            Format::Json => unreachable!("JSON payloads are parsed by JsonScratch"),
+            // Parsed by `JsonScratch` before this is reached; an error rather than a panic.
+            Format::Json => Err("internal: a JSON payload took the CSV/raw path".into()),
             Format::Csv => csv_records(payload, self.data.len())
                 .map(|rs| rs.into_iter().map(|r| (r, None)).collect()),
             Format::Raw => std::str::from_utf8(payload)
