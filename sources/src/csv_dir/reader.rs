@@ -210,6 +210,9 @@ pub struct FileReader {
     opts: ReadOptions,
     schema: SchemaRef,
     record: csv::ByteRecord,
+    /// Text bytes per column in the last chunk: the next chunk's builders start that large
+    /// (growing a builder value by value copies it several times over).
+    text_bytes: Vec<usize>,
 }
 
 /// Per-chunk accumulation before typing.
@@ -261,14 +264,19 @@ impl FileReader {
             opts,
             schema: Arc::new(Schema::new(fields)),
             record: csv::ByteRecord::new(),
+            text_bytes: Vec::new(),
         })
     }
 
     /// The next chunk; the last one has `done` set (it may have no rows).
     pub fn next_chunk(&mut self) -> io::Result<ReadChunk> {
+        let rows = self.opts.chunk_rows;
         let mut pending = Pending {
             text: (0..self.layout.data.len())
-                .map(|_| StringBuilder::new())
+                .map(|col| {
+                    let bytes = self.text_bytes.get(col).copied().unwrap_or(rows * 8);
+                    StringBuilder::with_capacity(rows, bytes + bytes / 8)
+                })
                 .collect(),
             lines: Vec::new(),
             spans: Vec::new(),
@@ -322,6 +330,9 @@ impl FileReader {
             return Ok(());
         }
         let mut error = None;
+        // One UTF-8 check for the whole record; a field then needs only its bounds to be
+        // character boundaries (checked by `str::get`), else it is checked alone.
+        let whole = std::str::from_utf8(self.record.as_slice()).ok();
         for (col, builder) in pending.text.iter_mut().enumerate() {
             let Some(i) = self.layout.fields[col] else {
                 builder.append_null();
@@ -332,7 +343,11 @@ impl FileReader {
                 builder.append_null();
                 continue;
             }
-            match std::str::from_utf8(field) {
+            let checked = whole
+                .zip(self.record.range(i))
+                .and_then(|(w, r)| w.get(r))
+                .map_or_else(|| std::str::from_utf8(field), Ok);
+            match checked {
                 Ok(s) => builder.append_value(s),
                 Err(_) => {
                     builder.append_null();
@@ -351,9 +366,10 @@ impl FileReader {
         Ok(())
     }
 
-    fn finish(&self, mut pending: Pending) -> io::Result<(RecordBatch, Vec<DeadLetter>)> {
+    fn finish(&mut self, mut pending: Pending) -> io::Result<(RecordBatch, Vec<DeadLetter>)> {
         let n = pending.lines.len();
         let text: Vec<StringArray> = pending.text.iter_mut().map(|b| b.finish()).collect();
+        self.text_bytes = text.iter().map(|a| a.value_data().len()).collect();
         let (mut columns, cell_errors) =
             type_columns(text, &self.layout.data).map_err(io::Error::other)?;
         for e in cell_errors {
@@ -473,6 +489,36 @@ mod tests {
         (0..a.len())
             .map(|i| a.is_valid(i).then(|| a.value(i)))
             .collect()
+    }
+
+    #[test]
+    fn a_field_that_is_not_utf8_makes_its_row_a_dead_letter() {
+        // Row 3's fields are each invalid, though their bytes side by side would read "é".
+        let f = file(b"id,note\n1,caf\xc3\xa9\n2,\xff\n3\xc3,\xa9\n4,ok\n");
+        let o = opts(100);
+        let header = read_header(f.path(), &o).expect("io").expect("header");
+        let layout = Layout::for_file(schema(), &header).expect("layout");
+        let (offset, line) = (header.data_offset, header.data_line);
+        let mut r =
+            FileReader::open(f.path(), "f.csv", "s", layout, o, offset, line).expect("open");
+        let chunk = r.next_chunk().expect("chunk");
+        assert_eq!(column_i64(&chunk.rows, "id"), [Some(1), Some(4)]);
+        let note = chunk.rows.column_by_name("note").expect("note");
+        let note = note.as_any().downcast_ref::<StringArray>().expect("text");
+        assert_eq!(note.value(0), "café");
+        let dead: Vec<(u64, &str)> = chunk
+            .dead_letters
+            .iter()
+            .map(|d| match &d.origin {
+                Origin::File { line, .. } => (*line, d.error.as_str()),
+                Origin::Kafka { .. } => unreachable!("a CSV reader makes file dead letters"),
+            })
+            .collect();
+        assert_eq!(dead.len(), 2, "{dead:?}");
+        assert_eq!(dead[0].0, 3);
+        assert!(dead[0].1.contains("column note: not UTF-8"), "{dead:?}");
+        assert_eq!(dead[1].0, 4);
+        assert!(dead[1].1.contains("not UTF-8"), "{dead:?}");
     }
 
     #[test]
