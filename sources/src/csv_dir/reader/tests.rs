@@ -1,0 +1,170 @@
+use std::io::Write;
+
+use arrow::array::{Array, Int64Array};
+use sluice_core::{Column, ColumnType};
+
+use super::*;
+
+fn opts(chunk_rows: usize) -> ReadOptions {
+    ReadOptions {
+        delimiter: b',',
+        quote: b'"',
+        null_string: Vec::new(),
+        header: true,
+        chunk_rows,
+        chunk_bytes: usize::MAX,
+    }
+}
+
+fn schema() -> Arc<TableSchema> {
+    Arc::new(TableSchema::new(vec![
+        Column::new("id", ColumnType::BigInt),
+        Column::new("note", ColumnType::Varchar),
+    ]))
+}
+
+fn file(content: &[u8]) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().expect("temp");
+    f.write_all(content).expect("write");
+    f
+}
+
+fn column_i64(batch: &RecordBatch, name: &str) -> Vec<Option<i64>> {
+    let a = batch
+        .column_by_name(name)
+        .expect("column")
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .expect("i64");
+    (0..a.len())
+        .map(|i| a.is_valid(i).then(|| a.value(i)))
+        .collect()
+}
+
+#[test]
+fn a_field_that_is_not_utf8_makes_its_row_a_dead_letter() {
+    // Row 3's fields are each invalid, though their bytes side by side would read "é".
+    let f = file(b"id,note\n1,caf\xc3\xa9\n2,\xff\n3\xc3,\xa9\n4,ok\n");
+    let o = opts(100);
+    let header = read_header(f.path(), &o).expect("io").expect("header");
+    let layout = Layout::for_file(schema(), &header).expect("layout");
+    let (offset, line) = (header.data_offset, header.data_line);
+    let mut r = FileReader::open(f.path(), "f.csv", "s", layout, o, offset, line).expect("open");
+    let chunk = r.next_chunk().expect("chunk");
+    assert_eq!(column_i64(&chunk.rows, "id"), [Some(1), Some(4)]);
+    let note = chunk.rows.column_by_name("note").expect("note");
+    let note = note.as_any().downcast_ref::<StringArray>().expect("text");
+    assert_eq!(note.value(0), "café");
+    let dead: Vec<(u64, &str)> = chunk
+        .dead_letters
+        .iter()
+        .map(|d| match &d.origin {
+            Origin::File { line, .. } => (*line, d.error.as_str()),
+            Origin::Kafka { .. } => unreachable!("a CSV reader makes file dead letters"),
+        })
+        .collect();
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    assert_eq!(dead[0].0, 3);
+    assert!(dead[0].1.contains("column note: not UTF-8"), "{dead:?}");
+    assert_eq!(dead[1].0, 4);
+    assert!(dead[1].1.contains("not UTF-8"), "{dead:?}");
+}
+
+#[test]
+fn reads_rows_lines_and_dead_letters() {
+    let f = file(b"id,note\n1,a\n2,\"two\nlines\"\nx,bad\n4\n5,e\n");
+    let o = opts(100);
+    let header = read_header(f.path(), &o).expect("io").expect("header");
+    assert_eq!((header.data_offset, header.data_line), (8, 2));
+    let layout = Layout::for_file(schema(), &header).expect("layout");
+    let mut r = FileReader::open(
+        f.path(),
+        "f.csv",
+        "s",
+        layout,
+        o,
+        header.data_offset,
+        header.data_line,
+    )
+    .expect("open");
+    let chunk = r.next_chunk().expect("chunk");
+    assert!(chunk.done);
+    assert_eq!(column_i64(&chunk.rows, "id"), [Some(1), Some(2), Some(5)]);
+    assert_eq!(
+        column_i64(&chunk.rows, meta::LINE),
+        [Some(2), Some(3), Some(7)]
+    );
+    let dead: Vec<(u64, &str)> = chunk
+        .dead_letters
+        .iter()
+        .map(|d| match &d.origin {
+            Origin::File { line, .. } => (*line, d.raw.as_str()),
+            Origin::Kafka { .. } => unreachable!("a CSV reader makes file dead letters"),
+        })
+        .collect();
+    assert_eq!(dead, [(5, "x,bad"), (6, "4")]);
+    assert_eq!(
+        chunk.next_offset,
+        f.as_file().metadata().expect("meta").len()
+    );
+}
+
+#[test]
+fn chunks_resume_exactly_where_the_previous_ended() {
+    let mut body = b"id,note\n".to_vec();
+    for i in 0..25 {
+        body.extend_from_slice(format!("{i},n{i}\n").as_bytes());
+    }
+    let f = file(&body);
+    let o = opts(10);
+    let header = read_header(f.path(), &o).expect("io").expect("header");
+    let layout = Layout::for_file(schema(), &header).expect("layout");
+    let mut r = FileReader::open(
+        f.path(),
+        "f",
+        "s",
+        layout.clone(),
+        o.clone(),
+        header.data_offset,
+        header.data_line,
+    )
+    .expect("open");
+    let first = r.next_chunk().expect("chunk");
+    assert!(!first.done);
+    assert_eq!(first.rows.num_rows(), 10);
+    // A fresh reader at the committed position continues with the 11th record.
+    let mut resumed = FileReader::open(
+        f.path(),
+        "f",
+        "s",
+        layout,
+        o,
+        first.next_offset,
+        first.next_line,
+    )
+    .expect("open");
+    let second = resumed.next_chunk().expect("chunk");
+    assert_eq!(column_i64(&second.rows, "id")[0], Some(10));
+    assert_eq!(column_i64(&second.rows, meta::LINE)[0], Some(12));
+    let third = resumed.next_chunk().expect("chunk");
+    assert!(third.done);
+    assert_eq!(third.rows.num_rows(), 5);
+}
+
+#[test]
+fn header_maps_columns_by_name_and_refuses_unknown_ones() {
+    let header = Header {
+        names: Some(vec!["note".into(), "ID".into()]),
+        fields: 2,
+        data_offset: 0,
+        data_line: 2,
+    };
+    let layout = Layout::for_file(schema(), &header).expect("layout");
+    assert_eq!(layout.fields, [Some(1), Some(0)]);
+    let header = Header {
+        names: Some(vec!["id".into(), "other".into()]),
+        ..header
+    };
+    let err = Layout::for_file(schema(), &header).expect_err("unknown column");
+    assert!(err.contains("other"), "{err}");
+}
