@@ -151,3 +151,52 @@ fn delete_removes_the_file_after_commit() {
     assert!(d.moved("archive").is_empty());
     assert_eq!(query_i64(&d.db(), "SELECT count(*) FROM raw.src"), 10);
 }
+
+#[test]
+fn once_leaves_a_file_still_being_written_for_the_next_run_instead_of_waiting_forever() {
+    use std::sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    };
+    let d = Deployment::new(SCHEMA, "").with_settle("200ms");
+    fs::write(d.inbox.join("done.csv"), csv_rows(1, 10)).expect("write");
+    let open = d.inbox.join("open.csv");
+    let mut file = fs::File::create(&open).expect("create");
+    file.write_all(csv_rows(100, 1).as_bytes()).expect("write");
+    let writing = Arc::new(AtomicBool::new(true));
+    let writer = {
+        let writing = writing.clone();
+        thread::spawn(move || {
+            let mut id = 101;
+            while writing.load(Ordering::Relaxed) {
+                let line = format!("{id},name {id},1.00\n");
+                file.write_all(line.as_bytes()).expect("append");
+                id += 1;
+                // A writer that never stops is the scenario under test, not a wait.
+                thread::sleep(Duration::from_millis(50));
+            }
+            id - 100
+        })
+    };
+    let out = d.run_once();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("leaving files that are still being written") && log.contains("open.csv"),
+        "{log}"
+    );
+    let db = d.db();
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM raw.src"), 10);
+    assert_eq!(
+        query_strings(&db, "SELECT original_name FROM _sluice.files"),
+        [["done.csv"]]
+    );
+    drop(db);
+    assert!(open.exists(), "the unfinished file stays for the next run");
+    writing.store(false, Ordering::Relaxed);
+    let written = writer.join().expect("writer");
+    d.run_once();
+    assert_eq!(
+        query_i64(&d.db(), "SELECT count(*) FROM raw.src"),
+        10 + written
+    );
+}

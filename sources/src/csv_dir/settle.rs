@@ -64,6 +64,13 @@ impl Settler {
         self.files.len()
     }
 
+    /// The files still waited for, by path.
+    pub fn paths(&self) -> Vec<&Path> {
+        let mut paths: Vec<&Path> = self.files.keys().map(PathBuf::as_path).collect();
+        paths.sort();
+        paths
+    }
+
     /// Takes the files that are complete now. `stat` gives a file's current signature,
     /// or `None` if it is gone (then it is forgotten).
     pub fn take_ready(

@@ -131,6 +131,10 @@ impl CsvDirSource {
         };
         let tick = (cfg.settle / 4).clamp(Duration::from_millis(10), Duration::from_millis(250));
         let mut next_rescan = Instant::now();
+        // `--once` waits this long for files still being written, then leaves them for the
+        // next run (nothing is lost: they stay in the directory), so it always ends.
+        let once_until = Instant::now() + once_wait(cfg.settle);
+        let mut given_up = false;
         info!(source = %self.setup.name, path = %self.scope.root().display(), "watching");
         while !ctx.stop.is_cancelled() {
             self.take_acks(&ctx);
@@ -151,9 +155,28 @@ impl CsvDirSource {
                 };
                 next_rescan = Instant::now() + every;
             }
-            let ready = self
-                .settler
-                .take_ready(Instant::now(), SystemTime::now(), stat);
+            if ctx.once && !given_up && Instant::now() >= once_until && !self.settler.is_empty() {
+                let files: Vec<String> = self
+                    .settler
+                    .paths()
+                    .iter()
+                    .map(|p| {
+                        p.strip_prefix(self.scope.root())
+                            .unwrap_or(p)
+                            .display()
+                            .to_string()
+                    })
+                    .collect();
+                warn!(source = %self.setup.name, files = %files.join(", "),
+                    "--once: leaving files that are still being written for the next run");
+                given_up = true;
+            }
+            let ready = if given_up {
+                Vec::new()
+            } else {
+                self.settler
+                    .take_ready(Instant::now(), SystemTime::now(), stat)
+            };
             for path in ready {
                 if ctx.stop.is_cancelled() {
                     break;
@@ -162,7 +185,7 @@ impl CsvDirSource {
             }
             ctx.status
                 .set_pending((self.settler.len() + self.in_flight.len()) as u64);
-            if ctx.once && self.settler.is_empty() {
+            if ctx.once && (self.settler.is_empty() || given_up) {
                 if self.sent_since_drained {
                     self.drained(&ctx);
                 }
@@ -385,4 +408,10 @@ pub fn raw_schema(data: &TableSchema) -> TableSchema {
 fn stat(path: &Path) -> Option<Signature> {
     let meta = std::fs::metadata(path).ok()?;
     Some((meta.len(), meta.modified().ok()?))
+}
+
+/// How long `--once` waits for files that are still changing: ten settle periods, at
+/// least 10 s.
+fn once_wait(settle: Duration) -> Duration {
+    (settle * 10).max(Duration::from_secs(10))
 }
