@@ -29,6 +29,14 @@ fn file(content: &[u8]) -> tempfile::NamedTempFile {
     f
 }
 
+/// Each dead letter of the chunk with its line.
+fn lines(chunk: &ReadChunk) -> impl Iterator<Item = (u64, &DeadLetter)> {
+    chunk.dead_letters.iter().map(|d| match &d.origin {
+        Origin::File { line, .. } => (*line, d),
+        Origin::Kafka { .. } => unreachable!("a CSV reader makes file dead letters"),
+    })
+}
+
 fn column_i64(batch: &RecordBatch, name: &str) -> Vec<Option<i64>> {
     let a = batch
         .column_by_name(name)
@@ -55,14 +63,7 @@ fn a_field_that_is_not_utf8_makes_its_row_a_dead_letter() {
     let note = chunk.rows.column_by_name("note").expect("note");
     let note = note.as_any().downcast_ref::<StringArray>().expect("text");
     assert_eq!(note.value(0), "café");
-    let dead: Vec<(u64, &str)> = chunk
-        .dead_letters
-        .iter()
-        .map(|d| match &d.origin {
-            Origin::File { line, .. } => (*line, d.error.as_str()),
-            Origin::Kafka { .. } => unreachable!("a CSV reader makes file dead letters"),
-        })
-        .collect();
+    let dead: Vec<(u64, &str)> = lines(&chunk).map(|(l, d)| (l, d.error.as_str())).collect();
     assert_eq!(dead.len(), 2, "{dead:?}");
     assert_eq!(dead[0].0, 3);
     assert!(dead[0].1.contains("column note: not UTF-8"), "{dead:?}");
@@ -94,14 +95,7 @@ fn reads_rows_lines_and_dead_letters() {
         column_i64(&chunk.rows, meta::LINE),
         [Some(2), Some(3), Some(7)]
     );
-    let dead: Vec<(u64, &str)> = chunk
-        .dead_letters
-        .iter()
-        .map(|d| match &d.origin {
-            Origin::File { line, .. } => (*line, d.raw.as_str()),
-            Origin::Kafka { .. } => unreachable!("a CSV reader makes file dead letters"),
-        })
-        .collect();
+    let dead: Vec<(u64, &str)> = lines(&chunk).map(|(l, d)| (l, d.raw.as_str())).collect();
     assert_eq!(dead, [(5, "x,bad"), (6, "4")]);
     assert_eq!(
         chunk.next_offset,

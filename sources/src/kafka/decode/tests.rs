@@ -18,6 +18,17 @@ fn at(topic: &Arc<str>, partition: i32) -> Partition<'_> {
     Partition { topic, partition }
 }
 
+/// Each dead letter's offset and error, in order.
+fn offsets_and_errors(out: &Decoded) -> Vec<(i64, &str)> {
+    out.dead_letters
+        .iter()
+        .map(|d| match &d.origin {
+            Origin::Kafka { offset, .. } => (*offset, d.error.as_str()),
+            Origin::File { .. } => unreachable!("a Kafka decoder makes Kafka dead letters"),
+        })
+        .collect()
+}
+
 fn decoder(format: Format, columns: &[(&str, ColumnType)]) -> Decoder {
     Decoder {
         format,
@@ -90,14 +101,7 @@ fn json_messages_become_typed_rows_with_provenance_and_poison_becomes_dead_lette
             .value(1),
         "k15"
     );
-    let dead: Vec<(i64, &str)> = out
-        .dead_letters
-        .iter()
-        .map(|d| match &d.origin {
-            Origin::Kafka { offset, .. } => (*offset, d.error.as_str()),
-            Origin::File { .. } => unreachable!(),
-        })
-        .collect();
+    let dead = offsets_and_errors(&out);
     assert_eq!(dead.len(), 4, "{dead:?}");
     assert!(
         dead[0].0 == 11 && dead[0].1.contains("not valid JSON"),
@@ -243,14 +247,7 @@ fn struct_columns_decode_from_json_objects_and_bad_fields_are_dead_letters() {
     );
     assert!(ship.column(2).is_null(0));
     assert!(ship.is_null(1));
-    let errors: Vec<(i64, &str)> = out
-        .dead_letters
-        .iter()
-        .map(|d| match &d.origin {
-            Origin::Kafka { offset, .. } => (*offset, d.error.as_str()),
-            Origin::File { .. } => unreachable!(),
-        })
-        .collect();
+    let errors = offsets_and_errors(&out);
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert_eq!(errors[0].0, 2);
     assert!(errors[0].1.contains("column ship.at"), "{errors:?}");
