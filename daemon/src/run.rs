@@ -144,7 +144,7 @@ pub fn run(config: Config, once: bool) -> anyhow::Result<()> {
     for t in threads {
         let _ = t.join();
     }
-    let (warehouse, marts) = committed?;
+    let (mut warehouse, marts) = committed?;
     if let Some(e) = failure.lock().ok().and_then(|mut f| f.take()) {
         return Err(e);
     }
@@ -153,7 +153,7 @@ pub fn run(config: Config, once: bool) -> anyhow::Result<()> {
             now: true,
             ..Default::default()
         };
-        let reports = marts.round(warehouse.connection(), &opts);
+        let reports = marts.round(warehouse.for_queries(), &opts);
         models::commands::verdict(&reports).context("the data is committed, but models failed")?;
     }
     info!("stopped");

@@ -3,8 +3,11 @@
 //! A batch is committed in two steps, in this order (see [`Warehouse::commit`]):
 //! 1. [`parquet`]: the rows are written to a temporary file, fsynced, and renamed to a name
 //!    derived from the batch's provenance, so replaying the same input writes the same file.
+//!    [`Warehouse::stage`] starts this on a thread of its own, possibly while the previous
+//!    batch commits.
 //! 2. [`warehouse`]: one DuckDB transaction inserts the rows into `raw.<table>` and records the
-//!    batch ledger, file positions and dead letters together. Nothing is durable before it.
+//!    batch ledger, file positions and dead letters together, and commits only once the
+//!    Parquet file is in place ([`Warehouse::commit_staged`]). Nothing is durable before it.
 //!
 //! On start, [`Warehouse::reconcile`] removes Parquet files the ledger does not know (a crash
 //! between the two steps) and reports ledger entries whose file is missing.
@@ -27,7 +30,7 @@ pub mod warehouse;
 pub use error::SinkError;
 pub use parquet::{Compression, ParquetSink};
 pub use reconcile::ReconcileReport;
-pub use warehouse::{CommitReceipt, PendingBatch, Warehouse, WarehouseOptions};
+pub use warehouse::{CommitReceipt, PendingBatch, Staged, Warehouse, WarehouseOptions};
 
 /// Result type of this crate.
 pub type Result<T, E = SinkError> = std::result::Result<T, E>;

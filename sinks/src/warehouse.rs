@@ -10,12 +10,15 @@ use arrow::{
 use chrono::{DateTime, Utc};
 use duckdb::{Config, Connection};
 use sluice_core::{meta, Chunk, Ident, Position, TableSchema};
+use tracing::warn;
 
 use crate::{
     error::DuckdbContext,
     parquet::{ParquetSink, WrittenFile},
     raw_table, state, Result, SinkError,
 };
+use staged::ParquetJob;
+pub use staged::Staged;
 
 /// How to open the warehouse.
 #[derive(Debug, Clone)]
@@ -69,8 +72,25 @@ pub struct Warehouse {
     raw_schema: Ident,
     parquet: Option<ParquetSink>,
     last_batch: i64,
+    /// The id given to the last staged batch (see [`Warehouse::stage`]).
+    last_staged: i64,
     /// Columns of each raw table this process has written to.
     tables: HashMap<Ident, Arc<TableSchema>>,
+    threads: Threads,
+}
+
+/// DuckDB's worker threads, set per kind of work. A commit appends one batch, which DuckDB
+/// compresses in a single task; while a worker runs that task, the committing thread polls
+/// for more without sleeping (`QueryResult::CompleteInternal` in DuckDB 1.4 only waits when
+/// a task is blocked), burning the core the sources and the Parquet writer need. So commits
+/// run on the committer's own thread alone (`threads = 1`), and queries (models) get the
+/// configured number. Measured in BENCHMARKS.md: a quarter less CPU for the same ingest.
+#[derive(Debug)]
+struct Threads {
+    /// The configured number (DuckDB's default: all cores), used for queries.
+    queries: i64,
+    /// What DuckDB is set to now.
+    current: i64,
 }
 
 impl Warehouse {
@@ -101,18 +121,45 @@ impl Warehouse {
         ))
         .ctx(|| format!("creating schema {}", opts.raw_schema))?;
         let last_batch = state::last_batch_id(&conn)?;
+        let configured: i64 = conn
+            .query_row("SELECT current_setting('threads')", [], |r| r.get(0))
+            .ctx(|| "reading DuckDB's threads".into())?;
         Ok(Warehouse {
             conn,
             raw_schema: opts.raw_schema,
             parquet: opts.parquet,
             last_batch,
+            last_staged: last_batch,
             tables: HashMap::new(),
+            threads: Threads {
+                queries: configured,
+                current: configured,
+            },
         })
     }
 
-    /// The connection, for reads (state queries, models).
+    /// The connection, for reads (state queries).
     pub fn connection(&self) -> &Connection {
         &self.conn
+    }
+
+    /// The connection with DuckDB's configured worker threads, for queries that gain from
+    /// them (models). If DuckDB refuses the setting, queries run with what it has.
+    pub fn for_queries(&mut self) -> &Connection {
+        if let Err(e) = self.set_threads(self.threads.queries) {
+            warn!(error = %e, "could not give DuckDB its worker threads back; queries run with fewer");
+        }
+        &self.conn
+    }
+
+    fn set_threads(&mut self, n: i64) -> Result<()> {
+        if self.threads.current != n {
+            self.conn
+                .execute_batch(&format!("SET threads = {n}"))
+                .ctx(|| format!("setting DuckDB's threads to {n}"))?;
+            self.threads.current = n;
+        }
+        Ok(())
     }
 
     pub fn parquet(&self) -> Option<&ParquetSink> {
@@ -141,42 +188,87 @@ impl Warehouse {
         state::files_of(&self.conn, source)
     }
 
-    /// Commits one batch: Parquet first, then one DuckDB transaction with the rows, the
-    /// ledger entry, the file positions and the dead letters. On error nothing of the
-    /// batch is in DuckDB and its Parquet file is removed.
+    /// Commits one batch: [`Warehouse::stage`] then [`Warehouse::commit_staged`]. After an
+    /// error the batch is dropped, and its id goes to the next batch staged.
     pub fn commit(&mut self, batch: PendingBatch) -> Result<CommitReceipt> {
-        let rows = batch.rows() as u64;
-        if rows > 0 {
-            self.ensure_table(&batch)?;
+        let mut staged = self.stage(batch)?;
+        let result = self.commit_staged(&mut staged);
+        if result.is_err() {
+            self.last_staged = self.last_batch;
         }
-        let dead = batch.dead_letters() as u64;
-        let batch_id = (rows > 0 || dead > 0).then_some(self.last_batch + 1);
+        result
+    }
+
+    /// Fixes the batch's id and time and starts writing its Parquet file. Batches must be
+    /// committed in the order they are staged (ids follow that order); a staged batch that
+    /// is dropped uncommitted leaves a gap that [`Warehouse::commit_staged`] refuses, so only
+    /// drop one when giving up on the warehouse.
+    pub fn stage(&mut self, batch: PendingBatch) -> Result<Staged> {
+        let has_content = batch.rows() > 0 || batch.dead_letters() > 0;
+        let id = has_content.then(|| {
+            self.last_staged += 1;
+            self.last_staged
+        });
         let now = Utc::now();
-        let full = match batch_id {
+        let full = match id {
             Some(id) => complete_rows(&batch, id, now)?,
             None => Vec::new(),
         };
-        let planned = self.planned_parquet(&batch, &full, now);
-        let parquet = match self.transaction(&batch, batch_id, &full, planned.as_deref(), now) {
-            Ok(parquet) => parquet,
-            Err(err) => {
-                // Whatever the writer left (a finished file or a temporary) is not committed.
-                if let (Some(sink), Some(relative)) = (&self.parquet, &planned) {
-                    let _ = sink.remove(relative);
-                }
-                return Err(err);
-            }
+        let parquet = match &self.parquet {
+            Some(sink) if full.iter().any(|b| b.num_rows() > 0) => Some(ParquetJob::start(
+                sink.clone(),
+                ParquetSink::relative_path(
+                    batch.table.as_str(),
+                    now.date_naive(),
+                    &provenance_id(&batch),
+                ),
+                batch.raw_schema.arrow_schema(),
+                &full,
+            )),
+            _ => None,
         };
-        if let Some(id) = batch_id {
+        Ok(Staged {
+            batch,
+            id,
+            now,
+            full,
+            parquet,
+        })
+    }
+
+    /// Commits a staged batch: its Parquet file must be in place, then one DuckDB
+    /// transaction holds the rows, the ledger entry, the file positions and the dead
+    /// letters. On error nothing of the batch is in DuckDB and its Parquet file is
+    /// removed; committing the same `staged` again retries it whole.
+    pub fn commit_staged(&mut self, staged: &mut Staged) -> Result<CommitReceipt> {
+        if let Some(id) = staged.id.filter(|id| *id != self.last_batch + 1) {
+            return Err(SinkError::Schema {
+                table: staged.batch.table.to_string(),
+                detail: format!(
+                    "batch {id} staged out of order (the last committed is {})",
+                    self.last_batch
+                ),
+            });
+        }
+        self.set_threads(1)?;
+        let result = self.transaction(staged);
+        if result.is_err() {
+            if let Some(job) = staged.parquet.as_mut() {
+                job.remove();
+            }
+        }
+        let parquet = result?;
+        if let Some(id) = staged.id {
             self.last_batch = id;
         }
+        let batch = &staged.batch;
         Ok(CommitReceipt {
-            batch_id,
+            batch_id: staged.id,
             table: batch.table.clone(),
-            rows,
-            dead_letters: dead,
+            rows: batch.rows() as u64,
+            dead_letters: batch.dead_letters() as u64,
             parquet,
-            committed_at: now,
+            committed_at: staged.now,
             positions: batch
                 .chunks
                 .iter()
@@ -202,72 +294,41 @@ impl Warehouse {
         Ok(())
     }
 
-    /// Where this batch's Parquet file goes, if it has one.
-    fn planned_parquet(
-        &self,
-        batch: &PendingBatch,
-        full: &[RecordBatch],
-        now: DateTime<Utc>,
-    ) -> Option<String> {
-        let has_rows = full.iter().any(|b| b.num_rows() > 0);
-        (self.parquet.is_some() && has_rows).then(|| {
-            ParquetSink::relative_path(
-                batch.table.as_str(),
-                now.date_naive(),
-                &provenance_id(batch),
-            )
-        })
-    }
-
-    /// One DuckDB transaction; the Parquet file is written on a second thread while the
-    /// rows are appended, and must be durably in place before the transaction commits.
-    fn transaction(
-        &mut self,
-        batch: &PendingBatch,
-        batch_id: Option<i64>,
-        full: &[RecordBatch],
-        parquet: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> Result<Option<WrittenFile>> {
+    /// One DuckDB transaction; it commits only once the Parquet file is durably in place.
+    fn transaction(&mut self, staged: &mut Staged) -> Result<Option<WrittenFile>> {
+        let batch = &staged.batch;
+        if batch.rows() > 0 {
+            self.ensure_table(batch)?;
+        }
         let table = format!("{}.{}", self.raw_schema, batch.table);
-        let raw_schema = self.raw_schema.clone();
-        let sink = self.parquet.clone();
-        let conn = &mut self.conn;
-        std::thread::scope(|scope| {
-            let writer = scope.spawn(|| match (&sink, parquet) {
-                (Some(sink), Some(relative)) => sink
-                    .write(relative, batch.raw_schema.arrow_schema(), full)
-                    .map(Some),
-                _ => Ok(None),
-            });
-            let tx = conn
-                .transaction()
-                .ctx(|| format!("starting the commit of {table}"))?;
-            if !full.is_empty() {
-                let mut app = tx
-                    .appender_to_db(batch.table.as_str(), raw_schema.as_str())
-                    .ctx(|| format!("opening an appender on {table}"))?;
-                for rows in full {
-                    app.append_record_batch(rows.clone())
-                        .ctx(|| format!("appending rows to {table}"))?;
-                }
-                app.flush().ctx(|| format!("flushing rows into {table}"))?;
+        let tx = self
+            .conn
+            .transaction()
+            .ctx(|| format!("starting the commit of {table}"))?;
+        if !staged.full.is_empty() {
+            let mut app = tx
+                .appender_to_db(batch.table.as_str(), self.raw_schema.as_str())
+                .ctx(|| format!("opening an appender on {table}"))?;
+            for rows in &staged.full {
+                app.append_record_batch(rows.clone())
+                    .ctx(|| format!("appending rows to {table}"))?;
             }
-            let written = writer.join().map_err(|_| SinkError::Schema {
-                table: table.clone(),
-                detail: "the Parquet writer panicked".into(),
-            })??;
-            let stamp = timestamp_literal(now);
-            if let Some(id) = batch_id {
-                record::batch(&tx, batch, id, written.as_ref(), &stamp)?;
-                record::dead_letters(&tx, batch, id, &stamp)?;
-            }
-            record::files(&tx, batch, batch_id, &stamp)?;
-            record::offsets(&tx, batch, batch_id, &stamp)?;
-            tx.commit()
-                .ctx(|| format!("committing the batch of {table}"))?;
-            Ok(written)
-        })
+            app.flush().ctx(|| format!("flushing rows into {table}"))?;
+        }
+        let written = match staged.parquet.as_mut() {
+            Some(job) => Some(job.wait(&staged.full)?),
+            None => None,
+        };
+        let stamp = timestamp_literal(staged.now);
+        if let Some(id) = staged.id {
+            record::batch(&tx, batch, id, written.as_ref(), &stamp)?;
+            record::dead_letters(&tx, batch, id, &stamp)?;
+        }
+        record::files(&tx, batch, staged.id, &stamp)?;
+        record::offsets(&tx, batch, staged.id, &stamp)?;
+        tx.commit()
+            .ctx(|| format!("committing the batch of {table}"))?;
+        Ok(written)
     }
 }
 
@@ -331,5 +392,6 @@ fn timestamp_literal(t: DateTime<Utc>) -> String {
 }
 
 mod record;
+mod staged;
 #[cfg(test)]
 mod tests;

@@ -20,7 +20,7 @@ use std::{
 };
 
 use sluice_core::Position;
-use sluice_sinks::{CommitReceipt, PendingBatch, SinkError, Warehouse};
+use sluice_sinks::{CommitReceipt, PendingBatch, SinkError, Staged, Warehouse};
 use sluice_sources::SourceEvent;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -53,7 +53,10 @@ pub struct Committer {
 }
 
 /// Owns the warehouse on its own thread and commits batches strictly in order, so the
-/// next batch is read and assembled while the previous one commits.
+/// next batch is read and assembled while the previous one commits. A batch already
+/// queued is staged before the current one commits, so its Parquet file is written in
+/// the meantime. In memory at most: the batch committing, one staged, one queued and
+/// the batcher's open ones.
 #[derive(Debug)]
 struct CommitWorker {
     warehouse: Warehouse,
@@ -197,44 +200,62 @@ impl CommitWorker {
         queue: Receiver<PendingBatch>,
         stop: &CancellationToken,
     ) -> Result<Finished, CommitError> {
-        let mut next = None;
+        let mut ahead: Option<Staged> = None;
         loop {
-            let batch = match next
-                .take()
-                .map_or_else(|| queue.recv_timeout(IDLE_TICK), Ok)
-            {
-                Ok(batch) => batch,
-                Err(RecvTimeoutError::Timeout) => {
-                    if let Some(marts) = self.marts.as_mut().filter(|_| !stop.is_cancelled()) {
-                        marts.idle(self.warehouse.connection());
+            let staged = match ahead.take() {
+                Some(staged) => staged,
+                None => match queue.recv_timeout(IDLE_TICK) {
+                    Ok(batch) => self.stage(batch)?,
+                    Err(RecvTimeoutError::Timeout) => {
+                        if let Some(marts) = self.marts.as_mut().filter(|_| !stop.is_cancelled()) {
+                            marts.idle(self.warehouse.for_queries());
+                        }
+                        continue;
                     }
-                    continue;
-                }
-                Err(RecvTimeoutError::Disconnected) => break,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
             };
-            self.commit(batch, stop)?;
+            // A batch already waiting is staged now, so its Parquet file is written while
+            // this one commits. A staging error is reported once this commit is done.
+            let next = queue.try_recv().ok().map(|batch| self.stage(batch));
+            self.commit(staged, stop)?;
+            ahead = match next.transpose()? {
+                Some(staged) => Some(staged),
+                None => queue.try_recv().ok().map(|b| self.stage(b)).transpose()?,
+            };
             // A batch already waiting means more are coming: models may wait for it.
-            next = queue.try_recv().ok();
             if let Some(marts) = self.marts.as_mut().filter(|_| !stop.is_cancelled()) {
-                marts.after_commit(self.warehouse.connection(), next.is_some());
+                marts.after_commit(self.warehouse.for_queries(), ahead.is_some());
             }
         }
         Ok((self.warehouse, self.marts))
     }
 
-    fn commit(&mut self, batch: PendingBatch, stop: &CancellationToken) -> Result<(), CommitError> {
+    fn stage(&mut self, batch: PendingBatch) -> Result<Staged, CommitError> {
+        let table = batch.table.to_string();
+        self.warehouse.stage(batch).map_err(|source| {
+            telemetry::commit_failed(&table);
+            CommitError {
+                table,
+                source: Box::new(source),
+            }
+        })
+    }
+
+    fn commit(&mut self, mut staged: Staged, stop: &CancellationToken) -> Result<(), CommitError> {
         let mut backoff = Duration::from_millis(200);
         let mut attempts_while_stopping = 0;
         loop {
             let started = Instant::now();
-            match self.warehouse.commit(batch.clone()) {
+            let table = staged.batch().table.clone();
+            match self.warehouse.commit_staged(&mut staged) {
                 Ok(receipt) => {
-                    self.committed(&batch, receipt, started.elapsed());
+                    self.committed(staged.batch(), receipt, started.elapsed());
                     return Ok(());
                 }
                 Err(e) if e.is_retryable() && attempts_while_stopping < ATTEMPTS_WHILE_STOPPING => {
-                    telemetry::commit_failed(batch.table.as_str());
-                    warn!(table = %batch.table, error = %e, retry_in = ?backoff, "commit failed; retrying");
+                    telemetry::commit_failed(table.as_str());
+                    warn!(%table, error = %e, retry_in = ?backoff, "commit failed; retrying");
                     if stop.is_cancelled() {
                         attempts_while_stopping += 1;
                     }
@@ -242,9 +263,9 @@ impl CommitWorker {
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
                 Err(source) => {
-                    telemetry::commit_failed(batch.table.as_str());
+                    telemetry::commit_failed(table.as_str());
                     return Err(CommitError {
-                        table: batch.table.to_string(),
+                        table: table.to_string(),
                         source: Box::new(source),
                     });
                 }

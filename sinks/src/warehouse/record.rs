@@ -30,9 +30,13 @@ pub(super) fn batch(
             }),
         })
         .collect();
-    tx.execute(
+    // Cached: the same few statements run in every commit, and preparing them again
+    // (parse, bind, plan) cost as much as running them.
+    tx.prepare_cached(
         "INSERT INTO _sluice.batches VALUES (?, ?, ?, ?, ?, ?, ?, CAST(? AS TIMESTAMPTZ))",
-        params![
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
             id,
             batch.table.as_str(),
             batch.rows() as i64,
@@ -41,8 +45,8 @@ pub(super) fn batch(
             parquet.map(|p| p.bytes as i64),
             serde_json::Value::Array(provenance).to_string(),
             stamp,
-        ],
-    )
+        ])
+    })
     .ctx(|| format!("recording batch {id} of {}", batch.table))?;
     Ok(())
 }
@@ -58,7 +62,7 @@ pub(super) fn dead_letters(
     }
     let context = || format!("recording dead letters of batch {id} of {}", batch.table);
     let mut stmt = tx
-        .prepare(
+        .prepare_cached(
             "INSERT INTO _sluice.dead_letters \
              (batch_id, source, table_name, error, raw, file, line, topic, \"partition\", \"offset\", key, created_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TIMESTAMPTZ))",
@@ -144,7 +148,7 @@ pub(super) fn files(
     }
     let context = || format!("recording file positions for {}", batch.table);
     let mut stmt = tx
-        .prepare(
+        .prepare_cached(
             "INSERT INTO _sluice.files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TIMESTAMPTZ)) \
              ON CONFLICT (source, hash) DO UPDATE SET \
                rows = rows + excluded.rows, dead_letters = dead_letters + excluded.dead_letters, \
@@ -196,7 +200,7 @@ pub(super) fn offsets(
     }
     let context = || format!("recording Kafka offsets for {}", batch.table);
     let mut stmt = tx
-        .prepare(
+        .prepare_cached(
             "INSERT INTO _sluice.offsets VALUES (?, ?, ?, ?, ?, CAST(? AS TIMESTAMPTZ)) \
              ON CONFLICT (source, topic, \"partition\") DO UPDATE SET \
                next_offset = excluded.next_offset, \

@@ -75,11 +75,15 @@ fn chunk(values: Vec<&str>, ty: ColumnType, next_offset: u64, status: FileStatus
 }
 
 fn open(dir: &std::path::Path) -> Warehouse {
+    open_with_threads(dir, 1)
+}
+
+fn open_with_threads(dir: &std::path::Path, threads: u16) -> Warehouse {
     Warehouse::open(WarehouseOptions {
         db_path: dir.join("w.duckdb"),
         raw_schema: Ident::new("raw").expect("ident"),
         memory_limit: None,
-        threads: Some(1),
+        threads: Some(threads),
         parquet: Some(ParquetSink::new(dir.join("parquet"), Compression::Zstd)),
     })
     .expect("open")
@@ -169,6 +173,76 @@ fn a_failed_commit_leaves_no_rows_and_no_parquet_file() {
     assert_eq!(count(&w, "SELECT next_offset FROM _sluice.files"), 10);
     let sink = w.parquet().expect("parquet").clone();
     assert_eq!(sink.list().expect("list").len(), 1);
+    // The refused batch's id goes to the next one.
+    let next = chunk(vec!["2"], ColumnType::BigInt, 30, FileStatus::Ingested);
+    let receipt = w.commit(batch_of(next)).expect("next commit");
+    assert_eq!(receipt.batch_id, Some(2));
+}
+
+fn batch_of(c: Chunk) -> PendingBatch {
+    PendingBatch {
+        table: c.table.clone(),
+        raw_schema: c.raw_schema.clone(),
+        chunks: vec![c],
+    }
+}
+
+#[test]
+fn a_batch_staged_while_another_commits_gets_the_next_id_and_its_own_parquet_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut w = open(dir.path());
+    let mut first = w
+        .stage(batch_of(chunk(
+            vec!["1", "2"],
+            ColumnType::BigInt,
+            10,
+            FileStatus::Partial,
+        )))
+        .expect("stage first");
+    let mut second = w
+        .stage(batch_of(chunk(
+            vec!["3"],
+            ColumnType::BigInt,
+            20,
+            FileStatus::Ingested,
+        )))
+        .expect("stage second");
+    // Out of order is refused, and refusing keeps both batches committable.
+    let err = w.commit_staged(&mut second).expect_err("out of order");
+    assert!(err.to_string().contains("out of order"), "{err}");
+    let a = w.commit_staged(&mut first).expect("commit first");
+    let b = w.commit_staged(&mut second).expect("commit second");
+    assert_eq!((a.batch_id, b.batch_id), (Some(1), Some(2)));
+    assert_eq!(count(&w, "SELECT count(*) FROM raw.t"), 3);
+    assert_eq!(count(&w, "SELECT max(_sluice_batch) FROM raw.t"), 2);
+    let sink = w.parquet().expect("parquet").clone();
+    let files = sink.list().expect("list");
+    assert_eq!(files.len(), 2, "{files:?}");
+    for f in [a.parquet.expect("a"), b.parquet.expect("b")] {
+        assert!(files.contains(&f.relative), "{files:?}");
+    }
+    drop((first, second));
+    assert_eq!(sink.list().expect("list").len(), 2, "committed files stay");
+    assert!(w.reconcile().expect("reconcile").removed.is_empty());
+}
+
+#[test]
+fn a_staged_batch_dropped_uncommitted_leaves_no_parquet_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut w = open(dir.path());
+    let staged = w
+        .stage(batch_of(chunk(
+            vec!["1"],
+            ColumnType::BigInt,
+            10,
+            FileStatus::Ingested,
+        )))
+        .expect("stage");
+    assert!(staged.batch().rows() == 1);
+    drop(staged);
+    let sink = w.parquet().expect("parquet").clone();
+    assert_eq!(sink.list().expect("list"), Vec::<String>::new());
+    assert_eq!(count(&w, "SELECT count(*) FROM _sluice.batches"), 0);
 }
 
 #[test]
@@ -193,4 +267,23 @@ fn json_columns_round_trip() {
         .expect("describe")
         .expect("exists");
     assert_eq!(described.columns[0].ty, ColumnType::Json);
+}
+
+#[test]
+fn commits_run_on_one_duckdb_thread_and_queries_get_the_configured_threads_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut w = open_with_threads(dir.path(), 3);
+    let threads = "SELECT current_setting('threads')";
+    assert_eq!(count(&w, threads), 3);
+    let c = chunk(vec!["1"], ColumnType::BigInt, 10, FileStatus::Ingested);
+    let batch = PendingBatch {
+        table: c.table.clone(),
+        raw_schema: c.raw_schema.clone(),
+        chunks: vec![c],
+    };
+    w.commit(batch).expect("commit");
+    assert_eq!(count(&w, threads), 1);
+    let conn = w.for_queries();
+    let n: i64 = conn.query_row(threads, [], |r| r.get(0)).expect(threads);
+    assert_eq!(n, 3);
 }
