@@ -74,6 +74,14 @@ fn chunk(values: Vec<&str>, ty: ColumnType, next_offset: u64, status: FileStatus
     }
 }
 
+fn batch_of(c: Chunk) -> PendingBatch {
+    PendingBatch {
+        table: c.table.clone(),
+        raw_schema: c.raw_schema.clone(),
+        chunks: vec![c],
+    }
+}
+
 fn open(dir: &std::path::Path) -> Warehouse {
     open_with_threads(dir, 1)
 }
@@ -152,21 +160,10 @@ fn a_failed_commit_leaves_no_rows_and_no_parquet_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut w = open(dir.path());
     let good = chunk(vec!["1"], ColumnType::BigInt, 10, FileStatus::Partial);
-    w.commit(PendingBatch {
-        table: good.table.clone(),
-        raw_schema: good.raw_schema.clone(),
-        chunks: vec![good],
-    })
-    .expect("first commit");
+    w.commit(batch_of(good)).expect("first commit");
     // Same table, other column type: refused, and nothing of it is kept.
     let bad = chunk(vec!["x"], ColumnType::Varchar, 20, FileStatus::Ingested);
-    let err = w
-        .commit(PendingBatch {
-            table: bad.table.clone(),
-            raw_schema: bad.raw_schema.clone(),
-            chunks: vec![bad],
-        })
-        .expect_err("schema mismatch");
+    let err = w.commit(batch_of(bad)).expect_err("schema mismatch");
     assert!(err.to_string().contains("table"), "{err}");
     assert_eq!(count(&w, "SELECT count(*) FROM raw.t"), 1);
     assert_eq!(count(&w, "SELECT count(*) FROM _sluice.batches"), 1);
@@ -177,14 +174,6 @@ fn a_failed_commit_leaves_no_rows_and_no_parquet_file() {
     let next = chunk(vec!["2"], ColumnType::BigInt, 30, FileStatus::Ingested);
     let receipt = w.commit(batch_of(next)).expect("next commit");
     assert_eq!(receipt.batch_id, Some(2));
-}
-
-fn batch_of(c: Chunk) -> PendingBatch {
-    PendingBatch {
-        table: c.table.clone(),
-        raw_schema: c.raw_schema.clone(),
-        chunks: vec![c],
-    }
 }
 
 #[test]
@@ -255,12 +244,7 @@ fn json_columns_round_trip() {
         10,
         FileStatus::Ingested,
     );
-    w.commit(PendingBatch {
-        table: c.table.clone(),
-        raw_schema: c.raw_schema.clone(),
-        chunks: vec![c],
-    })
-    .expect("commit");
+    w.commit(batch_of(c)).expect("commit");
     assert_eq!(count(&w, "SELECT (v->>'a')::BIGINT FROM raw.t"), 1);
     let described = w
         .table_schema(&Ident::new("t").expect("ident"))
@@ -276,11 +260,7 @@ fn commits_run_on_one_duckdb_thread_and_queries_get_the_configured_threads_back(
     let threads = "SELECT current_setting('threads')";
     assert_eq!(count(&w, threads), 3);
     let c = chunk(vec!["1"], ColumnType::BigInt, 10, FileStatus::Ingested);
-    let batch = PendingBatch {
-        table: c.table.clone(),
-        raw_schema: c.raw_schema.clone(),
-        chunks: vec![c],
-    };
+    let batch = batch_of(c);
     w.commit(batch).expect("commit");
     assert_eq!(count(&w, threads), 1);
     let conn = w.for_queries();
