@@ -13,12 +13,13 @@
 use std::{
     collections::{BTreeMap, HashMap},
     sync::{
-        mpsc::{sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError},
+        mpsc::{Receiver, RecvTimeoutError, Sender},
         Arc,
     },
     time::{Duration, Instant},
 };
 
+use crossbeam_channel::{bounded, RecvTimeoutError as QueueRecvError, SendTimeoutError};
 use sluice_core::Position;
 use sluice_sinks::{CommitReceipt, PendingBatch, SinkError, Staged, Warehouse};
 use sluice_sources::SourceEvent;
@@ -103,7 +104,7 @@ impl Committer {
             health,
         } = self;
         // One batch may wait while another commits: double buffering, bounded memory.
-        let (batches, queue) = sync_channel::<PendingBatch>(1);
+        let (batches, queue) = bounded::<PendingBatch>(1);
         std::thread::scope(|scope| {
             let worker = std::thread::Builder::new()
                 .name("committer".into())
@@ -135,7 +136,7 @@ impl Committer {
 fn batch_loop(
     batcher: &mut Batcher,
     events: &Receiver<SourceEvent>,
-    worker: &SyncSender<PendingBatch>,
+    worker: &crossbeam_channel::Sender<PendingBatch>,
     stop: &CancellationToken,
     health: &Health,
 ) {
@@ -179,16 +180,18 @@ const BUSY_BEAT: Duration = Duration::from_millis(50);
 
 /// Hands `batch` to the worker, beating while the worker is busy: a model round or a
 /// large commit may take minutes, and the batch loop waiting for it is alive, not stuck
-/// (systemd's watchdog must not kill it). False once the worker has stopped.
-fn send_alive<T>(worker: &SyncSender<T>, mut batch: T, health: &Health) -> bool {
+/// (systemd's watchdog must not kill it). The hand-over happens the moment the queue has
+/// room, so the worker finds the next batch queued when it starts a commit and can stage
+/// it (its Parquet file is then written during that commit). False once the worker has
+/// stopped.
+fn send_alive<T>(worker: &crossbeam_channel::Sender<T>, mut batch: T, health: &Health) -> bool {
     loop {
-        match worker.try_send(batch) {
+        match worker.send_timeout(batch, BUSY_BEAT) {
             Ok(()) => return true,
-            Err(TrySendError::Disconnected(_)) => return false,
-            Err(TrySendError::Full(b)) => {
+            Err(SendTimeoutError::Disconnected(_)) => return false,
+            Err(SendTimeoutError::Timeout(b)) => {
                 batch = b;
                 health.beat();
-                std::thread::sleep(BUSY_BEAT);
             }
         }
     }
@@ -197,7 +200,7 @@ fn send_alive<T>(worker: &SyncSender<T>, mut batch: T, health: &Health) -> bool 
 impl CommitWorker {
     fn run(
         mut self,
-        queue: Receiver<PendingBatch>,
+        queue: crossbeam_channel::Receiver<PendingBatch>,
         stop: &CancellationToken,
     ) -> Result<Finished, CommitError> {
         let mut ahead: Option<Staged> = None;
@@ -206,13 +209,13 @@ impl CommitWorker {
                 Some(staged) => staged,
                 None => match queue.recv_timeout(IDLE_TICK) {
                     Ok(batch) => self.stage(batch)?,
-                    Err(RecvTimeoutError::Timeout) => {
+                    Err(QueueRecvError::Timeout) => {
                         if let Some(marts) = self.marts.as_mut().filter(|_| !stop.is_cancelled()) {
                             marts.idle(self.warehouse.for_queries());
                         }
                         continue;
                     }
-                    Err(RecvTimeoutError::Disconnected) => break,
+                    Err(QueueRecvError::Disconnected) => break,
                 },
             };
             // A batch already waiting is staged now, so its Parquet file is written while
@@ -307,7 +310,7 @@ mod tests {
     #[test]
     fn a_busy_worker_does_not_stop_the_heartbeat() {
         let health = Health::new(Notifier::disabled());
-        let (tx, rx) = sync_channel::<u32>(0);
+        let (tx, rx) = bounded::<u32>(0);
         let (started_tx, started_rx) = std::sync::mpsc::channel();
         std::thread::scope(|s| {
             s.spawn(|| {
