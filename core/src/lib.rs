@@ -2,18 +2,21 @@
 //!
 //! Sources turn the outside world into [`Chunk`]s; the daemon's batcher groups chunks of one
 //! table into a batch; sinks commit a batch (Parquet, then one DuckDB transaction) and the
-//! source is told which [`Position`]s are now durable. Nothing in here does I/O.
+//! source is told which [`Position`]s are now durable. Nothing in here does I/O; the one
+//! system call is [`priority`]'s.
 //!
 //! Layout:
 //! - [`ident`]: validated SQL identifiers and the single quoting helper all SQL goes through.
 //! - [`column`]: column types as DuckDB names them, their Arrow twins, and table schemas.
 //! - [`chunk`]: what a source hands on: rows, dead letters and the position they advance.
 //! - [`meta`]: names of the provenance columns sluice adds to every raw table.
+//! - [`priority`]: producer threads (sources, the Parquet writer) yield to the commit thread.
 
 pub mod chunk;
 pub mod column;
 pub mod ident;
 pub mod meta;
+pub mod priority;
 
 pub use chunk::{
     Chunk, DeadLetter, FileHash, FileProgress, FileRecord, FileStatus, Origin, PartitionProgress,

@@ -19,7 +19,7 @@ use sluice_core::Ident;
 use sluice_sinks::{ParquetSink, Warehouse, WarehouseOptions};
 use sluice_sources::SourceContext;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::{
     config::Config,
@@ -119,6 +119,9 @@ pub fn run(config: Config, once: bool) -> anyhow::Result<()> {
         let handle = thread::Builder::new()
             .name(format!("source-{name}"))
             .spawn(move || {
+                if let Err(e) = sluice_core::priority::yield_to_committer() {
+                    debug!(source = %name, error = %e, "could not lower the source thread's priority");
+                }
                 if let Err(e) = source.run(ctx) {
                     error!(source = %name, error = %e, "source failed; stopping");
                     status.set_problem(Some(e.to_string()));

@@ -297,3 +297,56 @@ fn json_logs_are_one_object_per_line_and_name_the_file_concerned() {
         .as_str()
         .is_some_and(|r| r.contains("NUL")));
 }
+
+/// A thread's nice value, from `/proc/<pid>/task/<tid>/stat` (field 19).
+fn nice_of(stat: &str) -> i64 {
+    let after_name = &stat[stat.rfind(')').expect("comm in stat") + 2..];
+    after_name
+        .split(' ')
+        .nth(16)
+        .expect("nice field")
+        .parse()
+        .expect("nice")
+}
+
+/// The nice value of every thread of `pid`, by thread name.
+fn thread_nices(pid: u32) -> Vec<(String, i64)> {
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).expect("task dir");
+    tasks
+        .filter_map(|t| {
+            let t = t.ok()?.path();
+            let name = fs::read_to_string(t.join("comm")).ok()?;
+            let stat = fs::read_to_string(t.join("stat")).ok()?;
+            Some((name.trim().to_string(), nice_of(&stat)))
+        })
+        .collect()
+}
+
+#[test]
+fn source_threads_run_at_a_lower_priority_than_the_commit_thread() {
+    let d = Deployment::new("", HTTP);
+    d.write("a.csv", &csv_rows(1, 3));
+    let mut daemon = d.start();
+    daemon.wait_until("the first file committed", |_| {
+        d.moved("archive").len() == 1
+    });
+    let pid = daemon.child.id();
+    let nices = thread_nices(pid);
+    let nice = |name: &str| {
+        nices
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no thread {name} in {nices:?}"))
+            .1
+    };
+    // The main thread's nice is the process's: a unit's `Nice=` or the shell's.
+    let main = nice_of(&fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat"));
+    assert_eq!(nice("committer"), main, "{nices:?}");
+    assert_eq!(
+        nice("source-src"),
+        (main + i64::from(sluice_core::priority::PRODUCER_NICE)).min(19),
+        "{nices:?}"
+    );
+    let (status, _) = daemon.terminate();
+    assert!(status.success());
+}

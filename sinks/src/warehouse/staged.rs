@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 
 use arrow::{datatypes::SchemaRef, record_batch::RecordBatch};
 use chrono::{DateTime, Utc};
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::PendingBatch;
 use crate::{
@@ -94,7 +94,12 @@ impl ParquetJob {
         let full = full.to_vec();
         std::thread::Builder::new()
             .name("parquet".into())
-            .spawn(move || sink.write(&relative, schema, &full))
+            .spawn(move || {
+                if let Err(e) = sluice_core::priority::yield_to_committer() {
+                    debug!(error = %e, "could not lower the Parquet writer's priority");
+                }
+                sink.write(&relative, schema, &full)
+            })
             .inspect_err(|e| warn!(error = %e, "no thread for the Parquet writer; writing it on the committer"))
             .ok()
     }
