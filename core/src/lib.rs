@@ -9,12 +9,14 @@
 //! - [`ident`]: validated SQL identifiers and the single quoting helper all SQL goes through.
 //! - [`column`]: column types as DuckDB names them, their Arrow twins, and table schemas.
 //! - [`chunk`]: what a source hands on: rows, dead letters and the position they advance.
+//! - [`ledger`]: what a running file source asks of the ledger (a file's record, by hash).
 //! - [`meta`]: names of the provenance columns sluice adds to every raw table.
 //! - [`priority`]: producer threads (sources, the Parquet writer) yield to the commit thread.
 
 pub mod chunk;
 pub mod column;
 pub mod ident;
+pub mod ledger;
 pub mod meta;
 pub mod priority;
 
@@ -24,3 +26,4 @@ pub use chunk::{
 };
 pub use column::{Column, ColumnType, TableSchema};
 pub use ident::{quote_ident, Ident, IdentError};
+pub use ledger::{FileLedger, LookupError};

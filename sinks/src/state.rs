@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 
 use duckdb::{params, Connection};
-use sluice_core::{FileHash, FileRecord, FileStatus};
+use sluice_core::{FileHash, FileLedger, FileRecord, FileStatus, LookupError};
 
 use crate::{error::DuckdbContext, Result};
 
@@ -112,38 +112,59 @@ pub fn ensure(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// Every file the ledger knows for `source`, by content hash.
-pub fn files_of(conn: &Connection, source: &str) -> Result<HashMap<FileHash, FileRecord>> {
-    let context = || format!("reading _sluice.files for source {source}");
-    let mut stmt = conn
-        .prepare(
-            "SELECT hash, original_name, status, reason, next_offset, next_line \
-             FROM _sluice.files WHERE source = ?",
-        )
-        .ctx(context)?;
-    let rows = stmt
-        .query_map(params![source], |r| {
-            let status: String = r.get(2)?;
-            let reason: Option<String> = r.get(3)?;
-            let status = match status.as_str() {
-                "partial" => FileStatus::Partial,
-                "quarantined" => FileStatus::Quarantined {
-                    reason: reason.unwrap_or_default(),
-                },
-                _ => FileStatus::Ingested,
-            };
-            Ok((
-                FileHash(r.get(0)?),
-                FileRecord {
-                    original_name: r.get(1)?,
+/// The ledger's records of one source's files, read through a connection of their own
+/// (a running source looks files up on its own thread while the committer writes).
+#[derive(Debug)]
+pub struct SourceFiles {
+    conn: Connection,
+    source: String,
+}
+
+impl SourceFiles {
+    pub fn new(conn: Connection, source: &str) -> SourceFiles {
+        SourceFiles {
+            conn,
+            source: source.to_string(),
+        }
+    }
+
+    /// The committed record of the file of `source` with this content hash, if any.
+    pub fn lookup(&self, hash: &FileHash) -> Result<Option<FileRecord>> {
+        let context = || format!("reading _sluice.files for source {}", self.source);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT original_name, status, reason, next_offset, next_line \
+                 FROM _sluice.files WHERE source = ? AND hash = ?",
+            )
+            .ctx(context)?;
+        let mut rows = stmt
+            .query_map(params![self.source, hash.0], |r| {
+                let status: String = r.get(1)?;
+                let reason: Option<String> = r.get(2)?;
+                let status = match status.as_str() {
+                    "partial" => FileStatus::Partial,
+                    "quarantined" => FileStatus::Quarantined {
+                        reason: reason.unwrap_or_default(),
+                    },
+                    _ => FileStatus::Ingested,
+                };
+                Ok(FileRecord {
+                    original_name: r.get(0)?,
                     status,
-                    next_offset: r.get::<_, i64>(4)? as u64,
-                    next_line: r.get::<_, i64>(5)? as u64,
-                },
-            ))
-        })
-        .ctx(context)?;
-    rows.collect::<duckdb::Result<_>>().ctx(context)
+                    next_offset: r.get::<_, i64>(3)? as u64,
+                    next_line: r.get::<_, i64>(4)? as u64,
+                })
+            })
+            .ctx(context)?;
+        rows.next().transpose().ctx(context)
+    }
+}
+
+impl FileLedger for SourceFiles {
+    fn file(&mut self, hash: &FileHash) -> Result<Option<FileRecord>, LookupError> {
+        Ok(self.lookup(hash)?)
+    }
 }
 
 /// The highest committed batch id (0 before the first commit).

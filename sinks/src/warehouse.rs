@@ -180,12 +180,14 @@ impl Warehouse {
         state::offsets_of(&self.conn, source)
     }
 
-    /// What the ledger knows of the files of `source`.
-    pub fn files_of(
-        &self,
-        source: &str,
-    ) -> Result<HashMap<sluice_core::FileHash, sluice_core::FileRecord>> {
-        state::files_of(&self.conn, source)
+    /// The ledger's records of the files of `source`, on a connection of their own for the
+    /// source's thread.
+    pub fn source_files(&self, source: &str) -> Result<state::SourceFiles> {
+        let conn = self
+            .conn
+            .try_clone()
+            .ctx(|| format!("opening a ledger connection for source {source}"))?;
+        Ok(state::SourceFiles::new(conn, source))
     }
 
     /// Commits one batch: [`Warehouse::stage`] then [`Warehouse::commit_staged`]. After an

@@ -83,7 +83,7 @@ pub fn build(
             config: csv.clone(),
             table,
             data_schema,
-            known_files: warehouse.files_of(name)?,
+            ledger: Box::new(warehouse.source_files(name)?),
             archive_dir: config.data_dir.join("archive").join(name),
             quarantine_dir: config.data_dir.join("quarantine").join(name),
             chunk_rows,

@@ -151,8 +151,12 @@ fn a_commit_lands_rows_ledger_positions_and_dead_letters_together() {
     drop(w);
     let w = open(dir.path());
     assert_eq!(w.last_batch_id(), 1);
-    let files = w.files_of("s").expect("files");
-    assert_eq!(files[&FileHash("h1".into())].next_offset, 20);
+    let files = w.source_files("s").expect("files");
+    let h1 = files.lookup(&FileHash("h1".into())).expect("lookup");
+    assert_eq!(h1.expect("h1 recorded").next_offset, 20);
+    assert_eq!(files.lookup(&FileHash("h2".into())).expect("lookup"), None);
+    let other = w.source_files("other").expect("files");
+    assert_eq!(other.lookup(&FileHash("h1".into())).expect("lookup"), None);
 }
 
 #[test]

@@ -8,9 +8,11 @@
 
 mod acks;
 mod read;
+#[cfg(test)]
+mod tests;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     fs::File,
     path::{Path, PathBuf},
     sync::{
@@ -24,7 +26,7 @@ use notify::{
     event::{AccessKind, AccessMode, ModifyKind, RenameMode},
     EventKind, RecursiveMode, Watcher,
 };
-use sluice_core::{meta, FileHash, FileRecord, FileStatus, Ident, TableSchema};
+use sluice_core::{meta, FileHash, FileLedger, FileRecord, FileStatus, Ident, TableSchema};
 use tracing::{error, info, warn};
 
 use super::{
@@ -39,7 +41,7 @@ use crate::{telemetry, Result, SourceContext, SourceError, SourceStatus};
 const UNHEALTHY_RESCAN: Duration = Duration::from_secs(1);
 
 /// Everything a CSV directory source is built from.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct CsvDirSetup {
     pub name: Arc<str>,
     /// The source's config, with `path` already resolved.
@@ -47,8 +49,8 @@ pub struct CsvDirSetup {
     pub table: Ident,
     /// The table's data columns, if known (declared, or from an existing raw table).
     pub data_schema: Option<TableSchema>,
-    /// What the ledger knows of this source's files.
-    pub known_files: HashMap<FileHash, FileRecord>,
+    /// The ledger's records of this source's files, looked up as files appear.
+    pub ledger: Box<dyn FileLedger>,
     pub archive_dir: PathBuf,
     pub quarantine_dir: PathBuf,
     pub chunk_rows: usize,
@@ -61,6 +63,8 @@ struct InFlight {
     path: PathBuf,
     name: String,
     unacked: usize,
+    /// The file offset its last acknowledged chunk ended at (where reading started, before).
+    acked_offset: u64,
 }
 
 /// A running CSV directory source.
@@ -71,7 +75,6 @@ pub struct CsvDirSource {
     settler: Settler,
     opts: ReadOptions,
     data: Option<Arc<TableSchema>>,
-    known: HashMap<FileHash, FileRecord>,
     in_flight: HashMap<FileHash, InFlight>,
     /// Files not to look at again while unchanged (kept, unreadable, refused).
     settled: HashMap<PathBuf, Signature>,
@@ -81,7 +84,7 @@ pub struct CsvDirSource {
 
 impl CsvDirSource {
     /// Checks the watched directory and prepares the source.
-    pub fn new(mut setup: CsvDirSetup) -> Result<Self> {
+    pub fn new(setup: CsvDirSetup) -> Result<Self> {
         let cfg = &setup.config;
         let io_err = |error| SourceError::Io {
             source_name: setup.name.to_string(),
@@ -103,13 +106,11 @@ impl CsvDirSource {
             chunk_rows: setup.chunk_rows.max(1),
             chunk_bytes: setup.chunk_bytes.max(1),
         };
-        let known = std::mem::take(&mut setup.known_files);
         Ok(CsvDirSource {
             settler: Settler::new(cfg.settle),
             data: setup.data_schema.clone().map(Arc::new),
             scope,
             opts,
-            known,
             setup,
             in_flight: HashMap::new(),
             settled: HashMap::new(),
@@ -302,6 +303,11 @@ impl CsvDirSource {
             info!(source = %self.setup.name, "the watched directory can be listed again");
             status.set_problem(None);
         }
+        // Forget files that are gone (deleted or moved away by someone else): memory stays
+        // bounded by what is in the directory.
+        let listed: HashSet<&PathBuf> = paths.iter().collect();
+        self.settled.retain(|path, _| listed.contains(path));
+        self.hashes.retain(|real, _| real.exists());
         let now = Instant::now();
         for path in paths {
             if self
@@ -347,7 +353,14 @@ impl CsvDirSource {
             self.settler.complete(path, sig, Instant::now());
             return;
         }
-        let known = self.known.get(&hash).cloned();
+        let known = match self.setup.ledger.file(&hash) {
+            Ok(k) => k,
+            Err(e) => {
+                error!(source = %self.setup.name, file = %candidate.name, error = %e, "cannot look the file up in the ledger; will retry");
+                self.settler.complete(path, sig, Instant::now());
+                return;
+            }
+        };
         match known {
             Some(rec) if rec.status == FileStatus::Ingested => {
                 self.already_ingested(path, &candidate.name, &hash, &rec)

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sluice_core::{FileHash, FileRecord, FileStatus, Position};
+use sluice_core::{FileHash, FileStatus, Position};
 use tracing::{debug, error, warn};
 
 use super::{stat, CsvDirSource};
@@ -35,22 +35,14 @@ impl CsvDirSource {
         let Position::File(p) = position else {
             return; // only file positions are acknowledged to a file source
         };
-        if !matches!(p.status, FileStatus::Quarantined { .. }) {
-            let before = self.known.get(&p.hash).map_or(0, |r| r.next_offset);
-            telemetry::bytes_ingested(&self.setup.name, p.next_offset.saturating_sub(before));
-        }
-        self.known.insert(
-            p.hash.clone(),
-            FileRecord {
-                original_name: p.name.clone(),
-                status: p.status.clone(),
-                next_offset: p.next_offset,
-                next_line: p.next_line,
-            },
-        );
         let Some(flight) = self.in_flight.get_mut(&p.hash) else {
             return;
         };
+        if !matches!(p.status, FileStatus::Quarantined { .. }) {
+            let bytes = p.next_offset.saturating_sub(flight.acked_offset);
+            telemetry::bytes_ingested(&self.setup.name, bytes);
+            flight.acked_offset = p.next_offset;
+        }
         flight.unacked = flight.unacked.saturating_sub(1);
         let (path, name) = (flight.path.clone(), flight.name.clone());
         match &p.status {

@@ -74,6 +74,7 @@ impl CsvDirSource {
                 return Ok(());
             }
         };
+        let acked_offset = resume.as_ref().map_or(0, |r| r.next_offset);
         let (offset, line) = match resume {
             Some(r) if r.next_offset > header.data_offset => (r.next_offset, r.next_line),
             _ => (header.data_offset, header.data_line),
@@ -82,7 +83,7 @@ impl CsvDirSource {
         let mut reader =
             FileReader::open(real, name, source, layout, self.opts.clone(), offset, line)?;
         let raw_schema = Arc::new(raw_schema(&data));
-        self.track_in_flight(hash, path, name);
+        self.track_in_flight(hash, path, name, acked_offset);
         loop {
             let chunk = reader.next_chunk()?;
             let status = match chunk.done {
@@ -178,7 +179,7 @@ impl CsvDirSource {
         ctx: &SourceContext,
     ) {
         warn!(source = %self.setup.name, file = %name, %reason, "quarantining file");
-        self.track_in_flight(hash, path, name);
+        self.track_in_flight(hash, path, name, 0);
         let empty = Arc::new(TableSchema::default());
         let rows = RecordBatch::new_empty(empty.arrow_schema());
         let progress = FileProgress {
@@ -191,12 +192,14 @@ impl CsvDirSource {
         self.send(ctx, empty, rows, Vec::new(), progress);
     }
 
-    /// Remembers that chunks of `hash` are being sent, until its final one is acknowledged.
-    pub(super) fn track_in_flight(&mut self, hash: &FileHash, path: &Path, name: &str) {
+    /// Remembers that chunks of `hash` are being sent, from file offset `from`, until its
+    /// final one is acknowledged.
+    pub(super) fn track_in_flight(&mut self, hash: &FileHash, path: &Path, name: &str, from: u64) {
         let flight = InFlight {
             path: path.to_path_buf(),
             name: name.to_string(),
             unacked: 0,
+            acked_offset: from,
         };
         self.in_flight.insert(hash.clone(), flight);
     }

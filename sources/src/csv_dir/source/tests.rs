@@ -1,0 +1,167 @@
+//! The source against a ledger it does not own: files are looked up when they appear.
+
+use std::{
+    collections::HashMap,
+    fs,
+    path::Path,
+    sync::{mpsc, Arc, Mutex},
+};
+
+use sluice_core::{FileHash, FileLedger, FileRecord, FileStatus, Ident, LookupError};
+use tokio_util::sync::CancellationToken;
+
+use super::{CsvDirSetup, CsvDirSource};
+use crate::{csv_dir::CsvSourceConfig, SourceContext, SourceEvent};
+
+/// A ledger the test can change while the source holds it, and that notes what was asked.
+#[derive(Debug, Clone, Default)]
+struct SharedLedger {
+    records: Arc<Mutex<HashMap<FileHash, FileRecord>>>,
+    asked: Arc<Mutex<Vec<FileHash>>>,
+}
+
+impl FileLedger for SharedLedger {
+    fn file(&mut self, hash: &FileHash) -> Result<Option<FileRecord>, LookupError> {
+        self.asked.lock().expect("lock").push(hash.clone());
+        self.records.lock().expect("lock").file(hash)
+    }
+}
+
+fn source(root: &Path, ledger: SharedLedger) -> CsvDirSource {
+    let inbox = root.join("inbox");
+    fs::create_dir_all(&inbox).expect("inbox");
+    let text = format!(
+        "path = {:?}\nsettle = \"10ms\"",
+        inbox.display().to_string()
+    );
+    let config: CsvSourceConfig = toml::from_str(&text).expect("config");
+    CsvDirSource::new(CsvDirSetup {
+        name: "src".into(),
+        config,
+        table: Ident::new("t").expect("ident"),
+        data_schema: None,
+        ledger: Box::new(ledger),
+        archive_dir: root.join("archive"),
+        quarantine_dir: root.join("quarantine"),
+        chunk_rows: 1000,
+        chunk_bytes: 1 << 20,
+    })
+    .expect("source")
+}
+
+/// Runs the source with `--once`, playing the committer: every chunk is acknowledged.
+/// Returns the chunks' row counts.
+fn run_acking(source: CsvDirSource) -> Vec<usize> {
+    let (events, received) = mpsc::sync_channel(64);
+    let (acks_tx, acks) = mpsc::channel();
+    let ctx = SourceContext {
+        events,
+        acks,
+        stop: CancellationToken::new(),
+        once: true,
+        status: Arc::default(),
+    };
+    let runner = std::thread::spawn(move || source.run(ctx));
+    let mut chunks = Vec::new();
+    while let Ok(event) = received.recv() {
+        if let SourceEvent::Chunk(chunk) = event {
+            chunks.push(chunk.rows.num_rows());
+            acks_tx.send(chunk.position.clone()).expect("ack");
+        }
+    }
+    runner.join().expect("join").expect("run");
+    chunks
+}
+
+fn count(dir: &Path) -> usize {
+    fs::read_dir(dir).map_or(0, |d| d.count())
+}
+
+#[test]
+fn a_file_recorded_after_start_is_recognised_as_ingested_when_it_appears() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ledger = SharedLedger::default();
+    let src = source(dir.path(), ledger.clone());
+    // Recorded (by an earlier commit) after the source was built: a source that loaded
+    // the ledger at start would not know it.
+    let content = "id\n1\n2\n";
+    let hash = FileHash(blake3::hash(content.as_bytes()).to_hex().to_string());
+    let record = FileRecord {
+        original_name: "earlier.csv".into(),
+        status: FileStatus::Ingested,
+        next_offset: content.len() as u64,
+        next_line: 4,
+    };
+    ledger
+        .records
+        .lock()
+        .expect("lock")
+        .insert(hash.clone(), record);
+    fs::write(dir.path().join("inbox/again.csv"), content).expect("write");
+
+    let chunks = run_acking(src);
+
+    assert_eq!(chunks, Vec::<usize>::new(), "a duplicate's rows were sent");
+    assert_eq!(*ledger.asked.lock().expect("lock"), vec![hash]);
+    assert_eq!(count(&dir.path().join("archive")), 1);
+    assert_eq!(count(&dir.path().join("inbox")), 0);
+}
+
+#[test]
+fn a_new_file_is_looked_up_once_and_its_rows_sent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ledger = SharedLedger::default();
+    let src = source(dir.path(), ledger.clone());
+    fs::write(dir.path().join("inbox/new.csv"), "id\n1\n2\n").expect("write");
+
+    assert_eq!(run_acking(src), vec![2]);
+    assert_eq!(ledger.asked.lock().expect("lock").len(), 1);
+    assert_eq!(count(&dir.path().join("archive")), 1);
+}
+
+#[test]
+fn a_rescan_forgets_files_that_are_gone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut src = source(dir.path(), SharedLedger::default());
+    let kept = dir.path().join("inbox/kept.csv");
+    let gone = dir.path().join("inbox/gone.csv");
+    fs::write(&kept, "id\n1\n").expect("write");
+    let sig = super::stat(&kept).expect("stat");
+    for path in [&kept, &gone] {
+        src.settled.insert(path.clone(), sig);
+        src.hashes
+            .insert(path.clone(), (sig, FileHash(path.display().to_string())));
+    }
+
+    assert!(src.rescan(&Arc::default()));
+
+    assert_eq!(src.settled.keys().collect::<Vec<_>>(), vec![&kept]);
+    assert_eq!(src.hashes.keys().collect::<Vec<_>>(), vec![&kept]);
+}
+
+/// A ledger whose first lookups fail, as a database read would under I/O trouble.
+#[derive(Debug)]
+struct FailingFirst {
+    failures_left: usize,
+}
+
+impl FileLedger for FailingFirst {
+    fn file(&mut self, _: &FileHash) -> Result<Option<FileRecord>, LookupError> {
+        if self.failures_left > 0 {
+            self.failures_left -= 1;
+            return Err("disk I/O error".into());
+        }
+        Ok(None)
+    }
+}
+
+#[test]
+fn a_failed_lookup_is_retried_and_the_file_then_ingested() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut src = source(dir.path(), SharedLedger::default());
+    src.setup.ledger = Box::new(FailingFirst { failures_left: 2 });
+    fs::write(dir.path().join("inbox/a.csv"), "id\n1\n2\n3\n").expect("write");
+
+    assert_eq!(run_acking(src), vec![3]);
+    assert_eq!(count(&dir.path().join("archive")), 1);
+}
