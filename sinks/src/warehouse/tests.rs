@@ -157,6 +157,15 @@ fn a_commit_lands_rows_ledger_positions_and_dead_letters_together() {
     assert_eq!(files.lookup(&FileHash("h2".into())).expect("lookup"), None);
     let other = w.source_files("other").expect("files");
     assert_eq!(other.lookup(&FileHash("h1".into())).expect("lookup"), None);
+    // Lookups by hash have an index of their own (DuckDB uses single-column indexes only).
+    assert_eq!(
+        count(
+            &w,
+            "SELECT count(*) FROM duckdb_indexes() WHERE schema_name = '_sluice' \
+             AND table_name = 'files' AND expressions = '[hash]'"
+        ),
+        1
+    );
 }
 
 #[test]
