@@ -1,9 +1,10 @@
 //! Bad input gets a dead letter or a quarantine with its provenance, never a crash or a
-//! silent drop; bad configuration gets a message naming the key.
+//! silent drop; bad configuration gets a message naming the key, whichever way the
+//! configuration file was found.
 
-use std::{fs, os::unix::fs::symlink};
+use std::{fs, os::unix::fs::symlink, process::Command};
 
-use crate::support::{query_i64, query_strings, Deployment, SCHEMA};
+use crate::support::{query_i64, query_strings, sluice_bin, Deployment, SCHEMA};
 
 #[test]
 fn bad_rows_become_dead_letters_with_line_numbers_while_good_rows_land() {
@@ -185,4 +186,43 @@ fn an_unset_environment_variable_is_named() {
         err.contains("SLUICE_IT_UNSET") && err.contains("sources.src.path"),
         "{err}"
     );
+}
+
+#[test]
+fn the_config_comes_from_the_flag_then_sluice_config_then_the_working_directory() {
+    let good = Deployment::new("", "");
+    let bad = Deployment::new("setle = \"1s\"", "");
+    let check = |dir: &Deployment, env: Option<&Deployment>, flag: Option<&Deployment>| {
+        let mut cmd = Command::new(sluice_bin());
+        cmd.arg("check")
+            .current_dir(dir.dir.path())
+            .env_remove("SLUICE_CONFIG");
+        if let Some(d) = env {
+            cmd.env("SLUICE_CONFIG", &d.config);
+        }
+        if let Some(d) = flag {
+            cmd.arg("--config").arg(&d.config);
+        }
+        let out = cmd.output().expect("check");
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        (out.status.code(), err.contains("setle"))
+    };
+    // ./sluice.toml by default.
+    assert_eq!(check(&good, None, None), (Some(0), false));
+    assert_eq!(check(&bad, None, None), (Some(2), true));
+    // SLUICE_CONFIG over the working directory, --config over both.
+    assert_eq!(check(&good, Some(&bad), None), (Some(2), true));
+    assert_eq!(check(&bad, Some(&good), None), (Some(0), false));
+    assert_eq!(check(&bad, Some(&bad), Some(&good)), (Some(0), false));
+}
+
+#[test]
+fn version_prints_the_package_version() {
+    let out = Command::new(sluice_bin())
+        .arg("--version")
+        .output()
+        .expect("version");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.trim(), format!("sluice {}", env!("CARGO_PKG_VERSION")));
 }
