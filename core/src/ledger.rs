@@ -19,7 +19,7 @@ pub trait FileLedger: Send + Debug {
     fn file(&mut self, hash: &FileHash) -> Result<Option<FileRecord>, LookupError>;
 }
 
-/// A ledger held in memory: for tests, and for tools that read the whole ledger anyway.
+/// A ledger held in memory (tests give sources one).
 impl FileLedger for HashMap<FileHash, FileRecord> {
     fn file(&mut self, hash: &FileHash) -> Result<Option<FileRecord>, LookupError> {
         Ok(self.get(hash).cloned())
