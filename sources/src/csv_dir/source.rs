@@ -65,6 +65,8 @@ struct InFlight {
     unacked: usize,
     /// The file offset its last acknowledged chunk ended at (where reading started, before).
     acked_offset: u64,
+    /// Reading it failed part-way: no more chunks follow the ones sent.
+    abandoned: bool,
 }
 
 /// A running CSV directory source.

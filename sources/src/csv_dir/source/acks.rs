@@ -44,6 +44,10 @@ impl CsvDirSource {
             flight.acked_offset = p.next_offset;
         }
         flight.unacked = flight.unacked.saturating_sub(1);
+        if flight.abandoned && flight.unacked == 0 {
+            self.in_flight.remove(&p.hash);
+            return;
+        }
         let (path, name) = (flight.path.clone(), flight.name.clone());
         match &p.status {
             FileStatus::Ingested => {
@@ -57,6 +61,18 @@ impl CsvDirSource {
                 self.quarantine_now(&path, &name, &p.hash, reason);
             }
             FileStatus::Partial => {}
+        }
+    }
+
+    /// Reading `hash` failed part-way. The chunks already sent still commit (the ledger then
+    /// says where a later attempt resumes); stop waiting for the rest once they are
+    /// acknowledged, so that `--once` ends and nothing is counted as pending for ever.
+    pub(super) fn abandon(&mut self, hash: &FileHash) {
+        match self.in_flight.get_mut(hash) {
+            Some(flight) if flight.unacked > 0 => flight.abandoned = true,
+            _ => {
+                self.in_flight.remove(hash);
+            }
         }
     }
 

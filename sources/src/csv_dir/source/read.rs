@@ -32,6 +32,7 @@ impl CsvDirSource {
         if let Err(e) = result {
             error!(source = %self.setup.name, file = %name, error = %e,
                 "error reading file; what was read is kept, the rest is retried when the file changes or on restart");
+            self.abandon(&hash);
             if let Some(sig) = stat(path) {
                 self.settled.insert(path.to_path_buf(), sig);
             }
@@ -200,6 +201,7 @@ impl CsvDirSource {
             name: name.to_string(),
             unacked: 0,
             acked_offset: from,
+            abandoned: false,
         };
         self.in_flight.insert(hash.clone(), flight);
     }

@@ -7,7 +7,9 @@ use std::{
     sync::{mpsc, Arc, Mutex},
 };
 
-use sluice_core::{FileHash, FileLedger, FileRecord, FileStatus, Ident, LookupError};
+use sluice_core::{
+    FileHash, FileLedger, FileProgress, FileRecord, FileStatus, Ident, LookupError, Position,
+};
 use tokio_util::sync::CancellationToken;
 
 use super::{CsvDirSetup, CsvDirSource};
@@ -164,4 +166,34 @@ fn a_failed_lookup_is_retried_and_the_file_then_ingested() {
 
     assert_eq!(run_acking(src), vec![3]);
     assert_eq!(count(&dir.path().join("archive")), 1);
+}
+
+#[test]
+fn a_file_abandoned_part_way_is_no_longer_waited_for_once_its_chunks_are_acknowledged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut src = source(dir.path(), SharedLedger::default());
+    let path = dir.path().join("inbox/a.csv");
+    let hash = FileHash("a".into());
+    let partial = |offset| {
+        Position::File(FileProgress {
+            hash: hash.clone(),
+            name: "a.csv".into(),
+            next_offset: offset,
+            next_line: 2,
+            status: FileStatus::Partial,
+        })
+    };
+    // Two chunks sent, then reading fails: the file waits for their acknowledgements only.
+    src.track_in_flight(&hash, &path, "a.csv", 0);
+    src.in_flight.get_mut(&hash).expect("in flight").unacked = 2;
+    src.abandon(&hash);
+    src.on_ack(partial(10));
+    assert!(src.in_flight.contains_key(&hash));
+    src.on_ack(partial(20));
+    assert!(src.in_flight.is_empty());
+
+    // Nothing sent before the failure: nothing to wait for.
+    src.track_in_flight(&hash, &path, "a.csv", 0);
+    src.abandon(&hash);
+    assert!(src.in_flight.is_empty());
 }
