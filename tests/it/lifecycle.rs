@@ -5,7 +5,7 @@ use std::{collections::BTreeSet, fs, thread, time::Duration};
 
 use rand::Rng;
 
-use crate::support::{query_i64, query_strings, Deployment, SCHEMA};
+use crate::support::{csv_rows, query_i64, query_strings, Deployment, SCHEMA};
 
 #[test]
 fn a_second_sluice_on_the_same_data_dir_is_refused() {
@@ -193,4 +193,27 @@ fn every_row_exactly_once_across_sigkills_at_random_moments() {
     );
     d.run_once();
     assert_exactly_once(&d, files as i64, good, bad, sum);
+}
+
+#[test]
+fn a_commit_that_cannot_succeed_stops_the_daemon_with_its_error() {
+    let d = Deployment::new(SCHEMA, "");
+    d.write("a.csv", &csv_rows(1, 3));
+    d.run_once();
+    // Someone tightens the raw table; the next file has a row that breaks the rule.
+    let db = duckdb::Connection::open(d.data.join("warehouse.duckdb")).expect("open");
+    db.execute_batch("ALTER TABLE raw.src ALTER COLUMN name SET NOT NULL")
+        .expect("alter");
+    drop(db);
+    d.write("b.csv", "id,name,amount\n4,,1.00\n");
+
+    let mut daemon = d.start();
+    let status = daemon.wait_exit();
+
+    let log = daemon.log_text();
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("NOT NULL") && log.contains("src"), "{log}");
+    // Nothing of the failed batch is committed or acknowledged: b.csv waits in the inbox.
+    assert_eq!(query_i64(&d.db(), "SELECT count(*) FROM raw.src"), 3);
+    assert!(d.inbox.join("b.csv").exists());
 }

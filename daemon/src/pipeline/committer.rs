@@ -24,7 +24,7 @@ use sluice_core::Position;
 use sluice_sinks::{CommitReceipt, PendingBatch, SinkError, Staged, Warehouse};
 use sluice_sources::SourceEvent;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::batcher::{Batcher, Limits};
 use crate::{health::Health, models::Marts, telemetry};
@@ -37,12 +37,12 @@ const ATTEMPTS_WHILE_STOPPING: u32 = 3;
 
 /// A batch that could not be committed.
 #[derive(Debug, thiserror::Error)]
-#[error("committing a batch of table {table}: {source}")]
+#[error("committing a batch of table {table}: {cause}")]
 pub struct CommitError {
     pub table: String,
-    /// Boxed: DuckDB's errors are large and this travels up the stack.
-    #[source]
-    pub source: Box<SinkError>,
+    /// Boxed: DuckDB's errors are large and this travels up the stack. Part of the message
+    /// rather than a `source()`, so that a printed error chain says it once.
+    pub cause: Box<SinkError>,
 }
 
 /// The batching loop: receives chunks, closes batches, hands them to the commit worker.
@@ -108,10 +108,19 @@ impl Committer {
         std::thread::scope(|scope| {
             let worker = std::thread::Builder::new()
                 .name("committer".into())
-                .spawn_scoped(scope, move || worker.run(queue, stop))
+                .spawn_scoped(scope, move || {
+                    let result = worker.run(queue, stop);
+                    if let Err(e) = &result {
+                        // The batch loop and the sources learn of it through `stop`: with
+                        // no more input to hand over they would otherwise wait for ever.
+                        error!(error = %e, "a commit failed for good; stopping");
+                        stop.cancel();
+                    }
+                    result
+                })
                 .map_err(|e| CommitError {
                     table: String::new(),
-                    source: Box::new(SinkError::Io {
+                    cause: Box::new(SinkError::Io {
                         path: "committer thread".into(),
                         source: e,
                     }),
@@ -121,7 +130,7 @@ impl Committer {
             worker.join().unwrap_or_else(|_| {
                 Err(CommitError {
                     table: String::new(),
-                    source: Box::new(SinkError::Schema {
+                    cause: Box::new(SinkError::Schema {
                         table: String::new(),
                         detail: "the committer thread panicked".into(),
                     }),
@@ -240,7 +249,7 @@ impl CommitWorker {
             telemetry::commit_failed(&table);
             CommitError {
                 table,
-                source: Box::new(source),
+                cause: Box::new(source),
             }
         })
     }
@@ -269,7 +278,7 @@ impl CommitWorker {
                     telemetry::commit_failed(table.as_str());
                     return Err(CommitError {
                         table: table.to_string(),
-                        source: Box::new(source),
+                        cause: Box::new(source),
                     });
                 }
             }
