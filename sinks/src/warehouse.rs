@@ -81,7 +81,7 @@ pub struct Warehouse {
 
 /// DuckDB's worker threads, set per kind of work. A commit appends one batch, which DuckDB
 /// compresses in a single task; while a worker runs that task, the committing thread polls
-/// for more without sleeping (`QueryResult::CompleteInternal` in DuckDB 1.4 only waits when
+/// for more without sleeping (`QueryResult::CompleteInternal` in DuckDB 2.0 only waits when
 /// a task is blocked), burning the core the sources and the Parquet writer need. So commits
 /// run on the committer's own thread alone (`threads = 1`), and queries (models) get the
 /// configured number. Measured in BENCHMARKS.md: a quarter less CPU for the same ingest.
