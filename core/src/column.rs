@@ -292,6 +292,21 @@ impl TableSchema {
         self.columns.len()
     }
 
+    /// The same columns with the same types, in any order (a column added to a table with
+    /// `ALTER TABLE` comes last, wherever a declaration lists it).
+    pub fn same_columns(&self, other: &TableSchema) -> bool {
+        fn by_name(schema: &TableSchema) -> Vec<(&str, &ColumnType)> {
+            let mut columns: Vec<_> = schema
+                .columns
+                .iter()
+                .map(|c| (c.name.as_str(), &c.ty))
+                .collect();
+            columns.sort_by_key(|(name, _)| *name);
+            columns
+        }
+        by_name(self) == by_name(other)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.columns.is_empty()
     }
@@ -310,6 +325,26 @@ impl TableSchema {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_columns_ignores_order_but_not_names_or_types() {
+        let schema = |cols: &[(&str, ColumnType)]| {
+            TableSchema::new(
+                cols.iter()
+                    .map(|(n, t)| Column::new(*n, t.clone()))
+                    .collect(),
+            )
+        };
+        let table = schema(&[("a", ColumnType::BigInt), ("b", ColumnType::Varchar)]);
+        let reordered = schema(&[("b", ColumnType::Varchar), ("a", ColumnType::BigInt)]);
+        let retyped = schema(&[("a", ColumnType::BigInt), ("b", ColumnType::Date)]);
+        let renamed = schema(&[("a", ColumnType::BigInt), ("c", ColumnType::Varchar)]);
+        let fewer = schema(&[("a", ColumnType::BigInt)]);
+        assert!(table.same_columns(&reordered));
+        assert!(!table.same_columns(&retyped));
+        assert!(!table.same_columns(&renamed));
+        assert!(!table.same_columns(&fewer) && !fewer.same_columns(&table));
+    }
 
     #[test]
     fn parses_names_and_aliases() {

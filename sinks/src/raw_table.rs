@@ -1,7 +1,8 @@
 //! Raw tables: `<raw_schema>.<table>`, one per source table, holding the data columns and
 //! sluice's provenance columns. Created on the first batch; afterwards every batch must
-//! match the table's columns exactly, so a schema change is an error rather than a
-//! silently wrong table.
+//! have exactly the table's columns and types, so a schema change is an error rather than a
+//! silently wrong table. The order may differ: rows are written in the table's order, so a
+//! column an operator added with `ALTER TABLE ... ADD COLUMN` (placed last by DuckDB) works.
 
 use duckdb::{params, Connection};
 use sluice_core::{quote_ident, Column, ColumnType, Ident, TableSchema};
@@ -38,17 +39,23 @@ pub fn describe(conn: &Connection, schema: &Ident, table: &Ident) -> Result<Opti
     Ok(Some(TableSchema::new(columns)))
 }
 
-/// Creates `schema.table` with `columns` unless it exists; if it exists, checks that its
-/// columns are exactly `columns`.
+/// Creates `schema.table` with `columns` unless it exists; if it exists, checks that it has
+/// exactly `columns` (in any order). Returns the table's columns, in the table's order.
 pub fn ensure(
     conn: &Connection,
     schema: &Ident,
     table: &Ident,
     columns: &TableSchema,
-) -> Result<()> {
+) -> Result<TableSchema> {
     match describe(conn, schema, table)? {
-        None => create(conn, schema, table, columns),
-        Some(existing) => check_same(&format!("{schema}.{table}"), &existing, columns),
+        None => {
+            create(conn, schema, table, columns)?;
+            Ok(columns.clone())
+        }
+        Some(existing) => {
+            check_same(&format!("{schema}.{table}"), &existing, columns)?;
+            Ok(existing)
+        }
     }
 }
 
@@ -68,9 +75,10 @@ fn create(conn: &Connection, schema: &Ident, table: &Ident, columns: &TableSchem
         .ctx(|| format!("creating {schema}.{table}"))
 }
 
-/// Explains, column by column, how `wanted` differs from the table's `existing` columns.
+/// Checks that `wanted` has the table's `existing` columns and types, in any order; if not,
+/// says how they differ.
 pub fn check_same(table: &str, existing: &TableSchema, wanted: &TableSchema) -> Result<()> {
-    if existing == wanted {
+    if existing.same_columns(wanted) {
         return Ok(());
     }
     Err(SinkError::Schema {

@@ -206,6 +206,10 @@ impl Warehouse {
     /// is dropped uncommitted leaves a gap that [`Warehouse::commit_staged`] refuses, so only
     /// drop one when giving up on the warehouse.
     pub fn stage(&mut self, batch: PendingBatch) -> Result<Staged> {
+        let columns = match batch.rows() {
+            0 => batch.raw_schema.clone(),
+            _ => self.ensure_table(&batch)?,
+        };
         let has_content = batch.rows() > 0 || batch.dead_letters() > 0;
         let id = has_content.then(|| {
             self.last_staged += 1;
@@ -213,7 +217,7 @@ impl Warehouse {
         });
         let now = Utc::now();
         let full = match id {
-            Some(id) => complete_rows(&batch, id, now)?,
+            Some(id) => complete_rows(&batch, &columns, id, now)?,
             None => Vec::new(),
         };
         let parquet = match &self.parquet {
@@ -224,7 +228,7 @@ impl Warehouse {
                     now.date_naive(),
                     &provenance_id(&batch),
                 ),
-                batch.raw_schema.arrow_schema(),
+                columns.arrow_schema(),
                 &full,
             )),
             _ => None,
@@ -280,28 +284,27 @@ impl Warehouse {
     }
 
     /// Creates the raw table on its first batch; checks every batch against its columns.
-    fn ensure_table(&mut self, batch: &PendingBatch) -> Result<()> {
+    /// Returns the table's columns in the table's order, which the rows are written in.
+    fn ensure_table(&mut self, batch: &PendingBatch) -> Result<Arc<TableSchema>> {
         if let Some(known) = self.tables.get(&batch.table) {
             let name = format!("{}.{}", self.raw_schema, batch.table);
-            return raw_table::check_same(&name, known, &batch.raw_schema);
+            raw_table::check_same(&name, known, &batch.raw_schema)?;
+            return Ok(known.clone());
         }
-        raw_table::ensure(
+        let columns = raw_table::ensure(
             &self.conn,
             &self.raw_schema,
             &batch.table,
             &batch.raw_schema,
         )?;
-        self.tables
-            .insert(batch.table.clone(), batch.raw_schema.clone());
-        Ok(())
+        let columns = Arc::new(columns);
+        self.tables.insert(batch.table.clone(), columns.clone());
+        Ok(columns)
     }
 
     /// One DuckDB transaction; it commits only once the Parquet file is durably in place.
     fn transaction(&mut self, staged: &mut Staged) -> Result<Option<WrittenFile>> {
         let batch = &staged.batch;
-        if batch.rows() > 0 {
-            self.ensure_table(batch)?;
-        }
         let table = format!("{}.{}", self.raw_schema, batch.table);
         let tx = self
             .conn
@@ -334,15 +337,21 @@ impl Warehouse {
     }
 }
 
-/// The rows of every chunk with the commit columns filled in, in the raw table's order.
-fn complete_rows(batch: &PendingBatch, id: i64, now: DateTime<Utc>) -> Result<Vec<RecordBatch>> {
-    let schema = batch.raw_schema.arrow_schema();
+/// The rows of every chunk with the commit columns filled in, in the order of `columns`
+/// (the raw table's).
+fn complete_rows(
+    batch: &PendingBatch,
+    columns: &TableSchema,
+    id: i64,
+    now: DateTime<Utc>,
+) -> Result<Vec<RecordBatch>> {
+    let schema = columns.arrow_schema();
     let micros = now.timestamp_micros();
     let mut out = Vec::with_capacity(batch.chunks.len());
     for chunk in batch.chunks.iter().filter(|c| c.rows.num_rows() > 0) {
         let n = chunk.rows.num_rows();
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
-        for column in &batch.raw_schema.columns {
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+        for column in &columns.columns {
             let array: ArrayRef =
                 match column.name.as_str() {
                     meta::BATCH => Arc::new(Int64Array::from_value(id, n)),
@@ -356,10 +365,10 @@ fn complete_rows(batch: &PendingBatch, id: i64, now: DateTime<Utc>) -> Result<Ve
                         }
                     })?,
                 };
-            columns.push(array);
+            arrays.push(array);
         }
         let rows =
-            RecordBatch::try_new(schema.clone(), columns).map_err(|source| SinkError::Arrow {
+            RecordBatch::try_new(schema.clone(), arrays).map_err(|source| SinkError::Arrow {
                 context: format!("assembling a batch of {}", batch.table),
                 source,
             })?;

@@ -199,3 +199,48 @@ fn a_utf8_bom_is_not_part_of_the_header_and_offsets_stay_right() {
     );
     assert!(query_i64(&db, "SELECT count(*) FROM _sluice.batches") >= 4);
 }
+
+#[test]
+fn a_column_added_by_alter_table_takes_the_quarantined_files_that_have_it() {
+    let d = Deployment::new("", "");
+    d.write("a.csv", "id,name\n1,a\n");
+    d.run_once();
+    d.write("b.csv", "id,name,note\n2,b,hello\n");
+    d.run_once();
+    assert_eq!(d.moved("quarantine"), vec!["b.csv"]);
+
+    // The README's recovery: add the column, forget the quarantine, put the file back.
+    let db = duckdb::Connection::open(d.data.join("warehouse.duckdb")).expect("open");
+    db.execute_batch(
+        "ALTER TABLE raw.src ADD COLUMN note VARCHAR; \
+         DELETE FROM _sluice.files WHERE source = 'src' AND status = 'quarantined';",
+    )
+    .expect("alter");
+    drop(db);
+    fs::rename(d.data.join("quarantine/src/b.csv"), d.inbox.join("b.csv")).expect("move back");
+    d.write("c.csv", "id,name\n3,c\n");
+    d.run_once();
+
+    let rows = query_strings(
+        &d.db(),
+        "SELECT id::VARCHAR, name, note FROM raw.src ORDER BY id",
+    );
+    let expected = [["1", "a", "NULL"], ["2", "b", "hello"], ["3", "c", "NULL"]];
+    assert_eq!(
+        rows,
+        expected.map(|r| r.map(String::from).to_vec()).to_vec()
+    );
+    let glob = d.parquet_glob("src");
+    let parquet = query_strings(
+        &d.db(),
+        &format!(
+            "SELECT id::VARCHAR, note FROM read_parquet('{glob}', union_by_name = true) ORDER BY id"
+        ),
+    );
+    assert_eq!(
+        parquet,
+        [["1", "NULL"], ["2", "hello"], ["3", "NULL"]]
+            .map(|r| r.map(String::from).to_vec())
+            .to_vec()
+    );
+}

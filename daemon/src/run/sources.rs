@@ -110,7 +110,7 @@ fn table_data_schema(
         )
     });
     match (declared, existing) {
-        (Some(d), Some(e)) if d != e => {
+        (Some(d), Some(e)) if !d.same_columns(&e) => {
             bail!(
                 "the declared schema ({}) differs from the existing raw table {table} ({}); \
                  sluice does not alter raw tables: restore the declaration or use a new table",

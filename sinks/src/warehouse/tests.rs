@@ -280,3 +280,83 @@ fn commits_run_on_one_duckdb_thread_and_queries_get_the_configured_threads_back(
     let n: i64 = conn.query_row(threads, [], |r| r.get(0)).expect(threads);
     assert_eq!(n, 3);
 }
+
+/// `c` with a column `extra` of type `ty` (from text `values`) after its first data column.
+fn with_extra(mut c: Chunk, ty: ColumnType, values: Vec<&str>) -> Chunk {
+    let mut fields = c.rows.schema().fields().to_vec();
+    fields.insert(1, Arc::new(Field::new("extra", ty.arrow_type(), true)));
+    let mut arrays = c.rows.columns().to_vec();
+    let text: ArrayRef = Arc::new(StringArray::from(values));
+    let typed = arrow::compute::cast(&text, &ty.arrow_type()).expect("cast");
+    arrays.insert(1, typed);
+    c.rows = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).expect("rows");
+    let mut columns = c.raw_schema.columns.clone();
+    columns.insert(1, Column::new("extra", ty));
+    c.raw_schema = Arc::new(TableSchema::new(columns));
+    c
+}
+
+#[test]
+fn a_column_added_to_the_raw_table_by_hand_takes_the_rows_that_have_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut w = open(dir.path());
+    let first = chunk(vec!["1"], ColumnType::BigInt, 10, FileStatus::Partial);
+    w.commit(batch_of(first)).expect("first commit");
+    // An operator adds a column while sluice is stopped; DuckDB puts it last, after
+    // sluice's own columns.
+    w.connection()
+        .execute_batch("ALTER TABLE raw.t ADD COLUMN extra VARCHAR")
+        .expect("alter");
+    drop(w);
+    let mut w = open(dir.path());
+
+    let second = chunk(vec!["2"], ColumnType::BigInt, 20, FileStatus::Ingested);
+    let receipt = w
+        .commit(batch_of(with_extra(second, ColumnType::Varchar, vec!["x"])))
+        .expect("commit in the table's column order");
+
+    let rows: Vec<(i64, Option<String>, i64)> = w
+        .connection()
+        .prepare("SELECT v, extra, _sluice_batch FROM raw.t ORDER BY v")
+        .expect("prepare")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(rows, vec![(1, None, 1), (2, Some("x".into()), 2)]);
+    // The batch's Parquet file has the table's columns in the table's order.
+    let file = receipt.parquet.expect("parquet");
+    let path = dir.path().join("parquet").join(&file.relative);
+    let names: Vec<String> = w
+        .connection()
+        .prepare(&format!(
+            "DESCRIBE SELECT * FROM read_parquet('{}', hive_partitioning = false)",
+            path.display()
+        ))
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("describe")
+        .collect::<Result<_, _>>()
+        .expect("names");
+    let table: Vec<String> = w
+        .table_schema(&Ident::new("t").expect("ident"))
+        .expect("describe")
+        .expect("table")
+        .columns
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, table);
+    assert_eq!(names.last().map(String::as_str), Some("extra"));
+
+    // The same names with another type are still refused.
+    let third = chunk(vec!["3"], ColumnType::BigInt, 30, FileStatus::Ingested);
+    let err = w
+        .commit(batch_of(with_extra(
+            third,
+            ColumnType::Date,
+            vec!["2026-01-01"],
+        )))
+        .expect_err("extra is VARCHAR in the table");
+    assert!(err.to_string().contains("extra DATE"), "{err}");
+}
