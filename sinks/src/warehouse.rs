@@ -203,10 +203,9 @@ impl Warehouse {
 
     /// Checks the batch against its raw table (creating the table on its first batch), fixes
     /// the batch's id and time, lays its rows out in the table's column order and starts
-    /// writing its Parquet file. Batches must be
-    /// committed in the order they are staged (ids follow that order); a staged batch that
-    /// is dropped uncommitted leaves a gap that [`Warehouse::commit_staged`] refuses, so only
-    /// drop one when giving up on the warehouse.
+    /// writing its Parquet file. Batches must be committed in the order they are staged (ids
+    /// follow that order); a staged batch that is dropped uncommitted leaves a gap that
+    /// [`Warehouse::commit_staged`] refuses, so only drop one when giving up on the warehouse.
     pub fn stage(&mut self, batch: PendingBatch) -> Result<Staged> {
         let columns = match batch.rows() {
             0 => batch.raw_schema.clone(),
