@@ -29,7 +29,7 @@ impl FileLedger for SharedLedger {
     }
 }
 
-fn source(root: &Path, ledger: SharedLedger) -> CsvDirSource {
+fn source(root: &Path, ledger: impl FileLedger + 'static) -> CsvDirSource {
     let inbox = root.join("inbox");
     fs::create_dir_all(&inbox).expect("inbox");
     let text = format!(
@@ -160,8 +160,7 @@ impl FileLedger for FailingFirst {
 #[test]
 fn a_failed_lookup_is_retried_and_the_file_then_ingested() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut src = source(dir.path(), SharedLedger::default());
-    src.setup.ledger = Box::new(FailingFirst { failures_left: 2 });
+    let src = source(dir.path(), FailingFirst { failures_left: 2 });
     fs::write(dir.path().join("inbox/a.csv"), "id\n1\n2\n3\n").expect("write");
 
     assert_eq!(run_acking(src), vec![3]);
