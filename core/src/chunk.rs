@@ -56,9 +56,23 @@ impl fmt::Display for FileHash {
     }
 }
 
+/// Identifies one file's record in the ledger from its first commit on, while the hash of
+/// what was read of it changes with every chunk (and when the file grows).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FileId(pub String);
+
+impl fmt::Display for FileId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// How far into one file the committed rows reach.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileProgress {
+    /// The file's ledger record.
+    pub id: FileId,
+    /// BLAKE3 of exactly the bytes before `next_offset`: what was read and is committed.
     pub hash: FileHash,
     /// The file's name when it was found (relative to the watched directory).
     pub name: String,
@@ -72,6 +86,10 @@ pub struct FileProgress {
 /// What the ledger knows of one file (a row of `_sluice.files`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileRecord {
+    pub id: FileId,
+    /// BLAKE3 of the committed bytes (`[0, next_offset)`); `None` for a file left partly
+    /// committed by a sluice older than this hash (state version 1).
+    pub hash: Option<FileHash>,
     pub original_name: String,
     pub status: FileStatus,
     pub next_offset: u64,

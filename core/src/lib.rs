@@ -2,27 +2,30 @@
 //!
 //! Sources turn the outside world into [`Chunk`]s; the daemon's batcher groups chunks of one
 //! table into a batch; sinks commit a batch (Parquet, then one DuckDB transaction) and the
-//! source is told which [`Position`]s are now durable. Nothing in here does I/O; the one
-//! system call is [`priority`]'s.
+//! source is told which [`Position`]s are now durable. Nothing in here does I/O; the system
+//! calls are [`priority`]'s and, in test builds, [`fault`]'s.
 //!
 //! Layout:
 //! - [`ident`]: validated SQL identifiers and the single quoting helper all SQL goes through.
 //! - [`column`]: column types as DuckDB names them, their Arrow twins, and table schemas.
 //! - [`chunk`]: what a source hands on: rows, dead letters and the position they advance.
-//! - [`ledger`]: what a running file source asks of the ledger (a file's record, by hash).
+//! - [`fault`]: named points in the commit path where tests kill the process (test builds).
+//! - [`ledger`]: what a running file source asks of the ledger (a file's record, by the
+//!   hash of its committed bytes or by name).
 //! - [`meta`]: names of the provenance columns sluice adds to every raw table.
 //! - [`priority`]: producer threads (sources, the Parquet writer) yield to the commit thread.
 
 pub mod chunk;
 pub mod column;
+pub mod fault;
 pub mod ident;
 pub mod ledger;
 pub mod meta;
 pub mod priority;
 
 pub use chunk::{
-    Chunk, DeadLetter, FileHash, FileProgress, FileRecord, FileStatus, Origin, PartitionProgress,
-    Position, DEAD_LETTER_RAW_LIMIT,
+    Chunk, DeadLetter, FileHash, FileId, FileProgress, FileRecord, FileStatus, Origin,
+    PartitionProgress, Position, DEAD_LETTER_RAW_LIMIT,
 };
 pub use column::{Column, ColumnType, TableSchema};
 pub use ident::{quote_ident, Ident, IdentError};

@@ -21,6 +21,8 @@ pub fn register(source: &str, files: bool) {
         "sluice_files_duplicate_total",
         "sluice_files_quarantined_total",
         "sluice_files_refused_total",
+        "sluice_files_appended_total",
+        "sluice_files_rewritten_total",
     ] {
         counter!(name, "source" => source.to_string()).increment(0);
     }
@@ -39,6 +41,16 @@ pub fn file_duplicate(source: &str) {
 /// A file was recorded as not CSV text and moved to quarantine.
 pub fn file_quarantined(source: &str) {
     counter!("sluice_files_quarantined_total", "source" => source.to_string()).increment(1);
+}
+
+/// A file grew after (some of) its rows were committed; the lines added are read.
+pub fn file_appended(source: &str) {
+    counter!("sluice_files_appended_total", "source" => source.to_string()).increment(1);
+}
+
+/// A file's committed bytes changed (rewritten, truncated, replaced under its name).
+pub fn file_rewritten(source: &str) {
+    counter!("sluice_files_rewritten_total", "source" => source.to_string()).increment(1);
 }
 
 /// A path was refused (a symlink leading outside the watched directory).

@@ -149,7 +149,7 @@ mod tests {
         datatypes::{DataType, Field, Schema},
         record_batch::RecordBatch,
     };
-    use sluice_core::{FileHash, FileProgress, FileStatus, Position};
+    use sluice_core::{FileHash, FileId, FileProgress, FileStatus, Position};
 
     use super::*;
 
@@ -163,6 +163,7 @@ mod tests {
             rows: RecordBatch::try_new(schema, vec![Arc::new(values)]).expect("batch"),
             dead_letters: Vec::new(),
             position: Position::File(FileProgress {
+                id: FileId("f".into()),
                 hash: FileHash("h".into()),
                 name: "f".into(),
                 next_offset: 0,

@@ -21,7 +21,7 @@ pub(super) fn batch(
         .iter()
         .map(|c| match &c.position {
             Position::File(p) => serde_json::json!({
-                "source": &*c.source, "file": p.name, "hash": p.hash.0,
+                "source": &*c.source, "file": p.name, "file_id": p.id.0, "hash": p.hash.0,
                 "next_offset": p.next_offset, "next_line": p.next_line,
             }),
             Position::Kafka(p) => serde_json::json!({
@@ -133,7 +133,7 @@ pub(super) fn files(
             continue;
         };
         let entry = files
-            .entry((&*chunk.source, progress.hash.0.as_str()))
+            .entry((&*chunk.source, progress.id.0.as_str()))
             .or_insert(FileDelta {
                 progress,
                 rows: 0,
@@ -149,15 +149,16 @@ pub(super) fn files(
     let context = || format!("recording file positions for {}", batch.table);
     let mut stmt = tx
         .prepare_cached(
-            "INSERT INTO _sluice.files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TIMESTAMPTZ)) \
-             ON CONFLICT (source, hash) DO UPDATE SET \
+            "INSERT INTO _sluice.files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TIMESTAMPTZ)) \
+             ON CONFLICT (source, file_id) DO UPDATE SET hash = excluded.hash, \
+               original_name = excluded.original_name, \
                rows = rows + excluded.rows, dead_letters = dead_letters + excluded.dead_letters, \
                status = excluded.status, reason = excluded.reason, \
                next_offset = excluded.next_offset, next_line = excluded.next_line, \
                last_batch = coalesce(excluded.last_batch, last_batch), updated_at = excluded.updated_at",
         )
         .ctx(context)?;
-    for ((source, hash), delta) in files {
+    for ((source, id), delta) in files {
         let p = delta.progress;
         let reason = match &p.status {
             sluice_core::FileStatus::Quarantined { reason } => Some(reason.as_str()),
@@ -165,7 +166,8 @@ pub(super) fn files(
         };
         stmt.execute(params![
             source,
-            hash,
+            id,
+            p.hash.0,
             p.name,
             delta.rows,
             delta.dead_letters,

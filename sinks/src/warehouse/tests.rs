@@ -8,8 +8,8 @@ use arrow::{
     record_batch::RecordBatch,
 };
 use sluice_core::{
-    meta, Chunk, Column, ColumnType, DeadLetter, FileHash, FileProgress, FileStatus, Ident, Origin,
-    Position, TableSchema,
+    meta, Chunk, Column, ColumnType, DeadLetter, FileHash, FileId, FileProgress, FileStatus, Ident,
+    Origin, Position, TableSchema,
 };
 
 use super::*;
@@ -65,7 +65,8 @@ fn chunk(values: Vec<&str>, ty: ColumnType, next_offset: u64, status: FileStatus
             },
         )],
         position: Position::File(FileProgress {
-            hash: FileHash("h1".into()),
+            id: FileId("f1".into()),
+            hash: FileHash(format!("h{next_offset}")),
             name: "f.csv".into(),
             next_offset,
             next_line: 10,
@@ -87,14 +88,17 @@ fn open(dir: &std::path::Path) -> Warehouse {
 }
 
 fn open_with_threads(dir: &std::path::Path, threads: u16) -> Warehouse {
-    Warehouse::open(WarehouseOptions {
+    Warehouse::open(options(dir, threads)).expect("open")
+}
+
+fn options(dir: &std::path::Path, threads: u16) -> WarehouseOptions {
+    WarehouseOptions {
         db_path: dir.join("w.duckdb"),
         raw_schema: Ident::new("raw").expect("ident"),
         memory_limit: None,
         threads: Some(threads),
         parquet: Some(ParquetSink::new(dir.join("parquet"), Compression::Zstd)),
-    })
-    .expect("open")
+    }
 }
 
 fn count(w: &Warehouse, sql: &str) -> i64 {
@@ -126,7 +130,7 @@ fn a_commit_lands_rows_ledger_positions_and_dead_letters_together() {
         ),
         2
     );
-    assert_eq!(count(&w, "SELECT rows FROM _sluice.files WHERE hash = 'h1' AND status = 'ingested' AND next_offset = 20"), 3);
+    assert_eq!(count(&w, "SELECT rows FROM _sluice.files WHERE file_id = 'f1' AND hash = 'h20' AND status = 'ingested' AND next_offset = 20"), 3);
     let file = receipt.parquet.expect("parquet");
     assert_eq!(
         count(
@@ -152,20 +156,38 @@ fn a_commit_lands_rows_ledger_positions_and_dead_letters_together() {
     let w = open(dir.path());
     assert_eq!(w.last_batch_id(), 1);
     let files = w.source_files("s").expect("files");
-    let h1 = files.lookup(&FileHash("h1".into())).expect("lookup");
-    assert_eq!(h1.expect("h1 recorded").next_offset, 20);
-    assert_eq!(files.lookup(&FileHash("h2".into())).expect("lookup"), None);
-    let other = w.source_files("other").expect("files");
-    assert_eq!(other.lookup(&FileHash("h1".into())).expect("lookup"), None);
-    // Lookups by hash have an index of their own (DuckDB uses single-column indexes only).
+    // One record per file, keyed by its id; its hash is that of the last bytes committed.
+    let f1 = files.by_content(&FileHash("h20".into())).expect("lookup");
+    assert_eq!(f1.expect("f1 recorded").next_offset, 20);
     assert_eq!(
-        count(
-            &w,
-            "SELECT count(*) FROM duckdb_indexes() WHERE schema_name = '_sluice' \
-             AND table_name = 'files' AND expressions = '[hash]'"
-        ),
-        1
+        files.by_content(&FileHash("h10".into())).expect("lookup"),
+        None
     );
+    let by_name = files.by_name("f.csv").expect("lookup").expect("by name");
+    assert_eq!(
+        (by_name.id, by_name.hash),
+        (FileId("f1".into()), Some(FileHash("h20".into())))
+    );
+    let other = w.source_files("other").expect("files");
+    assert_eq!(
+        other.by_content(&FileHash("h20".into())).expect("lookup"),
+        None
+    );
+    assert_eq!(other.by_name("f.csv").expect("lookup"), None);
+    // Lookups have an index each (DuckDB uses single-column indexes only).
+    for column in ["hash", "original_name"] {
+        assert_eq!(
+            count(
+                &w,
+                &format!(
+                    "SELECT count(*) FROM duckdb_indexes() WHERE schema_name = '_sluice' \
+                     AND table_name = 'files' AND expressions = '[{column}]'"
+                )
+            ),
+            1,
+            "{column}"
+        );
+    }
 }
 
 #[test]
@@ -359,4 +381,102 @@ fn a_column_added_to_the_raw_table_by_hand_takes_the_rows_that_have_it() {
         )))
         .expect_err("extra is VARCHAR in the table");
     assert!(err.to_string().contains("extra DATE"), "{err}");
+}
+
+/// `_sluice` as state version 1 left it: files keyed by the hash of their content.
+const STATE_V1: &str = "
+CREATE SCHEMA _sluice;
+CREATE TABLE _sluice.meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
+INSERT INTO _sluice.meta VALUES ('state_version', '1');
+CREATE TABLE _sluice.files (
+    source VARCHAR NOT NULL, hash VARCHAR NOT NULL, original_name VARCHAR NOT NULL,
+    rows BIGINT NOT NULL, dead_letters BIGINT NOT NULL, status VARCHAR NOT NULL,
+    reason VARCHAR, next_offset BIGINT NOT NULL, next_line BIGINT NOT NULL,
+    last_batch BIGINT, updated_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (source, hash));
+CREATE INDEX files_by_hash ON _sluice.files (hash);
+INSERT INTO _sluice.files VALUES
+    ('s', 'whole', 'a.csv', 3, 0, 'ingested', NULL, 30, 5, 1, now()),
+    ('s', 'begun', 'b.csv', 2, 1, 'partial', NULL, 20, 4, 1, now());
+";
+
+#[test]
+fn a_state_version_1_database_is_migrated_keeping_every_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("w.duckdb");
+    duckdb::Connection::open(&db)
+        .expect("open")
+        .execute_batch(STATE_V1)
+        .expect("v1 state");
+    let w = open(dir.path());
+    assert_eq!(
+        count(
+            &w,
+            "SELECT count(*) FROM _sluice.meta WHERE key = 'state_version' AND value = '2'"
+        ),
+        1
+    );
+    let files = w.source_files("s").expect("files");
+    let whole = files.by_name("a.csv").expect("lookup").expect("a.csv");
+    assert_eq!(
+        (
+            whole.id.0.as_str(),
+            whole.hash,
+            whole.status,
+            whole.next_offset
+        ),
+        (
+            "whole",
+            Some(FileHash("whole".into())),
+            FileStatus::Ingested,
+            30
+        )
+    );
+    assert_eq!(
+        files
+            .by_content(&FileHash("whole".into()))
+            .expect("lookup")
+            .map(|r| r.id),
+        Some(FileId("whole".into()))
+    );
+    // A partial file's committed bytes were never hashed: its hash is unknown.
+    let begun = files.by_name("b.csv").expect("lookup").expect("b.csv");
+    assert_eq!(
+        (
+            begun.id.0.as_str(),
+            begun.hash,
+            begun.status,
+            begun.next_line
+        ),
+        ("begun", None, FileStatus::Partial, 4)
+    );
+    // Reopening does not migrate again.
+    drop(files);
+    drop(w);
+    let w = open(dir.path());
+    assert_eq!(count(&w, "SELECT count(*) FROM _sluice.files"), 2);
+}
+
+#[test]
+fn a_database_of_a_newer_state_version_is_refused_untouched() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("w.duckdb");
+    duckdb::Connection::open(&db)
+        .expect("open")
+        .execute_batch(&STATE_V1.replace("'state_version', '1'", "'state_version', '99'"))
+        .expect("newer state");
+    let err = Warehouse::open(options(dir.path(), 1)).expect_err("refused");
+    let message = err.to_string();
+    assert!(
+        message.contains("state version 99") && message.contains("newer sluice"),
+        "{message}"
+    );
+    let db = duckdb::Connection::open(&db).expect("open");
+    let v: String = db
+        .query_row(
+            "SELECT value FROM _sluice.meta WHERE key = 'state_version'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("version");
+    assert_eq!(v, "99");
 }

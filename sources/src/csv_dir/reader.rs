@@ -3,7 +3,12 @@
 //! A [`FileReader`] starts at a byte offset (0, or where the last commit of the file ended)
 //! and yields [`ReadChunk`]s of at most `chunk_rows` records or `chunk_bytes` of input, so
 //! memory is bounded by the chunk size, not the file size. Each chunk says where reading
-//! resumes (`next_offset`, `next_line`), which is what the commit records.
+//! resumes (`next_offset`, `next_line`) and the hash of the file's bytes before that
+//! offset, which is what the commit records.
+
+mod hashing;
+
+pub use hashing::{scan, FileScan, ScanPoint};
 
 use std::{
     fs::File,
@@ -13,17 +18,21 @@ use std::{
     sync::Arc,
 };
 
+use hashing::HashingRead;
+
 use arrow::{
     array::{new_null_array, ArrayRef, BooleanArray, Int64Array, StringArray, StringBuilder},
     compute::filter_record_batch,
     datatypes::{DataType, Field, Schema, SchemaRef},
     record_batch::RecordBatch,
 };
-use sluice_core::{meta, DeadLetter, Origin, TableSchema, DEAD_LETTER_RAW_LIMIT};
+use sluice_core::{meta, DeadLetter, FileHash, Origin, TableSchema, DEAD_LETTER_RAW_LIMIT};
 
 use super::convert::type_columns;
 
 const READ_BUFFER: usize = 1 << 20;
+/// Records between two hashing steps within a chunk.
+const HASH_EVERY: usize = 4096;
 
 /// How to parse a source's files.
 #[derive(Debug, Clone)]
@@ -192,14 +201,32 @@ pub struct ReadChunk {
     pub dead_letters: Vec<DeadLetter>,
     pub next_offset: u64,
     pub next_line: u64,
+    /// BLAKE3 of the file's bytes before `next_offset`, as they were parsed.
+    pub hash: FileHash,
     /// No records follow.
     pub done: bool,
+}
+
+/// Where a [`FileReader`] starts, and what of the file is hashed already.
+#[derive(Debug, Clone)]
+pub struct Start {
+    /// Hash state after exactly the file's bytes before `hashed_to`.
+    pub hasher: blake3::Hasher,
+    pub hashed_to: u64,
+    /// Where records start (at or after the header's end and `hashed_to`; the bytes
+    /// between `hashed_to` and here are hashed, not parsed).
+    pub offset: u64,
+    /// The physical line at `offset`.
+    pub line: u64,
+    /// Bytes from here on are left for a later read: the file's length when it was
+    /// found complete, so that what a writer appends meanwhile is read as an append.
+    pub limit: u64,
 }
 
 /// Streams one file from a given position.
 #[derive(Debug)]
 pub struct FileReader {
-    csv: csv::Reader<BufReader<File>>,
+    csv: csv::Reader<HashingRead>,
     raw: File,
     len: u64,
     base_offset: u64,
@@ -226,22 +253,23 @@ struct Pending {
 }
 
 impl FileReader {
-    /// Opens `path` (the file found as `name` by source `source`) at `offset`, which is on
-    /// line `line`; `offset` must be at or after the header's end.
+    /// Opens `path` (the file found as `name` by source `source`) at `start`.
     pub fn open(
         path: &Path,
         name: &str,
         source: &str,
         layout: Layout,
         opts: ReadOptions,
-        offset: u64,
-        line: u64,
+        start: Start,
     ) -> io::Result<Self> {
         let mut file = File::open(path)?;
         let raw = file.try_clone()?;
-        let len = file.metadata()?.len();
-        file.seek(SeekFrom::Start(offset))?;
-        let csv = opts.reader(BufReader::with_capacity(READ_BUFFER, file));
+        let len = file.metadata()?.len().min(start.limit);
+        file.seek(SeekFrom::Start(start.hashed_to))?;
+        let mut input = HashingRead::new(file, start.hasher, start.hashed_to, start.limit);
+        input.skip(start.offset.saturating_sub(start.hashed_to))?;
+        let (offset, line) = (start.offset.max(start.hashed_to), start.line);
+        let csv = opts.reader(input);
         let mut fields: Vec<Field> = layout
             .data
             .arrow_schema()
@@ -295,17 +323,25 @@ impl FileReader {
                 break;
             }
             self.take_record(&mut pending)?;
+            if pending.lines.len().is_multiple_of(HASH_EVERY) {
+                // Bytes parsed are hashed as they go, so no more than this many records'
+                // worth (plus the parser's read-ahead) is held for hashing.
+                let at = self.base_offset + self.csv.position().byte();
+                self.csv.get_mut().advance(at);
+            }
         }
         let next = self.csv.position();
         let next_offset = self.base_offset + next.byte();
         let next_line = self.base_line + next.line() - 1;
         let done = eof || next_offset >= self.len;
+        let hash = self.csv.get_mut().hash_to(next_offset);
         let (rows, dead_letters) = self.finish(pending)?;
         Ok(ReadChunk {
             rows,
             dead_letters,
             next_offset,
             next_line,
+            hash,
             done,
         })
     }

@@ -2,18 +2,21 @@
 //! periodic rescans), waits until each is complete, reads it in chunks, and disposes of it
 //! once the committer acknowledges its last chunk.
 //!
-//! Files are identified by content hash. A hash already ingested is a duplicate (logged,
-//! counted, not read again); a hash partly committed resumes where its last commit ended;
-//! a hash in flight (a copy dropped while the original is being committed) waits.
+//! A file is identified by its content and its name (see [`identify`]): the content of a
+//! file already committed is a duplicate (logged, counted, not read again); a file that
+//! begins with exactly the bytes committed under its name is read on from there (a partly
+//! committed file resumes, a grown one has its new lines read); one whose committed bytes
+//! changed is quarantined (or, once ingested and disposed of, is a new file of that name).
+//! A file whose content or name is in flight waits.
 
 mod acks;
+mod identify;
 mod read;
 #[cfg(test)]
 mod tests;
 
 use std::{
     collections::{HashMap, HashSet},
-    fs::File,
     path::{Path, PathBuf},
     sync::{
         mpsc::{self, RecvTimeoutError, Sender},
@@ -26,7 +29,7 @@ use notify::{
     event::{AccessKind, AccessMode, ModifyKind, RenameMode},
     EventKind, RecursiveMode, Watcher,
 };
-use sluice_core::{meta, FileHash, FileLedger, FileRecord, FileStatus, Ident, TableSchema};
+use sluice_core::{meta, FileHash, FileId, FileLedger, FileRecord, FileStatus, Ident, TableSchema};
 use tracing::{error, info, warn};
 
 use super::{
@@ -36,6 +39,7 @@ use super::{
     settle::{Settler, Signature},
 };
 use crate::{telemetry, Result, SourceContext, SourceError, SourceStatus};
+use identify::Identity;
 
 /// How often a directory that could not be listed is tried again.
 const UNHEALTHY_RESCAN: Duration = Duration::from_secs(1);
@@ -62,6 +66,10 @@ pub struct CsvDirSetup {
 struct InFlight {
     path: PathBuf,
     name: String,
+    /// The hash of its content when it was found complete.
+    content: FileHash,
+    /// Its size and mtime then: a file that changed since is not disposed of.
+    sig: Signature,
     unacked: usize,
     /// The file offset its last acknowledged chunk ended at (where reading started, before).
     acked_offset: u64,
@@ -77,11 +85,16 @@ pub struct CsvDirSource {
     settler: Settler,
     opts: ReadOptions,
     data: Option<Arc<TableSchema>>,
-    in_flight: HashMap<FileHash, InFlight>,
+    in_flight: HashMap<FileId, InFlight>,
     /// Files not to look at again while unchanged (kept, unreadable, refused).
     settled: HashMap<PathBuf, Signature>,
-    hashes: HashMap<PathBuf, (Signature, FileHash)>,
+    /// Files this run read that changed before they were disposed of.
+    changed_after_read: HashSet<PathBuf>,
     sent_since_drained: bool,
+    /// Makes file ids unique within the process.
+    ids_made: u64,
+    /// Records (rows and dead letters) sent to the committer by this run.
+    records_sent: u64,
 }
 
 impl CsvDirSource {
@@ -116,8 +129,10 @@ impl CsvDirSource {
             setup,
             in_flight: HashMap::new(),
             settled: HashMap::new(),
-            hashes: HashMap::new(),
+            changed_after_read: HashSet::new(),
             sent_since_drained: false,
+            ids_made: 0,
+            records_sent: 0,
         })
     }
 
@@ -209,6 +224,8 @@ impl CsvDirSource {
         drop(watcher);
         drop(events_tx);
         self.finish(&ctx);
+        info!(source = %self.setup.name, records = self.records_sent,
+            "stopped reading; every record read was handed to the committer");
         Ok(())
     }
 
@@ -309,7 +326,7 @@ impl CsvDirSource {
         // bounded by what is in the directory.
         let listed: HashSet<&PathBuf> = paths.iter().collect();
         self.settled.retain(|path, _| listed.contains(path));
-        self.hashes.retain(|real, _| real.exists());
+        self.changed_after_read.retain(|path| listed.contains(path));
         let now = Instant::now();
         for path in paths {
             if self
@@ -342,47 +359,117 @@ impl CsvDirSource {
         if self.settled.get(path) == Some(&sig) {
             return;
         }
-        let hash = match self.hash(&candidate.real, sig) {
-            Ok(h) => h,
-            Err(e) => {
+        if self.in_flight.values().any(|f| f.path == path) {
+            // Chunks of it are still being committed: look again once they are.
+            self.settler.complete(path, sig, Instant::now());
+            return;
+        }
+        let after = self.setup.config.after_ingest;
+        let changed = self.changed_after_read.contains(path);
+        let ledger = self.setup.ledger.as_mut();
+        let (identity, scanned) = match identify::identify(
+            ledger,
+            &candidate.real,
+            &candidate.name,
+            after,
+            changed,
+        ) {
+            Ok(found) => found,
+            Err(identify::IdentifyError::Io(e)) => {
                 error!(source = %self.setup.name, file = %candidate.name, error = %e, "cannot read file; will retry when it changes");
                 self.settled.insert(path.to_path_buf(), sig);
                 return;
             }
-        };
-        if self.in_flight.contains_key(&hash) {
-            // The same content is being committed under another name: look again later.
-            self.settler.complete(path, sig, Instant::now());
-            return;
-        }
-        let known = match self.setup.ledger.file(&hash) {
-            Ok(k) => k,
-            Err(e) => {
+            Err(identify::IdentifyError::Ledger(e)) => {
                 error!(source = %self.setup.name, file = %candidate.name, error = %e, "cannot look the file up in the ledger; will retry");
                 self.settler.complete(path, sig, Instant::now());
                 return;
             }
         };
-        match known {
-            Some(rec) if rec.status == FileStatus::Ingested => {
-                self.already_ingested(path, &candidate.name, &hash, &rec)
+        if self.in_flight.values().any(|f| f.content == scanned.hash) {
+            // The same content is being committed under another name: look again later.
+            self.settler.complete(path, sig, Instant::now());
+            return;
+        }
+        let found = Found {
+            path,
+            real: &candidate.real,
+            name: &candidate.name,
+            content: scanned.hash,
+            sig,
+            limit: scanned.len,
+        };
+        self.act_on(identity, &found, ctx);
+    }
+
+    /// Reads, skips, disposes of or quarantines a file, as its identity says.
+    fn act_on(&mut self, identity: Identity, found: &Found<'_>, ctx: &SourceContext) {
+        let (path, name) = (found.path, found.name);
+        match identity {
+            Identity::Known(rec) if rec.status == FileStatus::Ingested => {
+                self.already_ingested(path, name, &rec)
             }
-            Some(FileRecord {
+            Identity::Known(FileRecord {
                 status: FileStatus::Quarantined { reason },
                 ..
             }) => {
-                self.quarantine_now(path, &candidate.name, &hash, &reason);
+                self.quarantine_now(path, name, &found.content, &reason);
             }
-            Some(rec) => {
-                info!(source = %self.setup.name, file = %rec.original_name, line = rec.next_line, "resuming a partly committed file");
-                let name = rec.original_name.clone();
-                self.read_file(path, &candidate.real, &name, hash, Some(rec), ctx);
+            Identity::Known(rec) => {
+                // Partial records come back as `Continues`; this cannot happen.
+                error!(source = %self.setup.name, file = %rec.original_name, "unexpected partial record; will look again");
+                self.settler.complete(path, found.sig, Instant::now());
             }
-            None => self.read_file(path, &candidate.real, &candidate.name, hash, None, ctx),
+            Identity::New => {
+                let id = self.new_file_id(name, &found.content);
+                self.read_file(found, id, None, ctx);
+            }
+            Identity::Continues {
+                record,
+                point,
+                skip,
+            } => {
+                match record.status {
+                    FileStatus::Partial => {
+                        info!(source = %self.setup.name, file = %record.original_name, line = record.next_line, "resuming a partly committed file")
+                    }
+                    _ => {
+                        info!(source = %self.setup.name, file = %name, line = record.next_line,
+                            bytes = found.limit.saturating_sub(record.next_offset), "the file grew after it was ingested; reading the lines added");
+                        telemetry::file_appended(&self.setup.name);
+                    }
+                }
+                let id = record.id.clone();
+                self.read_file(found, id, Some((record, *point, skip)), ctx);
+            }
+            Identity::Changed { reason } => {
+                let reason = format!("changed after it was read: {reason}");
+                telemetry::file_rewritten(&self.setup.name);
+                let id = self.new_file_id(name, &found.content);
+                self.quarantine(found, id, reason, ctx);
+            }
         }
     }
 
-    fn already_ingested(&mut self, path: &Path, name: &str, hash: &FileHash, rec: &FileRecord) {
+    /// A ledger id for a file read (or quarantined) from now on.
+    fn new_file_id(&mut self, name: &str, content: &FileHash) -> FileId {
+        self.ids_made += 1;
+        let mut h = blake3::Hasher::new();
+        h.update(self.setup.name.as_bytes());
+        h.update(b"\0");
+        h.update(name.as_bytes());
+        h.update(b"\0");
+        h.update(content.0.as_bytes());
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        h.update(&now.as_nanos().to_le_bytes());
+        h.update(&std::process::id().to_le_bytes());
+        h.update(&self.ids_made.to_le_bytes());
+        FileId(h.finalize().to_hex()[..32].to_string())
+    }
+
+    fn already_ingested(&mut self, path: &Path, name: &str, rec: &FileRecord) {
         let after = self.setup.config.after_ingest;
         if rec.original_name == name {
             if after == AfterIngest::Keep {
@@ -395,21 +482,25 @@ impl CsvDirSource {
                 "duplicate content (same hash as an ingested file); not ingested again");
             telemetry::file_duplicate(&self.setup.name);
         }
-        self.after_ingest(path, name, hash);
+        let content = rec
+            .hash
+            .clone()
+            .unwrap_or_else(|| FileHash(rec.id.0.clone()));
+        self.after_ingest(path, name, &content, None);
     }
+}
 
-    fn hash(&mut self, real: &Path, sig: Signature) -> std::io::Result<FileHash> {
-        if let Some((cached_sig, hash)) = self.hashes.get(real) {
-            if *cached_sig == sig {
-                return Ok(hash.clone());
-            }
-        }
-        let mut hasher = blake3::Hasher::new();
-        hasher.update_reader(File::open(real)?)?;
-        let hash = FileHash(hasher.finalize().to_hex().to_string());
-        self.hashes.insert(real.to_path_buf(), (sig, hash.clone()));
-        Ok(hash)
-    }
+/// A complete file about to be read (or quarantined).
+#[derive(Debug)]
+pub(super) struct Found<'a> {
+    pub path: &'a Path,
+    pub real: &'a Path,
+    pub name: &'a str,
+    /// The hash of its content when it was found.
+    pub content: FileHash,
+    pub sig: Signature,
+    /// Its length then: reading stops here (what is appended meanwhile is read later).
+    pub limit: u64,
 }
 
 /// The raw table's columns for a file source: data, then sluice's own.

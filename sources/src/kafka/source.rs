@@ -356,11 +356,7 @@ impl KafkaSource {
             }
         }
         drop(shared);
-        if tpl.count() > 0 {
-            if let Err(e) = self.consumer.commit(&tpl, mode) {
-                warn!(source = %self.setup.name, error = %describe(&e, &self.redactor), "committing offsets to the broker failed (DuckDB has them)");
-            }
-        }
+        self.commit_to_broker(&tpl, mode);
     }
 
     /// Tells the committer to drop its open chunks of revoked partitions (what this source
@@ -459,11 +455,20 @@ impl KafkaSource {
                 }
             }
         }
-        if tpl.count() > 0 {
-            if let Err(e) = self.consumer.commit(&tpl, CommitMode::Sync) {
-                warn!(source = %self.setup.name, error = %describe(&e, &self.redactor), "committing offsets to the broker failed (DuckDB has them)");
-            }
+        self.commit_to_broker(&tpl, CommitMode::Sync);
+    }
+
+    /// Commits offsets already durable in DuckDB to the broker (for lag tools and the
+    /// partitions' next owner); a failure only costs a re-read that DuckDB filters.
+    fn commit_to_broker(&self, tpl: &TopicPartitionList, mode: CommitMode) {
+        if tpl.count() == 0 {
+            return;
         }
+        sluice_core::fault::point("kafka.before_broker_commit");
+        if let Err(e) = self.consumer.commit(tpl, mode) {
+            warn!(source = %self.setup.name, error = %describe(&e, &self.redactor), "committing offsets to the broker failed (DuckDB has them)");
+        }
+        sluice_core::fault::point("kafka.after_broker_commit");
     }
 }
 

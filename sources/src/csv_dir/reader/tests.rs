@@ -37,6 +37,21 @@ fn lines(chunk: &ReadChunk) -> impl Iterator<Item = (u64, &DeadLetter)> {
     })
 }
 
+/// A new file read from the header's end (the header hashed on the way).
+fn from_header(header: &Header) -> Start {
+    Start {
+        hasher: blake3::Hasher::new(),
+        hashed_to: 0,
+        offset: header.data_offset,
+        line: header.data_line,
+        limit: u64::MAX,
+    }
+}
+
+fn b3(bytes: &[u8]) -> FileHash {
+    FileHash(blake3::hash(bytes).to_hex().to_string())
+}
+
 fn column_i64(batch: &RecordBatch, name: &str) -> Vec<Option<i64>> {
     let a = batch
         .column_by_name(name)
@@ -56,8 +71,8 @@ fn a_field_that_is_not_utf8_makes_its_row_a_dead_letter() {
     let o = opts(100);
     let header = read_header(f.path(), &o).expect("io").expect("header");
     let layout = Layout::for_file(schema(), &header).expect("layout");
-    let (offset, line) = (header.data_offset, header.data_line);
-    let mut r = FileReader::open(f.path(), "f.csv", "s", layout, o, offset, line).expect("open");
+    let start = from_header(&header);
+    let mut r = FileReader::open(f.path(), "f.csv", "s", layout, o, start).expect("open");
     let chunk = r.next_chunk().expect("chunk");
     assert_eq!(column_i64(&chunk.rows, "id"), [Some(1), Some(4)]);
     let note = chunk.rows.column_by_name("note").expect("note");
@@ -78,18 +93,11 @@ fn reads_rows_lines_and_dead_letters() {
     let header = read_header(f.path(), &o).expect("io").expect("header");
     assert_eq!((header.data_offset, header.data_line), (8, 2));
     let layout = Layout::for_file(schema(), &header).expect("layout");
-    let mut r = FileReader::open(
-        f.path(),
-        "f.csv",
-        "s",
-        layout,
-        o,
-        header.data_offset,
-        header.data_line,
-    )
-    .expect("open");
+    let mut r =
+        FileReader::open(f.path(), "f.csv", "s", layout, o, from_header(&header)).expect("open");
     let chunk = r.next_chunk().expect("chunk");
     assert!(chunk.done);
+    assert_eq!(chunk.hash, b3(&std::fs::read(f.path()).expect("read")));
     assert_eq!(column_i64(&chunk.rows, "id"), [Some(1), Some(2), Some(5)]);
     assert_eq!(
         column_i64(&chunk.rows, meta::LINE),
@@ -113,36 +121,39 @@ fn chunks_resume_exactly_where_the_previous_ended() {
     let o = opts(10);
     let header = read_header(f.path(), &o).expect("io").expect("header");
     let layout = Layout::for_file(schema(), &header).expect("layout");
-    let mut r = FileReader::open(
-        f.path(),
-        "f",
-        "s",
-        layout.clone(),
-        o.clone(),
-        header.data_offset,
-        header.data_line,
-    )
-    .expect("open");
+    let start = from_header(&header);
+    let mut r =
+        FileReader::open(f.path(), "f", "s", layout.clone(), o.clone(), start).expect("open");
     let first = r.next_chunk().expect("chunk");
     assert!(!first.done);
     assert_eq!(first.rows.num_rows(), 10);
-    // A fresh reader at the committed position continues with the 11th record.
-    let mut resumed = FileReader::open(
-        f.path(),
-        "f",
-        "s",
-        layout,
-        o,
-        first.next_offset,
-        first.next_line,
-    )
-    .expect("open");
+    // Each chunk carries the hash of exactly the bytes before its end.
+    let at = first.next_offset as usize;
+    assert_eq!(first.hash, b3(&body[..at]));
+    // A fresh reader at the committed position continues with the 11th record, its
+    // hash going on from the committed bytes' state.
+    let point = scan(f.reopen().expect("open"), Some(at as u64))
+        .expect("scan")
+        .at
+        .expect("point");
+    let start = Start {
+        hasher: point.hasher,
+        hashed_to: point.offset,
+        offset: first.next_offset,
+        line: first.next_line,
+        limit: body.len() as u64 - 7,
+    };
+    let mut resumed = FileReader::open(f.path(), "f", "s", layout, o, start).expect("open");
     let second = resumed.next_chunk().expect("chunk");
     assert_eq!(column_i64(&second.rows, "id")[0], Some(10));
     assert_eq!(column_i64(&second.rows, meta::LINE)[0], Some(12));
+    assert_eq!(second.hash, b3(&body[..second.next_offset as usize]));
+    // Reading stops at the limit (the length the file had when it was found).
     let third = resumed.next_chunk().expect("chunk");
     assert!(third.done);
-    assert_eq!(third.rows.num_rows(), 5);
+    assert_eq!(third.rows.num_rows(), 4);
+    assert_eq!(third.next_offset, body.len() as u64 - 7);
+    assert_eq!(third.hash, b3(&body[..body.len() - 7]));
 }
 
 #[test]

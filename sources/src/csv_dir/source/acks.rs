@@ -8,10 +8,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sluice_core::{FileHash, FileStatus, Position};
-use tracing::{debug, error, warn};
+use sluice_core::{FileHash, FileId, FileStatus, Position};
+use tracing::{debug, error, info, warn};
 
-use super::{stat, CsvDirSource};
+use super::{stat, CsvDirSource, Signature};
 use crate::{
     csv_dir::{config::AfterIngest, dispose},
     telemetry, SourceContext, SourceEvent,
@@ -35,7 +35,7 @@ impl CsvDirSource {
         let Position::File(p) = position else {
             return; // only file positions are acknowledged to a file source
         };
-        let Some(flight) = self.in_flight.get_mut(&p.hash) else {
+        let Some(flight) = self.in_flight.get_mut(&p.id) else {
             return;
         };
         if !matches!(p.status, FileStatus::Quarantined { .. }) {
@@ -45,18 +45,18 @@ impl CsvDirSource {
         }
         flight.unacked = flight.unacked.saturating_sub(1);
         if flight.abandoned && flight.unacked == 0 {
-            self.in_flight.remove(&p.hash);
+            self.in_flight.remove(&p.id);
             return;
         }
-        let (path, name) = (flight.path.clone(), flight.name.clone());
+        let (path, name, sig) = (flight.path.clone(), flight.name.clone(), flight.sig);
         match &p.status {
             FileStatus::Ingested => {
-                self.in_flight.remove(&p.hash);
+                self.in_flight.remove(&p.id);
                 telemetry::file_ingested(&self.setup.name);
-                self.after_ingest(&path, &name, &p.hash);
+                self.after_ingest(&path, &name, &p.hash, Some(sig));
             }
             FileStatus::Quarantined { reason } => {
-                self.in_flight.remove(&p.hash);
+                self.in_flight.remove(&p.id);
                 telemetry::file_quarantined(&self.setup.name);
                 self.quarantine_now(&path, &name, &p.hash, reason);
             }
@@ -67,29 +67,58 @@ impl CsvDirSource {
     /// Reading `hash` failed part-way. The chunks already sent still commit (the ledger then
     /// says where a later attempt resumes); stop waiting for the rest once they are
     /// acknowledged, so that `--once` ends and nothing is counted as pending for ever.
-    pub(super) fn abandon(&mut self, hash: &FileHash) {
-        match self.in_flight.get_mut(hash) {
+    pub(super) fn abandon(&mut self, id: &FileId) {
+        match self.in_flight.get_mut(id) {
             Some(flight) if flight.unacked > 0 => flight.abandoned = true,
             _ => {
-                self.in_flight.remove(hash);
+                self.in_flight.remove(id);
             }
         }
     }
 
-    pub(super) fn after_ingest(&mut self, path: &Path, name: &str, hash: &FileHash) {
-        self.hashes.remove(path);
-        let result = match self.setup.config.after_ingest {
-            AfterIngest::Keep => {
-                self.settle_path(path);
+    /// Disposes of a file whose rows are all committed. `read`: its size and mtime when
+    /// it was read; a file that changed since is not disposed of but looked at again (its
+    /// lines added are read, or the change is quarantined), so nothing appended meanwhile
+    /// is archived or deleted unread.
+    pub(super) fn after_ingest(
+        &mut self,
+        path: &Path,
+        name: &str,
+        hash: &FileHash,
+        read: Option<Signature>,
+    ) {
+        if let Some(read) = read {
+            if stat(path).is_some_and(|now| now != read) {
+                info!(source = %self.setup.name, file = %name, "the file changed while it was read; looking at it again");
+                self.changed_after_read.insert(path.to_path_buf());
+                self.settler.touch(path, Instant::now());
                 return;
             }
-            AfterIngest::Delete => dispose::delete(path).map(|()| None),
+        }
+        self.changed_after_read.remove(path);
+        let result = match self.setup.config.after_ingest {
+            AfterIngest::Keep => {
+                // Settled as it was read: a change after that is seen at the next look.
+                match read {
+                    Some(sig) => {
+                        self.settled.insert(path.to_path_buf(), sig);
+                    }
+                    None => self.settle_path(path),
+                }
+                return;
+            }
+            AfterIngest::Delete => {
+                sluice_core::fault::point("file.before_dispose");
+                dispose::delete(path).map(|()| None)
+            }
             AfterIngest::Archive => {
+                sluice_core::fault::point("file.before_dispose");
                 dispose::move_into(path, &self.setup.archive_dir, name, hash).map(Some)
             }
         };
         match result {
             Ok(dest) => {
+                sluice_core::fault::point("file.after_dispose");
                 debug!(source = %self.setup.name, file = %name, archived = ?dest, "disposed of file")
             }
             Err(e) => {
@@ -106,7 +135,7 @@ impl CsvDirSource {
         hash: &FileHash,
         reason: &str,
     ) {
-        self.hashes.remove(path);
+        self.changed_after_read.remove(path);
         match dispose::move_into(path, &self.setup.quarantine_dir, name, hash) {
             Ok(dest) => {
                 warn!(source = %self.setup.name, file = %name, %reason, to = %dest.display(), "file quarantined")

@@ -5,86 +5,81 @@
 use std::{fs::File, io::Read, path::Path, sync::Arc};
 
 use arrow::record_batch::RecordBatch;
-use sluice_core::{Chunk, FileHash, FileProgress, FileRecord, FileStatus, Position, TableSchema};
+use sluice_core::{Chunk, FileId, FileProgress, FileRecord, FileStatus, Position, TableSchema};
 use tracing::{debug, error, info, warn};
 
-use super::{raw_schema, stat, CsvDirSource, InFlight};
+use super::{raw_schema, stat, CsvDirSource, Found, InFlight};
 use crate::{
     csv_dir::{
         infer,
-        reader::{read_header, sample, FileReader, Header, Layout},
+        reader::{read_header, sample, FileReader, Header, Layout, ScanPoint, Start},
         sniff::{not_text_reason, SNIFF_BYTES},
     },
     SourceContext, SourceEvent,
 };
 
+/// Where reading a file resumes: its record, the scan's state at the record's end, and
+/// the bytes to skip there (a line end after a last line committed without one).
+pub(super) type Resume = (FileRecord, ScanPoint, u64);
+
 impl CsvDirSource {
     pub(super) fn read_file(
         &mut self,
-        path: &Path,
-        real: &Path,
-        name: &str,
-        hash: FileHash,
-        resume: Option<FileRecord>,
+        found: &Found<'_>,
+        id: FileId,
+        resume: Option<Resume>,
         ctx: &SourceContext,
     ) {
-        let result = self.read_chunks(path, real, name, &hash, resume, ctx);
+        let result = self.read_chunks(found, &id, resume, ctx);
         if let Err(e) = result {
-            error!(source = %self.setup.name, file = %name, error = %e,
+            error!(source = %self.setup.name, file = %found.name, error = %e,
                 "error reading file; what was read is kept, the rest is retried when the file changes or on restart");
-            self.abandon(&hash);
-            if let Some(sig) = stat(path) {
-                self.settled.insert(path.to_path_buf(), sig);
+            self.abandon(&id);
+            if let Some(sig) = stat(found.path) {
+                self.settled.insert(found.path.to_path_buf(), sig);
             }
         }
     }
 
     pub(super) fn read_chunks(
         &mut self,
-        path: &Path,
-        real: &Path,
-        name: &str,
-        hash: &FileHash,
-        resume: Option<FileRecord>,
+        found: &Found<'_>,
+        id: &FileId,
+        resume: Option<Resume>,
         ctx: &SourceContext,
     ) -> std::io::Result<()> {
+        let (real, name) = (found.real, found.name);
         if let Some(reason) = sniff(real)? {
-            {
-                self.quarantine(path, name, hash, reason, ctx);
-                return Ok(());
-            };
+            self.quarantine(found, id.clone(), reason, ctx);
+            return Ok(());
         }
         let header = match read_header(real, &self.opts)? {
             Ok(h) => h,
             Err(reason) => {
-                self.quarantine(path, name, hash, reason, ctx);
+                self.quarantine(found, id.clone(), reason, ctx);
                 return Ok(());
             }
         };
         let data = match self.table_schema(real, name, &header)? {
             Ok(d) => d,
             Err(reason) => {
-                self.quarantine(path, name, hash, reason, ctx);
+                self.quarantine(found, id.clone(), reason, ctx);
                 return Ok(());
             }
         };
         let layout = match Layout::for_file(data.clone(), &header) {
             Ok(l) => l,
             Err(reason) => {
-                self.quarantine(path, name, hash, reason, ctx);
+                self.quarantine(found, id.clone(), reason, ctx);
                 return Ok(());
             }
         };
-        let acked_offset = resume.as_ref().map_or(0, |r| r.next_offset);
-        let (offset, line) = match resume {
-            Some(r) if r.next_offset > header.data_offset => (r.next_offset, r.next_line),
-            _ => (header.data_offset, header.data_line),
-        };
+        let start = start_of(&header, resume, found.limit);
         let source = &*self.setup.name;
-        let mut reader =
-            FileReader::open(real, name, source, layout, self.opts.clone(), offset, line)?;
+        let acked_offset = start.hashed_to;
+        let mut reader = FileReader::open(real, name, source, layout, self.opts.clone(), start)?;
         let raw_schema = Arc::new(raw_schema(&data));
-        self.track_in_flight(hash, path, name, acked_offset);
+        self.track_in_flight(id, found, acked_offset);
         loop {
             let chunk = reader.next_chunk()?;
             let status = match chunk.done {
@@ -92,7 +87,8 @@ impl CsvDirSource {
                 false => FileStatus::Partial,
             };
             let progress = FileProgress {
-                hash: hash.clone(),
+                id: id.clone(),
+                hash: chunk.hash,
                 name: name.to_string(),
                 next_offset: chunk.next_offset,
                 next_line: chunk.next_line,
@@ -152,7 +148,7 @@ impl CsvDirSource {
         dead_letters: Vec<sluice_core::DeadLetter>,
         progress: FileProgress,
     ) {
-        if let Some(f) = self.in_flight.get_mut(&progress.hash) {
+        if let Some(f) = self.in_flight.get_mut(&progress.id) {
             f.unacked += 1;
         }
         let chunk = Chunk {
@@ -164,6 +160,7 @@ impl CsvDirSource {
             position: Position::File(progress),
         };
         self.sent_since_drained = true;
+        self.records_sent += (chunk.rows.num_rows() + chunk.dead_letters.len()) as u64;
         if ctx.events.send(SourceEvent::Chunk(chunk)).is_err() {
             // The committer is gone (shutting down after an error): nothing more to do.
             debug!(source = %self.setup.name, "committer hung up");
@@ -173,19 +170,19 @@ impl CsvDirSource {
     /// Records the file as quarantined; it is moved once that is committed.
     pub(super) fn quarantine(
         &mut self,
-        path: &Path,
-        name: &str,
-        hash: &FileHash,
+        found: &Found<'_>,
+        id: FileId,
         reason: String,
         ctx: &SourceContext,
     ) {
-        warn!(source = %self.setup.name, file = %name, %reason, "quarantining file");
-        self.track_in_flight(hash, path, name, 0);
+        warn!(source = %self.setup.name, file = %found.name, %reason, "quarantining file");
+        self.track_in_flight(&id, found, 0);
         let empty = Arc::new(TableSchema::default());
         let rows = RecordBatch::new_empty(empty.arrow_schema());
         let progress = FileProgress {
-            hash: hash.clone(),
-            name: name.to_string(),
+            id,
+            hash: found.content.clone(),
+            name: found.name.to_string(),
             next_offset: 0,
             next_line: 1,
             status: FileStatus::Quarantined { reason },
@@ -193,17 +190,44 @@ impl CsvDirSource {
         self.send(ctx, empty, rows, Vec::new(), progress);
     }
 
-    /// Remembers that chunks of `hash` are being sent, from file offset `from`, until its
-    /// final one is acknowledged.
-    pub(super) fn track_in_flight(&mut self, hash: &FileHash, path: &Path, name: &str, from: u64) {
+    /// Remembers that chunks of file `id` are being sent, from file offset `from`, until
+    /// its final one is acknowledged.
+    pub(super) fn track_in_flight(&mut self, id: &FileId, found: &Found<'_>, from: u64) {
         let flight = InFlight {
-            path: path.to_path_buf(),
-            name: name.to_string(),
+            path: found.path.to_path_buf(),
+            name: found.name.to_string(),
+            content: found.content.clone(),
+            sig: found.sig,
             unacked: 0,
             acked_offset: from,
             abandoned: false,
         };
-        self.in_flight.insert(hash.clone(), flight);
+        self.in_flight.insert(id.clone(), flight);
+    }
+}
+
+/// Where the reader starts: after the header for a new file; where the record's commits
+/// ended (past the line end to skip) for one that continues.
+fn start_of(header: &Header, resume: Option<Resume>, limit: u64) -> Start {
+    let Some((record, point, skip)) = resume else {
+        return Start {
+            hasher: blake3::Hasher::new(),
+            hashed_to: 0,
+            offset: header.data_offset,
+            line: header.data_line,
+            limit,
+        };
+    };
+    let (offset, line) = match point.offset + skip {
+        o if o > header.data_offset => (o, record.next_line + u64::from(skip > 0)),
+        _ => (header.data_offset, header.data_line),
+    };
+    Start {
+        hasher: point.hasher,
+        hashed_to: point.offset,
+        offset,
+        line,
+        limit,
     }
 }
 

@@ -1,14 +1,14 @@
 //! The source against a ledger it does not own: files are looked up when they appear.
 
 use std::{
-    collections::HashMap,
     fs,
     path::Path,
     sync::{mpsc, Arc, Mutex},
 };
 
 use sluice_core::{
-    FileHash, FileLedger, FileProgress, FileRecord, FileStatus, Ident, LookupError, Position,
+    FileHash, FileId, FileLedger, FileProgress, FileRecord, FileStatus, Ident, LookupError,
+    Position,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -18,14 +18,25 @@ use crate::{csv_dir::CsvSourceConfig, SourceContext, SourceEvent};
 /// A ledger the test can change while the source holds it, and that notes what was asked.
 #[derive(Debug, Clone, Default)]
 struct SharedLedger {
-    records: Arc<Mutex<HashMap<FileHash, FileRecord>>>,
-    asked: Arc<Mutex<Vec<FileHash>>>,
+    records: Arc<Mutex<Vec<FileRecord>>>,
+    asked: Arc<Mutex<Vec<String>>>,
 }
 
 impl FileLedger for SharedLedger {
-    fn file(&mut self, hash: &FileHash) -> Result<Option<FileRecord>, LookupError> {
-        self.asked.lock().expect("lock").push(hash.clone());
-        self.records.lock().expect("lock").file(hash)
+    fn by_content(&mut self, hash: &FileHash) -> Result<Option<FileRecord>, LookupError> {
+        self.asked
+            .lock()
+            .expect("lock")
+            .push(format!("hash {hash}"));
+        self.records.lock().expect("lock").by_content(hash)
+    }
+
+    fn by_name(&mut self, name: &str) -> Result<Option<FileRecord>, LookupError> {
+        self.asked
+            .lock()
+            .expect("lock")
+            .push(format!("name {name}"));
+        self.records.lock().expect("lock").by_name(name)
     }
 }
 
@@ -89,22 +100,23 @@ fn a_file_recorded_after_start_is_recognised_as_ingested_when_it_appears() {
     let content = "id\n1\n2\n";
     let hash = FileHash(blake3::hash(content.as_bytes()).to_hex().to_string());
     let record = FileRecord {
+        id: FileId("earlier".into()),
+        hash: Some(hash.clone()),
         original_name: "earlier.csv".into(),
         status: FileStatus::Ingested,
         next_offset: content.len() as u64,
         next_line: 4,
     };
-    ledger
-        .records
-        .lock()
-        .expect("lock")
-        .insert(hash.clone(), record);
+    ledger.records.lock().expect("lock").push(record);
     fs::write(dir.path().join("inbox/again.csv"), content).expect("write");
 
     let chunks = run_acking(src);
 
     assert_eq!(chunks, Vec::<usize>::new(), "a duplicate's rows were sent");
-    assert_eq!(*ledger.asked.lock().expect("lock"), vec![hash]);
+    assert_eq!(
+        *ledger.asked.lock().expect("lock"),
+        vec!["name again.csv".to_string(), format!("hash {hash}")]
+    );
     assert_eq!(count(&dir.path().join("archive")), 1);
     assert_eq!(count(&dir.path().join("inbox")), 0);
 }
@@ -117,7 +129,11 @@ fn a_new_file_is_looked_up_once_and_its_rows_sent() {
     fs::write(dir.path().join("inbox/new.csv"), "id\n1\n2\n").expect("write");
 
     assert_eq!(run_acking(src), vec![2]);
-    assert_eq!(ledger.asked.lock().expect("lock").len(), 1);
+    assert_eq!(
+        ledger.asked.lock().expect("lock").len(),
+        2,
+        "by name, then by content"
+    );
     assert_eq!(count(&dir.path().join("archive")), 1);
 }
 
@@ -131,14 +147,16 @@ fn a_rescan_forgets_files_that_are_gone() {
     let sig = super::stat(&kept).expect("stat");
     for path in [&kept, &gone] {
         src.settled.insert(path.clone(), sig);
-        src.hashes
-            .insert(path.clone(), (sig, FileHash(path.display().to_string())));
+        src.changed_after_read.insert(path.clone());
     }
 
     assert!(src.rescan(&Arc::default()));
 
     assert_eq!(src.settled.keys().collect::<Vec<_>>(), vec![&kept]);
-    assert_eq!(src.hashes.keys().collect::<Vec<_>>(), vec![&kept]);
+    assert_eq!(
+        src.changed_after_read.iter().collect::<Vec<_>>(),
+        vec![&kept]
+    );
 }
 
 /// A ledger whose first lookups fail, as a database read would under I/O trouble.
@@ -148,7 +166,11 @@ struct FailingFirst {
 }
 
 impl FileLedger for FailingFirst {
-    fn file(&mut self, _: &FileHash) -> Result<Option<FileRecord>, LookupError> {
+    fn by_content(&mut self, _: &FileHash) -> Result<Option<FileRecord>, LookupError> {
+        Ok(None)
+    }
+
+    fn by_name(&mut self, _: &str) -> Result<Option<FileRecord>, LookupError> {
         if self.failures_left > 0 {
             self.failures_left -= 1;
             return Err("disk I/O error".into());
@@ -172,10 +194,20 @@ fn a_file_abandoned_part_way_is_no_longer_waited_for_once_its_chunks_are_acknowl
     let dir = tempfile::tempdir().expect("tempdir");
     let mut src = source(dir.path(), SharedLedger::default());
     let path = dir.path().join("inbox/a.csv");
-    let hash = FileHash("a".into());
+    fs::write(&path, "id\n1\n").expect("write");
+    let id = FileId("a".into());
+    let found = super::Found {
+        path: &path,
+        real: &path,
+        name: "a.csv",
+        content: FileHash("c".into()),
+        sig: super::stat(&path).expect("stat"),
+        limit: 5,
+    };
     let partial = |offset| {
         Position::File(FileProgress {
-            hash: hash.clone(),
+            id: id.clone(),
+            hash: FileHash(format!("h{offset}")),
             name: "a.csv".into(),
             next_offset: offset,
             next_line: 2,
@@ -183,16 +215,16 @@ fn a_file_abandoned_part_way_is_no_longer_waited_for_once_its_chunks_are_acknowl
         })
     };
     // Two chunks sent, then reading fails: the file waits for their acknowledgements only.
-    src.track_in_flight(&hash, &path, "a.csv", 0);
-    src.in_flight.get_mut(&hash).expect("in flight").unacked = 2;
-    src.abandon(&hash);
+    src.track_in_flight(&id, &found, 0);
+    src.in_flight.get_mut(&id).expect("in flight").unacked = 2;
+    src.abandon(&id);
     src.on_ack(partial(10));
-    assert!(src.in_flight.contains_key(&hash));
+    assert!(src.in_flight.contains_key(&id));
     src.on_ack(partial(20));
     assert!(src.in_flight.is_empty());
 
     // Nothing sent before the failure: nothing to wait for.
-    src.track_in_flight(&hash, &path, "a.csv", 0);
-    src.abandon(&hash);
+    src.track_in_flight(&id, &found, 0);
+    src.abandon(&id);
     assert!(src.in_flight.is_empty());
 }

@@ -1,0 +1,198 @@
+//! Hashing exactly the bytes a file's records were parsed from, in the same pass.
+//!
+//! The CSV parser reads ahead of the records it has returned, so the bytes it reads are
+//! kept until a chunk boundary says how far the chunk reached; only those are hashed. The
+//! hash committed with a chunk is therefore the hash of the file's bytes before the
+//! chunk's `next_offset`, as they were when they were parsed.
+
+use std::{
+    collections::VecDeque,
+    fs::File,
+    io::{self, Read},
+};
+
+use sluice_core::FileHash;
+
+/// A file's bytes from `hashed_to` on, hashed up to a position when asked.
+#[derive(Debug)]
+pub(super) struct HashingRead {
+    file: io::Take<File>,
+    hasher: blake3::Hasher,
+    /// Absolute offset of `unhashed[0]`.
+    hashed_to: u64,
+    /// Bytes read (by the parser) but not hashed yet.
+    unhashed: VecDeque<u8>,
+}
+
+impl HashingRead {
+    /// `file` positioned at `hashed_to`, whose bytes before it `hasher` has taken;
+    /// reads stop at `limit` bytes from the file's start.
+    pub(super) fn new(file: File, hasher: blake3::Hasher, hashed_to: u64, limit: u64) -> Self {
+        HashingRead {
+            file: file.take(limit.saturating_sub(hashed_to)),
+            hasher,
+            hashed_to,
+            unhashed: VecDeque::new(),
+        }
+    }
+
+    /// Hashes the bytes read before absolute offset `to` (which must have been read) and
+    /// returns the hash of the file's bytes before it.
+    pub(super) fn hash_to(&mut self, to: u64) -> FileHash {
+        self.advance(to);
+        FileHash(self.hasher.finalize().to_hex().to_string())
+    }
+
+    /// Hashes the bytes read before absolute offset `to`, so they need not be kept.
+    pub(super) fn advance(&mut self, to: u64) {
+        let n = (to.saturating_sub(self.hashed_to) as usize).min(self.unhashed.len());
+        let (a, b) = self.unhashed.as_slices();
+        let from_a = n.min(a.len());
+        self.hasher.update(&a[..from_a]);
+        self.hasher.update(&b[..n - from_a]);
+        self.unhashed.drain(..n);
+        self.hashed_to += n as u64;
+    }
+
+    /// Reads and hashes `n` bytes without handing them on (bytes that are hashed but not
+    /// parsed: a header already read, a line end).
+    pub(super) fn skip(&mut self, n: u64) -> io::Result<()> {
+        let to = self.hashed_to + n;
+        io::copy(&mut self.by_ref().take(n), &mut io::sink())?;
+        self.advance(to);
+        Ok(())
+    }
+}
+
+impl Read for HashingRead {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read(buf)?;
+        self.unhashed.extend(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// One pass over a file: the hash of all of it and, at one offset, the hash state there
+/// and the bytes around it (to tell whether what follows continues a line).
+#[derive(Debug)]
+pub struct FileScan {
+    /// BLAKE3 of the whole file as read.
+    pub hash: FileHash,
+    /// Bytes read.
+    pub len: u64,
+    /// At the offset asked for, if the file reaches it.
+    pub at: Option<ScanPoint>,
+}
+
+/// The state of a [`FileScan`] at one offset.
+#[derive(Debug, Clone)]
+pub struct ScanPoint {
+    pub offset: u64,
+    /// Hash state after exactly the bytes before `offset`.
+    pub hasher: blake3::Hasher,
+    /// The byte before `offset` (none at 0).
+    pub before: Option<u8>,
+    /// Up to two bytes from `offset` on.
+    pub after: Vec<u8>,
+}
+
+impl ScanPoint {
+    pub fn hash(&self) -> FileHash {
+        FileHash(self.hasher.finalize().to_hex().to_string())
+    }
+}
+
+/// Reads `file` once: its hash, and the hash state at `at` (if the file is that long).
+pub fn scan(mut file: File, at: Option<u64>) -> io::Result<FileScan> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0u64;
+    let mut point: Option<ScanPoint> = None;
+    let mut last = None;
+    loop {
+        let n = file.read(&mut buf)?;
+        let read = &buf[..n];
+        if let Some(p) = point.as_mut().filter(|p| p.after.len() < 2) {
+            let more = (2 - p.after.len()).min(n);
+            p.after.extend_from_slice(&read[..more]);
+        }
+        match at {
+            Some(at) if point.is_none() && at >= len && at <= len + n as u64 => {
+                let split = (at - len) as usize;
+                hasher.update(&read[..split]);
+                let before = match split {
+                    0 => last,
+                    s => Some(read[s - 1]),
+                };
+                point = Some(ScanPoint {
+                    offset: at,
+                    hasher: hasher.clone(),
+                    before,
+                    after: read[split..].iter().take(2).copied().collect(),
+                });
+                hasher.update(&read[split..]);
+            }
+            _ => {
+                hasher.update(read);
+            }
+        }
+        len += n as u64;
+        if n == 0 {
+            break;
+        }
+        last = read.last().copied();
+    }
+    Ok(FileScan {
+        hash: FileHash(hasher.finalize().to_hex().to_string()),
+        len,
+        at: point,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn hash(bytes: &[u8]) -> FileHash {
+        FileHash(blake3::hash(bytes).to_hex().to_string())
+    }
+
+    fn file_with(content: &[u8]) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().expect("temp file");
+        f.write_all(content).expect("write");
+        f
+    }
+
+    #[test]
+    fn a_scan_gives_the_hash_of_the_file_and_of_its_prefix() {
+        let content: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let f = file_with(&content);
+        for at in [0, 1, 1 << 20, (1 << 20) + 7, 2_999_999, 3_000_000] {
+            let s = scan(f.reopen().expect("open"), Some(at)).expect("scan");
+            assert_eq!(s.hash, hash(&content));
+            assert_eq!(s.len, 3_000_000);
+            let p = s.at.expect("point");
+            let at = at as usize;
+            assert_eq!(p.hash(), hash(&content[..at]), "at {at}");
+            assert_eq!(p.before, at.checked_sub(1).map(|i| content[i]));
+            assert_eq!(p.after, content[at..(at + 2).min(content.len())].to_vec());
+        }
+        let s = scan(f.reopen().expect("open"), Some(3_000_001)).expect("scan");
+        assert!(s.at.is_none(), "a point past the end");
+    }
+
+    #[test]
+    fn hashing_read_hashes_only_up_to_the_position_asked() {
+        let content = b"header\nab,c\nde,f\ngh,i\n".to_vec();
+        let f = file_with(&content);
+        let mut r = HashingRead::new(f.reopen().expect("open"), blake3::Hasher::new(), 0, 17);
+        r.skip(7).expect("skip");
+        let mut buf = [0u8; 64];
+        let n = r.read(&mut buf).expect("read");
+        assert_eq!(&buf[..n], b"ab,c\nde,f\n", "stops at the limit");
+        assert_eq!(r.hash_to(12), hash(&content[..12]));
+        assert_eq!(r.hash_to(17), hash(&content[..17]));
+    }
+}
