@@ -296,6 +296,7 @@ impl ModelRunner {
                 rows,
                 ms,
             )?;
+            sluice_core::fault::point("model.before_commit");
             conn.execute_batch("COMMIT")
                 .ctx(name, || "committing".into())?;
             Ok(rows)

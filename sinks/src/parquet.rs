@@ -104,8 +104,10 @@ impl ParquetSink {
             let _ = fs::remove_file(&temp_path);
             return Err(err);
         }
+        sluice_core::fault::point("parquet.before_rename");
         fs::rename(&temp_path, &final_path).at(&final_path)?;
         File::open(&dir).and_then(|d| d.sync_all()).at(&dir)?;
+        sluice_core::fault::point("parquet.after_rename");
         let bytes = fs::metadata(&final_path).at(&final_path)?.len();
         Ok(WrittenFile {
             relative: relative.to_string(),

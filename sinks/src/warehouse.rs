@@ -332,8 +332,10 @@ impl Warehouse {
         }
         record::files(&tx, batch, staged.id, &stamp)?;
         record::offsets(&tx, batch, staged.id, &stamp)?;
+        sluice_core::fault::point("commit.before");
         tx.commit()
             .ctx(|| format!("committing the batch of {table}"))?;
+        sluice_core::fault::point("commit.after");
         Ok(written)
     }
 }

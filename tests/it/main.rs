@@ -4,22 +4,29 @@
 //! Layout:
 //! - [`support`]: a temporary deployment (config, inbox, data dir) and a running daemon.
 //! - [`csv_arrival`]: how files arrive: present at start, renamed in, written slowly, copies.
+//! - [`csv_changes`]: files that grow or change after (part of) them was committed.
 //! - [`csv_bad_input`]: dead letters, quarantine, symlinks, bad configuration.
 //! - [`csv_storage`]: raw table and Parquet layout, schemas, large files, reconciliation.
+//! - [`faults`]: SIGKILL at each fault point of the commit path, then a restart.
 //! - [`kafka`]: the Kafka source against librdkafka's mock cluster (a real broker when
 //!   `SLUICE_TEST_KAFKA_BROKERS` is set).
-//! - [`lifecycle`]: single writer, SIGTERM, and exactly-once across SIGKILL.
+//! - [`lifecycle`]: single writer, signals at any moment of start-up, SIGTERM, and
+//!   exactly-once across SIGKILL.
 //! - [`models`]: dbt-format models under the daemon: incremental equals full, failures,
 //!   SIGHUP reload, `sluice check` and `sluice models`.
 //! - [`ops`]: metrics, health, readiness, status and systemd notifications.
+//! - [`storage`]: the data directory's disk full, or read-only: commits wait, then resume.
 //! - [`prometheus`]: dist/ (alerts, dashboard, systemd unit) against the real tools.
 
 mod csv_arrival;
 mod csv_bad_input;
+mod csv_changes;
 mod csv_storage;
+mod faults;
 mod kafka;
 mod lifecycle;
 mod models;
 mod ops;
 mod prometheus;
+mod storage;
 mod support;

@@ -101,8 +101,22 @@ impl Deployment {
     /// `sluice run --once`, which must succeed within [`ONCE_PATIENCE`] (a run that never
     /// ends is killed and fails the test instead of hanging the suite).
     pub fn run_once(&self) -> Output {
+        let out = self.run_once_with(&[]);
+        assert!(
+            out.status.success(),
+            "sluice run --once failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// `sluice run --once` with these environment variables, however it ends (within
+    /// [`ONCE_PATIENCE`], else it is killed and the test fails).
+    pub fn run_once_with(&self, env: &[(&str, &str)]) -> Output {
         let child = self
             .command(&["run", "--once"])
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -121,12 +135,6 @@ impl Deployment {
                 );
             }
         };
-        assert!(
-            out.status.success(),
-            "sluice run --once failed: {}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
         out
     }
 
