@@ -5,7 +5,8 @@
 //! - [`config`]: the TOML file: shape, `${VAR}` expansion, validation.
 //! - [`lock`]: one sluice per data directory.
 //! - [`run`]: wiring sources and the committer for `sluice run`.
-//! - [`signals`]: SIGTERM/SIGINT stop, SIGHUP re-reads the configuration.
+//! - [`signals`]: SIGTERM/SIGINT stop, SIGHUP re-reads the configuration; blocked from
+//!   the first instant of `main`, received by a thread of their own.
 //! - [`pipeline`]: batching chunks per table and committing them.
 //! - [`models`]: dbt-format models run after commits; `sluice models` commands.
 //! - [`health`]: liveness, readiness and status shared by the pipeline and the endpoints.
@@ -38,9 +39,24 @@ use cli::{Cli, Command, LogFormat, ModelsCommand};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    // Before anything else, and before any thread exists: see `signals`.
+    let stop_signals = signals::Blocked::block();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
+        Command::Run { config, once } => {
+            with_config(&config.path, |c| run::run(c, once, stop_signals))
+        }
+        command => {
+            stop_signals.release();
+            other_command(command)
+        }
+    }
+}
+
+/// The commands that keep the signals' default actions (everything but `run`).
+fn other_command(command: Command) -> ExitCode {
+    match command {
         Command::Check { config } => check(&config.path),
         Command::Status { url } => match status::print(&url) {
             Ok(()) => ExitCode::SUCCESS,
@@ -49,7 +65,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run { config, once } => with_config(&config.path, |c| run::run(c, once)),
+        Command::Run { .. } => unreachable_run(),
         Command::Models { command } => match command {
             ModelsCommand::List { config } => {
                 with_config(&config.path, |c| models::commands::list(&c))
@@ -63,6 +79,12 @@ fn main() -> ExitCode {
             }),
         },
     }
+}
+
+/// `run` is dispatched by `main`, which owns the blocked signals it needs.
+fn unreachable_run() -> ExitCode {
+    eprintln!("error: internal: `run` reached the dispatcher of the other commands");
+    ExitCode::FAILURE
 }
 
 /// Loads the configuration (exit 2 if it is invalid) and runs `f` (exit 1 if it fails).

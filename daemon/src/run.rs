@@ -40,7 +40,7 @@ const MAX_CHUNK_ROWS: usize = 32_768;
 const MAX_CHUNK_BYTES: usize = 16 << 20;
 
 /// Runs the daemon until stopped (or, with `once`, until the inbox is committed).
-pub fn run(config: Config, once: bool) -> anyhow::Result<()> {
+pub fn run(config: Config, once: bool, signals: signals::Blocked) -> anyhow::Result<()> {
     let _lock = lock_data_dir(&config.data_dir)?;
     info!(config = %config.path.display(), data_dir = %config.data_dir.display(),
         version = env!("CARGO_PKG_VERSION"), "starting");
@@ -65,12 +65,9 @@ pub fn run(config: Config, once: bool) -> anyhow::Result<()> {
     }
     let health = Arc::new(health);
     let reload = Arc::new(ModelReload::default());
-    runtime.spawn(signals::handle(
-        stop.clone(),
-        health.clone(),
-        config.clone(),
-        reload.clone(),
-    ));
+    signals
+        .handle(stop.clone(), health.clone(), config.clone(), reload.clone())
+        .context("starting the signal thread")?;
     // The endpoints are up before recovery, so /readyz says 503 while sluice starts. A
     // one-shot run serves nothing: there is nothing to scrape, and it must not take the
     // port of a daemon that may be running.

@@ -1,52 +1,90 @@
 //! Signals: SIGTERM and SIGINT stop sluice (commit what is in flight, exit 0); SIGHUP
 //! re-reads the model files (applied by the committer if they compile) and the
 //! configuration (saying what would need a restart).
+//!
+//! The three are blocked first thing in `main`, before any thread exists, so every thread
+//! sluice or its libraries start inherits the mask and none of them can take the signal's
+//! default action (which for all three is to die). A signal that arrives during start-up
+//! stays pending until [`Blocked::handle`] starts the thread that waits for it with
+//! `sigwait`: a stop at any moment drains and exits 0, a reload never kills. A parent that
+//! started sluice with the signals already blocked changes nothing.
 
-use std::{collections::BTreeSet, fmt::Debug, sync::Arc};
+use std::{collections::BTreeSet, fmt::Debug, sync::Arc, thread};
 
+use nix::sys::signal::{SigSet, Signal};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::{config::Config, health::Health, models::ModelReload};
 
-/// Cancels `stop` on SIGTERM or SIGINT; on SIGHUP, re-reads the configuration (see
-/// [`reload`]) and keeps running.
-pub async fn handle(
-    stop: CancellationToken,
-    health: Arc<Health>,
-    running: Config,
-    models: Arc<ModelReload>,
-) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        error!("cannot install signal handlers");
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = term.recv() => {
-                info!("SIGTERM: committing what is in flight, then stopping");
-                break;
-            }
-            _ = int.recv() => {
-                info!("SIGINT: committing what is in flight, then stopping");
-                break;
-            }
-            _ = hup.recv() => {
-                if running.models.is_some() {
-                    info!("SIGHUP: re-reading the model files");
-                    models.request();
-                }
-                reload(&running);
-            }
+/// SIGTERM, SIGINT and SIGHUP, blocked in the calling thread (and so in every thread it
+/// starts afterwards).
+#[derive(Debug)]
+pub struct Blocked(SigSet);
+
+impl Blocked {
+    /// Blocks the three signals in the calling thread. Call it before any other thread
+    /// exists. (It cannot fail for these signals; if it ever did, they keep their default
+    /// actions, as for a process that never blocked them.)
+    pub fn block() -> Blocked {
+        let mut set = SigSet::empty();
+        for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+            set.add(signal);
+        }
+        if let Err(e) = set.thread_block() {
+            eprintln!("warning: cannot block SIGTERM/SIGINT/SIGHUP: {e}");
+        }
+        Blocked(set)
+    }
+
+    /// For commands that do not handle the signals: unblocks them, so they act as they
+    /// would by default (one already pending takes effect now).
+    pub fn release(self) {
+        if let Err(e) = self.0.thread_unblock() {
+            eprintln!("warning: cannot unblock SIGTERM/SIGINT/SIGHUP: {e}");
         }
     }
-    health.set_stopping();
-    stop.cancel();
+
+    /// Starts the thread that receives the signals (one that arrived before this is
+    /// received at once): SIGTERM or SIGINT cancels `stop`; SIGHUP re-reads the model
+    /// files and the configuration (see [`reload`]).
+    pub fn handle(
+        self,
+        stop: CancellationToken,
+        health: Arc<Health>,
+        running: Config,
+        models: Arc<ModelReload>,
+    ) -> std::io::Result<()> {
+        let set = self.0;
+        thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || loop {
+                match set.wait() {
+                    Ok(Signal::SIGHUP) => {
+                        if running.models.is_some() {
+                            info!("SIGHUP: re-reading the model files");
+                            models.request();
+                        }
+                        reload(&running);
+                    }
+                    Ok(signal) if stop.is_cancelled() => {
+                        info!("{signal}: already stopping");
+                    }
+                    Ok(signal) => {
+                        info!("{signal}: committing what is in flight, then stopping");
+                        health.set_stopping();
+                        stop.cancel();
+                    }
+                    Err(e) => {
+                        error!(error = %e, "cannot wait for signals; stopping");
+                        health.set_stopping();
+                        stop.cancel();
+                        return;
+                    }
+                }
+            })
+            .map(|_| ())
+    }
 }
 
 /// SIGHUP: re-reads and validates the configuration file. Nothing in it can change while

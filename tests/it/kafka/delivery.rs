@@ -2,7 +2,7 @@
 
 use std::{thread, time::Duration};
 
-use rand::Rng;
+use rand::{rngs::StdRng, Rng, SeedableRng};
 use rdkafka::producer::Producer;
 
 use super::{assert_each_message_once, order, producer, rows_ingested, send, Kafka, SCHEMA};
@@ -196,28 +196,38 @@ fn every_message_exactly_once_across_sigkills_at_random_moments() {
     let d = k.deployment_with(
         "",
         SCHEMA,
-        "[batch]\nmax_rows = 2000\nmax_age = \"300ms\"\n",
+        "[batch]\nmax_rows = 500\nmax_age = \"300ms\"\n",
         "",
     );
-    let mut rng = rand::rng();
+    let seed: u64 = rand::rng().random();
+    eprintln!("seed {seed}");
+    let mut rng = StdRng::seed_from_u64(seed);
     let mut next = 0i64;
-    let mut interrupted = 0;
-    for _round in 0..6 {
-        for _ in 0..5000 {
+    let mut committed = 0;
+    for round in 0..6 {
+        for _ in 0..20_000 {
             k.send((next % 4) as i32, &format!("k{next}"), &order(next));
             next += 1;
         }
         k.flush();
-        let daemon = d.start();
-        thread::sleep(Duration::from_millis(rng.random_range(200..1500)));
-        let before = d.data.join("warehouse.duckdb").exists();
+        let mut daemon = d.start();
+        // The kill clock starts once the group has assigned the partitions and this
+        // round has committed, so every kill lands while sluice consumes.
+        daemon.wait_for_log("partitions assigned");
+        daemon.wait_for_log("committed table=");
+        thread::sleep(Duration::from_millis(rng.random_range(0..150)));
         daemon.kill();
-        interrupted += usize::from(before);
+        let now = query_i64(&d.db(), "SELECT count(*) FROM raw.src");
+        assert!(
+            now > committed,
+            "round {round}: nothing committed before the kill"
+        );
+        assert!(
+            now < next,
+            "round {round}: everything was committed before the kill (seed {seed})"
+        );
+        committed = now;
     }
-    assert!(
-        interrupted > 0,
-        "no kill landed after start-up; the test proves nothing"
-    );
     d.run_once();
     let db = d.db();
     assert_each_message_once(&db, next);
