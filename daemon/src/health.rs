@@ -69,6 +69,8 @@ pub struct Health {
     stopping: AtomicBool,
     /// What start-up is waiting for, if anything (e.g. a database file locked elsewhere).
     waiting_for: Mutex<Option<String>>,
+    /// Why commits cannot succeed for now (a full disk), if they cannot.
+    commits_blocked: Mutex<Option<String>>,
     sources: BTreeMap<String, SourceHealth>,
     recent: Mutex<VecDeque<BatchSummary>>,
     pub models: models::ModelsHealth,
@@ -84,6 +86,7 @@ impl Health {
             ready: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             waiting_for: Mutex::new(None),
+            commits_blocked: Mutex::new(None),
             sources: BTreeMap::new(),
             recent: Mutex::new(VecDeque::new()),
             models: models::ModelsHealth::default(),
@@ -110,6 +113,13 @@ impl Health {
     pub fn set_waiting_for(&self, what: Option<String>) {
         if let Ok(mut w) = self.waiting_for.lock() {
             *w = what;
+        }
+    }
+
+    /// Commits fail for a reason that may pass, such as a full disk (`None`: they succeed).
+    pub fn set_commits_blocked(&self, why: Option<String>) {
+        if let Ok(mut b) = self.commits_blocked.lock() {
+            *b = why;
         }
     }
 
@@ -156,6 +166,9 @@ impl Health {
                 Some(what) => reasons.push(format!("starting: {what}")),
                 None => reasons.push("starting: recovery and sources not done yet".to_string()),
             }
+        }
+        if let Some(why) = self.commits_blocked.lock().ok().and_then(|b| b.clone()) {
+            reasons.push(format!("commits blocked: {why}"));
         }
         for (name, s) in &self.sources {
             if let Some(problem) = s.status.problem() {

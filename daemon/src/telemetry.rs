@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use metrics::{counter, gauge, histogram};
 use sluice_models::{ModelReport, Outcome};
-use sluice_sinks::CommitReceipt;
+use sluice_sinks::{CommitReceipt, Storage};
 
 /// A batch was committed.
 pub fn batch_committed(
@@ -42,7 +42,15 @@ pub fn register(source: &str, kind: &str, table: &str) {
     counter!("sluice_commit_failures_total", "table" => table.to_string()).increment(0);
     counter!("sluice_parquet_files_written_total").increment(0);
     counter!("sluice_parquet_bytes_written_total").increment(0);
+    for storage in [Storage::Full, Storage::ReadOnly, Storage::Io] {
+        commits_blocked(storage, false);
+    }
     sluice_sources::telemetry::register(source, kind == "csv");
+}
+
+/// Commits are blocked by a storage problem (`on`), or no longer are.
+pub fn commits_blocked(storage: Storage, on: bool) {
+    gauge!("sluice_commits_blocked", "reason" => storage.as_str()).set(f64::from(u8::from(on)));
 }
 
 /// A commit failed and will be retried.

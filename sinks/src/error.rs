@@ -33,18 +33,85 @@ pub enum SinkError {
     },
 }
 
+/// A storage problem that blocks commits until someone fixes it (then they resume).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// No space (or quota) left on the device (`ENOSPC`, `EDQUOT`).
+    Full,
+    /// The filesystem became read-only (`EROFS`).
+    ReadOnly,
+    /// Another I/O error.
+    Io,
+}
+
+impl Storage {
+    /// The word used in logs, `/readyz` and the `reason` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Storage::Full => "disk_full",
+            Storage::ReadOnly => "read_only",
+            Storage::Io => "io",
+        }
+    }
+}
+
+const ENOSPC: i32 = 28;
+const EROFS: i32 = 30;
+const EDQUOT: i32 = 122;
+
 impl SinkError {
     /// Whether retrying the same operation later may succeed (I/O, a full disk, a lock),
     /// as opposed to a problem in the data or schema that retrying cannot fix.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, SinkError::Io { .. } | SinkError::Parquet { .. })
-            || matches!(self, SinkError::Duckdb { source, .. } if is_io_failure(source))
+        self.storage().is_some()
+    }
+
+    /// The storage problem behind this error, if it is one. File errors are classified
+    /// by errno. DuckDB's are by message: duckdb-rs reports every failure with the same
+    /// generic code and DuckDB's message text (which carries the OS's `strerror` text),
+    /// so the text is all there is; likewise for the Parquet writer's errors that arrow-rs
+    /// turned into text (`fail to get inner writer: No space left on device (os error 28)`).
+    pub fn storage(&self) -> Option<Storage> {
+        match self {
+            SinkError::Io { source, .. } => Some(io_storage(source)),
+            SinkError::Parquet { source, .. } => Some(parquet_storage(source)),
+            SinkError::Duckdb { source, .. } => message_storage(&source.to_string()),
+            SinkError::Schema { .. } | SinkError::Arrow { .. } => None,
+        }
     }
 }
 
-fn is_io_failure(err: &duckdb::Error) -> bool {
-    let text = err.to_string();
-    text.contains("IO Error") || text.contains("No space left") || text.contains("Could not write")
+fn io_storage(e: &std::io::Error) -> Storage {
+    match e.raw_os_error() {
+        Some(ENOSPC | EDQUOT) => Storage::Full,
+        Some(EROFS) => Storage::ReadOnly,
+        _ => Storage::Io,
+    }
+}
+
+fn parquet_storage(e: &::parquet::errors::ParquetError) -> Storage {
+    // arrow-rs wraps the writer's I/O errors as `External`.
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return io_storage(io);
+        }
+        cause = c.source();
+    }
+    message_storage(&e.to_string()).unwrap_or(Storage::Io)
+}
+
+/// A storage problem named in an error message (the OS's `strerror` text in it).
+fn message_storage(text: &str) -> Option<Storage> {
+    if text.contains("No space left on device") || text.contains("Disk quota exceeded") {
+        Some(Storage::Full)
+    } else if text.contains("Read-only file system") {
+        Some(Storage::ReadOnly)
+    } else if text.contains("IO Error") || text.contains("Could not write") {
+        Some(Storage::Io)
+    } else {
+        None
+    }
 }
 
 /// Adds context to DuckDB results.
@@ -72,5 +139,53 @@ impl<T> IoContext<T> for std::io::Result<T> {
             path: path.to_path_buf(),
             source,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_problems_are_told_apart_by_errno_and_by_duckdb_text() {
+        let io = |errno| SinkError::Io {
+            path: "x".into(),
+            source: std::io::Error::from_raw_os_error(errno),
+        };
+        assert_eq!(io(ENOSPC).storage(), Some(Storage::Full));
+        assert_eq!(io(EDQUOT).storage(), Some(Storage::Full));
+        assert_eq!(io(EROFS).storage(), Some(Storage::ReadOnly));
+        assert_eq!(io(5).storage(), Some(Storage::Io));
+        let parquet = SinkError::Parquet {
+            path: "x".into(),
+            source: ::parquet::errors::ParquetError::External(Box::new(
+                std::io::Error::from_raw_os_error(ENOSPC),
+            )),
+        };
+        assert_eq!(parquet.storage(), Some(Storage::Full));
+        let parquet = SinkError::Parquet {
+            path: "x".into(),
+            source: ::parquet::errors::ParquetError::General(
+                "fail to get inner writer: \"No space left on device (os error 28)\"".into(),
+            ),
+        };
+        assert_eq!(parquet.storage(), Some(Storage::Full));
+        // What DuckDB 2.0 says when its WAL cannot be written (seen on a full tmpfs).
+        let wal = "TransactionContext Error: Failed to commit: Could not write file \
+                   \"/d/w.duckdb.wal\": No space left on device";
+        assert_eq!(message_storage(wal), Some(Storage::Full));
+        assert_eq!(
+            message_storage("IO Error: Cannot open file \"x\": Read-only file system"),
+            Some(Storage::ReadOnly)
+        );
+        assert_eq!(
+            message_storage("Constraint Error: NOT NULL constraint failed"),
+            None
+        );
+        let schema = SinkError::Schema {
+            table: "t".into(),
+            detail: "out of order".into(),
+        };
+        assert!(!schema.is_retryable());
     }
 }

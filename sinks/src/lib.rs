@@ -27,7 +27,7 @@ pub mod reconcile;
 pub mod state;
 pub mod warehouse;
 
-pub use error::SinkError;
+pub use error::{SinkError, Storage};
 pub use parquet::{Compression, ParquetSink};
 pub use reconcile::ReconcileReport;
 pub use warehouse::{CommitReceipt, PendingBatch, Staged, Warehouse, WarehouseOptions};

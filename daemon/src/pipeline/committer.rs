@@ -21,7 +21,7 @@ use std::{
 
 use crossbeam_channel::{bounded, RecvTimeoutError as QueueRecvError, SendTimeoutError};
 use sluice_core::Position;
-use sluice_sinks::{CommitReceipt, PendingBatch, SinkError, Staged, Warehouse};
+use sluice_sinks::{CommitReceipt, PendingBatch, SinkError, Staged, Storage, Warehouse};
 use sluice_sources::SourceEvent;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -34,6 +34,8 @@ const IDLE_TICK: Duration = Duration::from_millis(250);
 /// Commit attempts allowed once a stop is requested (then uncommitted data is left for
 /// the next start to read again).
 const ATTEMPTS_WHILE_STOPPING: u32 = 3;
+/// Longest wait between two attempts at a commit that failed for a passing reason.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(5);
 
 /// A batch that could not be committed.
 #[derive(Debug, thiserror::Error)]
@@ -257,22 +259,44 @@ impl CommitWorker {
     fn commit(&mut self, mut staged: Staged, stop: &CancellationToken) -> Result<(), CommitError> {
         let mut backoff = Duration::from_millis(200);
         let mut attempts_while_stopping = 0;
+        let mut blocked: Option<(Storage, Instant)> = None;
         loop {
             let started = Instant::now();
             let table = staged.batch().table.clone();
             match self.warehouse.commit_staged(&mut staged) {
                 Ok(receipt) => {
+                    if let Some((storage, since)) = blocked {
+                        info!(%table, reason = storage.as_str(), blocked_for = ?since.elapsed(), "commits resumed");
+                        self.health.set_commits_blocked(None);
+                        telemetry::commits_blocked(storage, false);
+                    }
                     self.committed(staged.batch(), receipt, started.elapsed());
                     return Ok(());
                 }
                 Err(e) if e.is_retryable() && attempts_while_stopping < ATTEMPTS_WHILE_STOPPING => {
                     telemetry::commit_failed(table.as_str());
-                    warn!(%table, error = %e, retry_in = ?backoff, "commit failed; retrying");
+                    let storage = e.storage().unwrap_or(Storage::Io);
+                    // One line per change of state, not one per attempt: a disk can stay
+                    // full for hours.
+                    if blocked.map(|(s, _)| s) != Some(storage) {
+                        if let Some((old, _)) = blocked {
+                            telemetry::commits_blocked(old, false);
+                        }
+                        warn!(%table, reason = storage.as_str(), error = %e,
+                            "commits blocked; nothing is lost, retrying until this passes");
+                        self.health
+                            .set_commits_blocked(Some(format!("{}: {e}", storage.as_str())));
+                        telemetry::commits_blocked(storage, true);
+                        blocked = Some((storage, Instant::now()));
+                    } else {
+                        debug!(%table, error = %e, retry_in = ?backoff, "commit failed again; retrying");
+                    }
                     if stop.is_cancelled() {
                         attempts_while_stopping += 1;
                     }
                     std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    // A freed disk is noticed within seconds.
+                    backoff = (backoff * 2).min(MAX_RETRY_WAIT);
                 }
                 Err(source) => {
                     telemetry::commit_failed(table.as_str());
