@@ -1,5 +1,5 @@
 # Shared set-up for scripts/*: system packages the build needs, and one cargo target
-# directory outside the clone so DuckDB's C++ (about 30 minutes on 2 cores) compiles once
+# directory outside the clone so DuckDB's C++ (25-50 minutes on 2 cores) compiles once
 # per machine, not once per clone. Sourced, not run.
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice-target}"
@@ -33,7 +33,8 @@ ensure_test_deps() {
 # Builds everything exactly as the test suite does. Cargo unifies dependency features per
 # selection of packages and targets, and dev-dependencies (tempfile, nix) change features
 # of crates that bundled DuckDB's build script depends on: building `-p sluice` alone would
-# compile DuckDB's C++ a second time (30 minutes). One selection everywhere, one DuckDB.
+# compile DuckDB's C++ a second time (half an hour or more): so would `cargo test -p <crate>`;
+# filter tests by name instead (`scripts/test.sh -- <name>`). One selection, one DuckDB.
 build_all() {
   cargo build --release --locked --workspace --all-targets
 }
