@@ -260,6 +260,7 @@ impl CommitWorker {
         let mut backoff = Duration::from_millis(200);
         let mut attempts_while_stopping = 0;
         let mut blocked: Option<(Storage, Instant)> = None;
+        let mut first_attempt = true;
         loop {
             let started = Instant::now();
             let table = staged.batch().table.clone();
@@ -272,6 +273,13 @@ impl CommitWorker {
                     }
                     self.committed(staged.batch(), receipt, started.elapsed());
                     return Ok(());
+                }
+                Err(e) if e.is_retryable() && first_attempt => {
+                    // Tried again at once first: a batch staged while the disk was full
+                    // carries that failure of its Parquet file, stale once space is back.
+                    telemetry::commit_failed(table.as_str());
+                    debug!(%table, error = %e, "commit failed; trying again at once");
+                    first_attempt = false;
                 }
                 Err(e) if e.is_retryable() && attempts_while_stopping < ATTEMPTS_WHILE_STOPPING => {
                     telemetry::commit_failed(table.as_str());
