@@ -131,7 +131,7 @@ fn check_names_the_key_of_a_bad_config_and_run_refuses_it() {
         err.contains("sources.src") && err.contains("setle") && err.contains("line "),
         "{err}"
     );
-    let out = d.command(&["run", "--once"]).output().expect("run");
+    let out = d.run_once_with(&[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         !d.data.join("warehouse.duckdb").exists(),

@@ -17,10 +17,7 @@ fn a_second_sluice_on_the_same_data_dir_is_refused() {
     let d = Deployment::new(SCHEMA, "");
     let mut first = d.start();
     first.wait_for_log("watching");
-    let out = d
-        .command(&["run", "--once"])
-        .output()
-        .expect("second sluice");
+    let out = d.run_once_with(&[]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -294,7 +294,7 @@ fn a_failing_model_is_reported_its_downstream_waits_and_ingestion_goes_on() {
     );
     // A one-shot run reports the failure in its exit status; the data stays committed.
     d.write("c.csv", &csv_rows(200, 5));
-    let out = d.command(&["run", "--once"]).output().expect("run");
+    let out = d.run_once_with(&[]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
