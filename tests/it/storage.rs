@@ -1,4 +1,5 @@
-//! Storage that fails under sluice: the data directory's filesystem fills up. Commits stop,
+//! Storage that fails under sluice (a CSV and a Kafka source): the data directory's
+//! filesystem fills up. Commits stop,
 //! nothing is lost or doubled, `/readyz` and a metric say why with one log line per change
 //! of state, and ingestion resumes by itself once space is freed. The data directory is a
 //! small tmpfs mounted by the test (CI runs as root). A filesystem turning read-only is
@@ -12,6 +13,7 @@ use std::{
     process::Command,
 };
 
+use crate::kafka::{assert_each_message_once, order, rows_ingested, Kafka, SCHEMA as KAFKA_SCHEMA};
 use crate::support::{
     csv_rows, http_get, metric, query_i64, query_strings, Daemon, Deployment, SCHEMA,
 };
@@ -151,6 +153,58 @@ fn a_full_disk_blocks_commits_until_space_is_freed_and_loses_nothing() {
         })
         .count();
     assert_eq!(ledger[0][0], visible.to_string());
+    drop(db);
+    drop(disk);
+}
+
+#[test]
+fn a_full_disk_under_a_kafka_source_blocks_its_commits_and_loses_no_message() {
+    let k = Kafka::new("full", 2);
+    let d = k.deployment_with(
+        "",
+        KAFKA_SCHEMA,
+        "[batch]\nmax_rows = 1000\nmax_age = \"100ms\"\n",
+        "",
+    );
+    let disk = Tmpfs::mount(&d.data, "32m");
+    let mut daemon = d.start();
+    let base = daemon.http_addr();
+    let send = |from: i64, to: i64| {
+        for n in from..to {
+            k.send((n % 2) as i32, &format!("k{n}"), &order(n));
+        }
+        k.flush();
+    };
+    send(0, 2_000);
+    daemon.wait_until("the first messages committed", |_| {
+        rows_ingested(&base) >= 2_000.0
+    });
+
+    let filler = fill(&d.data);
+    send(2_000, 12_000);
+    wait_blocked(&mut daemon, &base, "disk_full");
+    assert!(rows_ingested(&base) < 12_000.0);
+    fs::remove_file(&filler).expect("free space");
+    daemon.wait_until("every message committed", |_| {
+        rows_ingested(&base) >= 12_000.0
+    });
+    let (status, log) = daemon.terminate();
+    assert!(status.success(), "{log}");
+    assert_eq!(count_lines(&log, "commits blocked"), 1, "{log}");
+
+    let db = d.db();
+    assert_each_message_once(&db, 12_000);
+    let offsets = query_strings(
+        &db,
+        "SELECT \"partition\", next_offset FROM _sluice.offsets ORDER BY 1",
+    );
+    assert_eq!(
+        offsets,
+        vec![
+            vec!["0".to_string(), "6000".to_string()],
+            vec!["1".to_string(), "6000".to_string()]
+        ]
+    );
     drop(db);
     drop(disk);
 }
