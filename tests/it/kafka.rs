@@ -6,8 +6,7 @@
 //! - [`delivery`]: what lands, exactly once: rows, provenance, poison messages, inference,
 //!   SIGKILL, offset gaps, messages delivered twice, secrets.
 //! - [`group`]: the group and the brokers: an unreachable broker, a second instance, a
-//!   member SIGKILLed mid-stream,
-//!   injected errors, a committer slower than the topic.
+//!   member SIGKILLed mid-stream, injected errors, a committer slower than the topic.
 
 mod delivery;
 mod group;
