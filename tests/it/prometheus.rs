@@ -135,10 +135,6 @@ fn a_real_prometheus_scrapes_sluice() {
     d.write("a.csv", &csv_rows(1, 77));
     daemon.wait_until("archived", |_| d.moved("archive").len() == 1);
     let target = base.trim_start_matches("http://");
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-        l.local_addr().expect("addr").port()
-    };
     let config = d.dir.path().join("prometheus.yml");
     std::fs::write(
         &config,
@@ -147,7 +143,8 @@ fn a_real_prometheus_scrapes_sluice() {
         ),
     )
     .expect("prometheus config");
-    let log = std::fs::File::create(d.dir.path().join("prometheus.log")).expect("log");
+    let log_path = d.dir.path().join("prometheus.log");
+    let log = std::fs::File::create(&log_path).expect("log");
     let _server = Guard(
         Command::new(prometheus)
             .arg(format!("--config.file={}", config.display()))
@@ -155,13 +152,25 @@ fn a_real_prometheus_scrapes_sluice() {
                 "--storage.tsdb.path={}",
                 d.dir.path().join("tsdb").display()
             ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            // Port 0: the kernel picks a free one and Prometheus logs it (no port chosen
+            // by binding and dropping, which another test could take in between).
+            .arg("--web.listen-address=127.0.0.1:0")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start prometheus"),
     );
-    let query = format!("http://127.0.0.1:{port}/api/v1/query?query=sluice_rows_ingested_total");
+    let mut listen = String::new();
+    daemon.wait_until("Prometheus to listen", |_| {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let found = text
+            .lines()
+            .filter(|l| l.contains("msg=\"Listening on\""))
+            .find_map(|l| l.split("address=").nth(1))
+            .map(|a| a.trim().to_string());
+        found.map(|a| listen = a).is_some()
+    });
+    let query = format!("http://{listen}/api/v1/query?query=sluice_rows_ingested_total");
     daemon.wait_until("Prometheus to have scraped sluice's rows", |_| {
         // Prometheus may not listen yet, and scrapes every second.
         let Ok((200, body)) = try_get(&query) else {
