@@ -140,8 +140,14 @@ impl CsvDirSource {
     /// is committed), then waits for outstanding acknowledgements.
     pub fn run(mut self, ctx: SourceContext) -> Result<()> {
         let (events_tx, events) = mpsc::channel();
-        let mut watcher = self.watch(events_tx.clone())?;
+        // A directory gone between the start-up check and here (or unreadable) is what the
+        // rescans already handle: unready until it can be listed, then watched again.
         let mut listable = true;
+        let mut watcher = self.watch(events_tx.clone()).unwrap_or_else(|e| {
+            error!(source = %self.setup.name, error = %e, "cannot watch the directory; relying on rescans until it can be listed again");
+            listable = false;
+            None
+        });
         let cfg = &self.setup.config;
         let rescan_every = match cfg.watch {
             WatchMode::Inotify => cfg.rescan_interval,
