@@ -6,7 +6,7 @@
 use std::{collections::BTreeSet, fs, os::unix::process::ExitStatusExt, path::Path};
 
 use crate::{
-    kafka::{assert_each_message_once, order, Kafka},
+    kafka::{assert_each_message_once, assert_offsets_at, order, Kafka},
     lifecycle::{assert_exactly_once, write_inbox},
     support::{csv_rows, query_i64, query_strings, Deployment, SCHEMA},
 };
@@ -217,17 +217,7 @@ fn kafka_fault(fault: &str) {
     d.run_once();
     let db = d.db();
     assert_each_message_once(&db, total);
-    let offsets = query_strings(
-        &db,
-        "SELECT \"partition\", next_offset FROM _sluice.offsets ORDER BY 1",
-    );
-    assert_eq!(
-        offsets,
-        vec![
-            vec!["0".to_string(), (total / 2).to_string()],
-            vec!["1".to_string(), (total / 2).to_string()]
-        ]
-    );
+    assert_offsets_at(&db, 2, total / 2);
 }
 
 #[test]

@@ -19,7 +19,7 @@ use rdkafka::{
     ClientConfig,
 };
 
-use crate::support::{http_get, metric, query_i64, Deployment, PATIENCE};
+use crate::support::{http_get, metric, query_i64, query_strings, Deployment, PATIENCE};
 
 /// A mock cluster with one topic, and a producer to it.
 pub struct Kafka {
@@ -122,6 +122,21 @@ pub fn order(id: i64) -> String {
 pub fn rows_ingested(base: &str) -> f64 {
     let (_, scrape) = http_get(&format!("{base}/metrics"));
     metric(&scrape, "sluice_rows_ingested_total{source=\"src\"}").unwrap_or(0.0)
+}
+
+/// Asserts every partition's stored offset in `_sluice.offsets` is `each` (the topic's end).
+pub fn assert_offsets_at(db: &duckdb::Connection, partitions: i32, each: i64) {
+    let offsets = query_strings(
+        db,
+        "SELECT \"partition\", next_offset FROM _sluice.offsets ORDER BY 1",
+    );
+    let expected: Vec<Vec<String>> = (0..partitions)
+        .map(|p| vec![p.to_string(), each.to_string()])
+        .collect();
+    assert_eq!(
+        offsets, expected,
+        "stored offsets equal the high watermarks"
+    );
 }
 
 /// Asserts `raw.src` holds `n` rows: each message (partition, offset) once, each id once.

@@ -3,7 +3,7 @@
 
 use super::{assert_each_message_once, order, rows_ingested, Kafka, SCHEMA};
 use crate::support::{
-    documented_metrics, http_get, metric, metric_names, query_i64, query_strings,
+    documented_metrics, http_get, metric, metric_names, query_i64, query_strings, Deployment,
 };
 
 #[test]
@@ -78,6 +78,20 @@ fn an_unreachable_broker_is_reported_and_consumption_resumes_when_it_returns() {
     assert_eq!(query_i64(&d.db(), "SELECT count(*) FROM raw.src"), 50);
 }
 
+/// One in-memory DuckDB with the two instances' warehouses attached as `a` and `b`.
+fn attach_both(a: &Deployment, b: &Deployment) -> duckdb::Connection {
+    let db = duckdb::Connection::open_in_memory().expect("duckdb");
+    for (alias, d) in [("a", a), ("b", b)] {
+        let path = d.data.join("warehouse.duckdb");
+        db.execute_batch(&format!(
+            "ATTACH '{}' AS {alias} (READ_ONLY)",
+            path.display()
+        ))
+        .expect("attach");
+    }
+    db
+}
+
 #[test]
 fn a_second_instance_joining_and_leaving_loses_nothing_and_doubles_only_after_a_refused_commit() {
     let k = Kafka::new("shared", 6);
@@ -110,15 +124,7 @@ fn a_second_instance_joining_and_leaving_loses_nothing_and_doubles_only_after_a_
     });
     let (status, log_a) = first.terminate();
     assert!(status.success(), "{log_a}");
-    let db = duckdb::Connection::open_in_memory().expect("duckdb");
-    for (alias, d) in [("a", &a), ("b", &b)] {
-        let path = d.data.join("warehouse.duckdb");
-        db.execute_batch(&format!(
-            "ATTACH '{}' AS {alias} (READ_ONLY)",
-            path.display()
-        ))
-        .expect("attach");
-    }
+    let db = attach_both(&a, &b);
     let union = "SELECT _sluice_partition AS p, _sluice_offset AS o FROM a.raw.src \
                  UNION ALL SELECT _sluice_partition, _sluice_offset FROM b.raw.src";
     assert!(
@@ -249,15 +255,7 @@ fn a_member_killed_mid_stream_loses_nothing_and_doubles_only_its_last_commits() 
     let (status, log_a) = first.terminate();
     assert!(status.success(), "{log_a}");
 
-    let db = duckdb::Connection::open_in_memory().expect("duckdb");
-    for (alias, d) in [("a", &a), ("b", &b)] {
-        let path = d.data.join("warehouse.duckdb");
-        db.execute_batch(&format!(
-            "ATTACH '{}' AS {alias} (READ_ONLY)",
-            path.display()
-        ))
-        .expect("attach");
-    }
+    let db = attach_both(&a, &b);
     let union = "SELECT 'a' AS db, _sluice_partition AS p, _sluice_offset AS o FROM a.raw.src \
                  UNION ALL SELECT 'b', _sluice_partition, _sluice_offset FROM b.raw.src";
     assert_eq!(
