@@ -25,9 +25,10 @@ ensure_build_deps() {
 }
 
 # What the test suite needs beyond the build: promtool and a Prometheus server (alert
-# rules, a real scrape) and systemd-analyze (the unit's security exposure).
+# rules, a real scrape), systemd-analyze (the unit's security exposure), and mount,
+# findmnt and e2fsprogs (full and read-only data disks; usually there already).
 ensure_test_deps() {
-  ensure_packages prometheus systemd
+  ensure_packages prometheus systemd mount util-linux e2fsprogs
 }
 
 # Builds everything exactly as the test suite does. Cargo unifies dependency features per

@@ -3,8 +3,10 @@
 //! nothing is lost or doubled, `/readyz` and a metric say why with one log line per change
 //! of state, and ingestion resumes by itself once space is freed. The data directory is a
 //! small tmpfs mounted by the test (CI runs as root). A filesystem turning read-only is
-//! classified the same way (unit-tested in sluice-sinks) but not provoked here: the kernel
-//! refuses a read-only remount while DuckDB holds its files open for writing.
+//! provoked the way it happens: an ext4 image mounted with `errors=remount-ro` and an
+//! error triggered through /sys (a plain `remount,ro` is refused while DuckDB holds its
+//! files open for writing); it needs an unmount and a repair, so there sluice is stopped
+//! and started again.
 
 use std::{
     fs,
@@ -198,6 +200,122 @@ fn a_full_disk_under_a_kafka_source_blocks_its_commits_and_loses_no_message() {
     let db = d.db();
     assert_each_message_once(&db, 12_000);
     assert_offsets_at(&db, 2, 6_000);
+    drop(db);
+    drop(disk);
+}
+
+/// An ext4 image mounted with `errors=remount-ro`, as a data disk usually is, unmounted
+/// (and its loop device released) when dropped.
+struct Ext4 {
+    image: PathBuf,
+    at: PathBuf,
+}
+
+impl Ext4 {
+    fn create(image: &Path, at: &Path) -> Ext4 {
+        run_ok(Command::new("truncate").args(["-s", "64M"]).arg(image));
+        run_ok(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(image));
+        let ext4 = Ext4 {
+            image: image.to_path_buf(),
+            at: at.to_path_buf(),
+        };
+        ext4.mount();
+        ext4
+    }
+
+    fn mount(&self) {
+        fs::create_dir_all(&self.at).expect("mount point");
+        run_ok(
+            Command::new("mount")
+                .args(["-o", "loop,errors=remount-ro"])
+                .arg(&self.image)
+                .arg(&self.at),
+        );
+    }
+
+    /// The kernel's name of the loop device behind the mount (for /sys/fs/ext4).
+    fn device(&self) -> String {
+        let out = run_ok(
+            Command::new("findmnt")
+                .args(["-n", "-o", "SOURCE"])
+                .arg(&self.at),
+        );
+        out.trim()
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// What ext4 does on an I/O error with `errors=remount-ro`: the filesystem turns
+    /// read-only under the running process.
+    fn fail(&self) {
+        let trigger = format!("/sys/fs/ext4/{}/trigger_fs_error", self.device());
+        fs::write(&trigger, "1").expect("trigger an ext4 error");
+    }
+
+    /// Unmounts, repairs (as an operator would) and mounts again.
+    fn repair(&self) {
+        run_ok(Command::new("umount").arg(&self.at));
+        let _ = Command::new("e2fsck")
+            .args(["-f", "-y"])
+            .arg(&self.image)
+            .output();
+        self.mount();
+    }
+}
+
+impl Drop for Ext4 {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.at).status();
+    }
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run");
+    assert!(
+        out.status.success(),
+        "{cmd:?} (needs root and util-linux/e2fsprogs; CI runs as root): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_data_disk_turned_read_only_blocks_commits_and_a_restart_after_repair_loses_nothing() {
+    let d = Deployment::new(SCHEMA, "[batch]\nmax_rows = 2000\n");
+    let disk = Ext4::create(&d.dir.path().join("data.img"), &d.data);
+    let mut daemon = d.start();
+    let base = daemon.http_addr();
+    d.write("a.csv", &csv_rows(1, 2_000));
+    daemon.wait_for_log("committed table=");
+
+    disk.fail();
+    d.write("b.csv", &csv_rows(2_001, 8_000));
+    wait_blocked(&mut daemon, &base, "read_only");
+    assert!(
+        d.inbox.join("b.csv").exists(),
+        "a file was disposed of unread"
+    );
+    assert_eq!(count_lines(&daemon.log_text(), "commits blocked"), 1);
+    // Stopping cannot commit either: sluice gives up after a few attempts and leaves the
+    // input for the next start.
+    let (_, log) = daemon.terminate();
+    assert!(log.contains("commits blocked"), "{log}");
+
+    disk.repair();
+    d.run_once();
+    let db = d.db();
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM raw.src"), 10_000);
+    assert_eq!(
+        query_i64(&db, "SELECT count(DISTINCT id) FROM raw.src"),
+        10_000
+    );
+    let glob = d.parquet_glob("src");
+    assert_eq!(
+        query_i64(&db, &format!("SELECT count(*) FROM read_parquet('{glob}')")),
+        10_000
+    );
     drop(db);
     drop(disk);
 }
