@@ -1,17 +1,19 @@
 //! Watched directories of CSV files.
 //!
 //! A file is read once it is complete (renamed into the directory, closed after writing,
-//! or unchanged for `settle`), identified by the BLAKE3 hash of its content, parsed in
-//! bounded chunks into Arrow rows of the table's schema, and disposed of (`after_ingest`)
-//! only after its last chunk is committed. Its progress is committed with each chunk, so a
-//! crash resumes it where the last commit ended.
+//! or unchanged for `settle`), identified by its content and its name against the ledger
+//! (new, a duplicate, grown, or changed: `source/identify.rs`), parsed in bounded chunks
+//! into Arrow rows of the table's schema while the bytes parsed are hashed, and disposed of
+//! (`after_ingest`) only after its last chunk is committed. Its progress and the hash of
+//! the bytes read so far are committed with each chunk, so a crash resumes it where the
+//! last commit ended, if the file still begins with those bytes.
 //!
 //! Layout:
 //! - [`config`]: the `[sources.<name>]` keys of `type = "csv"` and their validation.
 //! - [`scan`]: listing candidate files, confined to the watched root (symlinks included).
 //! - [`settle`]: deciding when a file is complete.
 //! - [`sniff`]: telling text CSV from binary or undecodable content.
-//! - [`reader`]: streaming records of one file into chunks.
+//! - [`reader`]: streaming records of one file into chunks, hashing what was parsed.
 //! - [`convert`]: string columns to typed Arrow arrays, row errors to dead letters.
 //! - [`infer`]: a schema from a header and a sample when none is declared.
 //! - [`dispose`]: archive, delete or keep; quarantine.
