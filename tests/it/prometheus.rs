@@ -8,7 +8,9 @@ use std::{
     process::{Child, Command, Stdio},
 };
 
-use crate::support::{csv_rows, documented_metrics, metric_names, try_get, Deployment, SCHEMA};
+use crate::support::{
+    csv_rows, documented_metrics, metric_names, run_tool, try_get, Deployment, SCHEMA,
+};
 
 fn repo() -> PathBuf {
     crate::support::repo_root()
@@ -26,22 +28,11 @@ fn require(bin: &str, package: &str) -> PathBuf {
     })
 }
 
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run tool");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{cmd:?} failed:\n{text}");
-    text
-}
-
 #[test]
 fn alert_rules_are_valid_and_fire_when_they_should() {
     let promtool = require("promtool", "prometheus");
     let rules = repo().join("dist/prometheus/alerts.yml");
-    let out = run_ok(Command::new(&promtool).args(["check", "rules"]).arg(&rules));
+    let out = run_tool(Command::new(&promtool).args(["check", "rules"]).arg(&rules));
     let text = std::fs::read_to_string(&rules).expect("alerts.yml");
     let names: Vec<&str> = text
         .lines()
@@ -59,7 +50,7 @@ fn alert_rules_are_valid_and_fire_when_they_should() {
             "alert {name} has no promtool test"
         );
     }
-    run_ok(Command::new(&promtool).args(["test", "rules"]).arg(&tests));
+    run_tool(Command::new(&promtool).args(["test", "rules"]).arg(&tests));
 }
 
 #[test]
@@ -98,7 +89,7 @@ fn dashboard_and_alerts_use_only_documented_metrics() {
 fn systemd_unit_exposure_is_at_most_three() {
     let analyze = require("systemd-analyze", "systemd");
     let unit = repo().join("dist/sluice.service");
-    let out = run_ok(
+    let out = run_tool(
         Command::new(analyze)
             .args(["security", "--offline=yes"])
             .arg(&unit),

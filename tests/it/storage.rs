@@ -20,7 +20,7 @@ use crate::kafka::{
     SCHEMA as KAFKA_SCHEMA,
 };
 use crate::support::{
-    csv_rows, http_get, metric, query_i64, query_strings, Daemon, Deployment, SCHEMA,
+    csv_rows, http_get, metric, query_i64, query_strings, run_tool, Daemon, Deployment, SCHEMA,
 };
 
 /// A tmpfs mounted for the test, unmounted when dropped.
@@ -205,7 +205,8 @@ fn a_full_disk_under_a_kafka_source_blocks_its_commits_and_loses_no_message() {
 }
 
 /// An ext4 image mounted with `errors=remount-ro`, as a data disk usually is, unmounted
-/// (and its loop device released) when dropped.
+/// (and its loop device released) when dropped. Needs root (CI runs as root), util-linux
+/// and e2fsprogs (`ensure_test_deps`).
 struct Ext4 {
     image: PathBuf,
     at: PathBuf,
@@ -213,8 +214,8 @@ struct Ext4 {
 
 impl Ext4 {
     fn create(image: &Path, at: &Path) -> Ext4 {
-        run_ok(Command::new("truncate").args(["-s", "64M"]).arg(image));
-        run_ok(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(image));
+        run_tool(Command::new("truncate").args(["-s", "64M"]).arg(image));
+        run_tool(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(image));
         let ext4 = Ext4 {
             image: image.to_path_buf(),
             at: at.to_path_buf(),
@@ -225,7 +226,7 @@ impl Ext4 {
 
     fn mount(&self) {
         fs::create_dir_all(&self.at).expect("mount point");
-        run_ok(
+        run_tool(
             Command::new("mount")
                 .args(["-o", "loop,errors=remount-ro"])
                 .arg(&self.image)
@@ -235,7 +236,7 @@ impl Ext4 {
 
     /// The kernel's name of the loop device behind the mount (for /sys/fs/ext4).
     fn device(&self) -> String {
-        let out = run_ok(
+        let out = run_tool(
             Command::new("findmnt")
                 .args(["-n", "-o", "SOURCE"])
                 .arg(&self.at),
@@ -256,7 +257,7 @@ impl Ext4 {
 
     /// Unmounts, repairs (as an operator would) and mounts again.
     fn repair(&self) {
-        run_ok(Command::new("umount").arg(&self.at));
+        run_tool(Command::new("umount").arg(&self.at));
         let _ = Command::new("e2fsck")
             .args(["-f", "-y"])
             .arg(&self.image)
@@ -269,16 +270,6 @@ impl Drop for Ext4 {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(&self.at).status();
     }
-}
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run");
-    assert!(
-        out.status.success(),
-        "{cmd:?} (needs root and util-linux/e2fsprogs; CI runs as root): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]

@@ -344,6 +344,18 @@ impl Drop for Daemon {
     }
 }
 
+/// Runs a tool that must succeed; its stdout and stderr (the failure message shows both).
+pub fn run_tool(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run tool");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{cmd:?} failed:\n{text}");
+    text
+}
+
 /// GET `url`: status code and body (non-2xx statuses are answers, not errors).
 pub fn http_get(url: &str) -> (u16, String) {
     try_get(url).unwrap_or_else(|e| panic!("GET {url}: {e}"))

@@ -92,6 +92,18 @@ fn attach_both(a: &Deployment, b: &Deployment) -> duckdb::Connection {
     db
 }
 
+/// Neither attached warehouse holds a message (partition, offset) twice.
+fn assert_no_message_twice_in_either(db: &duckdb::Connection) {
+    for alias in ["a", "b"] {
+        let sql = format!("SELECT count(*) - count(DISTINCT (_sluice_partition, _sluice_offset)) FROM {alias}.raw.src");
+        assert_eq!(
+            query_i64(db, &sql),
+            0,
+            "instance {alias} holds a message twice"
+        );
+    }
+}
+
 #[test]
 fn a_second_instance_joining_and_leaving_loses_nothing_and_doubles_only_after_a_refused_commit() {
     let k = Kafka::new("shared", 6);
@@ -139,14 +151,7 @@ fn a_second_instance_joining_and_leaving_loses_nothing_and_doubles_only_after_a_
         9000,
         "nothing lost"
     );
-    for alias in ["a", "b"] {
-        let sql = format!("SELECT count(*) - count(DISTINCT (_sluice_partition, _sluice_offset)) FROM {alias}.raw.src");
-        assert_eq!(
-            query_i64(&db, &sql),
-            0,
-            "instance {alias} holds a message twice"
-        );
-    }
+    assert_no_message_twice_in_either(&db);
     // Across the two databases a message lands once, unless the coordinator refused the
     // revoking instance's last offset commit (it may, during a rebalance): then the new
     // owner starts from the previous commit and both databases hold those messages.
@@ -266,14 +271,7 @@ fn a_member_killed_mid_stream_loses_nothing_and_doubles_only_its_last_commits() 
         total,
         "nothing lost"
     );
-    for alias in ["a", "b"] {
-        let sql = format!("SELECT count(*) - count(DISTINCT (_sluice_partition, _sluice_offset)) FROM {alias}.raw.src");
-        assert_eq!(
-            query_i64(&db, &sql),
-            0,
-            "instance {alias} holds a message twice"
-        );
-    }
+    assert_no_message_twice_in_either(&db);
     // A message in both databases is one the killed member committed to DuckDB but not
     // yet to the broker (README, Scale-out): per partition, the doubled offsets are
     // exactly the tail of what the killed member holds. (The one other way, the mock
