@@ -208,6 +208,38 @@ fn send_alive<T>(worker: &crossbeam_channel::Sender<T>, mut batch: T, health: &H
     }
 }
 
+/// Whether commits are blocked by a storage problem, and since when. Reported once per
+/// change of state (log, `/readyz`, gauge), not once per attempt: a disk can stay full
+/// for hours.
+#[derive(Debug, Default)]
+struct Blocked(Option<(Storage, Instant)>);
+
+impl Blocked {
+    fn failed(&mut self, health: &Health, table: &str, e: &SinkError) {
+        let storage = e.storage().unwrap_or(Storage::Io);
+        if self.0.map(|(s, _)| s) == Some(storage) {
+            debug!(%table, error = %e, "commit failed again; retrying");
+            return;
+        }
+        if let Some((old, _)) = self.0 {
+            telemetry::commits_blocked(old, false);
+        }
+        warn!(%table, reason = storage.as_str(), error = %e,
+            "commits blocked; nothing is lost, retrying until this passes");
+        health.set_commits_blocked(Some(format!("{}: {e}", storage.as_str())));
+        telemetry::commits_blocked(storage, true);
+        self.0 = Some((storage, Instant::now()));
+    }
+
+    fn passed(&mut self, health: &Health, table: &str) {
+        if let Some((storage, since)) = self.0.take() {
+            info!(%table, reason = storage.as_str(), blocked_for = ?since.elapsed(), "commits resumed");
+            health.set_commits_blocked(None);
+            telemetry::commits_blocked(storage, false);
+        }
+    }
+}
+
 impl CommitWorker {
     fn run(
         mut self,
@@ -259,18 +291,14 @@ impl CommitWorker {
     fn commit(&mut self, mut staged: Staged, stop: &CancellationToken) -> Result<(), CommitError> {
         let mut backoff = Duration::from_millis(200);
         let mut attempts_while_stopping = 0;
-        let mut blocked: Option<(Storage, Instant)> = None;
+        let mut blocked = Blocked::default();
         let mut first_attempt = true;
         loop {
             let started = Instant::now();
             let table = staged.batch().table.clone();
             match self.warehouse.commit_staged(&mut staged) {
                 Ok(receipt) => {
-                    if let Some((storage, since)) = blocked {
-                        info!(%table, reason = storage.as_str(), blocked_for = ?since.elapsed(), "commits resumed");
-                        self.health.set_commits_blocked(None);
-                        telemetry::commits_blocked(storage, false);
-                    }
+                    blocked.passed(&self.health, table.as_str());
                     self.committed(staged.batch(), receipt, started.elapsed());
                     return Ok(());
                 }
@@ -283,22 +311,7 @@ impl CommitWorker {
                 }
                 Err(e) if e.is_retryable() && attempts_while_stopping < ATTEMPTS_WHILE_STOPPING => {
                     telemetry::commit_failed(table.as_str());
-                    let storage = e.storage().unwrap_or(Storage::Io);
-                    // One line per change of state, not one per attempt: a disk can stay
-                    // full for hours.
-                    if blocked.map(|(s, _)| s) != Some(storage) {
-                        if let Some((old, _)) = blocked {
-                            telemetry::commits_blocked(old, false);
-                        }
-                        warn!(%table, reason = storage.as_str(), error = %e,
-                            "commits blocked; nothing is lost, retrying until this passes");
-                        self.health
-                            .set_commits_blocked(Some(format!("{}: {e}", storage.as_str())));
-                        telemetry::commits_blocked(storage, true);
-                        blocked = Some((storage, Instant::now()));
-                    } else {
-                        debug!(%table, error = %e, retry_in = ?backoff, "commit failed again; retrying");
-                    }
+                    blocked.failed(&self.health, table.as_str(), &e);
                     if stop.is_cancelled() {
                         attempts_while_stopping += 1;
                     }
