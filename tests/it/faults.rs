@@ -131,18 +131,18 @@ fn killed_just_after_the_duckdb_commit() {
 #[test]
 fn killed_after_a_file_is_committed_but_before_it_is_archived() {
     csv_fault("file.before_dispose@1", |d| {
+        // At least one file is wholly committed (one commit can finish two), yet none is
+        // archived: every file is still in the inbox.
         let db = d.db();
-        assert_eq!(
-            query_i64(
-                &db,
-                "SELECT count(*) FROM _sluice.files WHERE status = 'ingested'"
-            ),
-            1
+        let ingested = query_i64(
+            &db,
+            "SELECT count(*) FROM _sluice.files WHERE status = 'ingested'",
         );
+        assert!(ingested >= 1, "no file was wholly committed at the kill");
         assert_eq!(
             inbox_files(d),
             FILES as usize,
-            "the ingested file is still there"
+            "the ingested files are still there"
         );
         assert!(d.moved("archive").is_empty());
     });
