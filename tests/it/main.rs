@@ -16,6 +16,7 @@
 //!   SIGHUP reload, `sluice check` and `sluice models`.
 //! - [`ops`]: metrics, health, readiness, status and systemd notifications.
 //! - [`storage`]: the data directory's disk full, or read-only: commits wait, then resume.
+//! - [`types`]: every supported column type through each source into DuckDB and Parquet.
 //! - [`prometheus`]: dist/ (alerts, dashboard, systemd unit) against the real tools.
 
 mod csv_arrival;
@@ -30,3 +31,4 @@ mod ops;
 mod prometheus;
 mod storage;
 mod support;
+mod types;

@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use arrow::{
     array::{
-        Array, ArrayRef, BooleanArray, Date32Array, StringArray, StringBuilder, StructArray,
-        TimestampMicrosecondArray,
+        Array, ArrayRef, AsArray, BooleanArray, Date32Array, StringArray, StringBuilder,
+        StructArray, TimestampMicrosecondArray,
     },
     buffer::NullBuffer,
     compute::{cast_with_options, CastOptions},
-    datatypes::DataType,
+    datatypes::{DataType, TimeUnit, TimestampMicrosecondType},
     util::display::FormatOptions,
 };
 use serde_json::Value;
@@ -73,11 +73,7 @@ fn type_column(
             return Ok(Arc::new(typed));
         }
     }
-    let options = CastOptions {
-        safe: true,
-        format_options: FormatOptions::default(),
-    };
-    let typed = cast_with_options(&values, &ty.arrow_type(), &options)?;
+    let typed = cast_text(&values, ty)?;
     if *ty == ColumnType::Date {
         // Arrow's cast accepts a timestamp for a date and drops the time; a DATE column
         // takes dates only, so that no value is silently truncated.
@@ -107,6 +103,29 @@ fn type_column(
         }
     }
     Ok(typed)
+}
+
+/// Arrow's vectorised cast of text to `ty`; a value that does not parse becomes NULL.
+fn cast_text(values: &StringArray, ty: &ColumnType) -> Result<ArrayRef, arrow::error::ArrowError> {
+    let options = CastOptions {
+        safe: true,
+        format_options: FormatOptions::default(),
+    };
+    if *ty != ColumnType::TimestampTz {
+        return cast_with_options(values, &ty.arrow_type(), &options);
+    }
+    // Arrow parses text into a named zone ("UTC", the column's) only with its chrono-tz
+    // feature, and fails the whole column without it. An offset zone needs no zone
+    // database: "+00:00" reads text without an offset as UTC and applies the offsets
+    // written, and its values are the same instants as "UTC"'s, so only the label changes.
+    let at_utc = DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()));
+    let typed = cast_with_options(values, &at_utc, &options)?;
+    Ok(Arc::new(
+        typed
+            .as_primitive::<TimestampMicrosecondType>()
+            .clone()
+            .with_timezone("UTC"),
+    ))
 }
 
 /// A STRUCT column from JSON objects (one per value, as text): each declared field is
@@ -474,6 +493,34 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].row, 2);
         assert!(errors[0].message.contains("as BOOLEAN"), "{:?}", errors[0]);
+    }
+
+    #[test]
+    fn timestamptz_reads_offsets_and_takes_text_without_one_as_utc() {
+        let schema = TableSchema::new(vec![Column::new("at", ColumnType::TimestampTz)]);
+        let values = StringArray::from(vec![
+            Some("2026-11-30 01:02:03.25+00:00"),
+            Some("2026-11-30T03:02:03.25+02:00"),
+            Some("2026-11-30T01:02:03.25Z"),
+            Some("2026-11-30 01:02:03.25"),
+            None,
+            Some("yesterday"),
+        ]);
+        let (typed, errors) = type_columns(vec![values], &schema).expect("casts");
+        assert_eq!(typed[0].data_type(), &ColumnType::TimestampTz.arrow_type());
+        let typed = typed[0].as_primitive::<TimestampMicrosecondType>();
+        let want = 1_796_000_523_250_000; // 2026-11-30 01:02:03.25 UTC
+        for row in 0..4 {
+            assert_eq!(typed.value(row), want, "row {row}");
+        }
+        assert!(typed.is_null(4) && typed.is_null(5));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].row, 5);
+        assert!(
+            errors[0].message.contains("as TIMESTAMPTZ"),
+            "{:?}",
+            errors[0]
+        );
     }
 
     #[test]

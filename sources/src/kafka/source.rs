@@ -21,7 +21,7 @@ use rdkafka::{
     TopicPartitionList,
 };
 use sluice_core::{Chunk, DeadLetter, Ident, Origin, PartitionProgress, Position, TableSchema};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::{
     config::{Format, KafkaSourceConfig, UnknownFields},
@@ -228,11 +228,23 @@ impl KafkaSource {
             let Some(buf) = self.held.buffers.remove(&key) else {
                 continue;
             };
+            let first = buf.messages.first().map(|m| m.offset);
             match self.chunk(&key, buf) {
                 Ok(Some(chunk)) => self.send(ctx, chunk),
                 Ok(None) => {}
                 Err(e) => {
-                    warn!(source = %self.setup.name, topic = %key.0, partition = key.1, error = %e, "cannot decode messages")
+                    // Not a bad message (those are dead letters) but a chunk that cannot be
+                    // typed at all: the source stops, nothing of the partition from here
+                    // on is handed on, so the next start reads these messages again.
+                    let detail = format!(
+                        "cannot decode the messages of {} partition {} from offset {}: {e}",
+                        key.0,
+                        key.1,
+                        first.unwrap_or_default()
+                    );
+                    error!(source = %self.setup.name, error = %detail, "stopping the source");
+                    self.shared().fatal.get_or_insert(detail);
+                    return;
                 }
             }
         }
