@@ -14,13 +14,19 @@
 //! cluster, consumed by sluice into DuckDB + Parquet, against a plain consumer draining
 //! the same topic.
 //!
+//! `sluice-bench soak`: the daemon for 30 minutes under steady CSV + Kafka input at half
+//! of its measured throughput, models running; RSS, DuckDB and WAL size, open files every
+//! 10 s, then every row checked once and produce-to-mart freshness percentiles.
+//!
 //! Layout: [`generate`] writes the CSV data; [`csv_bench`] runs the CSV sides;
-//! [`models_bench`] the model sides; [`kafka_bench`] the Kafka sides.
+//! [`models_bench`] the model sides; [`kafka_bench`] the Kafka sides;
+//! [`soak`] the long run.
 
 mod csv_bench;
 mod generate;
 mod kafka_bench;
 mod models_bench;
+mod soak;
 
 use clap::{Parser, Subcommand};
 
@@ -39,6 +45,8 @@ enum Bench {
     Models(models_bench::Args),
     /// Kafka topic -> DuckDB + Parquet, against a plain consumer draining the topic.
     Kafka(kafka_bench::Args),
+    /// The daemon under steady CSV + Kafka input for a long time: resources and freshness.
+    Soak(soak::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,5 +54,6 @@ fn main() -> anyhow::Result<()> {
         Bench::Csv(args) => csv_bench::run(&args),
         Bench::Models(args) => models_bench::run(&args),
         Bench::Kafka(args) => kafka_bench::run(&args),
+        Bench::Soak(args) => soak::run(&args),
     }
 }
