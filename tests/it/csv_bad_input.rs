@@ -4,7 +4,7 @@
 
 use std::{fs, os::unix::fs::symlink, process::Command};
 
-use crate::support::{query_i64, query_strings, sluice_bin, Deployment, SCHEMA};
+use crate::support::{output, query_i64, query_strings, sluice_bin, Deployment, SCHEMA};
 
 #[test]
 fn bad_rows_become_dead_letters_with_line_numbers_while_good_rows_land() {
@@ -124,7 +124,7 @@ fn symlinks_leading_outside_the_watched_directory_are_refused() {
 #[test]
 fn check_names_the_key_of_a_bad_config_and_run_refuses_it() {
     let d = Deployment::new("setle = \"1s\"", "");
-    let out = d.command(&["check"]).output().expect("check");
+    let out = output(&mut d.command(&["check"]));
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -145,7 +145,7 @@ fn check_reports_every_problem_including_missing_directories() {
         "delimiter = \";;\"\n[sources.src.schema]\nx = \"NOTATYPE\"",
         "[batch]\nmax_rows = 0\n",
     );
-    let out = d.command(&["check"]).output().expect("check");
+    let out = output(&mut d.command(&["check"]));
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     for key in [
@@ -157,12 +157,12 @@ fn check_reports_every_problem_including_missing_directories() {
     }
     let d = Deployment::new("", "");
     fs::remove_dir(&d.inbox).expect("rmdir");
-    let out = d.command(&["check"]).output().expect("check");
+    let out = output(&mut d.command(&["check"]));
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("sources.src.path"), "{err}");
     let d = Deployment::new("", "");
-    let out = d.command(&["check"]).output().expect("check");
+    let out = output(&mut d.command(&["check"]));
     assert!(
         out.status.success(),
         "{}",
@@ -179,7 +179,7 @@ fn an_unset_environment_variable_is_named() {
         text.replace("path = \"inbox\"", "path = \"${SLUICE_IT_UNSET}\""),
     )
     .expect("write");
-    let out = d.command(&["check"]).output().expect("check");
+    let out = output(&mut d.command(&["check"]));
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -203,7 +203,7 @@ fn the_config_comes_from_the_flag_then_sluice_config_then_the_working_directory(
         if let Some(d) = flag {
             cmd.arg("--config").arg(&d.config);
         }
-        let out = cmd.output().expect("check");
+        let out = output(&mut cmd);
         let err = String::from_utf8_lossy(&out.stderr).to_string();
         (out.status.code(), err.contains("setle"))
     };
@@ -218,10 +218,7 @@ fn the_config_comes_from_the_flag_then_sluice_config_then_the_working_directory(
 
 #[test]
 fn version_prints_the_package_version() {
-    let out = Command::new(sluice_bin())
-        .arg("--version")
-        .output()
-        .expect("version");
+    let out = output(Command::new(sluice_bin()).arg("--version"));
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(text.trim(), format!("sluice {}", env!("CARGO_PKG_VERSION")));

@@ -13,8 +13,8 @@ use std::{
 use rand::Rng;
 
 use crate::support::{
-    csv_rows, http_get, metric, open_read_only, query_i64, query_strings, sluice_ok, Deployment,
-    SCHEMA,
+    csv_rows, http_get, metric, open_read_only, output, query_i64, query_strings, sluice_ok,
+    Deployment, SCHEMA,
 };
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -360,7 +360,7 @@ fn check_reports_model_problems_with_file_and_line_and_compiles_against_the_data
     d.write("a.csv", &csv_rows(1, 3));
     d.run_once();
     let check = |d: &Deployment| {
-        let out = d.command(&["check"]).output().expect("check");
+        let out = output(&mut d.command(&["check"]));
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -402,7 +402,7 @@ fn models_commands_list_select_and_refuse_a_running_daemon() {
     let d = Deployment::new(SCHEMA, "").with_models(MARTS);
     d.write("a.csv", &csv_rows(1, 30));
     d.run_once();
-    let out = d.command(&["models", "list"]).output().expect("list");
+    let out = output(&mut d.command(&["models", "list"]));
     let list = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
     assert!(
@@ -415,10 +415,7 @@ fn models_commands_list_select_and_refuse_a_running_daemon() {
         pos("stg_src") < pos("by_group") && pos("by_group") < pos("summary"),
         "{list}"
     );
-    let out = d
-        .command(&["models", "run", "--full-refresh", "--select", "by_id"])
-        .output()
-        .expect("run");
+    let out = output(&mut d.command(&["models", "run", "--full-refresh", "--select", "by_id"]));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -431,16 +428,13 @@ fn models_commands_list_select_and_refuse_a_running_daemon() {
             && !text.contains("by_group"),
         "{text}"
     );
-    let out = d
-        .command(&["models", "run", "--select", "nope"])
-        .output()
-        .expect("run");
+    let out = output(&mut d.command(&["models", "run", "--select", "nope"]));
     assert!(
         !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--select nope")
     );
     let mut daemon = d.start();
     daemon.wait_for_log("ready");
-    let out = d.command(&["models", "run"]).output().expect("run");
+    let out = output(&mut d.command(&["models", "run"]));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("holds the data directory"));
 }

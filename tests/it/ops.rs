@@ -9,8 +9,8 @@ use std::{
 };
 
 use crate::support::{
-    csv_rows, documented_metrics, http_get, metric, metric_names, query_i64, sluice_bin, try_get,
-    Deployment, PATIENCE, SCHEMA,
+    csv_rows, documented_metrics, http_get, metric, metric_names, output, query_i64, sluice_bin,
+    try_get, Deployment, PATIENCE, SCHEMA,
 };
 
 /// Nothing to add: every test deployment listens on an OS-chosen port.
@@ -148,10 +148,7 @@ fn status_reports_sources_and_batches_and_sluice_status_prints_them() {
         !body.contains(d.dir.path().to_str().expect("utf8")),
         "absolute paths in /status: {body}"
     );
-    let out = std::process::Command::new(sluice_bin())
-        .args(["status", "--url", &base])
-        .output()
-        .expect("sluice status");
+    let out = output(std::process::Command::new(sluice_bin()).args(["status", "--url", &base]));
     assert!(
         out.status.success(),
         "{}",
@@ -274,10 +271,7 @@ fn readiness_goes_from_503_to_200_when_start_up_can_finish() {
 fn json_logs_are_one_object_per_line_and_name_the_file_concerned() {
     let d = Deployment::new(SCHEMA, HTTP);
     fs::write(d.inbox.join("bin.csv"), b"\x00\x01").expect("write");
-    let out = d
-        .command(&["--log-format", "json", "run", "--once"])
-        .output()
-        .expect("run");
+    let out = output(&mut d.command(&["--log-format", "json", "run", "--once"]));
     assert!(
         out.status.success(),
         "{}",

@@ -20,7 +20,8 @@ use crate::kafka::{
     SCHEMA as KAFKA_SCHEMA,
 };
 use crate::support::{
-    csv_rows, http_get, metric, query_i64, query_strings, run_tool, Daemon, Deployment, SCHEMA,
+    csv_rows, http_get, metric, output, query_i64, query_strings, run_tool, Daemon, Deployment,
+    SCHEMA,
 };
 
 /// A tmpfs mounted for the test, unmounted when dropped.
@@ -29,11 +30,11 @@ struct Tmpfs(PathBuf);
 impl Tmpfs {
     fn mount(at: &Path, size: &str) -> Tmpfs {
         fs::create_dir_all(at).expect("mount point");
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .output()
-            .expect("run mount");
+        let out = output(
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(at),
+        );
         assert!(
             out.status.success(),
             "mounting a tmpfs needs root (CI runs as root): {}",
@@ -258,10 +259,7 @@ impl Ext4 {
     /// Unmounts, repairs (as an operator would) and mounts again.
     fn repair(&self) {
         run_tool(Command::new("umount").arg(&self.at));
-        let _ = Command::new("e2fsck")
-            .args(["-f", "-y"])
-            .arg(&self.image)
-            .output();
+        let _ = output(Command::new("e2fsck").args(["-f", "-y"]).arg(&self.image));
         self.mount();
     }
 }

@@ -114,28 +114,7 @@ impl Deployment {
     /// `sluice run --once` with these environment variables, however it ends (within
     /// [`ONCE_PATIENCE`], else it is killed and the test fails).
     pub fn run_once_with(&self, env: &[(&str, &str)]) -> Output {
-        let child = self
-            .command(&["run", "--once"])
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run sluice");
-        let pid = Pid::from_raw(child.id() as i32);
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || tx.send(child.wait_with_output()));
-        let out = match rx.recv_timeout(ONCE_PATIENCE) {
-            Ok(out) => out.expect("wait for sluice"),
-            Err(_) => {
-                let _ = kill(pid, Signal::SIGKILL);
-                let out = rx.recv().expect("reaped").expect("output");
-                panic!(
-                    "sluice run --once did not finish within {ONCE_PATIENCE:?}:\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-        };
-        out
+        output(self.command(&["run", "--once"]).envs(env.iter().copied()))
     }
 
     /// Starts `sluice run` in the background, logging to a file.
@@ -187,14 +166,39 @@ impl Deployment {
     }
 }
 
+/// Runs a command to its end, however it ends, within [`ONCE_PATIENCE`]: one that does not
+/// finish is killed and fails the test instead of hanging the suite.
+pub fn output(cmd: &mut Command) -> Output {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let pid = Pid::from_raw(child.id() as i32);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(ONCE_PATIENCE) {
+        Ok(out) => out.expect("wait for the command"),
+        Err(_) => {
+            let _ = kill(pid, Signal::SIGKILL);
+            let out = rx.recv().expect("reaped").expect("output");
+            panic!(
+                "{cmd:?} did not finish within {ONCE_PATIENCE:?}:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
 /// Runs `sluice <args> --config <config>`, which must succeed; its output.
 pub fn sluice_ok(args: &[&str], config: &std::path::Path) -> Output {
-    let out = Command::new(sluice_bin())
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .expect("run sluice");
+    let out = output(
+        Command::new(sluice_bin())
+            .args(args)
+            .arg("--config")
+            .arg(config),
+    );
     assert!(
         out.status.success(),
         "sluice {args:?} failed: {}\n{}",
@@ -346,7 +350,7 @@ impl Drop for Daemon {
 
 /// Runs a tool that must succeed; its stdout and stderr (the failure message shows both).
 pub fn run_tool(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run tool");
+    let out = output(cmd);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

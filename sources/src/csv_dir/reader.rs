@@ -65,12 +65,45 @@ pub struct Header {
     pub fields: usize,
     pub data_offset: u64,
     pub data_line: u64,
+    /// The file's bytes before `data_offset`, as they were parsed: the reading pass,
+    /// which hashes them, checks it finds the same (see [`Start::expect`]).
+    pub raw: Vec<u8>,
 }
+
+/// A reader that keeps a copy of every byte it hands on.
+struct Recording<R> {
+    inner: R,
+    seen: Vec<u8>,
+}
+
+impl<R: io::Read> io::Read for Recording<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.seen.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// The header read for a file is not what the reading pass found at its place: the file
+/// was rewritten in between. Nothing of it is read; it is looked at again once settled.
+#[derive(Debug)]
+pub struct HeaderChanged;
+
+impl std::fmt::Display for HeaderChanged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the header changed between its parse and the reading pass")
+    }
+}
+
+impl std::error::Error for HeaderChanged {}
 
 /// Reads the header (or, without one, counts the first record's fields).
 /// `Ok(Err(reason))` when the header itself is unusable.
 pub fn read_header(path: &Path, opts: &ReadOptions) -> io::Result<Result<Header, String>> {
-    let mut csv = opts.reader(BufReader::new(File::open(path)?));
+    let mut csv = opts.reader(Recording {
+        inner: File::open(path)?,
+        seen: Vec::new(),
+    });
     let mut record = csv::ByteRecord::new();
     if !csv
         .read_byte_record(&mut record)
@@ -81,6 +114,7 @@ pub fn read_header(path: &Path, opts: &ReadOptions) -> io::Result<Result<Header,
             fields: 0,
             data_offset: 0,
             data_line: 1,
+            raw: Vec::new(),
         }));
     }
     if !opts.header {
@@ -89,6 +123,7 @@ pub fn read_header(path: &Path, opts: &ReadOptions) -> io::Result<Result<Header,
             fields: record.len(),
             data_offset: 0,
             data_line: 1,
+            raw: Vec::new(),
         }));
     }
     let mut names = Vec::with_capacity(record.len());
@@ -98,12 +133,15 @@ pub fn read_header(path: &Path, opts: &ReadOptions) -> io::Result<Result<Header,
             Err(_) => return Ok(Err("header is not UTF-8 text".into())),
         }
     }
-    let next = csv.position();
+    let next = csv.position().clone();
+    let mut raw = csv.into_inner().seen;
+    raw.truncate(next.byte() as usize);
     Ok(Ok(Header {
         fields: names.len(),
         names: Some(names),
         data_offset: next.byte(),
         data_line: next.line(),
+        raw,
     }))
 }
 
@@ -221,6 +259,10 @@ pub struct Start {
     /// Bytes from here on are left for a later read: the file's length when it was
     /// found complete, so that what a writer appends meanwhile is read as an append.
     pub limit: u64,
+    /// What the bytes from `hashed_to` on must begin with: the part of the header (as it
+    /// was parsed) that this pass hashes without parsing. Anything else there means the
+    /// file was rewritten since, and opening fails with [`HeaderChanged`].
+    pub expect: Vec<u8>,
 }
 
 /// Streams one file from a given position.
@@ -267,7 +309,9 @@ impl FileReader {
         let len = file.metadata()?.len().min(start.limit);
         file.seek(SeekFrom::Start(start.hashed_to))?;
         let mut input = HashingRead::new(file, start.hasher, start.hashed_to, start.limit);
-        input.skip(start.offset.saturating_sub(start.hashed_to))?;
+        if !input.skip(start.offset.saturating_sub(start.hashed_to), &start.expect)? {
+            return Err(io::Error::other(HeaderChanged));
+        }
         let (offset, line) = (start.offset.max(start.hashed_to), start.line);
         let csv = opts.reader(input);
         let mut fields: Vec<Field> = layout

@@ -6,7 +6,7 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 use rdkafka::producer::Producer;
 
 use super::{assert_each_message_once, order, producer, rows_ingested, send, Kafka, SCHEMA};
-use crate::support::{http_get, query_i64, query_strings, Deployment, PATIENCE};
+use crate::support::{http_get, output, query_i64, query_strings, Deployment, PATIENCE};
 
 #[test]
 fn json_messages_land_once_with_provenance_and_poison_becomes_dead_letters() {
@@ -260,7 +260,7 @@ fn a_stored_offset_deleted_by_retention_fails_or_resumes_at_the_earliest_with_a_
         k.send(0, "k", &format!("{{\"id\": {i}, \"name\": \"{pad}\"}}"));
     }
     k.flush();
-    let out = d.command(&["run", "--once"]).output().expect("run");
+    let out = output(&mut d.command(&["run", "--once"]));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(

@@ -3,7 +3,8 @@
 
 use super::{assert_each_message_once, order, rows_ingested, Kafka, SCHEMA};
 use crate::support::{
-    documented_metrics, http_get, metric, metric_names, query_i64, query_strings, Deployment,
+    documented_metrics, http_get, metric, metric_names, output, query_i64, query_strings,
+    Deployment,
 };
 
 #[test]
@@ -195,11 +196,10 @@ fn a_slow_committer_pauses_consumption_and_loses_nothing() {
     k.flush();
     // Tiny batches: thousands of commits, far slower than reading the topic.
     let d = k.deployment_with("", SCHEMA, "[batch]\nmax_rows = 100\n", "");
-    let out = d
-        .command(&["run", "--once"])
-        .env("SLUICE_LOG", "info,sluice_sources=debug")
-        .output()
-        .expect("run");
+    let out = output(
+        d.command(&["run", "--once"])
+            .env("SLUICE_LOG", "info,sluice_sources=debug"),
+    );
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
     assert!(

@@ -55,13 +55,30 @@ impl HashingRead {
     }
 
     /// Reads and hashes `n` bytes without handing them on (bytes that are hashed but not
-    /// parsed: a header already read, a line end).
-    pub(super) fn skip(&mut self, n: u64) -> io::Result<()> {
+    /// parsed: a header already read, a line end); false if they do not begin with
+    /// `expect` (all `n` are hashed either way).
+    pub(super) fn skip(&mut self, n: u64, expect: &[u8]) -> io::Result<bool> {
         let to = self.hashed_to + n;
-        io::copy(&mut self.by_ref().take(n), &mut io::sink())?;
+        let mut head = vec![0; expect.len().min(n as usize)];
+        let read = read_full(self, &mut head)?;
+        io::copy(&mut self.by_ref().take(n - read as u64), &mut io::sink())?;
         self.advance(to);
-        Ok(())
+        Ok(head[..read] == expect[..expect.len().min(n as usize)])
     }
+}
+
+/// Reads until `buf` is full or the input ends; how many bytes were read.
+fn read_full(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match input.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 impl Read for HashingRead {
@@ -188,11 +205,14 @@ mod tests {
         let content = b"header\nab,c\nde,f\ngh,i\n".to_vec();
         let f = file_with(&content);
         let mut r = HashingRead::new(f.reopen().expect("open"), blake3::Hasher::new(), 0, 17);
-        r.skip(7).expect("skip");
+        assert!(r.skip(7, b"head").expect("skip"), "begins as expected");
         let mut buf = [0u8; 64];
         let n = r.read(&mut buf).expect("read");
         assert_eq!(&buf[..n], b"ab,c\nde,f\n", "stops at the limit");
         assert_eq!(r.hash_to(12), hash(&content[..12]));
         assert_eq!(r.hash_to(17), hash(&content[..17]));
+        let mut other = HashingRead::new(f.reopen().expect("open"), blake3::Hasher::new(), 0, 17);
+        assert!(!other.skip(7, b"heaver\n").expect("skip"), "differs");
+        assert_eq!(other.hash_to(7), hash(&content[..7]), "hashed either way");
     }
 }

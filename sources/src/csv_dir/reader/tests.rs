@@ -45,6 +45,7 @@ fn from_header(header: &Header) -> Start {
         offset: header.data_offset,
         line: header.data_line,
         limit: u64::MAX,
+        expect: header.raw.clone(),
     }
 }
 
@@ -142,6 +143,7 @@ fn chunks_resume_exactly_where_the_previous_ended() {
         offset: first.next_offset,
         line: first.next_line,
         limit: body.len() as u64 - 7,
+        expect: Vec::new(),
     };
     let mut resumed = FileReader::open(f.path(), "f", "s", layout, o, start).expect("open");
     let second = resumed.next_chunk().expect("chunk");
@@ -157,12 +159,45 @@ fn chunks_resume_exactly_where_the_previous_ended() {
 }
 
 #[test]
+fn a_header_rewritten_after_its_parse_is_not_read_under_the_old_layout() {
+    let f = file(b"id,note\n1,a\n");
+    let o = opts(100);
+    let header = read_header(f.path(), &o).expect("io").expect("header");
+    assert_eq!(header.raw, b"id,note\n");
+    let layout = Layout::for_file(schema(), &header).expect("layout");
+    // Same length, columns swapped: mapped with the parsed header, ids would be notes.
+    std::fs::write(f.path(), b"note,id\na,1\n").expect("rewrite");
+    let err = FileReader::open(
+        f.path(),
+        "f.csv",
+        "s",
+        layout.clone(),
+        o.clone(),
+        from_header(&header),
+    )
+    .expect_err("the header changed");
+    assert!(
+        err.get_ref().is_some_and(|e| e.is::<HeaderChanged>()),
+        "{err}"
+    );
+    // Unchanged, the same start opens and reads.
+    std::fs::write(f.path(), b"id,note\n1,a\n").expect("restore");
+    let mut r =
+        FileReader::open(f.path(), "f.csv", "s", layout, o, from_header(&header)).expect("open");
+    assert_eq!(
+        column_i64(&r.next_chunk().expect("chunk").rows, "id"),
+        [Some(1)]
+    );
+}
+
+#[test]
 fn header_maps_columns_by_name_and_refuses_unknown_ones() {
     let header = Header {
         names: Some(vec!["note".into(), "ID".into()]),
         fields: 2,
         data_offset: 0,
         data_line: 2,
+        raw: Vec::new(),
     };
     let layout = Layout::for_file(schema(), &header).expect("layout");
     assert_eq!(layout.fields, [Some(1), Some(0)]);

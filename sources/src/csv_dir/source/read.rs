@@ -12,7 +12,9 @@ use super::{raw_schema, stat, CsvDirSource, Found, InFlight};
 use crate::{
     csv_dir::{
         infer,
-        reader::{read_header, sample, FileReader, Header, Layout, ScanPoint, Start},
+        reader::{
+            read_header, sample, FileReader, Header, HeaderChanged, Layout, ScanPoint, Start,
+        },
         sniff::{not_text_reason, SNIFF_BYTES},
     },
     SourceContext, SourceEvent,
@@ -31,6 +33,16 @@ impl CsvDirSource {
         ctx: &SourceContext,
     ) {
         let result = self.read_chunks(found, &id, resume, ctx);
+        if let Some(changed) = result
+            .as_ref()
+            .err()
+            .and_then(|e| e.get_ref()?.downcast_ref::<HeaderChanged>())
+        {
+            info!(source = %self.setup.name, file = %found.name, "{changed}; looking at the file again once it settles");
+            self.abandon(&id);
+            self.settler.touch(found.path, std::time::Instant::now());
+            return;
+        }
         if let Err(e) = result {
             error!(source = %self.setup.name, file = %found.name, error = %e,
                 "error reading file; what was read is kept, the rest is retried when the file changes or on restart");
@@ -216,18 +228,21 @@ fn start_of(header: &Header, resume: Option<Resume>, limit: u64) -> Start {
             offset: header.data_offset,
             line: header.data_line,
             limit,
+            expect: header.raw.clone(),
         };
     };
     let (offset, line) = match point.offset + skip {
         o if o > header.data_offset => (o, record.next_line + u64::from(skip > 0)),
         _ => (header.data_offset, header.data_line),
     };
+    let unparsed_header = header.raw.get(point.offset as usize..).unwrap_or_default();
     Start {
         hasher: point.hasher,
         hashed_to: point.offset,
         offset,
         line,
         limit,
+        expect: unparsed_header.to_vec(),
     }
 }
 
