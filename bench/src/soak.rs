@@ -48,9 +48,13 @@ pub struct Args {
     /// Minutes of the steady phase left out of the trend.
     #[arg(long, default_value_t = 5.0)]
     warmup_minutes: f64,
-    #[arg(long, default_value_t = 16)]
+    /// Partitions of the topic. The mock broker keeps only about 5 MB per partition, so a
+    /// consumer that falls behind by more loses messages (sluice stops the source at the
+    /// gap): many partitions of small messages give it about a minute of slack.
+    #[arg(long, default_value_t = 64)]
     partitions: i32,
-    /// Kafka messages of the calibration backlog (the mock broker keeps 100,000 per partition).
+    /// Kafka messages of the calibration backlog (the mock broker keeps about 5 MB, some
+    /// 40,000 of these messages, per partition).
     #[arg(long, default_value_t = 1_000_000)]
     kafka_backlog: u64,
     /// CSV rows of the calibration backlog.
@@ -98,6 +102,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         args.kafka_backlog, args.csv_backlog
     );
     load::produce_backlog(&brokers, args.partitions, 0..args.kafka_backlog)?;
+    load::delivered(&brokers, args.partitions)?;
     let csv_files = load::write_csv_backlog(&dirs.staging, CSV_IDS, args.csv_backlog, 16)?;
     let mut child = start(&sluice, &dirs)?;
     let daemon = Daemon {
