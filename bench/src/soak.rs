@@ -102,7 +102,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         args.kafka_backlog, args.csv_backlog
     );
     load::produce_backlog(&brokers, args.partitions, 0..args.kafka_backlog)?;
-    load::delivered(&brokers, args.partitions)?;
+    load::delivered(&brokers, args.partitions, true)?;
     let csv_files = load::write_csv_backlog(&dirs.staging, CSV_IDS, args.csv_backlog, 16)?;
     let mut child = start(&sluice, &dirs)?;
     let daemon = Daemon {
@@ -157,7 +157,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         kafka: args.kafka_backlog + kafka_feeder.stop()?,
         csv: args.csv_backlog + csv_feeder.stop()?,
     };
-    let delivered = load::delivered(&brokers, args.partitions)?;
+    let delivered = load::delivered(&brokers, args.partitions, false)?;
     if delivered != produced.kafka {
         bail!(
             "the broker holds {delivered} messages, {} were produced",
