@@ -1,0 +1,445 @@
+//! What a client may run, decided from DuckDB's own parse of the text.
+//!
+//! `json_serialize_sql` parses a query string with DuckDB's parser and returns every
+//! statement's syntax tree, or says that some statement is not a query. So:
+//! - Queries (`SELECT`, `FROM`, `WITH`, `VALUES`, `SHOW`, `DESCRIBE`, `SUMMARIZE`) are
+//!   walked: every table they name must be in a schema clients may read (the raw schema,
+//!   the model schema, `_sluice`, `pg_catalog`, `information_schema`), an unqualified name
+//!   must be a CTE or exist on the search path (else DuckDB would try it as a file: a
+//!   replacement scan), and table functions come from a short list that cannot reach the
+//!   file system (`read_csv`, `read_text`, `glob`, `query`, ... are refused).
+//! - Anything that is not a query (writes, DDL, `ATTACH`, `INSTALL`, `LOAD`, `COPY`,
+//!   `EXPORT`, `PRAGMA`, `CALL`, `SET` of a DuckDB setting) is refused, unless it is one of
+//!   the [`session`] statements sluice answers itself.
+//! - A string of several statements is cut with [`split`], and the cut is accepted only
+//!   where DuckDB's parse of each piece equals its parse of the whole.
+//!
+//! Refusals carry the SQLSTATE a Postgres server would send: `25006` (read-only), `42501`
+//! (not allowed), `42P01` (no such relation), `42601` (syntax).
+
+use std::collections::BTreeSet;
+
+use duckdb::Connection;
+use serde_json::Value;
+
+use crate::{session, split};
+
+/// What clients may read, for one database.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    /// Schemas whose tables and views clients may read, lower-case (`pg_catalog` and
+    /// `information_schema` are always readable).
+    pub schemas: Vec<String>,
+    /// Where unqualified names resolve, in order (the client connections' `search_path`).
+    pub search_path: Vec<String>,
+}
+
+/// A statement that may run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Vetted {
+    /// A query, run as written (one statement).
+    Query(String),
+    /// A session statement, answered by sluice.
+    Session(session::Command),
+}
+
+/// Why a statement may not run: a message for the client and its SQLSTATE.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Refusal {
+    pub sqlstate: &'static str,
+    pub message: String,
+}
+
+impl Refusal {
+    fn new(sqlstate: &'static str, message: impl Into<String>) -> Self {
+        Refusal {
+            sqlstate,
+            message: message.into(),
+        }
+    }
+}
+
+/// The SQLSTATEs used.
+pub mod sqlstate {
+    pub const READ_ONLY: &str = "25006";
+    pub const NOT_ALLOWED: &str = "42501";
+    pub const NO_RELATION: &str = "42P01";
+    pub const SYNTAX: &str = "42601";
+    pub const INTERNAL: &str = "XX000";
+}
+
+/// Table functions a query may call: they read the catalog or compute, never files.
+const TABLE_FUNCTIONS: &[&str] = &[
+    "range",
+    "generate_series",
+    "unnest",
+    "json_each",
+    "json_tree",
+    "duckdb_columns",
+    "duckdb_constraints",
+    "duckdb_databases",
+    "duckdb_dependencies",
+    "duckdb_functions",
+    "duckdb_indexes",
+    "duckdb_keywords",
+    "duckdb_schemas",
+    "duckdb_tables",
+    "duckdb_types",
+    "duckdb_views",
+    "pragma_database_size",
+    "pragma_table_info",
+    "pragma_version",
+];
+
+/// Functions with effects beyond the query, or that read the environment.
+const DENIED_FUNCTIONS: &[&str] = &["getenv", "nextval", "setseed"];
+
+/// Schemas every client reads: the catalog views Postgres clients browse.
+const CATALOG_SCHEMAS: &[&str] = &["pg_catalog", "information_schema"];
+
+/// The statements of `text`, each allowed, or why not.
+pub fn vet(conn: &Connection, text: &str, scope: &Scope) -> Result<Vec<Vetted>, Refusal> {
+    match parse(conn, text)? {
+        Parsed::Queries(trees) if trees.is_empty() => Ok(Vec::new()),
+        Parsed::Queries(trees) if trees.len() == 1 => Ok(vec![query(
+            conn,
+            &trees[0],
+            text.trim().to_string(),
+            scope,
+        )?]),
+        Parsed::Queries(trees) => {
+            let pieces = split::statements(text);
+            if pieces.len() != trees.len() {
+                return Err(cannot_split(text));
+            }
+            pieces
+                .into_iter()
+                .zip(&trees)
+                .map(|(piece, tree)| match parse(conn, piece)? {
+                    Parsed::Queries(mine) if mine.len() == 1 && same_tree(&mine[0], tree) => {
+                        query(conn, tree, piece.to_string(), scope)
+                    }
+                    _ => Err(cannot_split(text)),
+                })
+                .collect()
+        }
+        Parsed::NotOnlyQueries | Parsed::Syntax(_) if split::statements(text).len() > 1 => {
+            split::statements(text)
+                .into_iter()
+                .map(|piece| one(conn, piece, scope))
+                .collect()
+        }
+        Parsed::NotOnlyQueries => Ok(vec![not_a_query(conn, text)?]),
+        Parsed::Syntax(message) => match session::parse(text) {
+            Some(command) => Ok(vec![Vetted::Session(command)]),
+            None => Err(Refusal::new(sqlstate::SYNTAX, message)),
+        },
+    }
+}
+
+/// One statement of several, vetted on its own.
+fn one(conn: &Connection, piece: &str, scope: &Scope) -> Result<Vetted, Refusal> {
+    let mut vetted = vet(conn, piece, scope)?;
+    match (vetted.pop(), vetted.is_empty()) {
+        (Some(v), true) => Ok(v),
+        _ => Err(cannot_split(piece)),
+    }
+}
+
+fn cannot_split(text: &str) -> Refusal {
+    Refusal::new(
+        sqlstate::SYNTAX,
+        format!(
+            "cannot tell the statements of this query string apart; send them one at a time: {}",
+            shorten(text)
+        ),
+    )
+}
+
+/// A statement DuckDB does not parse as a query: a session statement, or refused.
+fn not_a_query(conn: &Connection, text: &str) -> Result<Vetted, Refusal> {
+    let Some(command) = session::parse(text) else {
+        return Err(Refusal::new(
+            sqlstate::READ_ONLY,
+            format!(
+                "sluice's SQL endpoint is read-only: only queries (SELECT, FROM, WITH, VALUES, \
+                 SHOW, DESCRIBE, SUMMARIZE) and session statements (BEGIN, COMMIT, ROLLBACK, \
+                 SET, SHOW, RESET) may run, not: {}",
+                shorten(text)
+            ),
+        ));
+    };
+    if let session::Command::Set { name, .. } = &command {
+        if duckdb_setting(conn, name)? && !CLIENT_PARAMETERS.contains(&name.as_str()) {
+            return Err(Refusal::new(
+                sqlstate::NOT_ALLOWED,
+                format!("{name} is a setting of the whole database; clients cannot change it"),
+            ));
+        }
+    }
+    Ok(Vetted::Session(command))
+}
+
+/// Session parameters Postgres clients set; kept per session by sluice (some share a
+/// name with a DuckDB setting, which they do not change).
+pub const CLIENT_PARAMETERS: &[&str] = &[
+    "application_name",
+    "bytea_output",
+    "client_encoding",
+    "client_min_messages",
+    "datestyle",
+    "default_transaction_isolation",
+    "default_transaction_read_only",
+    "extra_float_digits",
+    "idle_in_transaction_session_timeout",
+    "intervalstyle",
+    "lc_messages",
+    "lock_timeout",
+    "search_path",
+    "standard_conforming_strings",
+    "statement_timeout",
+    "timezone",
+];
+
+fn duckdb_setting(conn: &Connection, name: &str) -> Result<bool, Refusal> {
+    conn.query_row(
+        "SELECT count(*) > 0 FROM duckdb_settings() WHERE lower(name) = lower(?)",
+        [name],
+        |r| r.get(0),
+    )
+    .map_err(internal)
+}
+
+/// A query's tree vetted: every relation and function it names is allowed.
+fn query(conn: &Connection, tree: &Value, sql: String, scope: &Scope) -> Result<Vetted, Refusal> {
+    if let Some(command) = shows_a_setting(tree)
+        .then(|| session::parse(&sql))
+        .flatten()
+    {
+        return Ok(Vetted::Session(command));
+    }
+    let mut refs = Refs::default();
+    refs.collect(tree);
+    for (catalog, schema, table) in &refs.tables {
+        relation(conn, scope, &refs.ctes, catalog, schema, table)?;
+    }
+    if let Some(f) = refs
+        .table_functions
+        .iter()
+        .find(|f| !TABLE_FUNCTIONS.contains(&f.as_str()))
+    {
+        return Err(Refusal::new(
+            sqlstate::NOT_ALLOWED,
+            format!("the table function {f} is not available over sluice's SQL endpoint (only the catalog functions and range/generate_series/unnest/json_each/json_tree: nothing that reads files)"),
+        ));
+    }
+    if let Some(f) = refs
+        .functions
+        .iter()
+        .find(|f| DENIED_FUNCTIONS.contains(&f.as_str()))
+    {
+        return Err(Refusal::new(
+            sqlstate::NOT_ALLOWED,
+            format!("the function {f} is not available over sluice's SQL endpoint"),
+        ));
+    }
+    Ok(Vetted::Query(sql))
+}
+
+/// `SHOW name` (a setting: DuckDB parses it as a query over its settings); sluice
+/// answers it with the session's parameters.
+fn shows_a_setting(tree: &Value) -> bool {
+    let from = &tree["node"]["from_table"];
+    from["type"] == "SHOW_REF" && from["show_type"] == "SHOW"
+}
+
+/// A table or view named by a query: readable, and (unqualified) not a file.
+fn relation(
+    conn: &Connection,
+    scope: &Scope,
+    ctes: &BTreeSet<String>,
+    catalog: &str,
+    schema: &str,
+    table: &str,
+) -> Result<(), Refusal> {
+    let name = [catalog, schema, table]
+        .iter()
+        .filter(|p| !p.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(".");
+    if !catalog.is_empty() && catalog != current_database(conn)? {
+        return Err(Refusal::new(
+            sqlstate::NOT_ALLOWED,
+            format!("{name}: only the warehouse's own database can be read"),
+        ));
+    }
+    if !schema.is_empty() {
+        let schema = schema.to_lowercase();
+        if scope.schemas.contains(&schema) || CATALOG_SCHEMAS.contains(&schema.as_str()) {
+            return Ok(());
+        }
+        return Err(Refusal::new(
+            sqlstate::NOT_ALLOWED,
+            format!(
+                "{name}: only the schemas {} (and pg_catalog, information_schema) can be read",
+                scope.schemas.join(", ")
+            ),
+        ));
+    }
+    if ctes.contains(&table.to_lowercase()) || on_search_path(conn, scope, table)? {
+        return Ok(());
+    }
+    Err(Refusal::new(
+        sqlstate::NO_RELATION,
+        format!(
+            "relation {table} does not exist (looked in {}; files cannot be read)",
+            scope.search_path.join(", ")
+        ),
+    ))
+}
+
+fn current_database(conn: &Connection) -> Result<String, Refusal> {
+    conn.query_row("SELECT current_database()", [], |r| r.get(0))
+        .map_err(internal)
+}
+
+/// Whether an unqualified name is a table or view on the search path or in the catalogs.
+fn on_search_path(conn: &Connection, scope: &Scope, table: &str) -> Result<bool, Refusal> {
+    let mut schemas: Vec<String> = scope.search_path.clone();
+    schemas.extend(CATALOG_SCHEMAS.iter().map(|s| s.to_string()));
+    let list = schemas
+        .iter()
+        .map(|s| format!("'{}'", s.replace('\'', "''")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT count(*) > 0 FROM (SELECT schema_name, table_name FROM duckdb_tables() \
+         UNION ALL SELECT schema_name, view_name FROM duckdb_views()) \
+         WHERE lower(schema_name) IN ({list}) AND lower(table_name) = lower(?)"
+    );
+    conn.query_row(&sql, [table], |r| r.get(0))
+        .map_err(internal)
+}
+
+/// What a query tree names.
+#[derive(Debug, Default)]
+struct Refs {
+    /// (catalog, schema, table) as written.
+    tables: Vec<(String, String, String)>,
+    /// Lower-case.
+    table_functions: BTreeSet<String>,
+    /// Lower-case; table functions appear here too.
+    functions: BTreeSet<String>,
+    /// Lower-case names of the CTEs defined anywhere in the tree.
+    ctes: BTreeSet<String>,
+}
+
+impl Refs {
+    fn collect(&mut self, node: &Value) {
+        match node {
+            Value::Object(map) => {
+                let text = |k: &str| map.get(k).and_then(Value::as_str).unwrap_or_default();
+                match text("type") {
+                    "BASE_TABLE" => self.tables.push((
+                        text("catalog_name").to_string(),
+                        text("schema_name").to_string(),
+                        text("table_name").to_string(),
+                    )),
+                    "TABLE_FUNCTION" => {
+                        let name = map
+                            .get("function")
+                            .and_then(|f| f.get("function_name"))
+                            .and_then(Value::as_str)
+                            .unwrap_or_default();
+                        self.table_functions.insert(name.to_lowercase());
+                    }
+                    _ => {}
+                }
+                if text("class") == "FUNCTION" {
+                    self.functions.insert(text("function_name").to_lowercase());
+                }
+                if let Some(Value::Array(entries)) = map.get("cte_map").and_then(|m| m.get("map")) {
+                    for e in entries {
+                        if let Some(k) = e.get("key").and_then(Value::as_str) {
+                            self.ctes.insert(k.to_lowercase());
+                        }
+                    }
+                }
+                map.values().for_each(|v| self.collect(v));
+            }
+            Value::Array(items) => items.iter().for_each(|v| self.collect(v)),
+            _ => {}
+        }
+    }
+}
+
+/// DuckDB's parse of a query string.
+enum Parsed {
+    /// Every statement is a query: their trees, in order.
+    Queries(Vec<Value>),
+    /// Some statement is not a query.
+    NotOnlyQueries,
+    /// DuckDB cannot parse it.
+    Syntax(String),
+}
+
+fn parse(conn: &Connection, text: &str) -> Result<Parsed, Refusal> {
+    let json: String = conn
+        .query_row("SELECT json_serialize_sql(?::VARCHAR)", [text], |r| {
+            r.get(0)
+        })
+        .map_err(internal)?;
+    let value: Value = serde_json::from_str(&json).map_err(internal)?;
+    if value.get("error").and_then(Value::as_bool) != Some(true) {
+        let trees = match value.get("statements") {
+            Some(Value::Array(s)) => s.clone(),
+            _ => Vec::new(),
+        };
+        return Ok(Parsed::Queries(trees));
+    }
+    let message = value
+        .get("error_message")
+        .and_then(Value::as_str)
+        .unwrap_or("cannot parse the query")
+        .to_string();
+    match value.get("error_type").and_then(Value::as_str) {
+        Some("parser") => Ok(Parsed::Syntax(message)),
+        _ => Ok(Parsed::NotOnlyQueries),
+    }
+}
+
+/// Two trees equal but for where their nodes are in the text.
+fn same_tree(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys = |m: &serde_json::Map<String, Value>| {
+                m.keys()
+                    .filter(|k| !k.starts_with("query_location"))
+                    .cloned()
+                    .collect::<BTreeSet<_>>()
+            };
+            keys(x) == keys(y) && keys(x).iter().all(|k| same_tree(&x[k], &y[k]))
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_tree(a, b))
+        }
+        _ => a == b,
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Refusal {
+    Refusal::new(sqlstate::INTERNAL, format!("vetting the query failed: {e}"))
+}
+
+fn shorten(text: &str) -> String {
+    let text = text.trim();
+    match text.char_indices().nth(200) {
+        Some((i, _)) => format!("{}...", &text[..i]),
+        None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,203 @@
+use duckdb::Connection;
+
+use super::*;
+use crate::Command;
+
+fn warehouse() -> (Connection, Scope) {
+    let conn = Connection::open_in_memory().expect("duckdb");
+    conn.execute_batch(
+        "CREATE SCHEMA raw; CREATE SCHEMA _sluice; CREATE SCHEMA hidden;
+         CREATE TABLE raw.orders (id BIGINT, amount DECIMAL(12,2));
+         CREATE TABLE _sluice.batches (batch_id BIGINT);
+         CREATE TABLE hidden.secrets (s VARCHAR);
+         CREATE VIEW main.daily AS SELECT count(*) AS n FROM raw.orders;",
+    )
+    .expect("schema");
+    let scope = Scope {
+        schemas: vec!["raw".into(), "main".into(), "_sluice".into()],
+        search_path: vec!["main".into(), "raw".into()],
+    };
+    (conn, scope)
+}
+
+fn queries(text: &str) -> Vec<String> {
+    let (conn, scope) = warehouse();
+    vet(&conn, text, &scope)
+        .unwrap_or_else(|r| panic!("{text}: refused: {r} ({})", r.sqlstate))
+        .into_iter()
+        .map(|v| match v {
+            Vetted::Query(sql) => sql,
+            Vetted::Session(c) => format!("session {c:?}"),
+        })
+        .collect()
+}
+
+fn refused(text: &str) -> Refusal {
+    let (conn, scope) = warehouse();
+    match vet(&conn, text, &scope) {
+        Ok(v) => panic!("{text}: allowed as {v:?}"),
+        Err(r) => r,
+    }
+}
+
+#[test]
+fn queries_over_the_warehouse_run_as_written() {
+    for text in [
+        "SELECT * FROM raw.orders WHERE id = $1",
+        "select count(*) from orders",
+        "FROM daily",
+        "with x as (select 1 as a) select * from x",
+        "describe raw.orders",
+        "summarize raw.orders",
+        "show tables",
+        "select * from _sluice.batches",
+        "select * from pg_catalog.pg_class",
+        "select relname from pg_class",
+        "select * from information_schema.columns",
+        "select * from range(3)",
+        "select * from duckdb_tables()",
+        "values (1), (2)",
+        "select pg_catalog.format_type(20, NULL)",
+        "SELECT * FROM \"raw\".\"orders\";",
+    ] {
+        assert_eq!(queries(text), [text.trim()], "{text}");
+    }
+}
+
+#[test]
+fn several_statements_are_cut_where_duckdb_agrees() {
+    assert_eq!(
+        queries("select 'a;b' as x; -- one\nFROM raw.orders;"),
+        ["select 'a;b' as x", "-- one\nFROM raw.orders"]
+    );
+    assert_eq!(
+        queries("SET application_name = 'psql'; select 1"),
+        [
+            format!(
+                "session {:?}",
+                Command::Set {
+                    name: "application_name".into(),
+                    value: "psql".into()
+                }
+            ),
+            "select 1".into()
+        ]
+    );
+    assert!(queries(" ; -- nothing\n").is_empty());
+}
+
+#[test]
+fn session_statements_are_answered_by_sluice() {
+    assert_eq!(queries("BEGIN"), [format!("session {:?}", Command::Begin)]);
+    assert_eq!(
+        queries("COMMIT"),
+        [format!("session {:?}", Command::Commit)]
+    );
+    let show = |name: &str| format!("session {:?}", Command::Show { name: name.into() });
+    assert_eq!(
+        queries("SHOW TRANSACTION ISOLATION LEVEL"),
+        [show("transaction_isolation")]
+    );
+    assert_eq!(queries("SHOW server_version"), [show("server_version")]);
+    assert_eq!(queries("SET TIME ZONE 'UTC'").len(), 1);
+}
+
+#[test]
+fn writes_ddl_and_everything_but_queries_are_read_only_errors() {
+    for text in [
+        "insert into raw.orders values (1, 2)",
+        "update raw.orders set id = 2",
+        "delete from raw.orders",
+        "create table t (a int)",
+        "create or replace view main.daily as select 1",
+        "drop table raw.orders",
+        "alter table raw.orders add column x int",
+        "attach 'other.duckdb' as other",
+        "detach other",
+        "install httpfs",
+        "load httpfs",
+        "copy raw.orders to '/tmp/orders.csv'",
+        "copy raw.orders from '/tmp/orders.csv'",
+        "export database '/tmp/export'",
+        "pragma version",
+        "call pragma_version()",
+        "checkpoint",
+        "vacuum",
+        "use raw",
+        "select 1; drop table raw.orders",
+        "create secret (type s3, key_id 'k', secret 's')",
+    ] {
+        assert_eq!(refused(text).sqlstate, sqlstate::READ_ONLY, "{text}");
+    }
+}
+
+#[test]
+fn files_other_schemas_and_global_settings_are_not_reachable() {
+    for (text, state) in [
+        (
+            "select * from read_csv('/etc/passwd')",
+            sqlstate::NOT_ALLOWED,
+        ),
+        (
+            "select * from read_text('/etc/passwd')",
+            sqlstate::NOT_ALLOWED,
+        ),
+        ("select * from glob('/*')", sqlstate::NOT_ALLOWED),
+        (
+            "select * from read_parquet('x.parquet')",
+            sqlstate::NOT_ALLOWED,
+        ),
+        (
+            "select (select count(*) from read_blob('/etc/shadow'))",
+            sqlstate::NOT_ALLOWED,
+        ),
+        (
+            "select * from raw.orders, query('select 1')",
+            sqlstate::NOT_ALLOWED,
+        ),
+        ("select * from duckdb_secrets()", sqlstate::NOT_ALLOWED),
+        ("select * from '/etc/passwd'", sqlstate::NO_RELATION),
+        ("select * from 'data.csv'", sqlstate::NO_RELATION),
+        ("select * from hidden.secrets", sqlstate::NOT_ALLOWED),
+        ("select * from other.main.t", sqlstate::NOT_ALLOWED),
+        ("select getenv('HOME')", sqlstate::NOT_ALLOWED),
+        ("select nextval('s')", sqlstate::NOT_ALLOWED),
+        ("set memory_limit = '1GB'", sqlstate::NOT_ALLOWED),
+        ("SET threads TO 1", sqlstate::NOT_ALLOWED),
+        ("selec 1", sqlstate::SYNTAX),
+        (
+            "select 1; select * from '/etc/passwd'",
+            sqlstate::NO_RELATION,
+        ),
+    ] {
+        let r = refused(text);
+        assert_eq!(r.sqlstate, state, "{text}: {r}");
+    }
+    // The message names what was refused.
+    assert!(refused("select * from read_csv('x')")
+        .message
+        .contains("read_csv"));
+    assert!(refused("set memory_limit = '1GB'")
+        .message
+        .contains("memory_limit"));
+}
+
+#[test]
+fn vetting_runs_nothing() {
+    let (conn, scope) = warehouse();
+    for text in [
+        "drop table raw.orders",
+        "select 1; drop table raw.orders",
+        "create table main.t (a int)",
+    ] {
+        let _ = vet(&conn, text, &scope);
+    }
+    let tables: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name IN ('orders', 't')",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(tables, 1);
+}

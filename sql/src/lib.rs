@@ -1,0 +1,23 @@
+//! # sluice-sql: SQL on the live warehouse, read-only
+//!
+//! Clients (psql, BI tools, notebooks, agents) query the raw tables and marts while sluice
+//! ingests. This crate decides what they may run; the wire protocols sit on top of it.
+//!
+//! - [`gate`]: a query string in, the statements to run out, or a refusal with a
+//!   Postgres SQLSTATE. The decision comes from DuckDB's own parse of the text
+//!   (`json_serialize_sql`): only queries, reading only the warehouse's schemas, no table
+//!   function or replacement scan that reaches the file system. Statements run in
+//!   `READ ONLY` transactions besides, so a write that got past the gate still fails.
+//! - [`split`]: a query string cut into statements at top-level semicolons; the gate
+//!   accepts a cut only where DuckDB's parse of the pieces agrees with its parse of the
+//!   whole.
+//! - [`session`]: the session statements clients send on their own (`BEGIN`, `SET`,
+//!   `SHOW`, `RESET`, `DISCARD`), recognised by a strict grammar and answered by sluice,
+//!   never handed to DuckDB as written.
+
+pub mod gate;
+pub mod session;
+pub mod split;
+
+pub use gate::{vet, Refusal, Scope, Vetted};
+pub use session::Command;
