@@ -13,7 +13,7 @@ use rdkafka::{
     client::ClientContext,
     config::{ClientConfig, RDKafkaLogLevel},
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance},
-    error::{KafkaError, RDKafkaErrorCode},
+    error::{KafkaError, KafkaResult, RDKafkaErrorCode},
     statistics::Statistics,
     Offset, TopicPartitionList,
 };
@@ -61,6 +61,11 @@ pub struct Shared {
     pub acks: Option<Receiver<Position>>,
     /// Input bytes of chunks sent and not yet acknowledged, by (partition, next offset).
     pub in_flight: HashMap<(PartitionKey, i64), u64>,
+    /// Asynchronous offset commits sent to the broker, and answers received (either way).
+    pub broker_commits_sent: u64,
+    pub broker_commits_answered: u64,
+    /// librdkafka reported every broker down, and none has been seen up since.
+    pub brokers_down: bool,
 }
 
 impl Shared {
@@ -249,11 +254,15 @@ impl ClientContext for SourceContext {
                 "all brokers are down or unreachable: {reason}"
             )));
             telemetry::kafka_broker_up(&self.source, false);
+            self.shared().brokers_down = true;
         }
     }
 
     fn stats(&self, stats: Statistics) {
         let up = stats.brokers.values().any(|b| b.state == "UP");
+        if up {
+            self.shared().brokers_down = false;
+        }
         telemetry::kafka_broker_up(&self.source, up);
         if up {
             self.status.set_problem(None);
@@ -301,11 +310,24 @@ impl ConsumerContext for SourceContext {
             }
         }
         let offsets = shared.offsets(&keys);
+        let brokers_down = shared.brokers_down;
         drop(shared);
-        if offsets.count() > 0 {
+        if brokers_down {
+            // A synchronous commit would wait for a coordinator that may never return
+            // (this runs on close, too): the offsets are durable in DuckDB, which the next
+            // owner of these partitions reads first.
+            debug!(source = %self.source, "brokers down: the revoked partitions' offsets stay in DuckDB only");
+        } else if offsets.count() > 0 {
             if let Err(e) = consumer.commit(&offsets, CommitMode::Sync) {
                 warn!(source = %self.source, error = %describe(&e, &self.redactor), "committing offsets of revoked partitions failed");
             }
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        self.shared().broker_commits_answered += 1;
+        if let Err(e) = result {
+            debug!(source = %self.source, error = %describe(&e, &self.redactor), "the broker refused or missed an offset commit (DuckDB has the offsets)");
         }
     }
 

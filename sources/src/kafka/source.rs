@@ -37,6 +37,8 @@ const FLUSH_AGE: Duration = Duration::from_millis(200);
 const POLL: Duration = Duration::from_millis(100);
 /// Longest a stopping source waits for its last chunks to be committed.
 const STOP_WAIT: Duration = Duration::from_secs(10);
+/// Longest a stopping source waits for the broker to confirm its last offset commit.
+const BROKER_COMMIT_WAIT: Duration = Duration::from_secs(5);
 /// Longest a `--once` run waits for its first partition assignment.
 const ONCE_ASSIGNMENT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -467,7 +469,21 @@ impl KafkaSource {
                 }
             }
         }
-        self.commit_to_broker(&tpl, CommitMode::Sync);
+        let sent = self.shared().broker_commits_sent;
+        self.commit_to_broker(&tpl, CommitMode::Async);
+        // Not a synchronous commit: that waits for the group coordinator without end when
+        // the brokers are gone, and a stopping daemon would hang (seen under SIGTERM).
+        let deadline = Instant::now() + BROKER_COMMIT_WAIT;
+        while self.shared().broker_commits_answered < sent + 1 {
+            if Instant::now() >= deadline {
+                warn!(source = %self.setup.name, wait = ?BROKER_COMMIT_WAIT,
+                    "the broker did not confirm the last offsets in time; they are durable in DuckDB, where the next start reads them");
+                return;
+            }
+            // Serves the commit's answer. A message it returns is not taken: nothing past
+            // the committed offsets is handed on any more, and it is read again next time.
+            let _ = self.consumer.poll(POLL);
+        }
     }
 
     /// Commits offsets already durable in DuckDB to the broker (for lag tools and the
@@ -477,6 +493,9 @@ impl KafkaSource {
             return;
         }
         sluice_core::fault::point("kafka.before_broker_commit");
+        if matches!(mode, CommitMode::Async) {
+            self.shared().broker_commits_sent += 1;
+        }
         if let Err(e) = self.consumer.commit(tpl, mode) {
             warn!(source = %self.setup.name, error = %describe(&e, &self.redactor), "committing offsets to the broker failed (DuckDB has them)");
         }
