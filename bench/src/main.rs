@@ -14,9 +14,10 @@
 //! cluster, consumed by sluice into DuckDB + Parquet, against a plain consumer draining
 //! the same topic.
 //!
-//! `sluice-bench soak`: the daemon for 30 minutes under steady CSV + Kafka input at half
-//! of its measured throughput, models running; RSS, DuckDB and WAL size, open files every
-//! 10 s, then every row checked once and produce-to-mart freshness percentiles.
+//! `sluice-bench soak`: the daemon for 30 minutes under steady CSV + Kafka input at a
+//! fraction (`--load`) of its measured throughput, models running; RSS, DuckDB and WAL
+//! size, open files every 10 s, then every row checked once and produce-to-mart
+//! freshness percentiles.
 //!
 //! Layout: [`generate`] writes the CSV data; [`csv_bench`] runs the CSV sides;
 //! [`models_bench`] the model sides; [`kafka_bench`] the Kafka sides;

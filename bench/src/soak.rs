@@ -48,14 +48,14 @@ pub struct Args {
     /// Minutes of the steady phase left out of the trend.
     #[arg(long, default_value_t = 5.0)]
     warmup_minutes: f64,
-    /// Partitions of the topic. The mock broker keeps only about 5 MB per partition, so a
-    /// consumer that falls behind by more loses messages (sluice stops the source at the
-    /// gap): many partitions of small messages give it about a minute of slack.
-    #[arg(long, default_value_t = 64)]
+    /// Partitions of the topic. The mock broker keeps only about 5 MB (some 37,000 of
+    /// these messages) per partition, so a consumer that falls behind by more loses
+    /// messages (sluice stops the source at the gap). More partitions give more slack but,
+    /// at a steady rate, smaller chunks per partition, which sluice commits slower.
+    #[arg(long, default_value_t = 16)]
     partitions: i32,
-    /// Kafka messages of the calibration backlog (the mock broker keeps about 5 MB, some
-    /// 40,000 of these messages, per partition).
-    #[arg(long, default_value_t = 1_000_000)]
+    /// Kafka messages of the calibration backlog (must fit the broker's 5 MB per partition).
+    #[arg(long, default_value_t = 400_000)]
     kafka_backlog: u64,
     /// CSV rows of the calibration backlog.
     #[arg(long, default_value_t = 4_000_000)]
@@ -69,6 +69,10 @@ pub struct Args {
     /// CSV rows a second in the steady phase (default: from the calibration).
     #[arg(long)]
     csv_rate: Option<f64>,
+    /// sluice's `duckdb.memory_limit` (default: DuckDB's, 80% of RAM; DuckDB keeps the
+    /// blocks it wrote or read cached up to it, so RSS follows the database's size).
+    #[arg(long)]
+    memory_limit: Option<String>,
     /// The sluice binary (default: next to this one).
     #[arg(long)]
     sluice: Option<PathBuf>,
@@ -95,7 +99,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let cluster = MockCluster::new(1).context("mock cluster")?;
     cluster.create_topic(TOPIC, args.partitions, 1)?;
     let brokers = cluster.bootstrap_servers();
-    let dirs = set_up(work.path(), &brokers)?;
+    let dirs = set_up(work.path(), &brokers, args.memory_limit.as_deref())?;
 
     eprintln!(
         "calibration backlogs: {} Kafka messages, {} CSV rows",
@@ -179,7 +183,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn set_up(root: &Path, brokers: &str) -> anyhow::Result<Layout> {
+fn set_up(root: &Path, brokers: &str, memory_limit: Option<&str>) -> anyhow::Result<Layout> {
     let dirs = Layout {
         inbox: root.join("inbox"),
         staging: root.join("staging"),
@@ -201,12 +205,15 @@ fn set_up(root: &Path, brokers: &str) -> anyhow::Result<Layout> {
     std::fs::write(
         &dirs.config,
         format!(
-            "data_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n[models]\ndir = \"{}\"\n\
+            "data_dir = \"{}\"\n{}[http]\nlisten = \"127.0.0.1:0\"\n[models]\ndir = \"{}\"\n\
              [sources.csv_orders]\ntype = \"csv\"\npath = \"{}\"\nafter_ingest = \"delete\"\n\
              [sources.csv_orders.schema]\n{schema}\n\
              [sources.kafka_orders]\ntype = \"kafka\"\nbrokers = \"{brokers}\"\ntopics = [\"{TOPIC}\"]\ngroup_id = \"soak\"\n\
              [sources.kafka_orders.schema]\n{schema}\n",
             dirs.data.display(),
+            memory_limit
+                .map(|m| format!("[duckdb]\nmemory_limit = \"{m}\"\n"))
+                .unwrap_or_default(),
             models.display(),
             dirs.inbox.display(),
         ),

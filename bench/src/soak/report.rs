@@ -114,21 +114,24 @@ pub fn freshness(db: &duckdb::Connection, soak_start: &str) -> anyhow::Result<()
     Ok(())
 }
 
-/// Medians of the first and the last `window` seconds after `warmup`: the trend.
+/// Medians of the first and the last `window` seconds after `warmup` (a third of what
+/// follows the warm-up, if that is shorter): the trend.
 pub fn trend(samples: &[Sample], warmup: f64, window: f64) {
     let end = samples.last().map(|s| s.t).unwrap_or(0.0);
+    let window = window.min((end - warmup) / 3.0);
     let first: Vec<&Sample> = samples
         .iter()
         .filter(|s| s.t >= warmup && s.t < warmup + window)
         .collect();
     let last: Vec<&Sample> = samples.iter().filter(|s| s.t > end - window).collect();
-    if first.is_empty() || last.is_empty() || end - window < warmup + window {
+    if first.is_empty() || last.is_empty() || window <= 0.0 {
         println!("\n(run too short for a trend: warm-up {warmup:.0} s, window {window:.0} s)");
         return;
     }
     type Measure = (&'static str, fn(&Sample) -> f64);
-    let measures: [Measure; 5] = [
+    let measures: [Measure; 6] = [
         ("RSS (MiB)", |s| s.rss_kib as f64 / 1024.0),
+        ("DuckDB file (MiB)", |s| s.db_bytes as f64 / MIB),
         ("open fds", |s| s.fds as f64),
         ("WAL (MiB)", |s| s.wal_bytes as f64 / MIB),
         ("DuckDB bytes per row", |s| {
