@@ -480,3 +480,51 @@ fn a_database_of_a_newer_state_version_is_refused_untouched() {
         .expect("version");
     assert_eq!(v, "99");
 }
+
+#[test]
+fn small_chunks_are_joined_in_order_and_large_ones_pass_through() {
+    use arrow::array::Array;
+    let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+    let mut next = 0i64;
+    let mut chunk = |rows: usize| {
+        let values: Vec<i64> = (next..next + rows as i64).collect();
+        next += rows as i64;
+        RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(values))])
+            .expect("batch")
+    };
+    let input: Vec<RecordBatch> = [100, 100, 100, 10_000, 50, 50]
+        .into_iter()
+        .map(&mut chunk)
+        .collect();
+    let out = coalesce(input, &schema).expect("coalesce");
+    let sizes: Vec<usize> = out.iter().map(RecordBatch::num_rows).collect();
+    assert_eq!(sizes, [300, 10_000, 100]);
+    let values: Vec<i64> = out
+        .iter()
+        .flat_map(|b| {
+            let a = b
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("i64");
+            (0..a.len()).map(|i| a.value(i)).collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(
+        values,
+        (0..10_400).collect::<Vec<i64>>(),
+        "every row once, in order"
+    );
+    // Runs stop at a row group's size.
+    let many: Vec<RecordBatch> = (0..40).map(|_| chunk(8_000)).collect();
+    let out = coalesce(many, &schema).expect("coalesce");
+    assert!(
+        out.iter().all(|b| b.num_rows() <= 122_880),
+        "{:?}",
+        out.len()
+    );
+    assert_eq!(
+        out.iter().map(RecordBatch::num_rows).sum::<usize>(),
+        320_000
+    );
+}
