@@ -64,6 +64,8 @@ pub struct Shared {
     /// Asynchronous offset commits sent to the broker, and answers received (either way).
     pub broker_commits_sent: u64,
     pub broker_commits_answered: u64,
+    /// Whether the broker's latest answer to an offset commit was a success.
+    pub last_broker_commit_ok: bool,
     /// librdkafka reported every broker down, and none has been seen up since.
     pub brokers_down: bool,
 }
@@ -325,7 +327,10 @@ impl ConsumerContext for SourceContext {
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        self.shared().broker_commits_answered += 1;
+        let mut shared = self.shared();
+        shared.broker_commits_answered += 1;
+        shared.last_broker_commit_ok = result.is_ok();
+        drop(shared);
         if let Err(e) = result {
             debug!(source = %self.source, error = %describe(&e, &self.redactor), "the broker refused or missed an offset commit (DuckDB has the offsets)");
         }

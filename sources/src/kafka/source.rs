@@ -135,7 +135,15 @@ impl KafkaSource {
             self.take_gaps();
             if ctx.stop.is_cancelled() {
                 self.flush(&ctx, true);
-                self.wait_for_acks();
+                if !self.wait_for_acks() {
+                    // Closing the client would leave the group through a coordinator that
+                    // is gone, and can wait for it without end (seen: after the revocation).
+                    // The process is stopping: the client is left as it is, and the group
+                    // drops this member when its session times out.
+                    warn!(source = %self.setup.name, "the brokers are unreachable: stopping without closing the Kafka client; every offset is in DuckDB");
+                    drop(ctx);
+                    std::mem::forget(self);
+                }
                 return Ok(());
             }
             if let Some(done) = once.as_mut().and_then(|o| o.step(&mut self, &ctx)) {
@@ -450,16 +458,18 @@ impl KafkaSource {
 
     /// On stop: waits (bounded) until what was sent is committed, then commits the offsets
     /// to the broker synchronously, so the partitions' next owner starts where this one ended.
-    fn wait_for_acks(&mut self) {
+    /// Returns whether the broker confirmed the offsets.
+    fn wait_for_acks(&mut self) -> bool {
         let deadline = Instant::now() + STOP_WAIT;
         while !self.shared().in_flight.is_empty() && Instant::now() < deadline {
             self.acked(POLL, CommitMode::Async);
         }
-        self.commit_to_broker_now();
+        self.commit_to_broker_now()
     }
 
     /// Commits every durable offset of the assigned partitions to the broker, waiting.
-    fn commit_to_broker_now(&self) {
+    /// Returns whether the broker confirmed them (or there was nothing to commit).
+    fn commit_to_broker_now(&self) -> bool {
         let mut tpl = TopicPartitionList::new();
         {
             let shared = self.shared();
@@ -468,6 +478,9 @@ impl KafkaSource {
                     let _ = tpl.add_partition_offset(&k.0, k.1, rdkafka::Offset::Offset(*o));
                 }
             }
+        }
+        if tpl.count() == 0 {
+            return !self.shared().brokers_down;
         }
         let sent = self.shared().broker_commits_sent;
         self.commit_to_broker(&tpl, CommitMode::Async);
@@ -478,12 +491,14 @@ impl KafkaSource {
             if Instant::now() >= deadline {
                 warn!(source = %self.setup.name, wait = ?BROKER_COMMIT_WAIT,
                     "the broker did not confirm the last offsets in time; they are durable in DuckDB, where the next start reads them");
-                return;
+                return false;
             }
             // Serves the commit's answer. A message it returns is not taken: nothing past
             // the committed offsets is handed on any more, and it is read again next time.
             let _ = self.consumer.poll(POLL);
         }
+        let shared = self.shared();
+        shared.last_broker_commit_ok && !shared.brokers_down
     }
 
     /// Commits offsets already durable in DuckDB to the broker (for lag tools and the
@@ -531,7 +546,7 @@ impl Once {
             return None;
         };
         if src.reached(targets, |s, k| s.committed.get(k).copied()) {
-            src.commit_to_broker_now();
+            let _ = src.commit_to_broker_now(); // a run that ends here closes the client as usual
             return Some(Ok(()));
         }
         if !self.drained && src.reached(targets, |_, k| src.held.sent.get(k).copied()) {
