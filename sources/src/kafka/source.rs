@@ -457,8 +457,8 @@ impl KafkaSource {
     }
 
     /// On stop: waits (bounded) until what was sent is committed, then commits the offsets
-    /// to the broker synchronously, so the partitions' next owner starts where this one ended.
-    /// Returns whether the broker confirmed the offsets.
+    /// to the broker and waits (bounded) for its answer, so the partitions' next owner
+    /// starts where this one ended. Returns whether the broker confirmed the offsets.
     fn wait_for_acks(&mut self) -> bool {
         let deadline = Instant::now() + STOP_WAIT;
         while !self.shared().in_flight.is_empty() && Instant::now() < deadline {
@@ -467,7 +467,8 @@ impl KafkaSource {
         self.commit_to_broker_now()
     }
 
-    /// Commits every durable offset of the assigned partitions to the broker, waiting.
+    /// Commits every durable offset of the assigned partitions to the broker, waiting at
+    /// most [`BROKER_COMMIT_WAIT`] for the answer.
     /// Returns whether the broker confirmed them (or there was nothing to commit).
     fn commit_to_broker_now(&self) -> bool {
         let mut tpl = TopicPartitionList::new();
