@@ -119,22 +119,27 @@ fn produce(brokers: &str, args: &Args) -> anyhow::Result<u64> {
         let payload = message(i);
         bytes += payload.len() as u64;
         let key = i.to_string();
-        let mut record = BaseRecord::to(TOPIC)
+        let record = BaseRecord::to(TOPIC)
             .partition((i % args.partitions as u64) as i32)
             .key(&key)
             .payload(&payload);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    producer.poll(std::time::Duration::from_millis(5));
-                    record = r;
-                }
-            }
-        }
+        send_waiting(&producer, record);
     }
     producer.flush(std::time::Duration::from_secs(120))?;
     Ok(bytes)
+}
+
+/// Sends one record, polling for delivery reports while the producer's queue is full.
+pub(crate) fn send_waiting(producer: &BaseProducer, mut record: BaseRecord<'_, String, String>) {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((_, r)) => {
+                producer.poll(std::time::Duration::from_millis(5));
+                record = r;
+            }
+        }
+    }
 }
 
 /// A consumer group member that only counts messages until it has seen them all.

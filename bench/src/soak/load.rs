@@ -74,19 +74,11 @@ pub fn producer(brokers: &str) -> anyhow::Result<BaseProducer> {
 /// Sends one message, waiting for queue room if needed.
 fn send(producer: &BaseProducer, partitions: i32, id: u64, at: &str) {
     let (key, payload) = (id.to_string(), kafka_message(id, at));
-    let mut record = BaseRecord::to(TOPIC)
+    let record = BaseRecord::to(TOPIC)
         .partition((id % partitions as u64) as i32)
         .key(&key)
         .payload(&payload);
-    loop {
-        match producer.send(record) {
-            Ok(()) => return,
-            Err((_, r)) => {
-                producer.poll(Duration::from_millis(5));
-                record = r;
-            }
-        }
-    }
+    crate::kafka_bench::send_waiting(producer, record);
 }
 
 /// Produces messages `ids` as fast as the broker takes them.
