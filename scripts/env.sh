@@ -25,10 +25,27 @@ ensure_build_deps() {
 }
 
 # What the test suite needs beyond the build: promtool and a Prometheus server (alert
-# rules, a real scrape), systemd-analyze (the unit's security exposure), and mount,
-# findmnt and e2fsprogs (full and read-only data disks; usually there already).
+# rules, a real scrape), systemd-analyze (the unit's security exposure), mount, findmnt
+# and e2fsprogs (full and read-only data disks; usually there already), and psql (a real
+# client of the SQL endpoint), with the PostgreSQL JDBC driver and a JRE to run it.
 ensure_test_deps() {
-  ensure_packages prometheus systemd mount util-linux e2fsprogs
+  ensure_packages prometheus systemd mount util-linux e2fsprogs postgresql-client \
+    libpostgresql-jdbc-java default-jre-headless
+  ensure_python_clients
+}
+
+# The Python clients the SQL endpoint is tested with (psycopg 3, SQLAlchemy, pandas), in
+# a virtualenv outside the clone; the tests find it through SLUICE_TEST_PYTHON.
+ensure_python_clients() {
+  local venv="${SLUICE_TEST_VENV:-$HOME/.cache/sluice-venv}"
+  local want="psycopg[binary]==3.3.9 SQLAlchemy==2.1.9 pandas==3.1.1"
+  if [ ! -f "$venv/.installed" ] || [ "$(cat "$venv/.installed")" != "$want" ]; then
+    python3 -m venv "$venv"
+    # shellcheck disable=SC2086
+    "$venv/bin/pip" install -q $want
+    echo "$want" > "$venv/.installed"
+  fi
+  export SLUICE_TEST_PYTHON="$venv/bin/python"
 }
 
 # Builds everything exactly as the test suite does. Cargo unifies dependency features per

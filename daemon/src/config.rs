@@ -67,6 +67,14 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// `[sql]`, resolved.
+#[derive(Debug, Clone)]
+pub struct SqlSettings {
+    pub listen: Option<std::net::SocketAddr>,
+    pub max_connections: usize,
+    pub statement_timeout: Option<std::time::Duration>,
+}
+
 /// A loaded, resolved and validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -78,6 +86,8 @@ pub struct Config {
     pub parquet: ParquetConfig,
     /// Where the HTTP endpoints listen (`None`: disabled).
     pub http_listen: Option<std::net::SocketAddr>,
+    /// The SQL endpoint (`listen` resolved: `None` disables it).
+    pub sql: SqlSettings,
     /// Sources by name, paths resolved.
     pub sources: Vec<(String, SourceConfig)>,
     /// Models, `dir` resolved; `None` without a `[models]` table.
@@ -204,6 +214,11 @@ fn resolve(file: FileConfig, base: &Path, path: &Path) -> Config {
         duckdb: file.duckdb,
         parquet: file.parquet,
         http_listen: file.http.listen.parse().ok(),
+        sql: SqlSettings {
+            listen: file.sql.listen.parse().ok(),
+            max_connections: file.sql.max_connections,
+            statement_timeout: Some(file.sql.statement_timeout).filter(|d| !d.is_zero()),
+        },
         sources,
     }
 }

@@ -95,6 +95,9 @@ pub fn run(config: Config, once: bool, signals: signals::Blocked) -> anyhow::Res
         warn!(file = %file, "the ledger names a Parquet file that does not exist");
     }
     let marts = start_models(&config, &warehouse, &reload, &health, once)?;
+    if !once {
+        serve_sql(&config, &warehouse, &runtime, &stop)?;
+    }
     let sources = sources::build(&config, &warehouse, &statuses)?;
     let (events_tx, events_rx) = sync_channel(CHANNEL_CHUNKS);
     let mut acks = HashMap::new();
@@ -157,6 +160,46 @@ pub fn run(config: Config, once: bool, signals: signals::Blocked) -> anyhow::Res
         models::commands::verdict(&reports).context("the data is committed, but models failed")?;
     }
     info!("stopped");
+    Ok(())
+}
+
+/// Starts the Postgres endpoint, if configured: clients read the warehouse through
+/// clones of its connection, each on a thread of its own.
+fn serve_sql(
+    config: &Config,
+    warehouse: &Warehouse,
+    runtime: &tokio::runtime::Runtime,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
+    let Some(listen) = config.sql.listen else {
+        return Ok(());
+    };
+    let mut schemas = Vec::new();
+    if let Some(models) = &config.models {
+        schemas.push(models.schema.to_lowercase());
+    }
+    schemas.push(config.duckdb.raw_schema.to_lowercase());
+    schemas.push("_sluice".to_string());
+    schemas.dedup();
+    let options = sluice_sql::pg::Options {
+        scope: sluice_sql::Scope {
+            search_path: schemas.clone(),
+            schemas,
+        },
+        max_connections: config.sql.max_connections,
+        statement_timeout: config.sql.statement_timeout,
+        server_version: format!("16.6 (sluice {})", env!("CARGO_PKG_VERSION")),
+    };
+    let base = warehouse
+        .connection()
+        .try_clone()
+        .context("opening the connection SQL clients read through")?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(listen))
+        .with_context(|| format!("listening for SQL clients on {listen} (sql.listen)"))?;
+    let bound = listener.local_addr().unwrap_or(listen);
+    info!(listen = %bound, "SQL endpoint listening (Postgres protocol, read-only)");
+    runtime.spawn(sluice_sql::pg::serve(listener, base, options, stop.clone()));
     Ok(())
 }
 

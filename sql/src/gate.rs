@@ -22,7 +22,7 @@ use std::collections::BTreeSet;
 use duckdb::Connection;
 use serde_json::Value;
 
-use crate::{session, split};
+use crate::{session, shims, split};
 
 /// What clients may read, for one database.
 #[derive(Debug, Clone)]
@@ -82,6 +82,7 @@ const TABLE_FUNCTIONS: &[&str] = &[
     "duckdb_dependencies",
     "duckdb_functions",
     "duckdb_indexes",
+    "duckdb_memory",
     "duckdb_keywords",
     "duckdb_schemas",
     "duckdb_tables",
@@ -100,14 +101,12 @@ const CATALOG_SCHEMAS: &[&str] = &["pg_catalog", "information_schema"];
 
 /// The statements of `text`, each allowed, or why not.
 pub fn vet(conn: &Connection, text: &str, scope: &Scope) -> Result<Vec<Vetted>, Refusal> {
+    let text = &*split::postgres_spellings(text);
     match parse(conn, text)? {
         Parsed::Queries(trees) if trees.is_empty() => Ok(Vec::new()),
-        Parsed::Queries(trees) if trees.len() == 1 => Ok(vec![query(
-            conn,
-            &trees[0],
-            text.trim().to_string(),
-            scope,
-        )?]),
+        Parsed::Queries(trees) if trees.len() == 1 => {
+            Ok(vec![query(conn, &trees[0], text, scope)?])
+        }
         Parsed::Queries(trees) => {
             let pieces = split::statements(text);
             if pieces.len() != trees.len() {
@@ -117,8 +116,9 @@ pub fn vet(conn: &Connection, text: &str, scope: &Scope) -> Result<Vec<Vetted>, 
                 .into_iter()
                 .zip(&trees)
                 .map(|(piece, tree)| match parse(conn, piece)? {
+                    // The piece's own tree: its locations are offsets into the piece.
                     Parsed::Queries(mine) if mine.len() == 1 && same_tree(&mine[0], tree) => {
-                        query(conn, tree, piece.to_string(), scope)
+                        query(conn, &mine[0], piece, scope)
                     }
                     _ => Err(cannot_split(text)),
                 })
@@ -212,9 +212,9 @@ fn duckdb_setting(conn: &Connection, name: &str) -> Result<bool, Refusal> {
 }
 
 /// A query's tree vetted: every relation and function it names is allowed.
-fn query(conn: &Connection, tree: &Value, sql: String, scope: &Scope) -> Result<Vetted, Refusal> {
+fn query(conn: &Connection, tree: &Value, sql: &str, scope: &Scope) -> Result<Vetted, Refusal> {
     if let Some(command) = shows_a_setting(tree)
-        .then(|| session::parse(&sql))
+        .then(|| session::parse(sql.trim()))
         .flatten()
     {
         return Ok(Vetted::Session(command));
@@ -244,7 +244,9 @@ fn query(conn: &Connection, tree: &Value, sql: String, scope: &Scope) -> Result<
             format!("the function {f} is not available over sluice's SQL endpoint"),
         ));
     }
-    Ok(Vetted::Query(sql))
+    Ok(Vetted::Query(
+        shims::rewrite(sql, &refs.calls).trim().to_string(),
+    ))
 }
 
 /// `SHOW name` (a setting: DuckDB parses it as a query over its settings); sluice
@@ -334,6 +336,8 @@ struct Refs {
     functions: BTreeSet<String>,
     /// Lower-case names of the CTEs defined anywhere in the tree.
     ctes: BTreeSet<String>,
+    /// Every function call: (name, schema, where it starts in the text), lower-case.
+    calls: Vec<shims::Call>,
 }
 
 impl Refs {
@@ -359,6 +363,13 @@ impl Refs {
                 }
                 if text("class") == "FUNCTION" {
                     self.functions.insert(text("function_name").to_lowercase());
+                    if let Some(at) = map.get("query_location").and_then(Value::as_u64) {
+                        self.calls.push(shims::Call {
+                            name: text("function_name").to_lowercase(),
+                            schema: text("schema").to_lowercase(),
+                            at: at as usize,
+                        });
+                    }
                 }
                 if let Some(Value::Array(entries)) = map.get("cte_map").and_then(|m| m.get("map")) {
                     for e in entries {

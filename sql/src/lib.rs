@@ -14,9 +14,22 @@
 //! - [`session`]: the session statements clients send on their own (`BEGIN`, `SET`,
 //!   `SHOW`, `RESET`, `DISCARD`), recognised by a strict grammar and answered by sluice,
 //!   never handed to DuckDB as written.
+//! - [`reader`]: one client's DuckDB connection on its own thread: statements in
+//!   `READ ONLY` transactions, results pulled chunk by chunk, interrupts for cancel and
+//!   timeout.
+//! - [`copy`]: `COPY (query) TO STDOUT` (psql's `\copy`), the one `COPY` allowed.
+//! - [`shims`]: Postgres catalog functions DuckDB lacks (`pg_get_userbyid`, a
+//!   Postgres-style `version()`), as temporary macros the gate renames calls to.
+//! - [`pg`]: the Postgres wire protocol listener (pgwire) on top of the three above.
+//! - [`metrics`]: the endpoint's metrics.
 
+pub mod copy;
 pub mod gate;
+pub mod metrics;
+pub mod pg;
+pub mod reader;
 pub mod session;
+pub mod shims;
 pub mod split;
 
 pub use gate::{vet, Refusal, Scope, Vetted};

@@ -27,6 +27,13 @@ pub enum Command {
     Discard,
     /// `DEALLOCATE [PREPARE] name | ALL` (`None`: all).
     Deallocate { name: Option<String> },
+    /// `SAVEPOINT name`.
+    Savepoint { name: String },
+    /// `RELEASE [SAVEPOINT] name`.
+    Release { name: String },
+    /// `ROLLBACK [WORK | TRANSACTION] TO [SAVEPOINT] name`: in a read-only transaction,
+    /// this only ends the error state after a failed statement.
+    RollbackTo { name: String },
 }
 
 impl Command {
@@ -41,6 +48,9 @@ impl Command {
             Command::Show { .. } => "SHOW",
             Command::Discard => "DISCARD ALL",
             Command::Deallocate { .. } => "DEALLOCATE",
+            Command::Savepoint { .. } => "SAVEPOINT",
+            Command::Release { .. } => "RELEASE",
+            Command::RollbackTo { .. } => "ROLLBACK",
         }
     }
 }
@@ -70,6 +80,10 @@ pub fn parse(text: &str) -> Option<Command> {
         ["start", "transaction", ..] => transaction(&[], &tokens[2..], false),
         ["commit" | "end", rest @ ..] if work(rest) => Some(Command::Commit),
         ["rollback" | "abort", rest @ ..] if work(rest) => Some(Command::Rollback),
+        ["rollback", rest @ ..] => rollback_to(rest, &tokens[1..]),
+        ["savepoint", _] => name_at(&tokens, 1).map(|name| Command::Savepoint { name }),
+        ["release", "savepoint", _] => name_at(&tokens, 2).map(|name| Command::Release { name }),
+        ["release", _] => name_at(&tokens, 1).map(|name| Command::Release { name }),
         ["set", ..] => set(&tokens[1..]),
         ["reset", "all"] => Some(Command::Reset { name: None }),
         ["reset", name] if !name.is_empty() => Some(Command::Reset {
@@ -82,6 +96,26 @@ pub fn parse(text: &str) -> Option<Command> {
         ["deallocate", rest @ ..] => deallocate(rest, &tokens[1..]),
         _ => None,
     }
+}
+
+/// A savepoint's name: a word or a quoted identifier.
+fn name_at(tokens: &[Token], i: usize) -> Option<String> {
+    match tokens.get(i) {
+        Some(Token::Word(w) | Token::Value(w)) if !w.is_empty() => Some(w.clone()),
+        _ => None,
+    }
+}
+
+/// `[WORK | TRANSACTION] TO [SAVEPOINT] name` after `ROLLBACK`.
+fn rollback_to(words: &[&str], tokens: &[Token]) -> Option<Command> {
+    let skip = usize::from(matches!(words.first(), Some(&("work" | "transaction"))));
+    let words = &words[skip..];
+    let to = match words {
+        ["to", "savepoint", _] => 2,
+        ["to", _] => 1,
+        _ => return None,
+    };
+    name_at(tokens, skip + to).map(|name| Command::RollbackTo { name })
 }
 
 fn show(name: &str) -> Command {
@@ -279,6 +313,26 @@ mod tests {
         assert_eq!(parse("commit work"), Some(Command::Commit));
         assert_eq!(parse("END"), Some(Command::Commit));
         assert_eq!(parse("ROLLBACK"), Some(Command::Rollback));
+        let sp = |n: &str| n.to_string();
+        assert_eq!(
+            parse("SAVEPOINT _pg3_1"),
+            Some(Command::Savepoint { name: sp("_pg3_1") })
+        );
+        assert_eq!(
+            parse("RELEASE SAVEPOINT a"),
+            Some(Command::Release { name: sp("a") })
+        );
+        assert_eq!(parse("release a"), Some(Command::Release { name: sp("a") }));
+        assert_eq!(
+            parse("ROLLBACK TO SAVEPOINT \"_pg3_1\""),
+            Some(Command::RollbackTo { name: sp("_pg3_1") })
+        );
+        assert_eq!(
+            parse("rollback work to a"),
+            Some(Command::RollbackTo { name: sp("a") })
+        );
+        assert_eq!(parse("ROLLBACK TO"), None);
+        assert_eq!(parse("SAVEPOINT a b"), None);
         assert_eq!(
             parse("SET extra_float_digits = 3"),
             set("extra_float_digits", "3")

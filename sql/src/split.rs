@@ -27,6 +27,101 @@ pub fn statements(text: &str) -> Vec<&str> {
     out
 }
 
+/// `text` with two spellings psql uses in its catalog queries made plain, outside quotes
+/// and comments: `COLLATE pg_catalog.default` (or `COLLATE "default"`), which only says
+/// "the default collation" and which DuckDB does not know by that name, is dropped; and
+/// `OPERATOR(pg_catalog.~)` becomes `~` (DuckDB would read a function `pg_catalog.~`).
+pub fn postgres_spellings(text: &str) -> std::borrow::Cow<'_, str> {
+    let bytes = text.as_bytes();
+    let mut cuts = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        i = match bytes[i] {
+            b'\'' => quoted(bytes, i, b'\'', backslashes(bytes, i)),
+            b'"' => quoted(bytes, i, b'"', false),
+            b'-' if bytes.get(i + 1) == Some(&b'-') => line_end(bytes, i),
+            b'/' if bytes.get(i + 1) == Some(&b'*') => block_end(bytes, i),
+            b'$' => dollar_end(text, i),
+            b'c' | b'C' if i == 0 || !is_word(bytes[i - 1]) => match default_collation(text, i) {
+                Some(end) => {
+                    cuts.push((i..end, String::new()));
+                    end
+                }
+                None => i + 1,
+            },
+            b'o' | b'O' if i == 0 || !is_word(bytes[i - 1]) => match qualified_operator(text, i) {
+                Some((end, op)) => {
+                    cuts.push((i..end, format!(" {op} ")));
+                    end
+                }
+                None => i + 1,
+            },
+            _ => i + 1,
+        };
+    }
+    if cuts.is_empty() {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for (cut, with) in cuts {
+        out.push_str(&text[last..cut.start]);
+        out.push_str(&with);
+        last = cut.end;
+    }
+    out.push_str(&text[last..]);
+    std::borrow::Cow::Owned(out)
+}
+
+/// The end of `OPERATOR(pg_catalog.op)` written at `at`, and the operator.
+fn qualified_operator(text: &str, at: usize) -> Option<(usize, &str)> {
+    let rest = &text[at..];
+    if !rest.get(..8)?.eq_ignore_ascii_case("operator") {
+        return None;
+    }
+    let inner = rest[8..].trim_start().strip_prefix('(')?;
+    let close = inner.find(')')?;
+    let (schema, op) = inner[..close].split_once('.')?;
+    let op = op.trim();
+    let symbolic = !op.is_empty() && op.chars().all(|c| "+-*/<>=~!@#%^&|`?".contains(c));
+    (schema.trim().eq_ignore_ascii_case("pg_catalog") && symbolic).then(|| {
+        let end = text.len() - inner.len() + close + 1;
+        (end, op)
+    })
+}
+
+/// The end of `COLLATE [pg_catalog.]default` written at `at`, if it is there.
+fn default_collation(text: &str, at: usize) -> Option<usize> {
+    let rest = &text[at..];
+    let word = rest.get(..7)?;
+    if !word.eq_ignore_ascii_case("collate") {
+        return None;
+    }
+    let mut tail = rest[7..].trim_start();
+    if tail.len() == rest.len() - 7 {
+        return None;
+    }
+    for prefix in ["pg_catalog.", "\"pg_catalog\"."] {
+        if tail
+            .get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+        {
+            tail = &tail[prefix.len()..];
+            break;
+        }
+    }
+    for name in ["default", "\"default\""] {
+        if tail
+            .get(..name.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(name))
+            && !tail[name.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_')
+        {
+            return Some(text.len() - tail.len() + name.len());
+        }
+    }
+    None
+}
+
 fn push<'a>(out: &mut Vec<&'a str>, piece: &'a str) {
     if !only_comments(piece) {
         out.push(piece.trim());
@@ -122,7 +217,26 @@ fn dollar_end(text: &str, open: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::statements;
+    use super::{postgres_spellings, statements};
+
+    #[test]
+    fn psql_spellings_are_made_plain_outside_quotes_only() {
+        let q = "WHERE c.relname OPERATOR(pg_catalog.~) '^(src)$' COLLATE pg_catalog.default\n  AND x = 'COLLATE pg_catalog.default' collate \"default\" -- COLLATE pg_catalog.default\n";
+        assert_eq!(
+            postgres_spellings(q),
+            "WHERE c.relname  ~  '^(src)$' \n  AND x = 'COLLATE pg_catalog.default'  -- COLLATE pg_catalog.default\n"
+        );
+        for same in [
+            "SELECT x COLLATE nocase",
+            "SELECT x COLLATE defaults",
+            "SELECT xcollate default",
+            "SELECT operator(1)",
+            "SELECT 'OPERATOR(pg_catalog.~)'",
+            "SELECT OPERATOR(other.~)",
+        ] {
+            assert_eq!(postgres_spellings(same), same);
+        }
+    }
 
     #[test]
     fn cuts_at_top_level_semicolons_only() {

@@ -15,6 +15,8 @@
 //! - [`models`]: dbt-format models under the daemon: incremental equals full, failures,
 //!   SIGHUP reload, `sluice check` and `sluice models`.
 //! - [`ops`]: metrics, health, readiness, status and systemd notifications.
+//! - [`sql`]: the live SQL endpoint with real clients (psql): reads while ingesting,
+//!   refusals, cancel and timeout, the connection limit, a streamed 10M-row result.
 //! - [`storage`]: the data directory's disk full, or read-only: commits wait, then resume.
 //! - [`types`]: every supported column type through each source into DuckDB and Parquet.
 //! - [`prometheus`]: dist/ (alerts, dashboard, systemd unit) against the real tools.
@@ -29,6 +31,7 @@ mod lifecycle;
 mod models;
 mod ops;
 mod prometheus;
+mod sql;
 mod storage;
 mod support;
 mod types;

@@ -93,7 +93,10 @@ fn metrics_equal_what_was_ingested_and_match_the_readme() {
         .filter(|m| m.starts_with("sluice_kafka_"))
         .cloned()
         .collect();
-    let expected: BTreeSet<String> = documented.difference(&kafka).cloned().collect();
+    let mut expected: BTreeSet<String> = documented.difference(&kafka).cloned().collect();
+    // No SQL client ran here: a histogram has no series before its first sample. The SQL
+    // tests check it.
+    expected.remove("sluice_sql_query_duration_seconds");
     assert_eq!(served, expected, "README metrics table vs /metrics");
 
     let (status, log) = daemon.terminate();

@@ -49,9 +49,15 @@ impl Deployment {
         fs::create_dir_all(&inbox).expect("inbox");
         let data = dir.path().join("data");
         let config = dir.path().join("sluice.toml");
-        // Tests run in parallel: the HTTP port is chosen by the OS (see Daemon::http_addr).
+        // Tests run in parallel: the HTTP and SQL ports are chosen by the OS (see
+        // Daemon::http_addr and Daemon::sql_port).
+        let sql = if top_extra.contains("[sql]") {
+            ""
+        } else {
+            "[sql]\nlisten = \"127.0.0.1:0\"\n"
+        };
         let text = format!(
-            "data_dir = \"data\"\n[http]\nlisten = \"127.0.0.1:0\"\n{top_extra}\n{sources}"
+            "data_dir = \"data\"\n[http]\nlisten = \"127.0.0.1:0\"\n{sql}{top_extra}\n{sources}"
         );
         fs::write(&config, text).expect("config");
         Deployment {
@@ -303,6 +309,24 @@ impl Daemon {
         let start = log.find("listen=Some(").expect("listen in log") + "listen=Some(".len();
         let end = start + log[start..].find(')').expect("closing paren");
         format!("http://{}", &log[start..end])
+    }
+
+    /// The port the SQL endpoint bound (configure `[sql] listen = "127.0.0.1:0"`).
+    pub fn sql_port(&mut self) -> u16 {
+        self.wait_for_log("SQL endpoint listening");
+        let log = self.log_text();
+        let line = log
+            .lines()
+            .find(|l| l.contains("SQL endpoint listening"))
+            .expect("the line");
+        let addr = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("listen="))
+            .expect("listen= in the line");
+        addr.rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a port")
     }
 
     /// Waits for a log line containing `needle`.

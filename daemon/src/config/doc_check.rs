@@ -6,7 +6,9 @@
 
 use serde::{de, Deserialize};
 
-use super::file::{BatchConfig, DuckdbConfig, FileConfig, HttpConfig, ModelsConfig, ParquetConfig};
+use super::file::{
+    BatchConfig, DuckdbConfig, FileConfig, HttpConfig, ModelsConfig, ParquetConfig, SqlConfig,
+};
 use sluice_sources::{csv_dir::CsvSourceConfig, kafka::KafkaSourceConfig};
 
 /// The README of the checkout under test, read at run time (a binary built in another
@@ -87,6 +89,7 @@ fn code_keys() -> Vec<String> {
         ("duckdb.", fields_of::<DuckdbConfig>()),
         ("parquet.", fields_of::<ParquetConfig>()),
         ("http.", fields_of::<HttpConfig>()),
+        ("sql.", fields_of::<SqlConfig>()),
         ("models.", fields_of::<ModelsConfig>()),
         ("sources.<name>.", fields_of::<CsvSourceConfig>()),
         ("sources.<name>.", fields_of::<KafkaSourceConfig>()),
@@ -95,7 +98,10 @@ fn code_keys() -> Vec<String> {
         for f in fields {
             // Sections are documented through their keys.
             if prefix.is_empty()
-                && ["batch", "duckdb", "parquet", "http", "sources", "models"].contains(&f)
+                && [
+                    "batch", "duckdb", "parquet", "http", "sql", "sources", "models",
+                ]
+                .contains(&f)
             {
                 continue;
             }
@@ -155,6 +161,11 @@ fn readme_states_the_defaults_the_code_uses() {
         ("parquet.enabled", parquet.enabled.to_string()),
         ("parquet.dir", quoted(&parquet.dir.display().to_string())),
         ("http.listen", quoted(&HttpConfig::default().listen)),
+        ("sql.listen", quoted(&SqlConfig::default().listen)),
+        (
+            "sql.max_connections",
+            SqlConfig::default().max_connections.to_string(),
+        ),
     ];
     for (key, value) in expected {
         assert_eq!(readme_default(key), value, "README default of {key}");
@@ -164,6 +175,13 @@ fn readme_states_the_defaults_the_code_uses() {
     assert_eq!(bytes, batch.max_bytes, "README default of batch.max_bytes");
     let age = humantime::parse_duration(&unquoted("batch.max_age")).expect("a duration");
     assert_eq!(age, batch.max_age, "README default of batch.max_age");
+    let timeout =
+        humantime::parse_duration(&unquoted("sql.statement_timeout")).expect("a duration");
+    assert_eq!(
+        timeout,
+        SqlConfig::default().statement_timeout,
+        "README default of sql.statement_timeout"
+    );
 }
 
 #[test]

@@ -22,6 +22,8 @@ pub struct FileConfig {
     pub parquet: ParquetConfig,
     #[serde(default)]
     pub http: HttpConfig,
+    #[serde(default)]
+    pub sql: SqlConfig,
     /// Sources by name; the name is the default table name.
     #[serde(default)]
     pub sources: BTreeMap<String, SourceConfig>,
@@ -115,6 +117,46 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7711";
 
 fn default_listen() -> String {
     DEFAULT_LISTEN.into()
+}
+
+/// `[sql]`: the Postgres wire protocol endpoint on the live warehouse (read-only).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlConfig {
+    /// `address:port` of the Postgres endpoint; `""` disables it.
+    #[serde(default = "default_sql_listen")]
+    pub listen: String,
+    /// Most clients connected at once; more are refused (SQLSTATE 53300).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A statement running longer is stopped (57014), unless the session sets its own
+    /// `statement_timeout`; `"0s"`: no limit.
+    #[serde(default = "default_statement_timeout", with = "humantime_serde")]
+    pub statement_timeout: Duration,
+}
+
+impl Default for SqlConfig {
+    fn default() -> Self {
+        SqlConfig {
+            listen: default_sql_listen(),
+            max_connections: default_max_connections(),
+            statement_timeout: default_statement_timeout(),
+        }
+    }
+}
+
+/// Loopback only unless configured otherwise; next to the HTTP port, away from
+/// Postgres's 5432, PgBouncer's 6432, RisingWave's 4566 and Materialize's 6875.
+pub const DEFAULT_SQL_LISTEN: &str = "127.0.0.1:7712";
+
+fn default_sql_listen() -> String {
+    DEFAULT_SQL_LISTEN.into()
+}
+fn default_max_connections() -> usize {
+    16
+}
+fn default_statement_timeout() -> Duration {
+    Duration::from_secs(300)
 }
 
 /// `[parquet]`.

@@ -118,3 +118,38 @@ fn env_vars_expand_in_values() {
     let problems = parse(&text).expect_err("unset");
     assert_eq!(problems[0].key, "sources.transactions.path");
 }
+
+#[test]
+fn the_sql_endpoint_is_on_loopback_by_default_and_nowhere_else() {
+    let c = parse(FULL).expect("valid");
+    assert_eq!(c.sql.listen, Some("127.0.0.1:7712".parse().expect("addr")));
+    assert_eq!(c.sql.max_connections, 16);
+    assert_eq!(
+        c.sql.statement_timeout,
+        Some(std::time::Duration::from_secs(300))
+    );
+    let off = parse(&format!(
+        "{FULL}\n[sql]\nlisten = \"\"\nstatement_timeout = \"0s\"\n"
+    ))
+    .expect("valid");
+    assert_eq!(off.sql.listen, None);
+    assert_eq!(off.sql.statement_timeout, None);
+    for (listen, why) in [
+        ("0.0.0.0:7712", "not a loopback address"),
+        ("192.0.2.1:5433", "not a loopback address"),
+        ("localhost:7712", "not address:port"),
+        ("127.0.0.1:7711", "also http.listen"),
+    ] {
+        let text =
+            format!("{FULL}\n[http]\nlisten = \"127.0.0.1:7711\"\n[sql]\nlisten = \"{listen}\"\n");
+        let problems = parse(&text).expect_err("refused");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.key == "sql.listen" && p.message.contains(why)),
+            "{listen}: {problems:?}"
+        );
+    }
+    let problems = parse(&format!("{FULL}\n[sql]\nmax_connections = 0\n")).expect_err("refused");
+    assert_eq!(problems[0].key, "sql.max_connections");
+}

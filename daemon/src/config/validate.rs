@@ -57,6 +57,40 @@ pub fn validate(file: &FileConfig) -> Vec<Problem> {
             format!("{listen:?} is not address:port (e.g. \"127.0.0.1:7711\"), or \"\" to disable"),
         );
     }
+    let sql = &file.sql.listen;
+    match sql.parse::<std::net::SocketAddr>() {
+        _ if sql.is_empty() => {}
+        Err(_) => bad(
+            "sql.listen",
+            format!("{sql:?} is not address:port (e.g. \"127.0.0.1:7712\"), or \"\" to disable"),
+        ),
+        Ok(addr) if !addr.ip().is_loopback() => bad(
+            "sql.listen",
+            format!(
+                "{sql:?} is not a loopback address: clients elsewhere would read the warehouse \
+                 without a password, and this version has no SQL authentication yet; listen on \
+                 127.0.0.1 and reach it through an SSH tunnel or a proxy that authenticates"
+            ),
+        ),
+        // Port 0: the OS picks a free port for each.
+        Ok(addr)
+            if addr.port() != 0
+                && file
+                    .http
+                    .listen
+                    .parse::<std::net::SocketAddr>()
+                    .is_ok_and(|h| h == addr) =>
+        {
+            bad(
+                "sql.listen",
+                format!("{sql:?} is also http.listen; they need different ports"),
+            )
+        }
+        Ok(_) => {}
+    }
+    if file.sql.max_connections == 0 {
+        bad("sql.max_connections", "must be at least 1".into());
+    }
     if let Some(models) = &file.models {
         match Ident::new(&models.schema) {
             Err(e) => bad("models.schema", e.to_string()),

@@ -1,0 +1,192 @@
+//! One connection's state, kept in pgwire's per-session extensions: the DuckDB thread,
+//! the session parameters, the result left open by `Describe` for the `Execute` that
+//! follows, and the connection slot it holds.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::stream::{self, Stream};
+use pgwire::api::ClientInfo;
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::data::DataRow;
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::server::Shared;
+use super::settings::Settings;
+use crate::gate::{sqlstate, Refusal, Scope};
+use crate::metrics::Outcome;
+use crate::reader::{Reader, Stop};
+
+/// A connected client.
+#[derive(Debug)]
+pub struct Client {
+    pub reader: Arc<Reader>,
+    pub settings: Mutex<Settings>,
+    /// The result a `Describe` of a portal started, for the `Execute` that follows.
+    pub open: Mutex<Option<Open>>,
+    /// A `ROLLBACK TO SAVEPOINT` just ended the transaction's error state (the protocol
+    /// handlers then report the transaction as open again).
+    pub restored: std::sync::atomic::AtomicBool,
+    pub shared: Arc<Shared>,
+    /// The connection slot; given back when the client goes.
+    _permit: OwnedSemaphorePermit,
+    /// This connection's key in the cancel registry.
+    key: super::server::CancelKey,
+}
+
+/// A result started but not yet handed to `Execute`.
+#[derive(Debug, Clone)]
+pub struct Open {
+    /// Which portal (its name and the address of its state, so a re-bound portal of the
+    /// same name does not match).
+    pub portal: (String, usize),
+    pub id: u64,
+    pub columns: Vec<super::types::Column>,
+}
+
+impl Client {
+    pub fn new(
+        reader: Reader,
+        settings: Settings,
+        shared: Arc<Shared>,
+        permit: OwnedSemaphorePermit,
+        key: super::server::CancelKey,
+    ) -> Self {
+        // Counted here and uncounted on drop, whatever happens in between.
+        shared.metrics.connected();
+        Client {
+            reader: Arc::new(reader),
+            settings: Mutex::new(settings),
+            open: Mutex::default(),
+            restored: Default::default(),
+            shared,
+            _permit: permit,
+            key,
+        }
+    }
+
+    /// The client behind a connection (set up at startup).
+    pub fn of<C: ClientInfo>(client: &C) -> PgWireResult<Arc<Client>> {
+        client
+            .session_extensions()
+            .get::<Client>()
+            .ok_or_else(|| fatal("08003", "the connection was not set up"))
+    }
+
+    /// Whether a `ROLLBACK TO SAVEPOINT` ran since the last call.
+    pub fn take_restored(&self) -> bool {
+        self.restored
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn scope(&self) -> Scope {
+        let search_path = self
+            .settings
+            .lock()
+            .map(|s| s.search_path(&self.shared.scope.schemas))
+            .unwrap_or_default();
+        Scope {
+            schemas: self.shared.scope.schemas.clone(),
+            search_path,
+        }
+    }
+
+    pub fn statement_timeout(&self) -> Option<Duration> {
+        self.settings
+            .lock()
+            .ok()
+            .and_then(|s| s.statement_timeout())
+    }
+
+    /// Stops statement `id` when the session's statement timeout passes.
+    pub fn arm_timeout(&self, id: u64) {
+        if let Some(after) = self.statement_timeout() {
+            let reader = Arc::downgrade(&self.reader);
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                if let Some(reader) = reader.upgrade() {
+                    reader.stop(Some(id), Stop::Timeout);
+                }
+            });
+        }
+    }
+
+    /// The rows of result `id`, pulled chunk by chunk from the DuckDB thread as the
+    /// client reads them. A failure mid-way is an error item, never a short result.
+    /// The statement's outcome and duration (from `started`) are recorded when it ends.
+    pub fn rows(
+        &self,
+        id: u64,
+        started: Instant,
+    ) -> impl Stream<Item = PgWireResult<DataRow>> + Send + 'static {
+        let reader = self.reader.clone();
+        let shared = self.shared.clone();
+        stream::unfold(
+            (reader, Vec::<DataRow>::new().into_iter(), false),
+            move |(reader, mut chunk, done)| {
+                let shared = shared.clone();
+                async move {
+                    loop {
+                        if let Some(row) = chunk.next() {
+                            return Some((Ok(row), (reader, chunk, done)));
+                        }
+                        if done {
+                            return None;
+                        }
+                        match reader.next(id).await {
+                            Ok(Some(rows)) => {
+                                shared.metrics.rows_sent(rows.len());
+                                chunk = rows.into_iter();
+                            }
+                            Ok(None) => {
+                                shared.metrics.statement(Outcome::Ok, started.elapsed());
+                                return None;
+                            }
+                            Err(e) => {
+                                shared.metrics.statement(outcome(&e), started.elapsed());
+                                return Some((Err(user_error(e)), (reader, chunk, true)));
+                            }
+                        }
+                    }
+                }
+            },
+        )
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.shared.unregister(&self.key);
+        self.shared.metrics.disconnected();
+    }
+}
+
+/// How a failed statement is counted.
+pub fn outcome(e: &Refusal) -> Outcome {
+    match e.sqlstate {
+        "57014" if e.message.contains("timeout") => Outcome::Timeout,
+        "57014" => Outcome::Canceled,
+        sqlstate::READ_ONLY | sqlstate::NOT_ALLOWED | sqlstate::NO_RELATION | sqlstate::SYNTAX => {
+            Outcome::Refused
+        }
+        _ => Outcome::Error,
+    }
+}
+
+/// A refusal or DuckDB error as the client sees it.
+pub fn user_error(e: Refusal) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".into(),
+        e.sqlstate.into(),
+        e.message,
+    )))
+}
+
+/// An error that ends the connection.
+pub fn fatal(code: &str, message: &str) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "FATAL".into(),
+        code.into(),
+        message.into(),
+    )))
+}

@@ -1,0 +1,186 @@
+//! Session parameters: what `SET`, `RESET` and `SHOW` change and read. They live in
+//! sluice, per connection; none is a DuckDB setting. Two change behaviour:
+//! `statement_timeout` (stops a statement that runs longer) and `search_path` (where
+//! unqualified names resolve, within the schemas clients may read). The rest are kept
+//! and shown back, so clients that set them on connect work.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::gate::Refusal;
+
+/// One connection's parameters.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    values: BTreeMap<String, String>,
+    defaults: BTreeMap<String, String>,
+}
+
+/// Parameters with fixed values: shown, never changed.
+const FIXED: &[(&str, &str)] = &[
+    ("server_encoding", "UTF8"),
+    ("integer_datetimes", "on"),
+    ("transaction_read_only", "on"),
+    ("default_transaction_read_only", "on"),
+    ("transaction_isolation", "repeatable read"),
+    ("default_transaction_isolation", "repeatable read"),
+    ("max_identifier_length", "63"),
+    ("is_superuser", "off"),
+    ("lc_collate", "C"),
+    ("lc_ctype", "C"),
+];
+
+impl Settings {
+    pub fn new(statement_timeout: Option<Duration>, server_version: &str) -> Self {
+        let timeout = statement_timeout.map_or(0, |d| d.as_millis());
+        let defaults: BTreeMap<String, String> = [
+            ("application_name", String::new()),
+            ("client_encoding", "UTF8".into()),
+            ("datestyle", "ISO, MDY".into()),
+            ("intervalstyle", "postgres".into()),
+            ("timezone", "UTC".into()),
+            ("extra_float_digits", "1".into()),
+            ("standard_conforming_strings", "on".into()),
+            ("search_path", String::new()),
+            ("statement_timeout", format!("{timeout}")),
+            ("server_version", server_version.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .chain(FIXED.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect();
+        Settings {
+            values: defaults.clone(),
+            defaults,
+        }
+    }
+
+    /// Parameters the client sent in its startup message (`application_name`,
+    /// `search_path` in `options`, ...): taken where valid, ignored otherwise.
+    pub fn apply_startup(&mut self, metadata: &std::collections::HashMap<String, String>) {
+        for (name, value) in metadata {
+            let _ = self.set(name, value);
+        }
+    }
+
+    /// `SET name = value`.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), Refusal> {
+        let name = name.to_lowercase();
+        if FIXED.iter().any(|(k, _)| *k == name) || name == "server_version" {
+            return Err(Refusal {
+                sqlstate: "55P02",
+                message: format!("parameter \"{name}\" cannot be changed"),
+            });
+        }
+        let value = value.trim_matches('\'').to_string();
+        match name.as_str() {
+            "statement_timeout" => {
+                let ms = timeout_millis(&value)?;
+                self.values.insert(name, ms.to_string());
+            }
+            "timezone"
+                if !matches!(
+                    value.to_lowercase().as_str(),
+                    "utc" | "etc/utc" | "gmt" | "z" | "0" | "+00" | "+00:00"
+                ) =>
+            {
+                return Err(Refusal {
+                    sqlstate: "22023",
+                    message: format!("sessions run in UTC (TimeZone cannot be {value}); convert in the query instead"),
+                });
+            }
+            _ => {
+                self.values.insert(name, value);
+            }
+        }
+        Ok(())
+    }
+
+    /// `RESET name` (`None`: all).
+    pub fn reset(&mut self, name: Option<&str>) {
+        match name {
+            None => self.values = self.defaults.clone(),
+            Some(n) => {
+                let n = n.to_lowercase();
+                match self.defaults.get(&n) {
+                    Some(v) => self.values.insert(n, v.clone()),
+                    None => self.values.remove(&n),
+                };
+            }
+        }
+    }
+
+    /// `SHOW name`: its value, or an error for an unknown parameter (42704, as Postgres).
+    pub fn show(&self, name: &str) -> Result<String, Refusal> {
+        let name = name.to_lowercase();
+        match name.as_str() {
+            "statement_timeout" => Ok(self
+                .statement_timeout()
+                .map_or("0".into(), |d| format!("{}ms", d.as_millis()))),
+            "search_path" if self.values.get("search_path").is_none_or(String::is_empty) => {
+                Ok("\"$user\", public".into())
+            }
+            _ => self.values.get(&name).cloned().ok_or_else(|| Refusal {
+                sqlstate: "42704",
+                message: format!("unrecognized configuration parameter \"{name}\""),
+            }),
+        }
+    }
+
+    /// Every parameter, for `SHOW ALL`.
+    pub fn all(&self) -> Vec<(String, String)> {
+        self.values
+            .keys()
+            .map(|k| (k.clone(), self.show(k).unwrap_or_default()))
+            .collect()
+    }
+
+    pub fn statement_timeout(&self) -> Option<Duration> {
+        let ms: u64 = self.values.get("statement_timeout")?.parse().ok()?;
+        (ms > 0).then(|| Duration::from_millis(ms))
+    }
+
+    /// The schemas unqualified names resolve in: the session's `search_path` where it
+    /// names readable schemas, else the readable schemas in order.
+    pub fn search_path(&self, readable: &[String]) -> Vec<String> {
+        let set: Vec<String> = self
+            .values
+            .get("search_path")
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().trim_matches('"').to_lowercase())
+                    .filter(|s| readable.contains(s))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if set.is_empty() {
+            readable.to_vec()
+        } else {
+            set
+        }
+    }
+}
+
+/// A `statement_timeout` value: milliseconds, or a number with a unit (`5s`, `2min`).
+fn timeout_millis(value: &str) -> Result<u64, Refusal> {
+    let v = value.trim().to_lowercase();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (n, unit) = v.split_at(split);
+    let n: u64 = n.parse().map_err(|_| invalid(value))?;
+    let factor = match unit.trim() {
+        "" | "ms" => 1,
+        "s" => 1_000,
+        "min" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(invalid(value)),
+    };
+    Ok(n * factor)
+}
+
+fn invalid(value: &str) -> Refusal {
+    Refusal {
+        sqlstate: "22023",
+        message: format!("invalid value for parameter \"statement_timeout\": \"{value}\""),
+    }
+}

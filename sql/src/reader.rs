@@ -1,0 +1,534 @@
+//! One client's DuckDB connection, on a thread of its own.
+//!
+//! DuckDB calls block, and a query may run for minutes, so each client gets an OS thread
+//! that owns a connection to the warehouse (a clone of sluice's own: same database, its
+//! own transactions and snapshots). The async side sends [`Job`]s and awaits replies.
+//!
+//! Results are pulled, not pushed: [`Reader::run`] executes a statement and answers with
+//! its columns; each [`Reader::next`] then fetches and encodes one DuckDB chunk (2,048
+//! rows), so a 10M-row result never sits in memory, and a client that reads slowly holds
+//! back only its own thread. A new statement on the same connection while a result is
+//! still open ends that result (fetching from it again is an error, never a short
+//! result).
+//!
+//! Every statement runs in a `READ ONLY` transaction: the client's own (`BEGIN`), or one
+//! around the statement, so it sees one snapshot of whole commits whatever the committer
+//! does meanwhile. [`Reader::stop`] interrupts the running statement (a cancel request
+//! or the statement timeout).
+
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+
+use arrow::record_batch::RecordBatch;
+use duckdb::types::Value;
+use duckdb::{Connection, InterruptHandle};
+use pgwire::api::portal::Format;
+use pgwire::api::results::FieldFormat;
+use pgwire::messages::data::DataRow;
+use tokio::sync::oneshot;
+use tracing::debug;
+
+use crate::gate::{self, sqlstate, Refusal, Scope, Vetted};
+use crate::pg::types::{self, Column};
+
+/// Why a running statement was stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    Cancel,
+    Timeout,
+}
+
+/// The async side's handle on a client's DuckDB thread.
+#[derive(Debug)]
+pub struct Reader {
+    jobs: mpsc::Sender<Job>,
+    shared: Arc<Shared>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+/// What the async side and the thread both see.
+struct Shared {
+    interrupt: Arc<InterruptHandle>,
+    running: Mutex<Running>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Default)]
+struct Running {
+    /// The statement running or streaming (0: none).
+    id: u64,
+    stopped: Option<Stop>,
+}
+
+/// Transaction control, run on the client's connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Txn {
+    Begin,
+    Commit,
+    Rollback,
+    /// `ROLLBACK TO SAVEPOINT` after a failed statement: the transaction goes on, on a
+    /// fresh snapshot if DuckDB had aborted it.
+    Restore,
+}
+
+enum Job {
+    Vet {
+        text: String,
+        scope: Scope,
+        reply: oneshot::Sender<Result<Vec<Vetted>, Refusal>>,
+    },
+    Run {
+        id: u64,
+        statement: Statement,
+        reply: oneshot::Sender<Result<Described, Refusal>>,
+    },
+    Next {
+        id: u64,
+        reply: oneshot::Sender<Result<Option<Vec<DataRow>>, Refusal>>,
+    },
+    Txn {
+        txn: Txn,
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    },
+    SearchPath {
+        schemas: Vec<String>,
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    },
+}
+
+/// What a statement returns, known once it runs.
+#[derive(Debug, Clone)]
+pub struct Described {
+    pub columns: Vec<Column>,
+    /// How many parameters it takes.
+    pub params: usize,
+}
+
+/// A query to run: vetted SQL, parameter values, result formats.
+#[derive(Debug, Clone)]
+pub struct Statement {
+    pub sql: String,
+    pub params: Vec<Value>,
+    pub formats: Format,
+    /// Only the columns are wanted: the result is dropped unread.
+    pub describe_only: bool,
+}
+
+impl Statement {
+    /// A query whose rows the client reads.
+    pub fn query(sql: String, params: Vec<Value>, formats: Format) -> Self {
+        Statement {
+            sql,
+            params,
+            formats,
+            describe_only: false,
+        }
+    }
+
+    /// A query run only for its columns (its result is dropped unread).
+    pub fn describe(sql: String) -> Self {
+        Statement {
+            sql,
+            params: Vec::new(),
+            formats: Format::UnifiedText,
+            describe_only: true,
+        }
+    }
+}
+
+impl Reader {
+    /// Starts the thread for a client, on a clone of `base`; `version` is what
+    /// `version()` answers.
+    pub fn start(base: &Connection, name: String, version: &str) -> Result<Reader, Refusal> {
+        let conn = base.try_clone().map_err(|e| internal(&e))?;
+        let gate = base.try_clone().map_err(|e| internal(&e))?;
+        crate::shims::create(&conn, version).map_err(|e| internal(&e))?;
+        let shared = Arc::new(Shared {
+            interrupt: conn.interrupt_handle(),
+            running: Mutex::default(),
+        });
+        let (jobs, rx) = mpsc::channel();
+        let thread_shared = shared.clone();
+        thread::Builder::new()
+            .name(name)
+            .spawn(move || Thread::new(conn, gate, thread_shared).serve(rx))
+            .map_err(|e| internal(&e))?;
+        Ok(Reader {
+            jobs,
+            shared,
+            next_id: 1.into(),
+        })
+    }
+
+    pub async fn vet(&self, text: &str, scope: &Scope) -> Result<Vec<Vetted>, Refusal> {
+        let (reply, rx) = oneshot::channel();
+        self.send(
+            Job::Vet {
+                text: text.to_string(),
+                scope: scope.clone(),
+                reply,
+            },
+            rx,
+        )
+        .await
+    }
+
+    /// A new statement id (for [`Reader::run`], [`Reader::next`] and [`Reader::stop`]).
+    pub fn new_id(&self) -> u64 {
+        self.next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Executes `statement` as statement `id`: what it returns.
+    pub async fn run(&self, id: u64, statement: Statement) -> Result<Described, Refusal> {
+        let (reply, rx) = oneshot::channel();
+        self.send(
+            Job::Run {
+                id,
+                statement,
+                reply,
+            },
+            rx,
+        )
+        .await
+    }
+
+    /// The next rows of result `id`; `None` at its end.
+    pub async fn next(&self, id: u64) -> Result<Option<Vec<DataRow>>, Refusal> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Job::Next { id, reply }, rx).await
+    }
+
+    pub async fn txn(&self, txn: Txn) -> Result<(), Refusal> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Job::Txn { txn, reply }, rx).await
+    }
+
+    /// Sets where the connection resolves unqualified names (schemas already vetted).
+    pub async fn search_path(&self, schemas: Vec<String>) -> Result<(), Refusal> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Job::SearchPath { schemas, reply }, rx).await
+    }
+
+    /// Interrupts statement `id` if it is still running (or streaming).
+    pub fn stop(&self, id: Option<u64>, why: Stop) {
+        self.shared.stop(id, why);
+    }
+
+    async fn send<T>(
+        &self,
+        job: Job,
+        rx: oneshot::Receiver<Result<T, Refusal>>,
+    ) -> Result<T, Refusal> {
+        let gone = || Refusal {
+            sqlstate: sqlstate::INTERNAL,
+            message: "the connection's query thread has stopped".into(),
+        };
+        self.jobs.send(job).map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+}
+
+impl Shared {
+    fn stop(&self, id: Option<u64>, why: Stop) {
+        if let Ok(mut running) = self.running.lock() {
+            if running.id != 0 && id.is_none_or(|id| id == running.id) {
+                running.stopped = Some(why);
+                self.interrupt.interrupt();
+            }
+        }
+    }
+
+    fn set_running(&self, id: u64) {
+        if let Ok(mut running) = self.running.lock() {
+            *running = Running { id, stopped: None };
+        }
+    }
+
+    fn stopped(&self) -> Option<Stop> {
+        self.running.lock().ok().and_then(|r| r.stopped)
+    }
+}
+
+/// The thread's side.
+struct Thread {
+    conn: Connection,
+    /// Where the gate parses and looks names up: outside the client's transaction, which
+    /// may have failed (DuckDB then refuses every statement on that connection).
+    gate: Connection,
+    shared: Arc<Shared>,
+    /// The client opened a transaction (`BEGIN`).
+    in_txn: bool,
+}
+
+impl Thread {
+    fn new(conn: Connection, gate: Connection, shared: Arc<Shared>) -> Self {
+        Thread {
+            conn,
+            gate,
+            shared,
+            in_txn: false,
+        }
+    }
+
+    fn serve(mut self, jobs: mpsc::Receiver<Job>) {
+        let mut pending = None;
+        while let Some(job) = pending.take().or_else(|| jobs.recv().ok()) {
+            pending = self.job(job, &jobs);
+        }
+        debug!("client gone; its query thread ends");
+    }
+
+    /// Does `job`; a job that arrived while a result was open (and ended it) is returned.
+    fn job(&mut self, job: Job, jobs: &mpsc::Receiver<Job>) -> Option<Job> {
+        match job {
+            Job::Vet { text, scope, reply } => {
+                let _ = reply.send(gate::vet(&self.gate, &text, &scope));
+            }
+            Job::Run {
+                id,
+                statement,
+                reply,
+            } => return self.run(id, statement, reply, jobs),
+            Job::Next { reply, .. } => {
+                let _ = reply.send(Err(Refusal {
+                    sqlstate: "34000",
+                    message: "this result was closed: another statement ran on the connection \
+                              before it was read to the end"
+                        .into(),
+                }));
+            }
+            Job::Txn { txn, reply } => {
+                let _ = reply.send(self.txn(txn));
+            }
+            Job::SearchPath { schemas, reply } => {
+                let list = schemas.join(",").replace('\'', "''");
+                let r = self
+                    .conn
+                    .execute_batch(&format!("SET search_path = '{list}'"))
+                    .map_err(|e| error(&e, None));
+                let _ = reply.send(r);
+            }
+        }
+        None
+    }
+
+    fn txn(&mut self, txn: Txn) -> Result<(), Refusal> {
+        if txn == Txn::Restore {
+            if !self.in_txn || self.conn.execute_batch("SELECT 1").is_ok() {
+                return Ok(());
+            }
+            let _ = self.conn.execute_batch("ROLLBACK");
+            let r = self
+                .conn
+                .execute_batch("BEGIN TRANSACTION READ ONLY")
+                .map_err(|e| error(&e, None));
+            self.in_txn = r.is_ok();
+            return r;
+        }
+        let sql = match (txn, self.in_txn) {
+            (Txn::Begin, false) => "BEGIN TRANSACTION READ ONLY",
+            (Txn::Commit, true) => "COMMIT",
+            (Txn::Rollback, true) => "ROLLBACK",
+            // Postgres warns and carries on: nothing to do here either.
+            _ => return Ok(()),
+        };
+        let r = self.conn.execute_batch(sql).map_err(|e| error(&e, None));
+        self.in_txn = match txn {
+            Txn::Begin => r.is_ok(),
+            Txn::Commit | Txn::Rollback | Txn::Restore => false,
+        };
+        r
+    }
+
+    /// Runs a statement and serves its chunks until it ends or another job arrives.
+    fn run(
+        &mut self,
+        id: u64,
+        statement: Statement,
+        reply: oneshot::Sender<Result<Described, Refusal>>,
+        jobs: &mpsc::Receiver<Job>,
+    ) -> Option<Job> {
+        let own_txn = !self.in_txn;
+        if own_txn {
+            if let Err(e) = self.conn.execute_batch("BEGIN TRANSACTION READ ONLY") {
+                let _ = reply.send(Err(error(&e, None)));
+                return None;
+            }
+        }
+        self.shared.set_running(id);
+        let (pending, ok) = stream(&self.conn, &self.shared, id, statement, reply, jobs);
+        self.shared.set_running(0);
+        if own_txn {
+            let end = if ok { "COMMIT" } else { "ROLLBACK" };
+            if let Err(e) = self.conn.execute_batch(end) {
+                debug!(error = %e, "ending a statement's transaction");
+            }
+        }
+        pending
+    }
+}
+
+/// Executes `statement` and answers `Next` jobs for it until the result ends, fails, or
+/// another job arrives (returned). `true` if nothing failed.
+fn stream(
+    conn: &Connection,
+    shared: &Shared,
+    id: u64,
+    statement: Statement,
+    reply: oneshot::Sender<Result<Described, Refusal>>,
+    jobs: &mpsc::Receiver<Job>,
+) -> (Option<Job>, bool) {
+    debug!(
+        id,
+        describe_only = statement.describe_only,
+        "statement started"
+    );
+    let failed = |e: &duckdb::Error| error(e, shared.stopped());
+    let mut prepared = match conn.prepare(&statement.sql) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = reply.send(Err(failed(&e)));
+            return (None, false);
+        }
+    };
+    let logical: Vec<_> = (0..prepared.column_count())
+        .map(|i| types::pg_type(&prepared.column_logical_type(i)))
+        .collect();
+    let param_count = prepared.parameter_count();
+    let params = if statement.params.is_empty() && statement.describe_only {
+        vec![Value::Null; param_count]
+    } else {
+        statement.params
+    };
+    let mut batches = match prepared.stream_arrow(duckdb::params_from_iter(params.iter())) {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = reply.send(Err(failed(&e)));
+            return (None, false);
+        }
+    };
+    let schema = batches.get_schema();
+    let columns: Vec<Column> = schema
+        .fields()
+        .iter()
+        .zip(
+            logical
+                .iter()
+                .cloned()
+                .chain(std::iter::repeat((pgwire::api::Type::TEXT, -1))),
+        )
+        .map(|(f, (pg, typmod))| Column {
+            name: f.name().clone(),
+            pg,
+            typmod,
+        })
+        .collect();
+    let formats = match formats_of(&statement.formats, columns.len()) {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = reply.send(Err(e));
+            return (None, false);
+        }
+    };
+    let _ = reply.send(Ok(Described {
+        columns: columns.clone(),
+        params: param_count,
+    }));
+    if statement.describe_only {
+        return (None, true);
+    }
+    loop {
+        let job = match jobs.recv() {
+            Ok(Job::Next { id: next, reply }) if next == id => reply,
+            Ok(other) => return (Some(other), true),
+            Err(_) => return (None, true),
+        };
+        if let Some(why) = shared.stopped() {
+            let _ = job.send(Err(stopped(why)));
+            return (None, false);
+        }
+        let chunk: Result<Option<Vec<DataRow>>, Refusal> = match batches.next() {
+            None => Ok(None),
+            Some(Err(e)) => Err(failed(&e)),
+            Some(Ok(batch)) => encode(&batch, &columns, &formats).map(Some),
+        };
+        let end = !matches!(chunk, Ok(Some(_)));
+        let ok = chunk.is_ok();
+        let _ = job.send(chunk);
+        if end {
+            return (None, ok);
+        }
+    }
+}
+
+fn encode(
+    batch: &RecordBatch,
+    columns: &[Column],
+    formats: &[FieldFormat],
+) -> Result<Vec<DataRow>, Refusal> {
+    types::encode(batch, columns, formats).map_err(|message| Refusal {
+        sqlstate: "22000",
+        message,
+    })
+}
+
+/// The format of each result column (the client names one for all, or one each).
+fn formats_of(format: &Format, n: usize) -> Result<Vec<FieldFormat>, Refusal> {
+    if let Format::Individual(codes) = format {
+        if codes.len() != n {
+            return Err(Refusal {
+                sqlstate: "08P01",
+                message: format!("{} result formats given for {n} columns", codes.len()),
+            });
+        }
+    }
+    Ok((0..n).map(|i| format.format_for(i)).collect())
+}
+
+fn stopped(why: Stop) -> Refusal {
+    Refusal {
+        sqlstate: "57014",
+        message: match why {
+            Stop::Cancel => "canceling statement due to user request".into(),
+            Stop::Timeout => "canceling statement due to statement timeout".into(),
+        },
+    }
+}
+
+/// A DuckDB error as the Postgres error closest to it.
+pub fn error(e: &duckdb::Error, stopped_for: Option<Stop>) -> Refusal {
+    let message = e.to_string();
+    if let Some(why) = stopped_for.filter(|_| message.contains("nterrupt")) {
+        return stopped(why);
+    }
+    let sqlstate = [
+        ("Parser Error", "42601"),
+        ("Catalog Error", "42P01"),
+        ("Binder Error", "42703"),
+        ("Conversion Error", "22P02"),
+        ("Invalid Input Error", "22023"),
+        ("Out of Range Error", "22003"),
+        ("Out of Memory Error", "53200"),
+        ("Constraint Error", "23000"),
+        ("Permission Error", "42501"),
+        ("TransactionContext Error", "25000"),
+        ("INTERRUPT Error", "57014"),
+    ]
+    .iter()
+    .find(|(prefix, _)| message.contains(prefix))
+    .map_or("XX000", |(_, state)| state);
+    Refusal { sqlstate, message }
+}
+
+fn internal(e: &dyn std::fmt::Display) -> Refusal {
+    Refusal {
+        sqlstate: sqlstate::INTERNAL,
+        message: format!("starting the connection's query thread: {e}"),
+    }
+}
