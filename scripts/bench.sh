@@ -6,5 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 ensure_build_deps
+# The soak reads DuckDB's memory accounting from the running daemon with psql.
+[ "${1:-}" = soak ] && ensure_packages postgresql-client
 build_all
 exec "$CARGO_TARGET_DIR/release/sluice-bench" "$@"

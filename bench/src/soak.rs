@@ -112,6 +112,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let daemon = Daemon {
         pid: child.id(),
         addr: wait_for_http(&dirs.log, &mut child)?,
+        sql_port: wait_for_sql(&dirs.log, &mut child)?,
         data: dirs.data.clone(),
     };
     let kafka = drain_rate(
@@ -205,7 +206,7 @@ fn set_up(root: &Path, brokers: &str, memory_limit: Option<&str>) -> anyhow::Res
     std::fs::write(
         &dirs.config,
         format!(
-            "data_dir = \"{}\"\n{}[http]\nlisten = \"127.0.0.1:0\"\n[models]\ndir = \"{}\"\n\
+            "data_dir = \"{}\"\n{}[http]\nlisten = \"127.0.0.1:0\"\n[sql]\nlisten = \"127.0.0.1:0\"\n[models]\ndir = \"{}\"\n\
              [sources.csv_orders]\ntype = \"csv\"\npath = \"{}\"\nafter_ingest = \"delete\"\n\
              [sources.csv_orders.schema]\n{schema}\n\
              [sources.kafka_orders]\ntype = \"kafka\"\nbrokers = \"{brokers}\"\ntopics = [\"{TOPIC}\"]\ngroup_id = \"soak\"\n\
@@ -287,6 +288,27 @@ fn wait_for_http(log: &Path, child: &mut Child) -> anyhow::Result<String> {
         }
         if Instant::now() > deadline {
             bail!("no HTTP address in sluice's log after 2 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The port of the daemon's SQL endpoint, from its log.
+fn wait_for_sql(log: &Path, child: &mut Child) -> anyhow::Result<u16> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        alive(child, log)?;
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let port = text
+            .lines()
+            .find(|l| l.contains("SQL endpoint listening"))
+            .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("listen=")))
+            .and_then(|a| a.rsplit(':').next()?.parse().ok());
+        if let Some(port) = port {
+            return Ok(port);
+        }
+        if Instant::now() > deadline {
+            bail!("no SQL endpoint in sluice's log after 2 minutes");
         }
         std::thread::sleep(Duration::from_millis(50));
     }

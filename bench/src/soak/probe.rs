@@ -23,21 +23,24 @@ pub struct Sample {
     pub wal_bytes: u64,
     pub parquet_files: u64,
     pub mart_freshness: f64,
+    /// What DuckDB itself accounts for (`duckdb_memory()`, read over the SQL endpoint).
+    pub duckdb_memory: u64,
 }
 
 impl Sample {
     pub fn header() -> &'static str {
-        "| t (s) | CSV rows | Kafka rows | RSS MiB | fds | DuckDB MiB | WAL MiB | Parquet files | mart freshness (s) |\n\
-         |---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "| t (s) | CSV rows | Kafka rows | RSS MiB | DuckDB memory MiB | fds | DuckDB MiB | WAL MiB | Parquet files | mart freshness (s) |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     }
 
     pub fn row(&self) -> String {
         format!(
-            "| {:.0} | {} | {} | {:.0} | {} | {:.0} | {:.1} | {} | {:.2} |",
+            "| {:.0} | {} | {} | {:.0} | {:.0} | {} | {:.0} | {:.1} | {} | {:.2} |",
             self.t,
             self.csv_rows,
             self.kafka_rows,
             self.rss_kib as f64 / 1024.0,
+            self.duckdb_memory as f64 / MIB,
             self.fds,
             self.db_bytes as f64 / MIB,
             self.wal_bytes as f64 / MIB,
@@ -53,6 +56,8 @@ pub const MIB: f64 = 1024.0 * 1024.0;
 pub struct Daemon {
     pub pid: u32,
     pub addr: String,
+    /// The SQL endpoint's port (psql reads DuckDB's memory accounting through it).
+    pub sql_port: u16,
     pub data: PathBuf,
 }
 
@@ -80,7 +85,30 @@ impl Daemon {
             wal_bytes: size(&db.with_extension("duckdb.wal")),
             parquet_files: count_files(&self.data.join("parquet")),
             mart_freshness: metric(&metrics, "sluice_model_freshness_seconds", "fresh_orders"),
+            duckdb_memory: self.duckdb_memory().unwrap_or(0),
         })
+    }
+
+    /// Bytes DuckDB accounts for (buffer pool and the rest `duckdb_memory()` lists),
+    /// asked of the running daemon with psql.
+    fn duckdb_memory(&self) -> Option<u64> {
+        let out = std::process::Command::new("psql")
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "sluice",
+                "-d",
+                "sluice",
+            ])
+            .args(["-p", &self.sql_port.to_string()])
+            .args(["-c", "SELECT sum(memory_usage_bytes) FROM duckdb_memory()"])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
     }
 
     /// The text of `/metrics`.

@@ -129,8 +129,12 @@ pub fn trend(samples: &[Sample], warmup: f64, window: f64) {
         return;
     }
     type Measure = (&'static str, fn(&Sample) -> f64);
-    let measures: [Measure; 6] = [
+    let measures: [Measure; 8] = [
         ("RSS (MiB)", |s| s.rss_kib as f64 / 1024.0),
+        ("DuckDB memory (MiB)", |s| s.duckdb_memory as f64 / MIB),
+        ("RSS minus DuckDB memory (MiB)", |s| {
+            (s.rss_kib as f64 * 1024.0 - s.duckdb_memory as f64) / MIB
+        }),
         ("DuckDB file (MiB)", |s| s.db_bytes as f64 / MIB),
         ("open fds", |s| s.fds as f64),
         ("WAL (MiB)", |s| s.wal_bytes as f64 / MIB),
