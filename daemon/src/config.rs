@@ -73,6 +73,7 @@ pub struct SqlSettings {
     pub listen: Option<std::net::SocketAddr>,
     pub max_connections: usize,
     pub statement_timeout: Option<std::time::Duration>,
+    pub idle_in_transaction_timeout: Option<std::time::Duration>,
 }
 
 /// A loaded, resolved and validated configuration.
@@ -218,6 +219,8 @@ fn resolve(file: FileConfig, base: &Path, path: &Path) -> Config {
             listen: file.sql.listen.parse().ok(),
             max_connections: file.sql.max_connections,
             statement_timeout: Some(file.sql.statement_timeout).filter(|d| !d.is_zero()),
+            idle_in_transaction_timeout: Some(file.sql.idle_in_transaction_timeout)
+                .filter(|d| !d.is_zero()),
         },
         sources,
     }

@@ -188,6 +188,7 @@ fn serve_sql(
         },
         max_connections: config.sql.max_connections,
         statement_timeout: config.sql.statement_timeout,
+        idle_in_transaction_timeout: config.sql.idle_in_transaction_timeout,
         server_version: format!("16.6 (sluice {})", env!("CARGO_PKG_VERSION")),
     };
     let base = warehouse

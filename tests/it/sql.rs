@@ -496,3 +496,35 @@ fn the_jdbc_driver_lists_tables_and_reads_every_type() {
     let (status, log) = daemon.terminate();
     assert!(status.success(), "{log}");
 }
+
+#[test]
+fn a_transaction_left_idle_is_ended_and_its_connection_with_it() {
+    let (_d, mut daemon, port) = warehouse("");
+    let mut client = psql(port)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("psql");
+    let mut stdin = client.stdin.take().expect("stdin");
+    stdin
+        .write_all(b"SET idle_in_transaction_session_timeout = '200ms';\nBEGIN;\nSELECT count(*) FROM raw.src;\n")
+        .expect("write");
+    stdin.flush().expect("flush");
+    daemon.wait_for_log("idle longer than idle_in_transaction_session_timeout");
+    stdin.write_all(b"SELECT 'after';\n").expect("write");
+    drop(stdin);
+    let out = wait_bounded(client);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("150"), "{stdout}");
+    assert!(!stdout.contains("after"), "{stdout}");
+    assert!(
+        stderr.contains("25P03") && stderr.contains("idle-in-transaction timeout"),
+        "{stderr}"
+    );
+    // Other clients are not affected.
+    assert_eq!(rows(port, "SELECT count(*) FROM raw.src"), ["150"]);
+    let (status, log) = daemon.terminate();
+    assert!(status.success(), "{log}");
+}

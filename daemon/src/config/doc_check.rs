@@ -182,6 +182,13 @@ fn readme_states_the_defaults_the_code_uses() {
         SqlConfig::default().statement_timeout,
         "README default of sql.statement_timeout"
     );
+    let idle = humantime::parse_duration(&unquoted("sql.idle_in_transaction_timeout"))
+        .expect("a duration");
+    assert_eq!(
+        idle,
+        SqlConfig::default().idle_in_transaction_timeout,
+        "README default of sql.idle_in_transaction_timeout"
+    );
 }
 
 #[test]

@@ -133,6 +133,14 @@ pub struct SqlConfig {
     /// `statement_timeout`; `"0s"`: no limit.
     #[serde(default = "default_statement_timeout", with = "humantime_serde")]
     pub statement_timeout: Duration,
+    /// A transaction left open and idle this long is rolled back and its connection ended
+    /// (25P03), unless the session sets its own `idle_in_transaction_session_timeout`; its
+    /// snapshot would keep DuckDB from checkpointing after updates. `"0s"`: no limit.
+    #[serde(
+        default = "default_idle_in_transaction_timeout",
+        with = "humantime_serde"
+    )]
+    pub idle_in_transaction_timeout: Duration,
 }
 
 impl Default for SqlConfig {
@@ -141,6 +149,7 @@ impl Default for SqlConfig {
             listen: default_sql_listen(),
             max_connections: default_max_connections(),
             statement_timeout: default_statement_timeout(),
+            idle_in_transaction_timeout: default_idle_in_transaction_timeout(),
         }
     }
 }
@@ -156,6 +165,9 @@ fn default_max_connections() -> usize {
     16
 }
 fn default_statement_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_idle_in_transaction_timeout() -> Duration {
     Duration::from_secs(300)
 }
 

@@ -9,13 +9,15 @@ use futures::stream::{self, Stream};
 use pgwire::api::ClientInfo;
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
+use pgwire::messages::response::TransactionStatus;
 use tokio::sync::OwnedSemaphorePermit;
+use tracing::info;
 
 use super::server::Shared;
 use super::settings::Settings;
 use crate::gate::{sqlstate, Refusal, Scope};
 use crate::metrics::Outcome;
-use crate::reader::{Reader, Stop};
+use crate::reader::{Reader, Stop, Txn};
 
 /// A connected client.
 #[derive(Debug)]
@@ -27,6 +29,10 @@ pub struct Client {
     /// A `ROLLBACK TO SAVEPOINT` just ended the transaction's error state (the protocol
     /// handlers then report the transaction as open again).
     pub restored: std::sync::atomic::AtomicBool,
+    /// Counts the client's messages, so an idle timer knows nothing came since it was set.
+    activity: std::sync::atomic::AtomicU64,
+    /// The transaction was ended for idling; the next message ends the connection.
+    terminated: std::sync::atomic::AtomicBool,
     pub shared: Arc<Shared>,
     /// The connection slot; given back when the client goes.
     _permit: OwnedSemaphorePermit,
@@ -59,6 +65,8 @@ impl Client {
             settings: Mutex::new(settings),
             open: Mutex::default(),
             restored: Default::default(),
+            activity: Default::default(),
+            terminated: Default::default(),
             shared,
             _permit: permit,
             key,
@@ -71,6 +79,50 @@ impl Client {
             .session_extensions()
             .get::<Client>()
             .ok_or_else(|| fatal("08003", "the connection was not set up"))
+    }
+
+    /// A message from the client: refused (the connection ends, 25P03 as Postgres) if its
+    /// transaction was ended for idling, else noted so that idle timers set before it do
+    /// nothing.
+    pub fn touch(&self) -> PgWireResult<()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.terminated.load(Relaxed) {
+            return Err(fatal(
+                "25P03",
+                "terminating connection due to idle-in-transaction timeout",
+            ));
+        }
+        self.activity.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// After a message that leaves a transaction open: if nothing comes for the session's
+    /// `idle_in_transaction_session_timeout`, the transaction is rolled back (its snapshot
+    /// would hold back DuckDB's checkpoints) and the connection is ended at its next
+    /// message.
+    pub fn arm_idle(self: &Arc<Self>, status: TransactionStatus) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let after = self
+            .settings
+            .lock()
+            .ok()
+            .and_then(|s| s.idle_in_transaction_timeout());
+        let (Some(after), false) = (after, matches!(status, TransactionStatus::Idle)) else {
+            return;
+        };
+        let seen = self.activity.load(Relaxed);
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let Some(me) = me.upgrade() else { return };
+            if me.activity.load(Relaxed) != seen {
+                return;
+            }
+            me.terminated.store(true, Relaxed);
+            let ended = me.reader.txn(Txn::Rollback).await;
+            info!(ended = ended.is_ok(), after = ?after,
+                "ended a SQL client's transaction idle longer than idle_in_transaction_session_timeout");
+        });
     }
 
     /// Whether a `ROLLBACK TO SAVEPOINT` ran since the last call.

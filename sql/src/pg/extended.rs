@@ -97,11 +97,14 @@ impl ExtendedQueryHandler for Handlers {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        self._on_execute(client, message).await?;
-        if Client::of(client)?.take_restored() {
+        let me = Client::of(client)?;
+        me.touch()?;
+        let result = self._on_execute(client, message).await;
+        if me.take_restored() {
             client.set_transaction_status(TransactionStatus::Transaction);
         }
-        Ok(())
+        me.arm_idle(client.transaction_status());
+        result
     }
 
     async fn do_describe_statement<C>(
@@ -155,6 +158,7 @@ impl ExtendedQueryHandler for Handlers {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let me = Client::of(client)?;
+        me.touch()?;
         match &portal.statement.statement {
             Vetted::Query(sql) => {
                 statement::check_not_aborted(client.transaction_status(), false)

@@ -35,6 +35,8 @@ pub struct Options {
     pub max_connections: usize,
     /// A session's `statement_timeout` until it sets its own (`None`: no limit).
     pub statement_timeout: Option<Duration>,
+    /// A session's `idle_in_transaction_session_timeout` until it sets its own.
+    pub idle_in_transaction_timeout: Option<Duration>,
     /// Reported to clients as `server_version` (`SHOW server_version`).
     pub server_version: String,
 }
@@ -185,6 +187,7 @@ impl NoopStartupHandler for Handlers {
         };
         let mut settings = Settings::new(
             shared.options.statement_timeout,
+            shared.options.idle_in_transaction_timeout,
             &shared.options.server_version,
         );
         settings.apply_startup(client.metadata());

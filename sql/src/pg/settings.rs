@@ -1,7 +1,9 @@
 //! Session parameters: what `SET`, `RESET` and `SHOW` change and read. They live in
-//! sluice, per connection; none is a DuckDB setting. Two change behaviour:
-//! `statement_timeout` (stops a statement that runs longer) and `search_path` (where
-//! unqualified names resolve, within the schemas clients may read). The rest are kept
+//! sluice, per connection; none is a DuckDB setting. Three change behaviour:
+//! `statement_timeout` (stops a statement that runs longer),
+//! `idle_in_transaction_session_timeout` (ends a transaction left open and idle, whose
+//! snapshot would hold back DuckDB's checkpoints) and `search_path` (where unqualified
+//! names resolve, within the schemas clients may read). The rest are kept
 //! and shown back, so clients that set them on connect work.
 
 use std::collections::BTreeMap;
@@ -31,8 +33,13 @@ const FIXED: &[(&str, &str)] = &[
 ];
 
 impl Settings {
-    pub fn new(statement_timeout: Option<Duration>, server_version: &str) -> Self {
+    pub fn new(
+        statement_timeout: Option<Duration>,
+        idle_in_transaction: Option<Duration>,
+        server_version: &str,
+    ) -> Self {
         let timeout = statement_timeout.map_or(0, |d| d.as_millis());
+        let idle = idle_in_transaction.map_or(0, |d| d.as_millis());
         let defaults: BTreeMap<String, String> = [
             ("application_name", String::new()),
             ("client_encoding", "UTF8".into()),
@@ -43,6 +50,7 @@ impl Settings {
             ("standard_conforming_strings", "on".into()),
             ("search_path", String::new()),
             ("statement_timeout", format!("{timeout}")),
+            ("idle_in_transaction_session_timeout", format!("{idle}")),
             ("server_version", server_version.to_string()),
         ]
         .into_iter()
@@ -74,8 +82,8 @@ impl Settings {
         }
         let value = value.trim_matches('\'').to_string();
         match name.as_str() {
-            "statement_timeout" => {
-                let ms = timeout_millis(&value)?;
+            "statement_timeout" | "idle_in_transaction_session_timeout" => {
+                let ms = timeout_millis(&name, &value)?;
                 self.values.insert(name, ms.to_string());
             }
             "timezone"
@@ -117,6 +125,9 @@ impl Settings {
             "statement_timeout" => Ok(self
                 .statement_timeout()
                 .map_or("0".into(), |d| format!("{}ms", d.as_millis()))),
+            "idle_in_transaction_session_timeout" => Ok(self
+                .idle_in_transaction_timeout()
+                .map_or("0".into(), |d| format!("{}ms", d.as_millis()))),
             "search_path" if self.values.get("search_path").is_none_or(String::is_empty) => {
                 Ok("\"$user\", public".into())
             }
@@ -136,7 +147,15 @@ impl Settings {
     }
 
     pub fn statement_timeout(&self) -> Option<Duration> {
-        let ms: u64 = self.values.get("statement_timeout")?.parse().ok()?;
+        self.millis("statement_timeout")
+    }
+
+    pub fn idle_in_transaction_timeout(&self) -> Option<Duration> {
+        self.millis("idle_in_transaction_session_timeout")
+    }
+
+    fn millis(&self, name: &str) -> Option<Duration> {
+        let ms: u64 = self.values.get(name)?.parse().ok()?;
         (ms > 0).then(|| Duration::from_millis(ms))
     }
 
@@ -161,26 +180,26 @@ impl Settings {
     }
 }
 
-/// A `statement_timeout` value: milliseconds, or a number with a unit (`5s`, `2min`).
-fn timeout_millis(value: &str) -> Result<u64, Refusal> {
+/// A timeout's value: milliseconds, or a number with a unit (`5s`, `2min`).
+fn timeout_millis(name: &str, value: &str) -> Result<u64, Refusal> {
     let v = value.trim().to_lowercase();
     let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
     let (n, unit) = v.split_at(split);
-    let n: u64 = n.parse().map_err(|_| invalid(value))?;
+    let n: u64 = n.parse().map_err(|_| invalid(name, value))?;
     let factor = match unit.trim() {
         "" | "ms" => 1,
         "s" => 1_000,
         "min" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
-        _ => return Err(invalid(value)),
+        _ => return Err(invalid(name, value)),
     };
     Ok(n * factor)
 }
 
-fn invalid(value: &str) -> Refusal {
+fn invalid(name: &str, value: &str) -> Refusal {
     Refusal {
         sqlstate: "22023",
-        message: format!("invalid value for parameter \"statement_timeout\": \"{value}\""),
+        message: format!("invalid value for parameter \"{name}\": \"{value}\""),
     }
 }

@@ -38,10 +38,12 @@ impl SimpleQueryHandler for Handlers {
         }
         client.set_state(PgWireConnectionState::QueryInProgress);
         let me = Client::of(client)?;
+        me.touch()?;
         let mut status = client.transaction_status();
         let result = run(client, &me, &query.query, &mut status).await;
         client.set_state(PgWireConnectionState::ReadyForQuery);
         client.set_transaction_status(status);
+        me.arm_idle(status.to_error_state());
         result?;
         send_ready_for_query(client, status).await
     }
