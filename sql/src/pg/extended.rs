@@ -140,7 +140,7 @@ impl ExtendedQueryHandler for Handlers {
             }
             Vetted::Session(Command::Show { name }) => Ok(DescribeStatementResponse::new(
                 Vec::new(),
-                show_fields(name, &Format::UnifiedText),
+                statement::show_fields(name, &Format::UnifiedText),
             )),
             Vetted::Session(_) => Ok(DescribeStatementResponse::no_data()),
         }
@@ -171,7 +171,7 @@ impl ExtendedQueryHandler for Handlers {
                 Ok(DescribePortalResponse::new(fields))
             }
             Vetted::Session(Command::Show { name }) => Ok(DescribePortalResponse::new(
-                show_fields(name, &portal.result_column_format),
+                statement::show_fields(name, &portal.result_column_format),
             )),
             Vetted::Session(_) => Ok(DescribePortalResponse::no_data()),
         }
@@ -253,21 +253,4 @@ fn take_open(me: &Client, portal: &Portal<Vetted>) -> Option<Open> {
 
 fn key(portal: &Portal<Vetted>) -> (String, usize) {
     (portal.name.clone(), Arc::as_ptr(&portal.state) as usize)
-}
-
-fn show_fields(name: &str, formats: &Format) -> Vec<FieldInfo> {
-    let names: Vec<&str> = if name == "all" {
-        vec!["name", "setting"]
-    } else {
-        vec![name]
-    };
-    let columns: Vec<_> = names
-        .into_iter()
-        .map(|n| super::types::Column {
-            name: n.to_string(),
-            pg: Type::TEXT,
-            typmod: -1,
-        })
-        .collect();
-    statement::fields(&columns, formats)
 }

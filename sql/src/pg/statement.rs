@@ -218,6 +218,25 @@ fn in_transaction(status: TransactionStatus, what: &str) -> Result<(), Refusal> 
     }
 }
 
+/// The columns `SHOW name` answers with: the parameter's name (`SHOW ALL`: name, setting),
+/// as text.
+pub fn show_fields(name: &str, formats: &Format) -> Vec<FieldInfo> {
+    let names: Vec<&str> = if name == "all" {
+        vec!["name", "setting"]
+    } else {
+        vec![name]
+    };
+    let columns: Vec<Column> = names
+        .into_iter()
+        .map(|n| Column {
+            name: n.to_string(),
+            pg: Type::TEXT,
+            typmod: -1,
+        })
+        .collect();
+    fields(&columns, formats)
+}
+
 /// `SHOW name` as a one-column result (`SHOW ALL`: name, setting).
 fn show(me: &Client, name: &str, formats: &Format) -> Result<Response, Refusal> {
     let settings = me.settings.lock().map_err(|_| poisoned())?;
@@ -230,20 +249,7 @@ fn show(me: &Client, name: &str, formats: &Format) -> Result<Response, Refusal> 
     } else {
         vec![vec![settings.show(name)?]]
     };
-    let names: Vec<&str> = if name == "all" {
-        vec!["name", "setting"]
-    } else {
-        vec![name]
-    };
-    let columns: Vec<Column> = names
-        .iter()
-        .map(|n| Column {
-            name: n.to_string(),
-            pg: Type::TEXT,
-            typmod: -1,
-        })
-        .collect();
-    let fields = Arc::new(fields(&columns, formats));
+    let fields = Arc::new(show_fields(name, formats));
     let data: Vec<PgWireResult<DataRow>> = rows
         .into_iter()
         .map(|row| {
