@@ -280,8 +280,9 @@ fn connections_beyond_max_connections_are_refused_until_one_leaves() {
     let mut stdin = holder.stdin.take().expect("stdin");
     stdin.write_all(b"SELECT 'holding';\n").expect("write");
     stdin.flush().expect("flush");
-    daemon.wait_until("the first client connected", |d| {
-        let scrape = http_get(&format!("{}/metrics", d_http(d))).1;
+    let base = daemon.http_addr();
+    daemon.wait_until("the first client connected", |_| {
+        let scrape = http_get(&format!("{base}/metrics")).1;
         metric(&scrape, "sluice_sql_connections") == Some(1.0)
     });
     let err = refused(port, "SELECT 1");
@@ -302,14 +303,6 @@ fn connections_beyond_max_connections_are_refused_until_one_leaves() {
     });
     let (status, log) = daemon.terminate();
     assert!(status.success(), "{log}");
-}
-
-/// The HTTP base address from the daemon's log (without `&mut`).
-fn d_http(d: &Daemon) -> String {
-    let log = d.log_text();
-    let start = log.find("listen=Some(").expect("listen in log") + "listen=Some(".len();
-    let end = start + log[start..].find(')').expect("paren");
-    format!("http://{}", &log[start..end])
 }
 
 #[test]
@@ -451,23 +444,25 @@ fn python_clients() -> String {
     })
 }
 
+/// Runs a client check program (tests/clients/) against the endpoint on `port`, with the
+/// 150 rows `warehouse` commits; it must succeed. Its standard output.
+fn client_check(cmd: &mut Command, port: u16) -> String {
+    let out = output(cmd.arg(port.to_string()).arg("150"));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 #[test]
 fn psycopg_and_sqlalchemy_read_every_type_in_binary_and_text() {
     let (_d, daemon, port) = warehouse("");
     let script = crate::support::repo_root().join("tests/clients/psycopg_check.py");
-    let out = output(
-        Command::new(python_clients())
-            .arg(script)
-            .arg(port.to_string())
-            .arg("150"),
-    );
-    assert!(
-        out.status.success(),
-        "psycopg check failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("\"ok\": true"));
+    let stdout = client_check(Command::new(python_clients()).arg(script), port);
+    assert!(stdout.contains("\"ok\": true"), "{stdout}");
     let (status, log) = daemon.terminate();
     assert!(status.success(), "{log}");
 }
@@ -476,23 +471,15 @@ fn psycopg_and_sqlalchemy_read_every_type_in_binary_and_text() {
 fn the_jdbc_driver_lists_tables_and_reads_every_type() {
     let (_d, daemon, port) = warehouse("");
     let program = crate::support::repo_root().join("tests/clients/JdbcCheck.java");
-    let out = output(
-        Command::new("java")
-            .args([
-                "-Duser.timezone=UTC",
-                "-cp",
-                "/usr/share/java/postgresql.jar",
-            ])
-            .arg(program)
-            .arg(port.to_string())
-            .arg("150"),
-    );
-    assert!(
-        out.status.success(),
-        "JDBC check failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut java = Command::new("java");
+    java.args([
+        "-Duser.timezone=UTC",
+        "-cp",
+        "/usr/share/java/postgresql.jar",
+    ])
+    .arg(program);
+    let stdout = client_check(&mut java, port);
+    assert_eq!(stdout.trim(), "ok");
     let (status, log) = daemon.terminate();
     assert!(status.success(), "{log}");
 }
