@@ -18,16 +18,24 @@
 //!   `READ ONLY` transactions, results pulled chunk by chunk, interrupts for cancel and
 //!   timeout.
 //! - [`copy`]: `COPY (query) TO STDOUT` (psql's `\copy`), the one `COPY` allowed.
-//! - [`shims`]: Postgres catalog functions DuckDB lacks (`pg_get_userbyid`, a
-//!   Postgres-style `version()`), as temporary macros the gate renames calls to.
+//! - [`shims`]: Postgres functions DuckDB lacks or answers differently
+//!   (`pg_get_userbyid`, `current_setting`, a Postgres-style `version()`), as temporary
+//!   macros.
+//! - [`catalog`]: Postgres's system catalog (`pg_class`, `pg_attribute` with Postgres
+//!   type OIDs, `pg_type`, ...) as temporary table macros, for psql's `\d`, JDBC's
+//!   `getColumns` and SQLAlchemy's reflection.
+//! - [`rewrite`]: the one edit made to a vetted query: catalog names and shimmed calls
+//!   renamed to sluice's stand-ins, where DuckDB's parse says they are written.
 //! - [`pg`]: the Postgres wire protocol listener (pgwire) on top of the three above.
 //! - [`metrics`]: the endpoint's metrics.
 
+pub mod catalog;
 pub mod copy;
 pub mod gate;
 pub mod metrics;
 pub mod pg;
 pub mod reader;
+pub mod rewrite;
 pub mod session;
 pub mod shims;
 pub mod split;

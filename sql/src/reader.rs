@@ -95,8 +95,9 @@ enum Job {
         txn: Txn,
         reply: oneshot::Sender<Result<(), Refusal>>,
     },
-    SearchPath {
+    Session {
         schemas: Vec<String>,
+        settings: Vec<(String, String)>,
         reply: oneshot::Sender<Result<(), Refusal>>,
     },
 }
@@ -210,9 +211,21 @@ impl Reader {
     }
 
     /// Sets where the connection resolves unqualified names (schemas already vetted).
-    pub async fn search_path(&self, schemas: Vec<String>) -> Result<(), Refusal> {
+    /// Applies the session's parameters to its connection: `search_path` (the schemas
+    /// unqualified names resolve in) and every parameter's value, which the
+    /// `current_setting()` shim reads ([`crate::shims`]).
+    pub async fn session(
+        &self,
+        schemas: Vec<String>,
+        settings: Vec<(String, String)>,
+    ) -> Result<(), Refusal> {
         let (reply, rx) = oneshot::channel();
-        self.send(Job::SearchPath { schemas, reply }, rx).await
+        let job = Job::Session {
+            schemas,
+            settings,
+            reply,
+        };
+        self.send(job, rx).await
     }
 
     /// Interrupts statement `id` if it is still running (or streaming).
@@ -306,12 +319,23 @@ impl Thread {
             Job::Txn { txn, reply } => {
                 let _ = reply.send(self.txn(txn));
             }
-            Job::SearchPath { schemas, reply } => {
-                let list = schemas.join(",").replace('\'', "''");
-                let r = self
-                    .conn
-                    .execute_batch(&format!("SET search_path = '{list}'"))
-                    .map_err(|e| error(&e, None));
+            Job::Session {
+                schemas,
+                settings,
+                reply,
+            } => {
+                let text = |v: &str| format!("'{}'", v.replace('\'', "''"));
+                let map: Vec<String> = settings
+                    .iter()
+                    .map(|(k, v)| format!("{}: {}", text(k), text(v)))
+                    .collect();
+                let sql = format!(
+                    "SET search_path = {}; SET VARIABLE {} = MAP {{{}}}::MAP(VARCHAR, VARCHAR);",
+                    text(&schemas.join(",")),
+                    crate::shims::SETTINGS_VARIABLE,
+                    map.join(", ")
+                );
+                let r = self.conn.execute_batch(&sql).map_err(|e| error(&e, None));
                 let _ = reply.send(r);
             }
         }
@@ -397,36 +421,30 @@ fn stream(
             return (None, false);
         }
     };
-    let logical: Vec<_> = (0..prepared.column_count())
-        .map(|i| types::pg_type(&prepared.column_logical_type(i)))
-        .collect();
     let param_count = prepared.parameter_count();
     let params = if statement.params.is_empty() && statement.describe_only {
         vec![Value::Null; param_count]
     } else {
         statement.params
     };
-    let mut batches = match prepared.stream_arrow(duckdb::params_from_iter(params.iter())) {
-        Ok(b) => b,
-        Err(e) => {
-            let _ = reply.send(Err(failed(&e)));
-            return (None, false);
-        }
-    };
-    let schema = batches.get_schema();
-    let columns: Vec<Column> = schema
+    // Started, then read chunk by chunk with `step` below. The types are read after the
+    // start: before it, a statement whose types depend on its parameters has none.
+    if let Err(e) = prepared.stream_arrow(duckdb::params_from_iter(params.iter())) {
+        let _ = reply.send(Err(failed(&e)));
+        return (None, false);
+    }
+    let columns: Vec<Column> = prepared
+        .schema()
         .fields()
         .iter()
-        .zip(
-            logical
-                .iter()
-                .cloned()
-                .chain(std::iter::repeat((pgwire::api::Type::TEXT, -1))),
-        )
-        .map(|(f, (pg, typmod))| Column {
-            name: f.name().clone(),
-            pg,
-            typmod,
+        .enumerate()
+        .map(|(i, f)| {
+            let (pg, typmod) = types::pg_type(&prepared.column_logical_type(i));
+            Column {
+                name: f.name().clone(),
+                pg,
+                typmod,
+            }
         })
         .collect();
     let formats = match formats_of(&statement.formats, columns.len()) {
@@ -453,10 +471,10 @@ fn stream(
             let _ = job.send(Err(stopped(why)));
             return (None, false);
         }
-        let chunk: Result<Option<Vec<DataRow>>, Refusal> = match batches.next() {
-            None => Ok(None),
-            Some(Err(e)) => Err(failed(&e)),
-            Some(Ok(batch)) => encode(&batch, &columns, &formats).map(Some),
+        let chunk: Result<Option<Vec<DataRow>>, Refusal> = match prepared.step() {
+            Ok(None) => Ok(None),
+            Err(e) => Err(failed(&e)),
+            Ok(Some(array)) => encode(&RecordBatch::from(&array), &columns, &formats).map(Some),
         };
         let end = !matches!(chunk, Ok(Some(_)));
         let ok = chunk.is_ok();

@@ -1,5 +1,6 @@
 // The PostgreSQL JDBC driver (Debian's libpostgresql-jdbc-java) against sluice's Postgres
-// endpoint: what Metabase's sync starts with (DatabaseMetaData.getTables), a prepared
+// endpoint: what Metabase's sync reads (DatabaseMetaData.getTables, getColumns and
+// getPrimaryKeys), a prepared
 // statement run past prepareThreshold (the driver then prepares it on the server and reads
 // results in binary), and every type. Run by tests/it/sql.rs as
 // `java -cp postgresql.jar JdbcCheck.java <port> <rows>`; exits 1 with a message on the
@@ -26,8 +27,31 @@ public class JdbcCheck {
                 while (rs.next()) tables.add(rs.getString("TABLE_SCHEM") + "." + rs.getString("TABLE_NAME"));
             }
             check("getTables(raw)", tables.contains("raw.src"), true);
-            // getColumns is not checked yet: DuckDB's pg_attribute reports DuckDB's type ids
-            // where Postgres clients expect Postgres OIDs (issue 13's notes).
+            // getColumns: what Metabase's sync maps field types from.
+            List<String> columns = new ArrayList<>();
+            try (ResultSet rs = meta.getColumns(null, "raw", "src", "%")) {
+                while (rs.next()) {
+                    columns.add(rs.getInt("ORDINAL_POSITION") + " " + rs.getString("COLUMN_NAME") + " "
+                            + rs.getString("TYPE_NAME") + " " + rs.getInt("DATA_TYPE") + " "
+                            + rs.getString("IS_NULLABLE"));
+                    if (rs.getString("COLUMN_NAME").equals("amount")) {
+                        check("amount's precision", rs.getInt("COLUMN_SIZE"), 12);
+                        check("amount's scale", rs.getInt("DECIMAL_DIGITS"), 2);
+                    }
+                }
+            }
+            check("getColumns(raw.src)", columns, List.of(
+                    "1 id int8 " + Types.BIGINT + " YES",
+                    "2 name text " + Types.VARCHAR + " YES",
+                    "3 amount numeric " + Types.NUMERIC + " YES",
+                    "4 _sluice_batch int8 " + Types.BIGINT + " YES",
+                    "5 _sluice_ingested_at timestamptz " + Types.TIMESTAMP + " YES",
+                    "6 _sluice_source text " + Types.VARCHAR + " YES",
+                    "7 _sluice_file text " + Types.VARCHAR + " YES",
+                    "8 _sluice_line int8 " + Types.BIGINT + " YES"));
+            try (ResultSet rs = meta.getPrimaryKeys(null, "raw", "src")) {
+                check("raw tables have no primary key", rs.next(), false);
+            }
 
             try (PreparedStatement ps = c.prepareStatement("SELECT name, amount FROM raw.src WHERE id = ?")) {
                 for (int i = 1; i <= 8; i++) {

@@ -86,7 +86,29 @@ engine = sqlalchemy.create_engine(f"postgresql+psycopg://sluice@127.0.0.1:{port}
 frame = pandas.read_sql("SELECT id, amount FROM raw.src ORDER BY id", engine)
 check("pandas rows", len(frame), expected_rows)
 check("pandas first id", int(frame["id"].iloc[0]), 1)
-# SQLAlchemy's table reflection (inspect(engine).get_columns) is not checked yet: its
-# catalog query needs pg_collation, pg_attrdef and Postgres type OIDs in pg_attribute
-# (issue 13's notes).
+# SQLAlchemy's reflection: Postgres's catalog as SQLAlchemy reads it.
+inspector = sqlalchemy.inspect(engine)
+check("raw tables", "src" in inspector.get_table_names(schema="raw"), True)
+reflected = [(c["name"], repr(c["type"]), c["nullable"]) for c in inspector.get_columns("src", schema="raw")]
+check("reflected columns", reflected, [
+    ("id", "BIGINT()", True),
+    ("name", "TEXT()", True),
+    ("amount", "NUMERIC(precision=12, scale=2)", True),
+    ("_sluice_batch", "BIGINT()", True),
+    ("_sluice_ingested_at", "TIMESTAMP(timezone=True)", True),
+    ("_sluice_source", "TEXT()", True),
+    ("_sluice_file", "TEXT()", True),
+    ("_sluice_line", "BIGINT()", True),
+])
+check("primary key", inspector.get_pk_constraint("src", schema="raw")["constrained_columns"], [])
+table = sqlalchemy.Table("src", sqlalchemy.MetaData(), schema="raw", autoload_with=engine)
+with engine.connect() as conn:
+    check("reflected table count",
+          conn.execute(sqlalchemy.select(sqlalchemy.func.count()).select_from(table)).scalar(),
+          expected_rows)
+    # current_setting: the session's parameters, as SET changed them.
+    conn.exec_driver_sql("SET application_name = 'reflection'")
+    check("current_setting", conn.exec_driver_sql(
+        "SELECT current_setting('application_name'), current_setting('server_version_num')").one(),
+        ("reflection", "160006"))
 print(json.dumps({"ok": True, "columns": list(frame.columns)}))

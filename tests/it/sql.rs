@@ -137,7 +137,24 @@ fn psql_reads_raw_tables_marts_and_state_while_sluice_runs() {
         tables.iter().any(|l| l.starts_with("raw|src|table")),
         "{tables:?}"
     );
-    // (`\d table` is not checked yet: psql reads pg_class columns DuckDB lacks.)
+    // `\d table` reads Postgres's catalog: Postgres type names and numeric's precision.
+    assert_eq!(
+        rows(port, "\\d raw.src"),
+        [
+            "id|bigint|||",
+            "name|text|||",
+            "amount|numeric(12,2)|||",
+            "_sluice_batch|bigint|||",
+            "_sluice_ingested_at|timestamp with time zone|||",
+            "_sluice_source|text|||",
+            "_sluice_file|text|||",
+            "_sluice_line|bigint|||",
+        ]
+    );
+    let views = rows(port, "\\dv");
+    assert!(views.is_empty(), "{views:?}");
+    let databases = rows(port, "\\l");
+    assert_eq!(databases.len(), 1, "{databases:?}");
     let schemas = rows(port, "\\dn");
     assert!(schemas.iter().any(|l| l.starts_with("raw|")), "{schemas:?}");
 

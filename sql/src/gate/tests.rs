@@ -51,16 +51,51 @@ fn queries_over_the_warehouse_run_as_written() {
         "summarize raw.orders",
         "show tables",
         "select * from _sluice.batches",
-        "select * from pg_catalog.pg_class",
-        "select relname from pg_class",
         "select * from information_schema.columns",
         "select * from range(3)",
         "select * from duckdb_tables()",
         "values (1), (2)",
-        "select pg_catalog.format_type(20, NULL)",
         "SELECT * FROM \"raw\".\"orders\";",
     ] {
         assert_eq!(queries(text), [text.trim()], "{text}");
+    }
+}
+
+#[test]
+fn postgres_catalog_names_become_sluice_stand_ins_where_written() {
+    for (text, want) in [
+        (
+            "select * from pg_catalog.pg_class",
+            "select * from sluice_pg_class() AS \"pg_class\"",
+        ),
+        (
+            "select relname from pg_class c join PG_CATALOG.pg_namespace as n on true",
+            "select relname from sluice_pg_class() AS \"c\" join sluice_pg_namespace() AS \"n\" on true",
+        ),
+        (
+            "select pg_catalog.pg_collation.collname from pg_catalog.pg_collation",
+            "select \"pg_collation\".\"collname\" from sluice_pg_collation() AS \"pg_collation\"",
+        ),
+        (
+            "select * from pg_inherits where inhrelid = 1",
+            "select * from sluice_pg_inherits() AS \"pg_inherits\" where inhrelid = 1",
+        ),
+        (
+            "select pg_catalog.format_type(20, NULL)",
+            "select sluice_format_type(20, NULL)",
+        ),
+        // Not Postgres's catalog: a CTE of that name, DuckDB's own catalog, another schema.
+        (
+            "with pg_class as (select 1 as oid) select oid from pg_class",
+            "with pg_class as (select 1 as oid) select oid from pg_class",
+        ),
+        ("select * from pg_settings", "select * from pg_settings"),
+        (
+            "select * from pg_catalog.pg_class c(a, b)",
+            "select * from pg_catalog.pg_class c(a, b)",
+        ),
+    ] {
+        assert_eq!(queries(text), [want], "{text}");
     }
 }
 

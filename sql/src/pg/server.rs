@@ -192,9 +192,10 @@ impl NoopStartupHandler for Handlers {
         );
         settings.apply_startup(client.metadata());
         let search_path = settings.search_path(&shared.scope.schemas);
+        let values = settings.all();
         let new = Client::new(reader, settings, shared.clone(), permit, key.clone());
         new.reader
-            .search_path(search_path)
+            .session(search_path, values)
             .await
             .map_err(|e| fatal(e.sqlstate, &e.message))?;
         if let Ok(mut readers) = shared.readers.lock() {

@@ -27,6 +27,7 @@ const FIXED: &[(&str, &str)] = &[
     ("transaction_isolation", "repeatable read"),
     ("default_transaction_isolation", "repeatable read"),
     ("max_identifier_length", "63"),
+    ("default_table_access_method", "heap"),
     ("is_superuser", "off"),
     ("lc_collate", "C"),
     ("lc_ctype", "C"),
@@ -52,6 +53,7 @@ impl Settings {
             ("statement_timeout", format!("{timeout}")),
             ("idle_in_transaction_session_timeout", format!("{idle}")),
             ("server_version", server_version.to_string()),
+            ("server_version_num", version_num(server_version)),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -74,7 +76,7 @@ impl Settings {
     /// `SET name = value`.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), Refusal> {
         let name = name.to_lowercase();
-        if FIXED.iter().any(|(k, _)| *k == name) || name == "server_version" {
+        if FIXED.iter().any(|(k, _)| *k == name) || name.starts_with("server_version") {
             return Err(Refusal {
                 sqlstate: "55P02",
                 message: format!("parameter \"{name}\" cannot be changed"),
@@ -202,4 +204,14 @@ fn invalid(name: &str, value: &str) -> Refusal {
         sqlstate: "22023",
         message: format!("invalid value for parameter \"{name}\": \"{value}\""),
     }
+}
+
+/// `server_version_num` for a `server_version` such as "16.6": 160006.
+fn version_num(version: &str) -> String {
+    let mut parts = version
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let major = parts.next().unwrap_or(0);
+    let minor = parts.next().unwrap_or(0);
+    (major * 10_000 + minor).to_string()
 }

@@ -150,33 +150,24 @@ async fn answer<S: PortalStore>(
             Ok(Response::TransactionEnd(tag))
         }
         Command::Set { name, value } => {
-            let search_path = {
-                let mut settings = me.settings.lock().map_err(|_| poisoned())?;
-                settings.set(&name, &value)?;
-                (name == "search_path").then(|| settings.search_path(&me.shared.scope.schemas))
-            };
-            if let Some(schemas) = search_path {
-                me.reader.search_path(schemas).await?;
-            }
+            apply_settings(me, |s| s.set(&name, &value)).await?;
             Ok(Response::Execution(tag))
         }
         Command::SetTransaction => Ok(Response::Execution(tag)),
         Command::Reset { name } => {
-            let schemas = {
-                let mut settings = me.settings.lock().map_err(|_| poisoned())?;
-                settings.reset(name.as_deref());
-                settings.search_path(&me.shared.scope.schemas)
-            };
-            me.reader.search_path(schemas).await?;
+            apply_settings(me, |s| {
+                s.reset(name.as_deref());
+                Ok(())
+            })
+            .await?;
             Ok(Response::Execution(tag))
         }
         Command::Discard => {
-            let schemas = {
-                let mut settings = me.settings.lock().map_err(|_| poisoned())?;
-                settings.reset(None);
-                settings.search_path(&me.shared.scope.schemas)
-            };
-            me.reader.search_path(schemas).await?;
+            apply_settings(me, |s| {
+                s.reset(None);
+                Ok(())
+            })
+            .await?;
             Ok(Response::Execution(tag))
         }
         Command::Deallocate { name } => {
@@ -264,6 +255,22 @@ fn show(me: &Client, name: &str, formats: &Format) -> Result<Response, Refusal> 
     let mut response = QueryResponse::new(fields, futures::stream::iter(data));
     response.set_command_tag("SHOW");
     Ok(Response::Query(response))
+}
+
+/// Changes the session's parameters with `change`, then hands them to its connection.
+async fn apply_settings(
+    me: &Client,
+    change: impl FnOnce(&mut super::settings::Settings) -> Result<(), Refusal>,
+) -> Result<(), Refusal> {
+    let (schemas, values) = {
+        let mut settings = me.settings.lock().map_err(|_| poisoned())?;
+        change(&mut settings)?;
+        (
+            settings.search_path(&me.shared.scope.schemas),
+            settings.all(),
+        )
+    };
+    me.reader.session(schemas, values).await
 }
 
 fn poisoned() -> Refusal {

@@ -81,7 +81,7 @@ pub fn pg_type(logical: &LogicalTypeHandle) -> (Type, i32) {
 }
 
 /// `pg_type.typlen` of the types sluice sends (-1: variable width).
-fn type_size(t: &Type) -> i16 {
+pub(crate) fn type_size(t: &Type) -> i16 {
     match *t {
         Type::BOOL => 1,
         Type::INT2 => 2,
