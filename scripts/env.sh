@@ -27,10 +27,11 @@ ensure_build_deps() {
 # What the test suite needs beyond the build: promtool and a Prometheus server (alert
 # rules, a real scrape), systemd-analyze (the unit's security exposure), mount, findmnt
 # and e2fsprogs (full and read-only data disks; usually there already), and psql (a real
-# client of the SQL endpoint), with the PostgreSQL JDBC driver and a JRE to run it.
+# client of the SQL endpoint), with the PostgreSQL JDBC driver and a JRE to run it, and
+# openssl (a certificate for the endpoint's TLS).
 ensure_test_deps() {
   ensure_packages prometheus systemd mount util-linux e2fsprogs postgresql-client \
-    libpostgresql-jdbc-java default-jre-headless
+    libpostgresql-jdbc-java default-jre-headless openssl
   ensure_python_clients
 }
 

@@ -74,6 +74,10 @@ pub struct SqlSettings {
     pub max_connections: usize,
     pub statement_timeout: Option<std::time::Duration>,
     pub idle_in_transaction_timeout: Option<std::time::Duration>,
+    /// Users and their passwords (empty: no password is asked).
+    pub users: Vec<(String, file::Secret)>,
+    /// TLS certificate and key files, resolved (`None`: no TLS).
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// A loaded, resolved and validated configuration.
@@ -221,6 +225,12 @@ fn resolve(file: FileConfig, base: &Path, path: &Path) -> Config {
             statement_timeout: Some(file.sql.statement_timeout).filter(|d| !d.is_zero()),
             idle_in_transaction_timeout: Some(file.sql.idle_in_transaction_timeout)
                 .filter(|d| !d.is_zero()),
+            users: file.sql.users.into_iter().collect(),
+            tls: file
+                .sql
+                .tls_cert
+                .zip(file.sql.tls_key)
+                .map(|(cert, key)| (base.join(cert), base.join(key))),
         },
         sources,
     }

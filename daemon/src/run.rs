@@ -190,6 +190,7 @@ fn serve_sql(
         statement_timeout: config.sql.statement_timeout,
         idle_in_transaction_timeout: config.sql.idle_in_transaction_timeout,
         server_version: format!("16.6 (sluice {})", env!("CARGO_PKG_VERSION")),
+        security: sql_security(&config.sql)?,
     };
     let base = warehouse
         .connection()
@@ -199,9 +200,27 @@ fn serve_sql(
         .block_on(tokio::net::TcpListener::bind(listen))
         .with_context(|| format!("listening for SQL clients on {listen} (sql.listen)"))?;
     let bound = listener.local_addr().unwrap_or(listen);
-    info!(listen = %bound, "SQL endpoint listening (Postgres protocol, read-only)");
+    info!(
+        listen = %bound,
+        passwords = !config.sql.users.is_empty(),
+        tls = config.sql.tls.is_some(),
+        "SQL endpoint listening (Postgres protocol, read-only)"
+    );
     runtime.spawn(sluice_sql::pg::serve(listener, base, options, stop.clone()));
     Ok(())
+}
+
+/// Passwords and TLS for the SQL endpoint, from `[sql]`: a certificate or key that cannot
+/// be read stops start-up, naming the file.
+fn sql_security(sql: &crate::config::SqlSettings) -> anyhow::Result<sluice_sql::pg::Security> {
+    let users: Vec<(String, String)> = sql
+        .users
+        .iter()
+        .map(|(u, p)| (u.clone(), p.expose().to_string()))
+        .collect();
+    let tls = sql.tls.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
+    sluice_sql::pg::Security::new(&users, tls)
+        .map_err(|e| anyhow::anyhow!("{e} (sql.tls_cert, sql.tls_key)"))
 }
 
 /// The models of `config`, ready to run on the committer thread. Model files with

@@ -1,7 +1,9 @@
 //! The Postgres wire protocol listener: psql, BI tools, JDBC, psycopg and DuckDB's own
 //! `postgres` scanner read the warehouse while sluice ingests.
 //!
-//! - [`server`]: the listener ([`serve`]), connection limit, cancel requests.
+//! - [`server`]: the listener ([`serve`]) and cancel requests.
+//! - [`startup`]: a connection's start: TLS, passwords, the connection limit.
+//! - [`auth`]: SCRAM-SHA-256 users and the TLS certificate.
 //! - [`client`]: one connection's state: its DuckDB thread ([`crate::reader`]), its session
 //!   parameters, the result it has open.
 //! - [`simple`] and [`extended`]: the two query protocols (pgwire's handler traits),
@@ -12,12 +14,15 @@
 //!
 //! The protocol itself (framing, startup, SSL negotiation, portals) is pgwire's.
 
+pub mod auth;
 mod client;
 mod extended;
 mod server;
 mod settings;
 mod simple;
+mod startup;
 mod statement;
 pub mod types;
 
+pub use auth::Security;
 pub use server::{serve, Options};

@@ -17,6 +17,7 @@
 //! - [`ops`]: metrics, health, readiness, status and systemd notifications.
 //! - [`sql`]: the live SQL endpoint with real clients (psql): reads while ingesting,
 //!   refusals, cancel and timeout, the connection limit, a streamed 10M-row result.
+//! - [`sql_auth`]: the SQL endpoint off loopback: SCRAM passwords and TLS (psql, openssl).
 //! - [`storage`]: the data directory's disk full, or read-only: commits wait, then resume.
 //! - [`types`]: every supported column type through each source into DuckDB and Parquet.
 //! - [`prometheus`]: dist/ (alerts, dashboard, systemd unit) against the real tools.
@@ -32,6 +33,7 @@ mod models;
 mod ops;
 mod prometheus;
 mod sql;
+mod sql_auth;
 mod storage;
 mod support;
 mod types;

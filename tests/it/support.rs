@@ -130,11 +130,17 @@ impl Deployment {
 
     /// [`Deployment::start`] with a `SLUICE_LOG` filter.
     pub fn start_logging(&self, filter: &str) -> Daemon {
+        self.start_with(filter, &[])
+    }
+
+    /// [`Deployment::start_logging`] with these environment variables.
+    pub fn start_with(&self, filter: &str, env: &[(&str, &str)]) -> Daemon {
         let log = self.dir.path().join(format!("sluice-{}.log", unique()));
         let file = fs::File::create(&log).expect("log file");
         let child = self
             .command(&["run"])
             .env("SLUICE_LOG", filter)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()

@@ -141,6 +141,35 @@ pub struct SqlConfig {
         with = "humantime_serde"
     )]
     pub idle_in_transaction_timeout: Duration,
+    /// `user = "password"`: with any, every client proves its password (SCRAM-SHA-256);
+    /// required for a non-loopback `listen`. Values may be `${VAR}`.
+    #[serde(default)]
+    pub users: BTreeMap<String, Secret>,
+    /// PEM certificate chain; with `tls_key`, clients must connect over TLS.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// A value never shown: `Debug` writes `***` (configuration is logged and served by
+/// `/status` only through `Debug`-free summaries, and this keeps it so).
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
 }
 
 impl Default for SqlConfig {
@@ -150,6 +179,9 @@ impl Default for SqlConfig {
             max_connections: default_max_connections(),
             statement_timeout: default_statement_timeout(),
             idle_in_transaction_timeout: default_idle_in_transaction_timeout(),
+            users: BTreeMap::new(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

@@ -153,3 +153,40 @@ fn the_sql_endpoint_is_on_loopback_by_default_and_nowhere_else() {
     let problems = parse(&format!("{FULL}\n[sql]\nmax_connections = 0\n")).expect_err("refused");
     assert_eq!(problems[0].key, "sql.max_connections");
 }
+
+#[test]
+fn a_non_loopback_sql_listen_takes_users_with_passwords_and_keeps_them_secret() {
+    let text = format!(
+        "{FULL}\n[sql]\nlisten = \"0.0.0.0:7712\"\ntls_cert = \"tls/cert.pem\"\n\
+         tls_key = \"tls/key.pem\"\n[sql.users]\nmetabase = \"hunter2-secret\"\n"
+    );
+    let c = parse(&text).expect("valid with users");
+    assert_eq!(c.sql.users.len(), 1);
+    assert_eq!(c.sql.users[0].0, "metabase");
+    assert_eq!(c.sql.users[0].1.expose(), "hunter2-secret");
+    let (cert, key) = c.sql.tls.clone().expect("tls");
+    assert!(
+        cert.ends_with("tls/cert.pem") && cert.is_absolute(),
+        "{cert:?}"
+    );
+    assert!(key.ends_with("tls/key.pem"), "{key:?}");
+    // The configuration is logged and debugged through Debug: never the password.
+    assert!(!format!("{c:?}").contains("hunter2"));
+
+    for (extra, key, why) in [
+        ("[sql.users]\nx = \"\"\n", "sql.users", "is empty"),
+        (
+            "[sql]\ntls_cert = \"c.pem\"\n",
+            "sql.tls_cert",
+            "go together",
+        ),
+    ] {
+        let problems = parse(&format!("{FULL}\n{extra}")).expect_err("refused");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.key == key && p.message.contains(why)),
+            "{extra}: {problems:?}"
+        );
+    }
+}

@@ -64,12 +64,12 @@ pub fn validate(file: &FileConfig) -> Vec<Problem> {
             "sql.listen",
             format!("{sql:?} is not address:port (e.g. \"127.0.0.1:7712\"), or \"\" to disable"),
         ),
-        Ok(addr) if !addr.ip().is_loopback() => bad(
+        Ok(addr) if !addr.ip().is_loopback() && file.sql.users.is_empty() => bad(
             "sql.listen",
             format!(
                 "{sql:?} is not a loopback address: clients elsewhere would read the warehouse \
-                 without a password, and this version has no SQL authentication yet; listen on \
-                 127.0.0.1 and reach it through an SSH tunnel or a proxy that authenticates"
+                 without a password; name users with passwords in [sql.users] (and give \
+                 sql.tls_cert/sql.tls_key for TLS), or listen on 127.0.0.1"
             ),
         ),
         // Port 0: the OS picks a free port for each.
@@ -90,6 +90,23 @@ pub fn validate(file: &FileConfig) -> Vec<Problem> {
     }
     if file.sql.max_connections == 0 {
         bad("sql.max_connections", "must be at least 1".into());
+    }
+    for (user, password) in &file.sql.users {
+        if user.is_empty() || user.chars().any(char::is_control) {
+            bad("sql.users", format!("{user:?} is not a user name"));
+        }
+        if password.expose().is_empty() {
+            bad(
+                "sql.users",
+                format!("the password of {user:?} is empty (an unset ${{VAR}} is an error; an empty one is this)"),
+            );
+        }
+    }
+    if file.sql.tls_cert.is_some() != file.sql.tls_key.is_some() {
+        bad(
+            "sql.tls_cert",
+            "sql.tls_cert and sql.tls_key go together: give both (PEM files) or neither".into(),
+        );
     }
     if let Some(models) = &file.models {
         match Ident::new(&models.schema) {

@@ -8,21 +8,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use duckdb::Connection;
-use futures::Sink;
-use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::cancel::CancelHandler;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::{ClientInfo, PgWireServerHandlers};
-use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::api::PgWireServerHandlers;
 use pgwire::messages::cancel::CancelRequest;
-use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::client::{fatal, Client};
-use super::settings::Settings;
+use super::auth::Security;
+use super::startup::Startup;
 use crate::gate::Scope;
 use crate::metrics::Metrics;
 use crate::reader::{Reader, Stop};
@@ -39,6 +35,8 @@ pub struct Options {
     pub idle_in_transaction_timeout: Option<Duration>,
     /// Reported to clients as `server_version` (`SHOW server_version`).
     pub server_version: String,
+    /// Passwords and TLS.
+    pub security: Security,
 }
 
 /// What a cancel request names a connection by: its pid and secret key.
@@ -47,12 +45,12 @@ pub type CancelKey = (i32, Vec<u8>);
 /// What every connection shares.
 pub struct Shared {
     /// The warehouse connection each client's connection is cloned from.
-    base: Mutex<Connection>,
+    pub(super) base: Mutex<Connection>,
     pub scope: Scope,
     pub options: Options,
-    slots: Arc<Semaphore>,
+    pub(super) slots: Arc<Semaphore>,
     /// Running clients by (pid, secret key), for cancel requests.
-    readers: Mutex<HashMap<CancelKey, Weak<Reader>>>,
+    pub(super) readers: Mutex<HashMap<CancelKey, Weak<Reader>>>,
     pub metrics: Metrics,
 }
 
@@ -88,6 +86,7 @@ pub async fn serve(
         readers: Mutex::default(),
         metrics: Metrics::new(),
     });
+    let tls = shared.options.security.tls.clone();
     let handlers = Arc::new(Handlers { shared });
     loop {
         let (socket, peer) = tokio::select! {
@@ -103,10 +102,11 @@ pub async fn serve(
         };
         let handlers = handlers.clone();
         let stop = stop.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             tokio::select! {
                 _ = stop.cancelled() => {}
-                r = pgwire::tokio::process_socket(socket, None, handlers) => {
+                r = pgwire::tokio::process_socket(socket, tls, handlers) => {
                     if let Err(e) = r {
                         debug!(peer = %peer, error = %e, "SQL connection ended with an error");
                     }
@@ -137,72 +137,16 @@ impl PgWireServerHandlers for Handlers {
     }
 
     fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
-        Arc::new(Handlers {
+        let handlers = Arc::new(Handlers {
             shared: self.shared.clone(),
-        })
+        });
+        Arc::new(Startup::new(handlers, &self.shared.options.security))
     }
 
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {
         Arc::new(Handlers {
             shared: self.shared.clone(),
         })
-    }
-}
-
-#[async_trait]
-impl NoopStartupHandler for Handlers {
-    /// Takes a connection slot and starts the client's DuckDB thread; refuses the
-    /// connection (53300, like Postgres) when every slot is taken.
-    async fn post_startup<C>(
-        &self,
-        client: &mut C,
-        _message: PgWireFrontendMessage,
-    ) -> PgWireResult<()>
-    where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
-        C::Error: std::fmt::Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        let shared = &self.shared;
-        let Ok(permit) = shared.slots.clone().try_acquire_owned() else {
-            shared.metrics.refused();
-            return Err(fatal(
-                "53300",
-                &format!(
-                    "sorry, too many clients already (sql.max_connections = {})",
-                    shared.options.max_connections
-                ),
-            ));
-        };
-        let (pid, secret) = client.pid_and_secret_key();
-        let key = (pid, secret.to_bytes().to_vec());
-        let reader = {
-            let base = shared
-                .base
-                .lock()
-                .map_err(|_| fatal("XX000", "the warehouse connection is unusable"))?;
-            let version = format!("PostgreSQL {}", shared.options.server_version);
-            Reader::start(&base, format!("sql-{pid}"), &version)
-                .map_err(|e| fatal(e.sqlstate, &e.message))?
-        };
-        let mut settings = Settings::new(
-            shared.options.statement_timeout,
-            shared.options.idle_in_transaction_timeout,
-            &shared.options.server_version,
-        );
-        settings.apply_startup(client.metadata());
-        let search_path = settings.search_path(&shared.scope.schemas);
-        let values = settings.all();
-        let new = Client::new(reader, settings, shared.clone(), permit, key.clone());
-        new.reader
-            .session(search_path, values)
-            .await
-            .map_err(|e| fatal(e.sqlstate, &e.message))?;
-        if let Ok(mut readers) = shared.readers.lock() {
-            readers.insert(key, Arc::downgrade(&new.reader));
-        }
-        client.session_extensions().insert(new);
-        Ok(())
     }
 }
 

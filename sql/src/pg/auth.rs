@@ -1,0 +1,147 @@
+//! Who may connect: SCRAM-SHA-256 passwords for the users `[sql.users]` names, and TLS
+//! from a certificate and key in PEM files.
+//!
+//! Passwords are kept only as SCRAM's salted hash (one random salt per user, made at
+//! start-up), never as text and never in `Debug` output. An unknown user gets a made-up
+//! salt and hash, so the exchange fails the way a wrong password does (`28P01`) and does
+//! not tell which user names exist.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pgwire::api::auth::sasl::scram::{gen_salted_password, ScramAuth};
+use pgwire::api::auth::{AuthSource, LoginInfo, Password};
+use pgwire::error::PgWireResult;
+use pgwire::tokio::tokio_rustls::rustls::pki_types::pem::PemObject;
+use pgwire::tokio::tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use pgwire::tokio::tokio_rustls::rustls::ServerConfig;
+use pgwire::tokio::TlsAcceptor;
+use ring::rand::{SecureRandom, SystemRandom};
+
+/// SCRAM's PBKDF2 iterations: Postgres's default (and SCRAM's minimum).
+const ITERATIONS: usize = 4096;
+
+/// The users who may connect, with their salted passwords.
+pub struct Users {
+    salted: BTreeMap<String, (Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for Users {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.salted.keys()).finish()
+    }
+}
+
+impl Users {
+    /// From (user, password) pairs.
+    pub fn new<'a>(users: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Users, String> {
+        let salted = users
+            .into_iter()
+            .map(|(user, password)| {
+                let salt = random(16)?;
+                let hash = gen_salted_password(password, &salt, ITERATIONS);
+                Ok((user.to_string(), (salt, hash)))
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Users { salted })
+    }
+
+    /// The SCRAM-SHA-256 mechanism over these users; with the server's certificate
+    /// (PEM), SCRAM-SHA-256-PLUS (channel binding) too.
+    pub fn scram(self: &Arc<Self>, certificate: Option<&[u8]>) -> Result<ScramAuth, String> {
+        let mut scram = ScramAuth::new(self.clone());
+        scram.set_iterations(ITERATIONS);
+        if let Some(pem) = certificate {
+            scram
+                .configure_certificate(pem)
+                .map_err(|e| format!("the TLS certificate cannot be used for SCRAM: {e}"))?;
+        }
+        Ok(scram)
+    }
+}
+
+#[async_trait]
+impl AuthSource for Users {
+    async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
+        let known = login.user().and_then(|u| self.salted.get(u));
+        let (salt, hash) = match known {
+            Some((salt, hash)) => (salt.clone(), hash.clone()),
+            // Matches no password: the exchange fails as for a wrong one.
+            None => (
+                random(16).unwrap_or_default(),
+                random(32).unwrap_or_default(),
+            ),
+        };
+        Ok(Password::new(Some(salt), hash))
+    }
+}
+
+fn random(len: usize) -> Result<Vec<u8>, String> {
+    let mut bytes = vec![0u8; len];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| "the system's random number generator failed".to_string())?;
+    Ok(bytes)
+}
+
+/// TLS from a certificate chain and a private key, both PEM files; also the certificate's
+/// PEM text, for SCRAM's channel binding.
+pub fn tls(cert: &Path, key: &Path) -> Result<(TlsAcceptor, Vec<u8>), String> {
+    let pem = std::fs::read(cert)
+        .map_err(|e| format!("reading the TLS certificate {}: {e}", cert.display()))?;
+    let chain = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{} is not a PEM certificate: {e}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!("{} holds no PEM certificate", cert.display()));
+    }
+    let private = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("{} is not a PEM private key: {e}", key.display()))?;
+    let config = ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, private)
+        .map_err(|e| format!("the TLS certificate and key do not go together: {e}"))?;
+    Ok((TlsAcceptor::from(Arc::new(config)), pem))
+}
+
+/// How connections are secured: the password exchange (when users are configured) and
+/// TLS (when a certificate is).
+#[derive(Clone, Default)]
+pub struct Security {
+    pub scram: Option<ScramAuth>,
+    pub tls: Option<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Security")
+            .field("passwords", &self.scram.is_some())
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+impl Security {
+    /// From `(user, password)` pairs (none: no passwords asked) and a PEM certificate and
+    /// key (none: no TLS; with it, every connection must use TLS).
+    pub fn new(
+        users: &[(String, String)],
+        tls_files: Option<(&Path, &Path)>,
+    ) -> Result<Security, String> {
+        let tls_pair = tls_files.map(|(cert, key)| tls(cert, key)).transpose()?;
+        let scram = if users.is_empty() {
+            None
+        } else {
+            let users = Arc::new(Users::new(
+                users.iter().map(|(u, p)| (u.as_str(), p.as_str())),
+            )?);
+            Some(users.scram(tls_pair.as_ref().map(|(_, pem)| pem.as_slice()))?)
+        };
+        Ok(Security {
+            scram,
+            tls: tls_pair.map(|(acceptor, _)| acceptor),
+        })
+    }
+}
