@@ -35,6 +35,21 @@ pub enum Command {
         #[command(subcommand)]
         command: ModelsCommand,
     },
+    /// Run SQL on the warehouse (read-only): through the running daemon, or on the
+    /// database itself when none runs. Without QUERY, statements are read from standard
+    /// input, each ended by `;`.
+    Sql {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The query; omit it to read statements from standard input.
+        query: Option<String>,
+        /// How to print results.
+        #[arg(long, value_enum, default_value_t = crate::sql_cli::Format::Table)]
+        format: crate::sql_cli::Format,
+        /// A user of [sql.users] (password from SLUICE_SQL_PASSWORD), when the daemon has users.
+        #[arg(long)]
+        user: Option<String>,
+    },
     /// Show a running daemon's status (sources, recent batches) as a table.
     Status {
         /// Base URL of the daemon's HTTP endpoints.

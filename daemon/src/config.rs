@@ -74,6 +74,8 @@ pub struct SqlSettings {
     pub max_connections: usize,
     pub statement_timeout: Option<std::time::Duration>,
     pub idle_in_transaction_timeout: Option<std::time::Duration>,
+    /// Rows a result may have (`None`: no limit).
+    pub max_result_rows: Option<u64>,
     /// Users and their passwords (empty: no password is asked).
     pub users: Vec<(String, file::Secret)>,
     /// TLS certificate and key files, resolved (`None`: no TLS).
@@ -225,6 +227,7 @@ fn resolve(file: FileConfig, base: &Path, path: &Path) -> Config {
             statement_timeout: Some(file.sql.statement_timeout).filter(|d| !d.is_zero()),
             idle_in_transaction_timeout: Some(file.sql.idle_in_transaction_timeout)
                 .filter(|d| !d.is_zero()),
+            max_result_rows: Some(file.sql.max_result_rows).filter(|&n| n > 0),
             users: file.sql.users.into_iter().collect(),
             tls: file
                 .sql

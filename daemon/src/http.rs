@@ -1,7 +1,10 @@
 //! The one HTTP listener: `/metrics` (Prometheus text format), `/healthz` (liveness of the
 //! batch loop), `/readyz` (ready to ingest, or 503 with the reasons), `/status` (JSON for
-//! people and agents). Nothing here can change the daemon, and no secret is ever shown:
+//! people and agents), and SQL on the live warehouse: `POST /query` and `GET /catalog`
+//! ([`query`]). Nothing here can change the daemon, and no secret is ever shown:
 //! `/status` reports names, counts and paths relative to the data directory only.
+
+mod query;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
@@ -27,6 +30,10 @@ pub struct HttpState {
     pub metrics: PrometheusHandle,
     /// The DuckDB file, for its size.
     pub db_path: PathBuf,
+    /// The live SQL service, once the warehouse is open (`/query`, `/catalog`).
+    pub sql: std::sync::OnceLock<Arc<sluice_sql::Service>>,
+    /// The listener is on a loopback address (SQL without users is allowed only then).
+    pub loopback: bool,
 }
 
 /// Installs the Prometheus recorder (once per process) with sluice's histogram buckets.
@@ -51,6 +58,8 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/status", get(status))
+        .route("/query", axum::routing::post(query::query))
+        .route("/catalog", get(query::catalog))
         .with_state(state)
 }
 
@@ -68,7 +77,7 @@ pub async fn serve(
     stop: CancellationToken,
 ) {
     let addr = listener.local_addr().ok();
-    info!(listen = ?addr, "HTTP endpoints: /metrics /healthz /readyz /status");
+    info!(listen = ?addr, "HTTP endpoints: /metrics /healthz /readyz /status /query /catalog");
     let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
         stop.cancelled().await;
     });

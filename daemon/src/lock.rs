@@ -1,7 +1,8 @@
 //! One sluice per data directory. The lock is an advisory `flock` on
 //! `<data_dir>/sluice.lock`, released by the kernel when the process dies however it dies,
 //! so a crash never leaves a stale lock. The file holds the owner's pid for the message
-//! a second instance prints.
+//! a second instance prints, and the address its HTTP listener bound (`http ADDR`), so
+//! `sluice sql` finds a daemon configured with port 0.
 
 use std::{
     fs::{self, File, OpenOptions, TryLockError},
@@ -12,7 +13,7 @@ use std::{
 /// Held for the life of the process.
 #[derive(Debug)]
 pub struct DataDirLock {
-    _file: File,
+    file: File,
 }
 
 /// Why the data directory could not be locked.
@@ -23,6 +24,8 @@ pub enum LockError {
         dir: PathBuf,
         lock: PathBuf,
         pid: String,
+        /// The HTTP address the holder advertised, if any.
+        http: Option<std::net::SocketAddr>,
     },
     #[error("cannot lock {path}: {source}")]
     Io {
@@ -50,12 +53,17 @@ pub fn lock_data_dir(data_dir: &Path) -> Result<DataDirLock, LockError> {
     match file.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
-            let mut pid = String::new();
-            let _ = file.read_to_string(&mut pid);
-            let pid = pid.trim();
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            let pid = text.lines().next().unwrap_or_default().trim();
+            let http = text
+                .lines()
+                .find_map(|l| l.strip_prefix("http "))
+                .and_then(|a| a.trim().parse().ok());
             return Err(LockError::Held {
                 dir: data_dir.to_path_buf(),
                 lock: path.clone(),
+                http,
                 pid: if pid.is_empty() {
                     String::new()
                 } else {
@@ -68,7 +76,15 @@ pub fn lock_data_dir(data_dir: &Path) -> Result<DataDirLock, LockError> {
     file.set_len(0).map_err(io)?;
     file.seek(SeekFrom::Start(0)).map_err(io)?;
     writeln!(file, "{}", std::process::id()).map_err(io)?;
-    Ok(DataDirLock { _file: file })
+    Ok(DataDirLock { file })
+}
+
+impl DataDirLock {
+    /// Records the address the HTTP listener bound, for `sluice sql`.
+    pub fn advertise_http(&mut self, addr: std::net::SocketAddr) -> std::io::Result<()> {
+        self.file.seek(SeekFrom::End(0))?;
+        writeln!(self.file, "http {addr}")
+    }
 }
 
 #[cfg(test)]

@@ -10,9 +10,10 @@
 //! - [`pipeline`]: batching chunks per table and committing them.
 //! - [`models`]: dbt-format models run after commits; `sluice models` commands.
 //! - [`health`]: liveness, readiness and status shared by the pipeline and the endpoints.
-//! - [`http`]: `/metrics`, `/healthz`, `/readyz`, `/status`.
+//! - [`http`]: `/metrics`, `/healthz`, `/readyz`, `/status`, `/query`, `/catalog`.
 //! - [`notify`]: systemd `Type=notify` (ready, status, watchdog, stopping).
 //! - [`status`]: `sluice status`, a readable view of a running daemon's `/status`.
+//! - [`sql_cli`]: `sluice sql`, queries through the daemon or on the database itself.
 //! - [`telemetry`]: the metrics the daemon emits.
 //!
 //! The data path, in one direction: source threads (`sluice-sources`) -> bounded channel
@@ -29,6 +30,7 @@ mod notify;
 mod pipeline;
 mod run;
 mod signals;
+mod sql_cli;
 mod status;
 mod telemetry;
 
@@ -63,6 +65,24 @@ fn other_command(command: Command) -> ExitCode {
             Err(e) => {
                 eprintln!("error: {e:#}");
                 ExitCode::FAILURE
+            }
+        },
+        Command::Sql {
+            config,
+            query,
+            format,
+            user,
+        } => match config::Config::load(&config.path) {
+            Ok(c) => match sql_cli::run(&c, query, format, user) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
             }
         },
         Command::Run { .. } => unreachable_run(),

@@ -4,6 +4,8 @@
 //! the configured sources.
 
 mod sources;
+mod sql;
+pub use sql::scope as sql_scope;
 
 use std::{
     collections::HashMap,
@@ -41,7 +43,7 @@ const MAX_CHUNK_BYTES: usize = 16 << 20;
 
 /// Runs the daemon until stopped (or, with `once`, until the inbox is committed).
 pub fn run(config: Config, once: bool, signals: signals::Blocked) -> anyhow::Result<()> {
-    let _lock = lock_data_dir(&config.data_dir)?;
+    let mut lock = lock_data_dir(&config.data_dir)?;
     info!(config = %config.path.display(), data_dir = %config.data_dir.display(),
         version = env!("CARGO_PKG_VERSION"), "starting");
     let stop = CancellationToken::new();
@@ -71,14 +73,23 @@ pub fn run(config: Config, once: bool, signals: signals::Blocked) -> anyhow::Res
     // The endpoints are up before recovery, so /readyz says 503 while sluice starts. A
     // one-shot run serves nothing: there is nothing to scrape, and it must not take the
     // port of a daemon that may be running.
+    let mut http_state = None;
     if let (Some(listen), Some(metrics)) = (serve_http, metrics) {
         let state = Arc::new(HttpState {
             health: health.clone(),
             metrics,
             db_path: config.duckdb_path(),
+            sql: Default::default(),
+            loopback: listen.ip().is_loopback(),
         });
         let listener = runtime.block_on(http::bind(listen))?;
-        runtime.spawn(http::serve(listener, state, stop.clone()));
+        if let Ok(bound) = listener.local_addr() {
+            if let Err(e) = lock.advertise_http(bound) {
+                warn!(error = %e, "could not record the HTTP address in the lock file");
+            }
+        }
+        runtime.spawn(http::serve(listener, state.clone(), stop.clone()));
+        http_state = Some(state);
     }
 
     let Some(warehouse) = open_warehouse_when_free(&config, &health, &stop)? else {
@@ -96,7 +107,11 @@ pub fn run(config: Config, once: bool, signals: signals::Blocked) -> anyhow::Res
     }
     let marts = start_models(&config, &warehouse, &reload, &health, once)?;
     if !once {
-        serve_sql(&config, &warehouse, &runtime, &stop)?;
+        let service = sql::service(&config, &warehouse)?;
+        if let Some(state) = &http_state {
+            let _ = state.sql.set(service.clone());
+        }
+        sql::listen(&config, service, &runtime, &stop)?;
     }
     let sources = sources::build(&config, &warehouse, &statuses)?;
     let (events_tx, events_rx) = sync_channel(CHANNEL_CHUNKS);
@@ -161,66 +176,6 @@ pub fn run(config: Config, once: bool, signals: signals::Blocked) -> anyhow::Res
     }
     info!("stopped");
     Ok(())
-}
-
-/// Starts the Postgres endpoint, if configured: clients read the warehouse through
-/// clones of its connection, each on a thread of its own.
-fn serve_sql(
-    config: &Config,
-    warehouse: &Warehouse,
-    runtime: &tokio::runtime::Runtime,
-    stop: &CancellationToken,
-) -> anyhow::Result<()> {
-    let Some(listen) = config.sql.listen else {
-        return Ok(());
-    };
-    let mut schemas = Vec::new();
-    if let Some(models) = &config.models {
-        schemas.push(models.schema.to_lowercase());
-    }
-    schemas.push(config.duckdb.raw_schema.to_lowercase());
-    schemas.push("_sluice".to_string());
-    schemas.dedup();
-    let options = sluice_sql::pg::Options {
-        scope: sluice_sql::Scope {
-            search_path: schemas.clone(),
-            schemas,
-        },
-        max_connections: config.sql.max_connections,
-        statement_timeout: config.sql.statement_timeout,
-        idle_in_transaction_timeout: config.sql.idle_in_transaction_timeout,
-        server_version: format!("16.6 (sluice {})", env!("CARGO_PKG_VERSION")),
-        security: sql_security(&config.sql)?,
-    };
-    let base = warehouse
-        .connection()
-        .try_clone()
-        .context("opening the connection SQL clients read through")?;
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind(listen))
-        .with_context(|| format!("listening for SQL clients on {listen} (sql.listen)"))?;
-    let bound = listener.local_addr().unwrap_or(listen);
-    info!(
-        listen = %bound,
-        passwords = !config.sql.users.is_empty(),
-        tls = config.sql.tls.is_some(),
-        "SQL endpoint listening (Postgres protocol, read-only)"
-    );
-    runtime.spawn(sluice_sql::pg::serve(listener, base, options, stop.clone()));
-    Ok(())
-}
-
-/// Passwords and TLS for the SQL endpoint, from `[sql]`: a certificate or key that cannot
-/// be read stops start-up, naming the file.
-fn sql_security(sql: &crate::config::SqlSettings) -> anyhow::Result<sluice_sql::pg::Security> {
-    let users: Vec<(String, String)> = sql
-        .users
-        .iter()
-        .map(|(u, p)| (u.clone(), p.expose().to_string()))
-        .collect();
-    let tls = sql.tls.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
-    sluice_sql::pg::Security::new(&users, tls)
-        .map_err(|e| anyhow::anyhow!("{e} (sql.tls_cert, sql.tls_key)"))
 }
 
 /// The models of `config`, ready to run on the committer thread. Model files with

@@ -26,19 +26,26 @@
 //!   `getColumns` and SQLAlchemy's reflection.
 //! - [`rewrite`]: the one edit made to a vetted query: catalog names and shimmed calls
 //!   renamed to sluice's stand-ins, where DuckDB's parse says they are written.
+//! - [`service`]: what every client shares, whichever protocol: the warehouse
+//!   connection, the readable scope, limits, connection slots, metrics.
+//! - [`http`]: one query for an HTTP client (`POST /query` on the daemon's listener),
+//!   its result streamed as JSON, CSV or Arrow IPC.
 //! - [`pg`]: the Postgres wire protocol listener (pgwire) on top of the three above.
 //! - [`metrics`]: the endpoint's metrics.
 
 pub mod catalog;
 pub mod copy;
 pub mod gate;
+pub mod http;
 pub mod metrics;
 pub mod pg;
 pub mod reader;
 pub mod rewrite;
+pub mod service;
 pub mod session;
 pub mod shims;
 pub mod split;
 
 pub use gate::{vet, Refusal, Scope, Vetted};
+pub use service::{Limits, Service};
 pub use session::Command;

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use metrics::{counter, gauge, histogram};
 
+use crate::gate::{sqlstate, Refusal};
+
 /// How a statement ended, the `result` label of `sluice_sql_queries_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -20,6 +22,19 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// How a statement that failed with `e` ended.
+    pub fn of(e: &Refusal) -> Outcome {
+        match e.sqlstate {
+            "57014" if e.message.contains("timeout") => Outcome::Timeout,
+            "57014" => Outcome::Canceled,
+            sqlstate::READ_ONLY
+            | sqlstate::NOT_ALLOWED
+            | sqlstate::NO_RELATION
+            | sqlstate::SYNTAX => Outcome::Refused,
+            _ => Outcome::Error,
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Outcome::Ok => "ok",

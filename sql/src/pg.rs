@@ -25,4 +25,4 @@ mod statement;
 pub mod types;
 
 pub use auth::Security;
-pub use server::{serve, Options};
+pub use server::serve;

@@ -50,6 +50,8 @@ pub struct Reader {
 struct Shared {
     interrupt: Arc<InterruptHandle>,
     running: Mutex<Running>,
+    /// Rows a result may have (`None`: no limit).
+    max_rows: Option<u64>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -91,6 +93,11 @@ enum Job {
         id: u64,
         reply: oneshot::Sender<Result<Option<Vec<DataRow>>, Refusal>>,
     },
+    /// The next chunk as DuckDB's Arrow batch (for Arrow output), not encoded rows.
+    NextBatch {
+        id: u64,
+        reply: oneshot::Sender<Result<Option<RecordBatch>, Refusal>>,
+    },
     Txn {
         txn: Txn,
         reply: oneshot::Sender<Result<(), Refusal>>,
@@ -106,6 +113,8 @@ enum Job {
 #[derive(Debug, Clone)]
 pub struct Described {
     pub columns: Vec<Column>,
+    /// The result's Arrow schema (what [`Reader::next_batch`] returns).
+    pub schema: arrow::datatypes::SchemaRef,
     /// How many parameters it takes.
     pub params: usize,
 }
@@ -145,13 +154,20 @@ impl Statement {
 impl Reader {
     /// Starts the thread for a client, on a clone of `base`; `version` is what
     /// `version()` answers.
-    pub fn start(base: &Connection, name: String, version: &str) -> Result<Reader, Refusal> {
+    /// Results longer than `max_rows` end with an error (`54000`) after that many rows.
+    pub fn start(
+        base: &Connection,
+        name: String,
+        version: &str,
+        max_rows: Option<u64>,
+    ) -> Result<Reader, Refusal> {
         let conn = base.try_clone().map_err(|e| internal(&e))?;
         let gate = base.try_clone().map_err(|e| internal(&e))?;
         crate::shims::create(&conn, version).map_err(|e| internal(&e))?;
         let shared = Arc::new(Shared {
             interrupt: conn.interrupt_handle(),
             running: Mutex::default(),
+            max_rows,
         });
         let (jobs, rx) = mpsc::channel();
         let thread_shared = shared.clone();
@@ -203,6 +219,12 @@ impl Reader {
     pub async fn next(&self, id: u64) -> Result<Option<Vec<DataRow>>, Refusal> {
         let (reply, rx) = oneshot::channel();
         self.send(Job::Next { id, reply }, rx).await
+    }
+
+    /// The next chunk of result `id` as an Arrow batch; `None` at its end.
+    pub async fn next_batch(&self, id: u64) -> Result<Option<RecordBatch>, Refusal> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Job::NextBatch { id, reply }, rx).await
     }
 
     pub async fn txn(&self, txn: Txn) -> Result<(), Refusal> {
@@ -308,14 +330,8 @@ impl Thread {
                 statement,
                 reply,
             } => return self.run(id, statement, reply, jobs),
-            Job::Next { reply, .. } => {
-                let _ = reply.send(Err(Refusal {
-                    sqlstate: "34000",
-                    message: "this result was closed: another statement ran on the connection \
-                              before it was read to the end"
-                        .into(),
-                }));
-            }
+            Job::Next { reply, .. } => Want::Rows(reply).fail(closed()),
+            Job::NextBatch { reply, .. } => Want::Batch(reply).fail(closed()),
             Job::Txn { txn, reply } => {
                 let _ = reply.send(self.txn(txn));
             }
@@ -439,11 +455,13 @@ fn stream(
         .iter()
         .enumerate()
         .map(|(i, f)| {
-            let (pg, typmod) = types::pg_type(&prepared.column_logical_type(i));
+            let logical = prepared.column_logical_type(i);
+            let (pg, typmod) = types::pg_type(&logical);
             Column {
                 name: f.name().clone(),
                 pg,
                 typmod,
+                duckdb: types::duckdb_name(&logical),
             }
         })
         .collect();
@@ -456,32 +474,95 @@ fn stream(
     };
     let _ = reply.send(Ok(Described {
         columns: columns.clone(),
+        schema: prepared.schema(),
         params: param_count,
     }));
     if statement.describe_only {
         return (None, true);
     }
+    let mut sent: u64 = 0;
     loop {
-        let job = match jobs.recv() {
-            Ok(Job::Next { id: next, reply }) if next == id => reply,
+        let want = match jobs.recv() {
+            Ok(Job::Next { id: next, reply }) if next == id => Want::Rows(reply),
+            Ok(Job::NextBatch { id: next, reply }) if next == id => Want::Batch(reply),
             Ok(other) => return (Some(other), true),
             Err(_) => return (None, true),
         };
         if let Some(why) = shared.stopped() {
-            let _ = job.send(Err(stopped(why)));
+            want.fail(stopped(why));
             return (None, false);
         }
-        let chunk: Result<Option<Vec<DataRow>>, Refusal> = match prepared.step() {
-            Ok(None) => Ok(None),
-            Err(e) => Err(failed(&e)),
-            Ok(Some(array)) => encode(&RecordBatch::from(&array), &columns, &formats).map(Some),
+        let batch = match prepared.step() {
+            Ok(None) => None,
+            Err(e) => {
+                want.fail(failed(&e));
+                return (None, false);
+            }
+            Ok(Some(array)) => Some(RecordBatch::from(&array)),
         };
-        let end = !matches!(chunk, Ok(Some(_)));
-        let ok = chunk.is_ok();
-        let _ = job.send(chunk);
-        if end {
-            return (None, ok);
+        let Some(batch) = batch else {
+            want.end();
+            return (None, true);
+        };
+        sent += batch.num_rows() as u64;
+        if let Some(max) = shared.max_rows.filter(|max| sent > *max) {
+            want.fail(too_long(max));
+            return (None, false);
         }
+        let ok = match want {
+            Want::Rows(reply) => {
+                let rows = encode(&batch, &columns, &formats);
+                let ok = rows.is_ok();
+                let _ = reply.send(rows.map(Some));
+                ok
+            }
+            Want::Batch(reply) => reply.send(Ok(Some(batch))).is_ok(),
+        };
+        if !ok {
+            return (None, false);
+        }
+    }
+}
+
+/// What the client asked the next chunk of a result as.
+enum Want {
+    Rows(oneshot::Sender<Result<Option<Vec<DataRow>>, Refusal>>),
+    Batch(oneshot::Sender<Result<Option<RecordBatch>, Refusal>>),
+}
+
+impl Want {
+    fn fail(self, e: Refusal) {
+        match self {
+            Want::Rows(reply) => drop(reply.send(Err(e))),
+            Want::Batch(reply) => drop(reply.send(Err(e))),
+        }
+    }
+
+    fn end(self) {
+        match self {
+            Want::Rows(reply) => drop(reply.send(Ok(None))),
+            Want::Batch(reply) => drop(reply.send(Ok(None))),
+        }
+    }
+}
+
+fn closed() -> Refusal {
+    Refusal {
+        sqlstate: "34000",
+        message: "this result was closed: another statement ran on the connection \
+                  before it was read to the end"
+            .into(),
+    }
+}
+
+/// A result longer than `sql.max_result_rows`: 54000, Postgres's "program limit exceeded".
+fn too_long(max: u64) -> Refusal {
+    Refusal {
+        sqlstate: "54000",
+        message: format!(
+            "the result has more than {max} rows (sql.max_result_rows); \
+             aggregate, filter or LIMIT it, or export it with COPY (...) TO STDOUT in pieces"
+        ),
     }
 }
 

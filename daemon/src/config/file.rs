@@ -141,6 +141,10 @@ pub struct SqlConfig {
         with = "humantime_serde"
     )]
     pub idle_in_transaction_timeout: Duration,
+    /// Rows one result may have; a longer result ends with an error (54000) after this
+    /// many rows. `0`: no limit.
+    #[serde(default = "default_max_result_rows")]
+    pub max_result_rows: u64,
     /// `user = "password"`: with any, every client proves its password (SCRAM-SHA-256);
     /// required for a non-loopback `listen`. Values may be `${VAR}`.
     #[serde(default)]
@@ -179,6 +183,7 @@ impl Default for SqlConfig {
             max_connections: default_max_connections(),
             statement_timeout: default_statement_timeout(),
             idle_in_transaction_timeout: default_idle_in_transaction_timeout(),
+            max_result_rows: default_max_result_rows(),
             users: BTreeMap::new(),
             tls_cert: None,
             tls_key: None,
@@ -198,6 +203,11 @@ fn default_max_connections() -> usize {
 }
 fn default_statement_timeout() -> Duration {
     Duration::from_secs(300)
+}
+/// Large enough for any export a person or an agent reads (the 10M-row tests), small
+/// enough to stop a runaway cross join from streaming forever.
+fn default_max_result_rows() -> u64 {
+    100_000_000
 }
 fn default_idle_in_transaction_timeout() -> Duration {
     Duration::from_secs(300)

@@ -48,6 +48,18 @@ impl Users {
         Ok(Users { salted })
     }
 
+    /// Whether `password` is `user`'s (for HTTP's Basic authentication): the same salted
+    /// hash compared in constant time; an unknown user costs the same work.
+    pub fn verify(&self, user: &str, password: &str) -> bool {
+        let unknown = (Vec::new(), Vec::new());
+        let (salt, hash) = self.salted.get(user).unwrap_or(&unknown);
+        let got = gen_salted_password(password, salt, ITERATIONS);
+        // Every byte compared, whatever the first difference.
+        let differs = got.len() != hash.len()
+            || got.iter().zip(hash).fold(0u8, |acc, (a, b)| acc | (a ^ b)) != 0;
+        self.salted.contains_key(user) && !differs
+    }
+
     /// The SCRAM-SHA-256 mechanism over these users; with the server's certificate
     /// (PEM), SCRAM-SHA-256-PLUS (channel binding) too.
     pub fn scram(self: &Arc<Self>, certificate: Option<&[u8]>) -> Result<ScramAuth, String> {
@@ -124,21 +136,16 @@ impl std::fmt::Debug for Security {
 }
 
 impl Security {
-    /// From `(user, password)` pairs (none: no passwords asked) and a PEM certificate and
-    /// key (none: no TLS; with it, every connection must use TLS).
+    /// From the users (none: no passwords asked) and a PEM certificate and key (none: no
+    /// TLS; with it, every connection must use TLS).
     pub fn new(
-        users: &[(String, String)],
+        users: Option<&Arc<Users>>,
         tls_files: Option<(&Path, &Path)>,
     ) -> Result<Security, String> {
         let tls_pair = tls_files.map(|(cert, key)| tls(cert, key)).transpose()?;
-        let scram = if users.is_empty() {
-            None
-        } else {
-            let users = Arc::new(Users::new(
-                users.iter().map(|(u, p)| (u.as_str(), p.as_str())),
-            )?);
-            Some(users.scram(tls_pair.as_ref().map(|(_, pem)| pem.as_slice()))?)
-        };
+        let scram = users
+            .map(|users| users.scram(tls_pair.as_ref().map(|(_, pem)| pem.as_slice())))
+            .transpose()?;
         Ok(Security {
             scram,
             tls: tls_pair.map(|(acceptor, _)| acceptor),

@@ -15,7 +15,7 @@ use tracing::info;
 
 use super::server::Shared;
 use super::settings::Settings;
-use crate::gate::{sqlstate, Refusal, Scope};
+use crate::gate::{Refusal, Scope};
 use crate::metrics::Outcome;
 use crate::reader::{Reader, Stop, Txn};
 
@@ -59,7 +59,7 @@ impl Client {
         key: super::server::CancelKey,
     ) -> Self {
         // Counted here and uncounted on drop, whatever happens in between.
-        shared.metrics.connected();
+        shared.service.metrics.connected();
         Client {
             reader: Arc::new(reader),
             settings: Mutex::new(settings),
@@ -135,10 +135,10 @@ impl Client {
         let search_path = self
             .settings
             .lock()
-            .map(|s| s.search_path(&self.shared.scope.schemas))
+            .map(|s| s.search_path(&self.shared.service.scope.schemas))
             .unwrap_or_default();
         Scope {
-            schemas: self.shared.scope.schemas.clone(),
+            schemas: self.shared.service.scope.schemas.clone(),
             search_path,
         }
     }
@@ -187,15 +187,21 @@ impl Client {
                         }
                         match reader.next(id).await {
                             Ok(Some(rows)) => {
-                                shared.metrics.rows_sent(rows.len());
+                                shared.service.metrics.rows_sent(rows.len());
                                 chunk = rows.into_iter();
                             }
                             Ok(None) => {
-                                shared.metrics.statement(Outcome::Ok, started.elapsed());
+                                shared
+                                    .service
+                                    .metrics
+                                    .statement(Outcome::Ok, started.elapsed());
                                 return None;
                             }
                             Err(e) => {
-                                shared.metrics.statement(outcome(&e), started.elapsed());
+                                shared
+                                    .service
+                                    .metrics
+                                    .statement(Outcome::of(&e), started.elapsed());
                                 return Some((Err(user_error(e)), (reader, chunk, true)));
                             }
                         }
@@ -209,22 +215,11 @@ impl Client {
 impl Drop for Client {
     fn drop(&mut self) {
         self.shared.unregister(&self.key);
-        self.shared.metrics.disconnected();
+        self.shared.service.metrics.disconnected();
     }
 }
 
 /// How a failed statement is counted.
-pub fn outcome(e: &Refusal) -> Outcome {
-    match e.sqlstate {
-        "57014" if e.message.contains("timeout") => Outcome::Timeout,
-        "57014" => Outcome::Canceled,
-        sqlstate::READ_ONLY | sqlstate::NOT_ALLOWED | sqlstate::NO_RELATION | sqlstate::SYNTAX => {
-            Outcome::Refused
-        }
-        _ => Outcome::Error,
-    }
-}
-
 /// A refusal or DuckDB error as the client sees it.
 pub fn user_error(e: Refusal) -> PgWireError {
     PgWireError::UserError(Box::new(ErrorInfo::new(

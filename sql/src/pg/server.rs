@@ -7,57 +7,35 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use duckdb::Connection;
 use pgwire::api::cancel::CancelHandler;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::PgWireServerHandlers;
 use pgwire::messages::cancel::CancelRequest;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::auth::Security;
 use super::startup::Startup;
-use crate::gate::Scope;
-use crate::metrics::Metrics;
 use crate::reader::{Reader, Stop};
-
-/// How the listener serves.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// What clients may read, and where unqualified names resolve by default.
-    pub scope: Scope,
-    pub max_connections: usize,
-    /// A session's `statement_timeout` until it sets its own (`None`: no limit).
-    pub statement_timeout: Option<Duration>,
-    /// A session's `idle_in_transaction_session_timeout` until it sets its own.
-    pub idle_in_transaction_timeout: Option<Duration>,
-    /// Reported to clients as `server_version` (`SHOW server_version`).
-    pub server_version: String,
-    /// Passwords and TLS.
-    pub security: Security,
-}
+use crate::service::Service;
 
 /// What a cancel request names a connection by: its pid and secret key.
 pub type CancelKey = (i32, Vec<u8>);
 
-/// What every connection shares.
+/// What every Postgres connection shares.
 pub struct Shared {
-    /// The warehouse connection each client's connection is cloned from.
-    pub(super) base: Mutex<Connection>,
-    pub scope: Scope,
-    pub options: Options,
-    pub(super) slots: Arc<Semaphore>,
+    pub service: Arc<Service>,
+    pub security: Security,
     /// Running clients by (pid, secret key), for cancel requests.
     pub(super) readers: Mutex<HashMap<CancelKey, Weak<Reader>>>,
-    pub metrics: Metrics,
 }
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared")
-            .field("options", &self.options)
+            .field("service", &self.service)
+            .field("security", &self.security)
             .finish_non_exhaustive()
     }
 }
@@ -70,23 +48,19 @@ impl Shared {
     }
 }
 
-/// Serves Postgres clients on `listener` until `stop`; each client reads through its own
-/// clone of `base`.
+/// Serves Postgres clients on `listener` until `stop`, secured by `security`.
 pub async fn serve(
     listener: TcpListener,
-    base: Connection,
-    options: Options,
+    service: Arc<Service>,
+    security: Security,
     stop: CancellationToken,
 ) {
+    let tls = security.tls.clone();
     let shared = Arc::new(Shared {
-        base: Mutex::new(base),
-        scope: options.scope.clone(),
-        slots: Arc::new(Semaphore::new(options.max_connections)),
-        options,
+        service,
+        security,
         readers: Mutex::default(),
-        metrics: Metrics::new(),
     });
-    let tls = shared.options.security.tls.clone();
     let handlers = Arc::new(Handlers { shared });
     loop {
         let (socket, peer) = tokio::select! {
@@ -140,7 +114,7 @@ impl PgWireServerHandlers for Handlers {
         let handlers = Arc::new(Handlers {
             shared: self.shared.clone(),
         });
-        Arc::new(Startup::new(handlers, &self.shared.options.security))
+        Arc::new(Startup::new(handlers, &self.shared.security))
     }
 
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {

@@ -28,7 +28,6 @@ use super::auth::Security;
 use super::client::{fatal, Client};
 use super::server::{Handlers, Shared};
 use super::settings::Settings;
-use crate::reader::Reader;
 
 /// pgwire's startup handler for every connection.
 pub struct Startup {
@@ -140,16 +139,10 @@ fn failed_login<C: ClientInfo>(client: &C, e: PgWireError) -> PgWireError {
 
 /// A connection slot, or 53300 (like Postgres) when every one is taken.
 fn slot(shared: &Arc<Shared>) -> PgWireResult<OwnedSemaphorePermit> {
-    shared.slots.clone().try_acquire_owned().map_err(|_| {
-        shared.metrics.refused();
-        fatal(
-            "53300",
-            &format!(
-                "sorry, too many clients already (sql.max_connections = {})",
-                shared.options.max_connections
-            ),
-        )
-    })
+    shared
+        .service
+        .slot()
+        .map_err(|e| fatal(e.sqlstate, &e.message))
 }
 
 /// Starts the client's DuckDB thread and session, and registers it for cancel requests.
@@ -160,22 +153,17 @@ async fn set_up<C: ClientInfo>(
 ) -> PgWireResult<()> {
     let (pid, secret) = client.pid_and_secret_key();
     let key = (pid, secret.to_bytes().to_vec());
-    let reader = {
-        let base = shared
-            .base
-            .lock()
-            .map_err(|_| fatal("XX000", "the warehouse connection is unusable"))?;
-        let version = format!("PostgreSQL {}", shared.options.server_version);
-        Reader::start(&base, format!("sql-{pid}"), &version)
-            .map_err(|e| fatal(e.sqlstate, &e.message))?
-    };
+    let service = &shared.service;
+    let reader = service
+        .reader(format!("sql-{pid}"))
+        .map_err(|e| fatal(e.sqlstate, &e.message))?;
     let mut settings = Settings::new(
-        shared.options.statement_timeout,
-        shared.options.idle_in_transaction_timeout,
-        &shared.options.server_version,
+        service.limits.statement_timeout,
+        service.limits.idle_in_transaction_timeout,
+        &service.server_version,
     );
     settings.apply_startup(client.metadata());
-    let search_path = settings.search_path(&shared.scope.schemas);
+    let search_path = settings.search_path(&service.scope.schemas);
     let values = settings.all();
     let new = Client::new(reader, settings, shared.clone(), permit, key.clone());
     new.reader

@@ -14,7 +14,7 @@ use pgwire::error::PgWireResult;
 use pgwire::messages::data::DataRow;
 use pgwire::messages::response::TransactionStatus;
 
-use super::client::{outcome, user_error, Client};
+use super::client::{user_error, Client};
 use super::types::Column;
 use crate::gate::Refusal;
 use crate::metrics::Outcome;
@@ -79,7 +79,10 @@ fn format_at(formats: &Format, i: usize) -> FieldFormat {
 
 /// Counts a statement that failed before any row, and turns it into the client's error.
 pub fn failed(me: &Client, e: Refusal, started: Instant) -> pgwire::error::PgWireError {
-    me.shared.metrics.statement(outcome(&e), started.elapsed());
+    me.shared
+        .service
+        .metrics
+        .statement(Outcome::of(&e), started.elapsed());
     user_error(e)
 }
 
@@ -117,7 +120,10 @@ pub async fn session<S: PortalStore>(
     let result = answer(me, command, store, status, formats).await;
     match result {
         Ok(r) => {
-            me.shared.metrics.statement(Outcome::Ok, started.elapsed());
+            me.shared
+                .service
+                .metrics
+                .statement(Outcome::Ok, started.elapsed());
             Ok(r)
         }
         Err(e) => Err(failed(me, e, started)),
@@ -223,6 +229,7 @@ pub fn show_fields(name: &str, formats: &Format) -> Vec<FieldInfo> {
             name: n.to_string(),
             pg: Type::TEXT,
             typmod: -1,
+            duckdb: "VARCHAR".into(),
         })
         .collect();
     fields(&columns, formats)
@@ -266,7 +273,7 @@ async fn apply_settings(
         let mut settings = me.settings.lock().map_err(|_| poisoned())?;
         change(&mut settings)?;
         (
-            settings.search_path(&me.shared.scope.schemas),
+            settings.search_path(&me.shared.service.scope.schemas),
             settings.all(),
         )
     };
@@ -327,7 +334,7 @@ pub async fn copy_out(me: &Arc<Client>, copy: crate::copy::CopyOut) -> PgWireRes
         if !sent.swap(true, Ordering::Relaxed) {
             data.extend(pending.as_deref().unwrap_or_default());
         }
-        data.extend(crate::copy::line(&fields_of(&row), &copy));
+        data.extend(crate::copy::line(&super::types::fields(&row), &copy));
         Ok(CopyData::new(data.into()))
     });
     // A header for a result with no rows.
@@ -344,25 +351,4 @@ pub async fn copy_out(me: &Arc<Client>, copy: crate::copy::CopyOut) -> PgWireRes
         columns,
         rows.chain(tail),
     )))
-}
-
-/// The values of a text-format data row (`None` for NULL).
-fn fields_of(row: &DataRow) -> Vec<Option<&[u8]>> {
-    let mut out = Vec::with_capacity(row.field_count.max(0) as usize);
-    let mut rest: &[u8] = &row.data;
-    for _ in 0..row.field_count {
-        let Some((len, tail)) = rest.split_first_chunk::<4>() else {
-            break;
-        };
-        let len = i32::from_be_bytes(*len);
-        if len < 0 {
-            out.push(None);
-            rest = tail;
-        } else {
-            let (value, tail) = tail.split_at((len as usize).min(tail.len()));
-            out.push(Some(value));
-            rest = tail;
-        }
-    }
-    out
 }

@@ -38,6 +38,8 @@ pub struct Column {
     pub pg: Type,
     /// `atttypmod`: `numeric(p,s)` packs precision and scale; -1 for none.
     pub typmod: i32,
+    /// DuckDB's name for the column's type (`DECIMAL(12,2)`, `VARCHAR[]`).
+    pub duckdb: String,
 }
 
 impl Column {
@@ -77,6 +79,76 @@ pub fn pg_type(logical: &LogicalTypeHandle) -> (Type, i32) {
         L::Uuid => (Type::UUID, -1),
         L::List | L::Array | L::Struct | L::Map | L::Union => (Type::JSON, -1),
         _ => (Type::TEXT, -1),
+    }
+}
+
+/// DuckDB's name for a logical type, as `typeof()` writes it for common types.
+pub fn duckdb_name(logical: &LogicalTypeHandle) -> String {
+    use LogicalTypeId as L;
+    if let Some(alias) = logical.get_alias() {
+        return alias.to_uppercase();
+    }
+    let children = || {
+        (0..logical.num_children())
+            .map(|i| {
+                format!(
+                    "{} {}",
+                    logical.child_name(i),
+                    duckdb_name(&logical.child(i))
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match logical.id() {
+        L::Decimal => format!(
+            "DECIMAL({},{})",
+            logical.decimal_width(),
+            logical.decimal_scale()
+        ),
+        L::List | L::Array => format!("{}[]", duckdb_name(&logical.child(0))),
+        L::Map => format!(
+            "MAP({}, {})",
+            duckdb_name(&logical.child(0)),
+            duckdb_name(&logical.child(1))
+        ),
+        L::Struct => format!("STRUCT({})", children()),
+        L::Union => format!("UNION({})", children()),
+        id => scalar_name(id).to_string(),
+    }
+}
+
+fn scalar_name(id: LogicalTypeId) -> &'static str {
+    use LogicalTypeId as L;
+    match id {
+        L::Boolean => "BOOLEAN",
+        L::Tinyint => "TINYINT",
+        L::Smallint => "SMALLINT",
+        L::Integer => "INTEGER",
+        L::Bigint => "BIGINT",
+        L::Hugeint => "HUGEINT",
+        L::UTinyint => "UTINYINT",
+        L::USmallint => "USMALLINT",
+        L::UInteger => "UINTEGER",
+        L::UBigint => "UBIGINT",
+        L::UHugeint => "UHUGEINT",
+        L::Float => "FLOAT",
+        L::Double => "DOUBLE",
+        L::Varchar => "VARCHAR",
+        L::Blob => "BLOB",
+        L::Date => "DATE",
+        L::Time => "TIME",
+        L::TimeNs => "TIME_NS",
+        L::Timestamp => "TIMESTAMP",
+        L::TimestampS => "TIMESTAMP_S",
+        L::TimestampMs => "TIMESTAMP_MS",
+        L::TimestampNs => "TIMESTAMP_NS",
+        L::TimestampTZ => "TIMESTAMP WITH TIME ZONE",
+        L::Interval => "INTERVAL",
+        L::Uuid => "UUID",
+        L::Enum => "ENUM",
+        L::Bignum => "BIGNUM",
+        _ => "VARCHAR",
     }
 }
 
@@ -142,6 +214,27 @@ fn value(
     let len = (buf.len() - at - 4) as i32;
     buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
     Ok(())
+}
+
+/// The values of an encoded row (`None` for NULL).
+pub fn fields(row: &DataRow) -> Vec<Option<&[u8]>> {
+    let mut out = Vec::with_capacity(row.field_count.max(0) as usize);
+    let mut rest: &[u8] = &row.data;
+    for _ in 0..row.field_count {
+        let Some((len, tail)) = rest.split_first_chunk::<4>() else {
+            break;
+        };
+        let len = i32::from_be_bytes(*len);
+        if len < 0 {
+            out.push(None);
+            rest = tail;
+        } else {
+            let (value, tail) = tail.split_at((len as usize).min(tail.len()));
+            out.push(Some(value));
+            rest = tail;
+        }
+    }
+    out
 }
 
 /// Microseconds from 1970-01-01 to 2000-01-01, Postgres's epoch.

@@ -25,6 +25,7 @@ fn row(sql: &str, format: FieldFormat) -> (Vec<Column>, Vec<Option<Vec<u8>>>) {
             name: f.name().clone(),
             pg,
             typmod,
+            duckdb: String::new(),
         })
         .collect();
     let formats = vec![format; columns.len()];
