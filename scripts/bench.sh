@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Benchmarks sluice against its reference, side by side in the same run, and prints the
 # ratio. Usage: scripts/bench.sh csv [--rows N --files N --runs N]
-# (also: models, kafka, soak; scripts/bench.sh <mode> --help lists each one's options)
+# (also: models, kafka, soak, sql-fetch, sql-load; scripts/bench.sh <mode> --help lists
+# each one's options)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 ensure_build_deps
 # The soak reads DuckDB's memory accounting from the running daemon with psql.
 [ "${1:-}" = soak ] && ensure_packages postgresql-client
+# The SQL benchmarks' client is Python (psycopg; duckdb for the in-process reference).
+case "${1:-}" in sql-*) ensure_python_bench ;; esac
 build_all
 exec "$CARGO_TARGET_DIR/release/sluice-bench" "$@"

@@ -49,6 +49,13 @@ ensure_python_clients() {
   export SLUICE_TEST_PYTHON="$venv/bin/python"
 }
 
+# The SQL benchmarks' Python: the test clients plus DuckDB's Python package (the
+# in-process reference), in the same virtualenv.
+ensure_python_bench() {
+  ensure_python_clients
+  "$SLUICE_TEST_PYTHON" -c "import duckdb" 2>/dev/null || "$(dirname "$SLUICE_TEST_PYTHON")/pip" install -q duckdb==2.0.1
+}
+
 # Builds everything exactly as the test suite does. Cargo unifies dependency features per
 # selection of packages and targets, and dev-dependencies (tempfile, nix) change features
 # of crates that bundled DuckDB's build script depends on: building `-p sluice` alone would

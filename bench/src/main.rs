@@ -19,15 +19,23 @@
 //! size, open files every 10 s, then every row checked once and produce-to-mart
 //! freshness percentiles.
 //!
+//! `sluice-bench sql-fetch`: a 1M-row, 10-column result through sluice's Postgres
+//! endpoint (psycopg) against DuckDB in-process on the same data. `sluice-bench
+//! sql-load`: CSV ingest while clients query the marts, against idle, and point-query
+//! latency meanwhile.
+//!
 //! Layout: [`generate`] writes the CSV data; [`csv_bench`] runs the CSV sides;
 //! [`models_bench`] the model sides; [`kafka_bench`] the Kafka sides;
-//! [`soak`] the long run.
+//! [`soak`] the long run; [`sql_bench`] the SQL endpoint's; [`daemon`] starts and stops
+//! the daemon for those.
 
 mod csv_bench;
+mod daemon;
 mod generate;
 mod kafka_bench;
 mod models_bench;
 mod soak;
+mod sql_bench;
 
 use clap::{Parser, Subcommand};
 
@@ -48,6 +56,10 @@ enum Bench {
     Kafka(kafka_bench::Args),
     /// The daemon under steady CSV + Kafka input for a long time: resources and freshness.
     Soak(soak::Args),
+    /// A 1M-row result through sluice's Postgres endpoint (psycopg) vs DuckDB in-process.
+    SqlFetch(sql_bench::FetchArgs),
+    /// CSV ingest with clients querying the marts vs idle; point-query latency meanwhile.
+    SqlLoad(sql_bench::LoadArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -56,5 +68,7 @@ fn main() -> anyhow::Result<()> {
         Bench::Models(args) => models_bench::run(&args),
         Bench::Kafka(args) => kafka_bench::run(&args),
         Bench::Soak(args) => soak::run(&args),
+        Bench::SqlFetch(args) => sql_bench::fetch(&args),
+        Bench::SqlLoad(args) => sql_bench::load(&args),
     }
 }

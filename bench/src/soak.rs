@@ -22,7 +22,7 @@ mod report;
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Child,
     time::{Duration, Instant},
 };
 
@@ -30,6 +30,7 @@ use anyhow::{bail, Context};
 use rdkafka::mocking::MockCluster;
 
 use crate::csv_bench::tempfile_dir;
+use crate::daemon::{alive, start, stop, wait_for_http, wait_for_sql};
 use load::{CSV_IDS, TOPIC};
 use probe::{Daemon, Sample};
 use report::Produced;
@@ -108,7 +109,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     load::produce_backlog(&brokers, args.partitions, 0..args.kafka_backlog)?;
     load::delivered(&brokers, args.partitions, true)?;
     let csv_files = load::write_csv_backlog(&dirs.staging, CSV_IDS, args.csv_backlog, 16)?;
-    let mut child = start(&sluice, &dirs)?;
+    let mut child = start(&sluice, &dirs.config, &dirs.log)?;
     let daemon = Daemon {
         pid: child.id(),
         addr: wait_for_http(&dirs.log, &mut child)?,
@@ -250,70 +251,6 @@ select * from new
 {% endif %}
 ";
 
-fn start(sluice: &Path, dirs: &Layout) -> anyhow::Result<Child> {
-    let log = std::fs::File::create(&dirs.log)?;
-    Command::new(sluice)
-        .args(["run", "--config"])
-        .arg(&dirs.config)
-        .env("SLUICE_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .context("starting sluice")
-}
-
-/// Fails with the log's tail if the daemon has exited.
-fn alive(child: &mut Child, log: &Path) -> anyhow::Result<()> {
-    if let Some(status) = child.try_wait()? {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(30).collect();
-        bail!(
-            "sluice exited with {status}; log tail:\n{}",
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        );
-    }
-    Ok(())
-}
-
-fn wait_for_http(log: &Path, child: &mut Child) -> anyhow::Result<String> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        alive(child, log)?;
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if let Some(at) = text.find("listen=Some(") {
-            let rest = &text[at + "listen=Some(".len()..];
-            if let Some(end) = rest.find(')') {
-                return Ok(rest[..end].to_string());
-            }
-        }
-        if Instant::now() > deadline {
-            bail!("no HTTP address in sluice's log after 2 minutes");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The port of the daemon's SQL endpoint, from its log.
-fn wait_for_sql(log: &Path, child: &mut Child) -> anyhow::Result<u16> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        alive(child, log)?;
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        let port = text
-            .lines()
-            .find(|l| l.contains("SQL endpoint listening"))
-            .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("listen=")))
-            .and_then(|a| a.rsplit(':').next()?.parse().ok());
-        if let Some(port) = port {
-            return Ok(port);
-        }
-        if Instant::now() > deadline {
-            bail!("no SQL endpoint in sluice's log after 2 minutes");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Starts a backlog's drain with `release`, polls until `rows` reaches `target`, and
 /// returns the rate from the first rows seen to the last (rows a second).
 fn drain_rate(
@@ -392,25 +329,5 @@ fn wait_caught_up(daemon: &Daemon, child: &mut Child, produced: &Produced) -> an
             );
         }
         std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// SIGTERM; the daemon must drain and exit 0.
-fn stop(mut child: Child) -> anyhow::Result<()> {
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Some(status) = child.try_wait()? {
-            if !status.success() {
-                bail!("sluice exited with {status} after SIGTERM");
-            }
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            bail!("sluice did not exit within 2 minutes of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
     }
 }

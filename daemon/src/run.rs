@@ -253,6 +253,10 @@ pub(crate) fn open_warehouse(config: &Config) -> anyhow::Result<Warehouse> {
         raw_schema,
         memory_limit: config.duckdb.memory_limit.clone(),
         threads: config.duckdb.threads,
+        checkpoint_threshold: config
+            .duckdb
+            .checkpoint_threshold
+            .map(|b| format!("{}B", b.as_u64())),
         parquet,
     })?;
     Ok(warehouse)

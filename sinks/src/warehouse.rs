@@ -29,6 +29,8 @@ pub struct WarehouseOptions {
     /// DuckDB `memory_limit`, e.g. `"2GB"`.
     pub memory_limit: Option<String>,
     pub threads: Option<u16>,
+    /// DuckDB `checkpoint_threshold`: the WAL size at which a commit checkpoints.
+    pub checkpoint_threshold: Option<String>,
     /// Where Parquet copies go; `None` when Parquet is disabled.
     pub parquet: Option<ParquetSink>,
 }
@@ -110,6 +112,11 @@ impl Warehouse {
             config = config
                 .threads(i64::from(threads))
                 .ctx(|| format!("setting threads {threads}"))?;
+        }
+        if let Some(size) = &opts.checkpoint_threshold {
+            config = config
+                .with("checkpoint_threshold", size)
+                .ctx(|| format!("setting checkpoint_threshold {size:?}"))?;
         }
         let path = opts.db_path.display().to_string();
         let conn =

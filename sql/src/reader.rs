@@ -175,7 +175,14 @@ impl Reader {
         let thread_shared = shared.clone();
         thread::Builder::new()
             .name(name)
-            .spawn(move || Thread::new(conn, gate, thread_shared).serve(rx))
+            .spawn(move || {
+                // A client's query yields the CPU to the commit thread, as sources do
+                // (sluice_core::priority): ingestion keeps its pace under heavy queries.
+                if let Err(e) = sluice_core::priority::yield_to_committer() {
+                    debug!(error = %e, "could not lower the query thread's priority");
+                }
+                Thread::new(conn, gate, thread_shared).serve(rx)
+            })
             .map_err(|e| internal(&e))?;
         Ok(Reader {
             jobs,

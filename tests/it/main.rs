@@ -18,6 +18,7 @@
 //! - [`sql`]: the live SQL endpoint with real clients (psql): reads while ingesting,
 //!   refusals, cancel and timeout, the connection limit, a streamed 10M-row result.
 //! - [`sql_auth`]: the SQL endpoint off loopback: SCRAM passwords and TLS (psql, openssl).
+//! - [`sql_checkpoints`]: a client holding a snapshot, DuckDB's checkpoints and the WAL.
 //! - [`sql_http`]: `POST /query` (JSON, CSV, Arrow), `GET /catalog`, `sluice sql`.
 //! - [`storage`]: the data directory's disk full, or read-only: commits wait, then resume.
 //! - [`types`]: every supported column type through each source into DuckDB and Parquet.
@@ -35,6 +36,7 @@ mod ops;
 mod prometheus;
 mod sql;
 mod sql_auth;
+mod sql_checkpoints;
 mod sql_http;
 mod storage;
 mod support;

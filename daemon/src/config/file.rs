@@ -81,6 +81,9 @@ pub struct DuckdbConfig {
     /// DuckDB's worker threads.
     #[serde(default)]
     pub threads: Option<u16>,
+    /// DuckDB's `checkpoint_threshold`: a commit that leaves the WAL larger checkpoints.
+    #[serde(default)]
+    pub checkpoint_threshold: Option<ByteSize>,
 }
 
 impl Default for DuckdbConfig {
@@ -90,6 +93,7 @@ impl Default for DuckdbConfig {
             raw_schema: default_raw_schema(),
             memory_limit: None,
             threads: None,
+            checkpoint_threshold: None,
         }
     }
 }

@@ -97,6 +97,7 @@ fn options(dir: &std::path::Path, threads: u16) -> WarehouseOptions {
         raw_schema: Ident::new("raw").expect("ident"),
         memory_limit: None,
         threads: Some(threads),
+        checkpoint_threshold: None,
         parquet: Some(ParquetSink::new(dir.join("parquet"), Compression::Zstd)),
     }
 }

@@ -1,0 +1,95 @@
+//! The daemon under benchmark: started, watched through its log (HTTP and SQL
+//! addresses), stopped with SIGTERM.
+
+use std::{
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context};
+
+/// Starts `sluice run --config <config>`, logging to `log`.
+pub fn start(sluice: &Path, config: &Path, log: &Path) -> anyhow::Result<Child> {
+    let log = std::fs::File::create(log)?;
+    Command::new(sluice)
+        .args(["run", "--config"])
+        .arg(config)
+        .env("SLUICE_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .context("starting sluice")
+}
+
+/// Fails with the log's tail if the daemon has exited.
+pub fn alive(child: &mut Child, log: &Path) -> anyhow::Result<()> {
+    if let Some(status) = child.try_wait()? {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(30).collect();
+        bail!(
+            "sluice exited with {status}; log tail:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+    Ok(())
+}
+
+pub fn wait_for_http(log: &Path, child: &mut Child) -> anyhow::Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        alive(child, log)?;
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(at) = text.find("listen=Some(") {
+            let rest = &text[at + "listen=Some(".len()..];
+            if let Some(end) = rest.find(')') {
+                return Ok(rest[..end].to_string());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("no HTTP address in sluice's log after 2 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The port of the daemon's SQL endpoint, from its log.
+pub fn wait_for_sql(log: &Path, child: &mut Child) -> anyhow::Result<u16> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        alive(child, log)?;
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let port = text
+            .lines()
+            .find(|l| l.contains("SQL endpoint listening"))
+            .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("listen=")))
+            .and_then(|a| a.rsplit(':').next()?.parse().ok());
+        if let Some(port) = port {
+            return Ok(port);
+        }
+        if Instant::now() > deadline {
+            bail!("no SQL endpoint in sluice's log after 2 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// SIGTERM; the daemon must drain and exit 0.
+pub fn stop(mut child: Child) -> anyhow::Result<()> {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            if !status.success() {
+                bail!("sluice exited with {status} after SIGTERM");
+            }
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("sluice did not exit within 2 minutes of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

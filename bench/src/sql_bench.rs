@@ -1,0 +1,385 @@
+//! The live SQL benchmarks (`bench/clients/sql_client.py` is the client, psycopg 3):
+//!
+//! - `sql-fetch`: a 1M-row, 10-column result fetched through sluice's Postgres endpoint
+//!   by psycopg (binary), against the same query run by DuckDB in-process in Python on a
+//!   copy of the same database file; alternating, medians, the throughput ratio.
+//! - `sql-load`: CSV ingest (files renamed into the inbox, timed until every row is
+//!   committed) with models running, idle against `--clients` clients running aggregate
+//!   queries on a mart in a loop plus one client running point queries on another;
+//!   the throughput ratio, and the point queries' p50/p99 latency during ingestion.
+
+use std::{
+    io::Read,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context};
+
+use crate::csv_bench::{median, tempfile_dir};
+use crate::daemon::{alive, start, stop, wait_for_http, wait_for_sql};
+use crate::generate::{write_files, COLUMNS};
+
+#[derive(Debug, clap::Args)]
+pub struct FetchArgs {
+    /// Rows in the result.
+    #[arg(long, default_value_t = 1_000_000)]
+    rows: usize,
+    /// Rounds; medians are reported.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LoadArgs {
+    /// Rows ingested per round.
+    #[arg(long, default_value_t = 2_000_000)]
+    rows: usize,
+    /// Files the rows are split into.
+    #[arg(long, default_value_t = 20)]
+    files: usize,
+    /// Clients running aggregate queries during the loaded rounds.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Rounds (each an idle and a loaded ingest); medians are reported.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, clap::Args)]
+struct Common {
+    /// The sluice binary (default: next to this one).
+    #[arg(long)]
+    sluice: Option<PathBuf>,
+    /// Work directory (default: a temporary one, removed afterwards).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Python with psycopg and duckdb (default: $SLUICE_TEST_PYTHON, set by scripts/bench.sh).
+    #[arg(long, env = "SLUICE_TEST_PYTHON", default_value = "python3")]
+    python: PathBuf,
+}
+
+impl Common {
+    fn sluice(&self) -> anyhow::Result<PathBuf> {
+        let path = match &self.sluice {
+            Some(p) => p.clone(),
+            None => std::env::current_exe()?.with_file_name("sluice"),
+        };
+        if !path.exists() {
+            bail!(
+                "{} not found: build it (scripts/bench.sh does)",
+                path.display()
+            );
+        }
+        Ok(path)
+    }
+}
+
+fn client_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/sql_client.py")
+}
+
+/// Runs the client to completion; its JSON.
+fn client(python: &Path, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+    let out = Command::new(python)
+        .arg(client_script())
+        .args(args)
+        .output()
+        .context("running the Python client")?;
+    if !out.status.success() {
+        bail!(
+            "client {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    serde_json::from_slice(&out.stdout).context("the client's output is not JSON")
+}
+
+/// A config with one CSV source `src` (the bench's ten columns) and the SQL endpoint.
+fn config(root: &Path, models: Option<&Path>) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let inbox = root.join("inbox");
+    std::fs::create_dir_all(&inbox)?;
+    let schema: Vec<String> = COLUMNS
+        .iter()
+        .map(|(n, t)| format!("{n} = \"{t}\""))
+        .collect();
+    let models = models
+        .map(|m| format!("[models]\ndir = \"{}\"\n", m.display()))
+        .unwrap_or_default();
+    let path = root.join("sluice.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "data_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n[sql]\nlisten = \"127.0.0.1:0\"\n\
+             {models}[sources.src]\ntype = \"csv\"\npath = \"{}\"\nafter_ingest = \"delete\"\n\
+             [sources.src.schema]\n{}\n",
+            root.join("data").display(),
+            inbox.display(),
+            schema.join("\n")
+        ),
+    )?;
+    Ok((path, inbox))
+}
+
+pub fn fetch(args: &FetchArgs) -> anyhow::Result<()> {
+    let sluice = args.common.sluice()?;
+    let temp = tempfile_dir(args.common.dir.as_deref())?;
+    let root = temp.path();
+    let (config, _) = config(root, None)?;
+    let data = root.join("data");
+    std::fs::create_dir_all(&data)?;
+    let db = data.join("warehouse.duckdb");
+    eprintln!("creating a {}-row, 10-column table...", args.rows);
+    {
+        let conn = duckdb::Connection::open(&db)?;
+        conn.execute_batch(&format!(
+            "CREATE SCHEMA raw; CREATE TABLE raw.wide AS SELECT i AS id, i % 1000 AS customer_id, \
+             ((i % 100000) / 100)::DECIMAL(12,2) AS amount, (i % 7)::INTEGER AS quantity, \
+             i * 0.5 AS price, ['EUR', 'USD', 'GBP'][i % 3 + 1] AS currency, \
+             'status-' || (i % 4) AS status, TIMESTAMP '2024-01-01' + to_seconds(i) AS created_at, \
+             DATE '2024-01-01' + (i % 365)::INTEGER AS day, i % 2 = 0 AS flagged \
+             FROM range({}) t(i); CHECKPOINT;",
+            args.rows
+        ))?;
+    }
+    let reference = root.join("reference.duckdb");
+    std::fs::copy(&db, &reference)?;
+    let log = root.join("sluice.log");
+    let mut child = start(&sluice, &config, &log)?;
+    let port = wait_for_sql(&log, &mut child)?.to_string();
+    let query = "SELECT * FROM raw.wide";
+    let (mut ours, mut duck) = (Vec::new(), Vec::new());
+    for round in 0..args.runs {
+        alive(&mut child, &log)?;
+        let pg = client(&args.common.python, &["fetch", "pg", &port, query])?;
+        let reference = reference.display().to_string();
+        let native = client(&args.common.python, &["fetch", "duckdb", &reference, query])?;
+        for (what, r) in [("sluice", &pg), ("duckdb", &native)] {
+            if r["rows"].as_u64() != Some(args.rows as u64) {
+                bail!("{what} fetched {} rows, not {}", r["rows"], args.rows);
+            }
+        }
+        ours.push(pg["seconds"].as_f64().unwrap_or(f64::NAN));
+        duck.push(native["seconds"].as_f64().unwrap_or(f64::NAN));
+        eprintln!(
+            "round {round}: psycopg via sluice {:.2}s, duckdb in-process {:.2}s",
+            ours[round], duck[round]
+        );
+    }
+    stop(child)?;
+    let (s, d) = (median(ours), median(duck));
+    let rows = args.rows as f64;
+    println!(
+        "sql fetch: {} rows x 10 columns, {} runs (medians)",
+        args.rows, args.runs
+    );
+    println!(
+        "  duckdb in-process (Python fetchall):   {d:.2} s  {:>10.0} rows/s",
+        rows / d
+    );
+    println!(
+        "  psycopg via sluice (binary fetchall):  {s:.2} s  {:>10.0} rows/s",
+        rows / s
+    );
+    println!("  ratio (sluice / in-process throughput): {:.2}x", d / s);
+    Ok(())
+}
+
+/// The marts the load bench queries: every order (point queries by id) and an additive
+/// aggregate by status and currency.
+const ORDERS: &str = "{{ config(materialized='incremental', incremental_strategy='append') }}\n\
+select id, customer_id, amount, status, currency from {{ ref('src') }} where {{ new_rows() }}\n";
+const AGGREGATE: &str = "SELECT currency, status, count(*), sum(amount), avg(customer_id) \
+                         FROM orders GROUP BY ALL ORDER BY ALL";
+
+pub fn load(args: &LoadArgs) -> anyhow::Result<()> {
+    let sluice = args.common.sluice()?;
+    let temp = tempfile_dir(args.common.dir.as_deref())?;
+    let root = temp.path();
+    let generated = root.join("generated");
+    std::fs::create_dir_all(&generated)?;
+    eprintln!("generating {} rows in {} files...", args.rows, args.files);
+    write_files(&generated, args.files, args.rows / args.files)?;
+    let rows = (args.rows / args.files * args.files) as u64;
+    let models = root.join("models");
+    std::fs::create_dir_all(&models)?;
+    std::fs::write(models.join("orders.sql"), ORDERS)?;
+    let (mut idle, mut loaded, mut p50, mut p99, mut aggs) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for round in 0..args.runs {
+        for busy in [false, true] {
+            let run = root.join(format!(
+                "round-{round}-{}",
+                if busy { "loaded" } else { "idle" }
+            ));
+            let outcome = ingest(&sluice, args, &run, &generated, &models, rows, busy)?;
+            eprintln!(
+                "round {round} {}: {:.2}s{}",
+                if busy { "loaded" } else { "idle" },
+                outcome.secs,
+                outcome
+                    .point
+                    .as_ref()
+                    .map(|p| format!(
+                        ", point p50 {} ms p99 {} ms ({} queries), aggregates {}",
+                        p["p50_ms"], p["p99_ms"], p["queries"], outcome.aggregates
+                    ))
+                    .unwrap_or_default()
+            );
+            if busy {
+                loaded.push(outcome.secs);
+                if let Some(p) = &outcome.point {
+                    p50.push(p["p50_ms"].as_f64().unwrap_or(f64::NAN));
+                    p99.push(p["p99_ms"].as_f64().unwrap_or(f64::NAN));
+                }
+                aggs.push(outcome.aggregates as f64 / outcome.secs);
+            } else {
+                idle.push(outcome.secs);
+            }
+            let _ = std::fs::remove_dir_all(&run);
+        }
+    }
+    let (i, l) = (median(idle), median(loaded));
+    let n = rows as f64;
+    println!(
+        "sql load: {rows} rows in {} files, models on, {} runs (medians)",
+        args.files, args.runs
+    );
+    println!(
+        "  ingest, no clients:                       {i:.2} s  {:>10.0} rows/s",
+        n / i
+    );
+    println!(
+        "  ingest, {} aggregate clients + 1 point:   {l:.2} s  {:>10.0} rows/s  ({:.1} aggregate queries/s)",
+        args.clients,
+        n / l,
+        median(aggs)
+    );
+    println!("  ratio (loaded / idle throughput): {:.2}x", i / l);
+    println!(
+        "  point query on the orders mart during ingestion: p50 {:.2} ms, p99 {:.2} ms",
+        median(p50),
+        median(p99)
+    );
+    Ok(())
+}
+
+struct Outcome {
+    secs: f64,
+    point: Option<serde_json::Value>,
+    aggregates: u64,
+}
+
+/// One ingest of the generated files into a fresh data directory, with or without clients.
+fn ingest(
+    sluice: &Path,
+    args: &LoadArgs,
+    run: &Path,
+    generated: &Path,
+    models: &Path,
+    rows: u64,
+    busy: bool,
+) -> anyhow::Result<Outcome> {
+    let (config, inbox) = config(run, Some(models))?;
+    // Staged on the same filesystem, then renamed in: files appear whole and at once.
+    let staging = run.join("staging");
+    std::fs::create_dir_all(&staging)?;
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(generated)? {
+        let from = entry?.path();
+        let to = staging.join(from.file_name().context("a file name")?);
+        std::fs::copy(&from, &to)?;
+        files.push(to);
+    }
+    let log = run.join("sluice.log");
+    let mut child = start(sluice, &config, &log)?;
+    let http = wait_for_http(&log, &mut child)?;
+    let port = wait_for_sql(&log, &mut child)?.to_string();
+    let mut clients: Vec<Child> = Vec::new();
+    if busy {
+        for _ in 0..args.clients {
+            clients.push(spawn_client(
+                &args.common.python,
+                &["loop", &port, AGGREGATE],
+            )?);
+        }
+        clients.push(spawn_client(
+            &args.common.python,
+            &["point", &port, &rows.to_string()],
+        )?);
+    }
+    let started = Instant::now();
+    for f in &files {
+        std::fs::rename(f, inbox.join(f.file_name().context("a file name")?))?;
+    }
+    wait_committed(&http, rows, &mut child, &log)?;
+    let secs = started.elapsed().as_secs_f64();
+    let mut point = None;
+    let mut aggregates = 0;
+    for (i, c) in clients.into_iter().enumerate() {
+        let out = finish_client(c)?;
+        if i == args.clients {
+            point = Some(out);
+        } else {
+            aggregates += out["queries"].as_u64().unwrap_or(0);
+        }
+    }
+    stop(child)?;
+    Ok(Outcome {
+        secs,
+        point,
+        aggregates,
+    })
+}
+
+fn spawn_client(python: &Path, args: &[&str]) -> anyhow::Result<Child> {
+    Command::new(python)
+        .arg(client_script())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting a Python client")
+}
+
+/// SIGTERM, then the client's JSON.
+fn finish_client(mut child: Child) -> anyhow::Result<serde_json::Value> {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
+    let mut out = String::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        stdout.read_to_string(&mut out)?;
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("a client exited with {status}");
+    }
+    serde_json::from_str(&out).with_context(|| format!("client output {out:?}"))
+}
+
+/// Polls the daemon's metrics until `rows` rows of `src` are committed.
+fn wait_committed(http: &str, rows: u64, child: &mut Child, log: &Path) -> anyhow::Result<()> {
+    let url = format!("http://{http}/metrics");
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    loop {
+        alive(child, log)?;
+        let text = ureq::get(&url).call()?.body_mut().read_to_string()?;
+        let done = text
+            .lines()
+            .find(|l| l.starts_with("sluice_rows_ingested_total{source=\"src\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .is_some_and(|n| n as u64 >= rows);
+        if done {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{rows} rows not committed after 30 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
