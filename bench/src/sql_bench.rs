@@ -47,6 +47,9 @@ pub struct LoadArgs {
     /// Rounds (each an idle and a loaded ingest); medians are reported.
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// The daemon's duckdb.threads (default: DuckDB's, every core).
+    #[arg(long)]
+    threads: Option<u16>,
     #[command(flatten)]
     common: Common,
 }
@@ -101,7 +104,11 @@ fn client(python: &Path, args: &[&str]) -> anyhow::Result<serde_json::Value> {
 }
 
 /// A config with one CSV source `src` (the bench's ten columns) and the SQL endpoint.
-fn config(root: &Path, models: Option<&Path>) -> anyhow::Result<(PathBuf, PathBuf)> {
+fn config(
+    root: &Path,
+    models: Option<&Path>,
+    threads: Option<u16>,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
     let inbox = root.join("inbox");
     std::fs::create_dir_all(&inbox)?;
     let schema: Vec<String> = COLUMNS
@@ -111,11 +118,14 @@ fn config(root: &Path, models: Option<&Path>) -> anyhow::Result<(PathBuf, PathBu
     let models = models
         .map(|m| format!("[models]\ndir = \"{}\"\n", m.display()))
         .unwrap_or_default();
+    let duckdb = threads
+        .map(|t| format!("[duckdb]\nthreads = {t}\n"))
+        .unwrap_or_default();
     let path = root.join("sluice.toml");
     std::fs::write(
         &path,
         format!(
-            "data_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n[sql]\nlisten = \"127.0.0.1:0\"\n\
+            "data_dir = \"{}\"\n{duckdb}[http]\nlisten = \"127.0.0.1:0\"\n[sql]\nlisten = \"127.0.0.1:0\"\n\
              {models}[sources.src]\ntype = \"csv\"\npath = \"{}\"\nafter_ingest = \"delete\"\n\
              [sources.src.schema]\n{}\n",
             root.join("data").display(),
@@ -130,7 +140,7 @@ pub fn fetch(args: &FetchArgs) -> anyhow::Result<()> {
     let sluice = args.common.sluice()?;
     let temp = tempfile_dir(args.common.dir.as_deref())?;
     let root = temp.path();
-    let (config, _) = config(root, None)?;
+    let (config, _) = config(root, None, None)?;
     let data = root.join("data");
     std::fs::create_dir_all(&data)?;
     let db = data.join("warehouse.duckdb");
@@ -285,7 +295,7 @@ fn ingest(
     rows: u64,
     busy: bool,
 ) -> anyhow::Result<Outcome> {
-    let (config, inbox) = config(run, Some(models))?;
+    let (config, inbox) = config(run, Some(models), args.threads)?;
     // Staged on the same filesystem, then renamed in: files appear whole and at once.
     let staging = run.join("staging");
     std::fs::create_dir_all(&staging)?;
@@ -300,6 +310,9 @@ fn ingest(
     let mut child = start(sluice, &config, &log)?;
     let http = wait_for_http(&log, &mut child)?;
     let port = wait_for_sql(&log, &mut child)?.to_string();
+    // The source watches its directory once the daemon is ready: files renamed in
+    // before that are found by the start-up scan, which waits `settle` for them.
+    wait_ready(&http, &mut child, &log)?;
     let mut clients: Vec<Child> = Vec::new();
     if busy {
         for _ in 0..args.clients {
@@ -360,6 +373,28 @@ fn finish_client(mut child: Child) -> anyhow::Result<serde_json::Value> {
         bail!("a client exited with {status}");
     }
     serde_json::from_str(&out).with_context(|| format!("client output {out:?}"))
+}
+
+/// Polls `/readyz` until it answers 200.
+fn wait_ready(http: &str, child: &mut Child, log: &Path) -> anyhow::Result<()> {
+    let url = format!("http://{http}/readyz");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        alive(child, log)?;
+        let status = ureq::get(&url)
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()?
+            .status();
+        if status == 200 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("sluice not ready after 2 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Polls the daemon's metrics until `rows` rows of `src` are committed.
