@@ -1,14 +1,31 @@
 //! `COPY (query) TO STDOUT [options]`: what psql's `\copy (query) TO ...` sends. The only
 //! form of `COPY` a client may use: the query inside is vetted like any other, and the
-//! rows go to the client, never to a file. Options: `FORMAT text | csv`, `HEADER`,
+//! rows go to the client, never to a file. Options: `FORMAT text | csv | binary`, `HEADER`,
 //! `DELIMITER 'c'`, `NULL 'text'`, in the parenthesised form or the old bare-word form
 //! (`CSV HEADER`).
+
+/// A `COPY`'s format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyFormat {
+    Text,
+    Csv,
+    /// Postgres's binary COPY format (what DuckDB's `postgres` scanner and psycopg's
+    /// binary copy read): a signature, then each row as a field count and the fields'
+    /// binary values, each with its length.
+    Binary,
+}
+
+/// The binary format's signature, flags and header extension length; sent with the first
+/// row, or with the trailer when there is none (as Postgres does: clients expect it so).
+pub const BINARY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+/// The binary format's trailer: a field count of -1.
+pub const BINARY_TRAILER: &[u8] = &[0xff, 0xff];
 
 /// A parsed `COPY (query) TO STDOUT`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopyOut {
     pub query: String,
-    pub csv: bool,
+    pub format: CopyFormat,
     pub header: bool,
     pub delimiter: char,
     pub null: String,
@@ -26,17 +43,20 @@ pub fn parse(text: &str) -> Option<Result<CopyOut, String>> {
     let after = strip_word(after, "to")?.trim_start();
     let options = strip_word(after, "stdout")?.trim();
     Some(
-        options_of(options).map(|(csv, header, delimiter, null)| CopyOut {
-            query,
-            csv,
-            header,
-            delimiter: delimiter.unwrap_or(if csv { ',' } else { '\t' }),
-            null: null.unwrap_or_else(|| if csv { String::new() } else { "\\N".into() }),
+        options_of(options).map(|(format, header, delimiter, null)| {
+            let csv = format == CopyFormat::Csv;
+            CopyOut {
+                query,
+                format,
+                header,
+                delimiter: delimiter.unwrap_or(if csv { ',' } else { '\t' }),
+                null: null.unwrap_or_else(|| if csv { String::new() } else { "\\N".into() }),
+            }
         }),
     )
 }
 
-type Options = (bool, bool, Option<char>, Option<String>);
+type Options = (CopyFormat, bool, Option<char>, Option<String>);
 
 fn options_of(text: &str) -> Result<Options, String> {
     let text = strip_word(text, "with").unwrap_or(text).trim();
@@ -45,7 +65,7 @@ fn options_of(text: &str) -> Result<Options, String> {
         None => text,
     };
     let tokens = tokens(body)?;
-    let mut opts: Options = (false, false, None, None);
+    let mut opts: Options = (CopyFormat::Text, false, None, None);
     let mut i = 0;
     while i < tokens.len() {
         let word = tokens[i].to_lowercase();
@@ -58,18 +78,23 @@ fn options_of(text: &str) -> Result<Options, String> {
         match word.as_str() {
             "format" => {
                 match next.as_deref().map(str::to_lowercase).as_deref() {
-                    Some("csv") => opts.0 = true,
-                    Some("text") => opts.0 = false,
+                    Some("csv") => opts.0 = CopyFormat::Csv,
+                    Some("text") => opts.0 = CopyFormat::Text,
+                    Some("binary") => opts.0 = CopyFormat::Binary,
                     other => {
                         return Err(format!(
-                            "COPY format {other:?} is not supported (text or csv)"
+                            "COPY format {other:?} is not supported (text, csv or binary)"
                         ))
                     }
                 }
                 i += 2;
             }
             "csv" => {
-                opts.0 = true;
+                opts.0 = CopyFormat::Csv;
+                i += 1;
+            }
+            "binary" => {
+                opts.0 = CopyFormat::Binary;
                 i += 1;
             }
             "header" => {
@@ -184,7 +209,7 @@ pub fn line(values: &[Option<&[u8]>], copy: &CopyOut) -> Vec<u8> {
         }
         match v {
             None => out.extend(copy.null.as_bytes()),
-            Some(v) if copy.csv => csv_field(&mut out, v, copy),
+            Some(v) if copy.format == CopyFormat::Csv => csv_field(&mut out, v, copy),
             Some(v) => text_field(&mut out, v, copy.delimiter),
         }
     }
@@ -239,19 +264,23 @@ mod tests {
             .expect("copy")
             .expect("valid");
         assert_eq!(c.query, "SELECT id, 'a)b' FROM raw.t");
-        assert!(c.csv && c.header);
+        assert!(c.format == CopyFormat::Csv && c.header);
         assert_eq!(c.delimiter, ',');
         let c = parse("copy (select 1) to stdout csv header delimiter ';'")
             .expect("copy")
             .expect("valid");
-        assert!(c.csv && c.header);
+        assert!(c.format == CopyFormat::Csv && c.header);
         assert_eq!(c.delimiter, ';');
         let c = parse("COPY (SELECT 1) TO STDOUT")
             .expect("copy")
             .expect("valid");
-        assert!(!c.csv && !c.header);
+        assert!(c.format == CopyFormat::Text && !c.header);
         assert_eq!(c.null, "\\N");
-        assert!(parse("COPY (SELECT 1) TO STDOUT (FORMAT binary)")
+        let c = parse("COPY (SELECT 1) TO STDOUT (FORMAT binary)")
+            .expect("copy")
+            .expect("valid");
+        assert_eq!(c.format, CopyFormat::Binary);
+        assert!(parse("COPY (SELECT 1) TO STDOUT (FORMAT parquet)")
             .expect("copy")
             .is_err());
         assert_eq!(parse("COPY raw.t TO '/tmp/x.csv'"), None);

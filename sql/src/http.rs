@@ -341,7 +341,7 @@ fn json_value(out: &mut Vec<u8>, value: Option<&[u8]>, pg: &Type) {
 fn csv_line(values: &[Option<&[u8]>]) -> Vec<u8> {
     let csv = CopyOut {
         query: String::new(),
-        csv: true,
+        format: copy::CopyFormat::Csv,
         header: false,
         delimiter: ',',
         null: String::new(),

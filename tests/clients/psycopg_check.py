@@ -3,7 +3,7 @@
 Run by tests/it/sql_clients.rs with the endpoint's port and the rows the raw table
 `src` holds; exits non-zero with a message on the first difference. Checks server-side
 binary parameters and results, a statement prepared on the server and run more than five
-times, every type sluice maps, `pandas.read_sql` through SQLAlchemy's
+times, every type sluice maps, binary COPY, `pandas.read_sql` through SQLAlchemy's
 `postgresql+psycopg` dialect (what Streamlit's `st.connection("sql")` uses).
 """
 
@@ -67,7 +67,21 @@ with psycopg.connect(dsn, autocommit=True) as conn:
             for name, got, w in zip([d.name for d in cur.description], row, want):
                 check(f"{name} (binary={binary})", got, w)
 
-    # A transaction: one snapshot, read-only.
+    # COPY in the binary format (what DuckDB's postgres scanner reads), typed by psycopg.
+    with conn.cursor() as cur:
+        query = ("COPY (SELECT id, name, amount, NULL::INTEGER AS n FROM raw.src "
+                 "WHERE id <= 3 ORDER BY id) TO STDOUT (FORMAT BINARY)")
+        with cur.copy(query) as copy:
+            copy.set_types(["int8", "text", "numeric", "int4"])
+            copied = list(copy.rows())
+        check("binary COPY", copied, [
+            (i, f"name {i}", decimal.Decimal(f"{i}.{i:02d}"), None) for i in (1, 2, 3)
+        ])
+        with cur.copy("COPY (SELECT 1 WHERE false) TO STDOUT (FORMAT BINARY)") as copy:
+            copy.set_types(["int4"])
+            check("binary COPY of no rows", list(copy.rows()), [])
+
+        # A transaction: one snapshot, read-only.
     with conn.transaction():
         with conn.cursor() as cur:
             cur.execute("SHOW transaction_read_only")

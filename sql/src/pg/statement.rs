@@ -296,6 +296,8 @@ pub async fn copy_out(me: &Arc<Client>, copy: crate::copy::CopyOut) -> PgWireRes
     use pgwire::api::results::CopyResponse;
     use pgwire::messages::copy::CopyData;
 
+    use crate::copy::{CopyFormat, BINARY_HEADER, BINARY_TRAILER};
+
     let started = Instant::now();
     let vetted = me
         .reader
@@ -315,17 +317,28 @@ pub async fn copy_out(me: &Arc<Client>, copy: crate::copy::CopyOut) -> PgWireRes
             ))
         }
     };
-    let statement = Statement::query(sql, Vec::new(), Format::UnifiedText);
+    let binary = copy.format == CopyFormat::Binary;
+    let format = if binary {
+        Format::UnifiedBinary
+    } else {
+        Format::UnifiedText
+    };
+    let statement = Statement::query(sql, Vec::new(), format);
     let (id, described) = start(me, statement, started).await?;
     let columns = described.columns.len();
-    let header = copy.header.then(|| {
-        let names: Vec<&[u8]> = described
-            .columns
-            .iter()
-            .map(|c| c.name.as_bytes())
-            .collect();
-        crate::copy::line(&names.iter().map(|n| Some(*n)).collect::<Vec<_>>(), &copy)
-    });
+    // What precedes the first row: the binary signature, or the header line.
+    let header = if binary {
+        Some(BINARY_HEADER.to_vec())
+    } else {
+        copy.header.then(|| {
+            let names: Vec<Option<&[u8]>> = described
+                .columns
+                .iter()
+                .map(|c| Some(c.name.as_bytes()))
+                .collect();
+            crate::copy::line(&names, &copy)
+        })
+    };
     let sent_header = Arc::new(AtomicBool::new(header.is_none()));
     let (sent, pending) = (sent_header.clone(), header.clone());
     let rows = me.rows(id, started).map(move |row| {
@@ -334,21 +347,30 @@ pub async fn copy_out(me: &Arc<Client>, copy: crate::copy::CopyOut) -> PgWireRes
         if !sent.swap(true, Ordering::Relaxed) {
             data.extend(pending.as_deref().unwrap_or_default());
         }
-        data.extend(crate::copy::line(&super::types::fields(&row), &copy));
+        if binary {
+            data.extend((row.field_count).to_be_bytes());
+            data.extend_from_slice(&row.data);
+        } else {
+            data.extend(crate::copy::line(&super::types::fields(&row), &copy));
+        }
         Ok(CopyData::new(data.into()))
     });
-    // A header for a result with no rows.
+    // The header of a result with no rows; the binary format's trailer. Never an empty
+    // message. (Evaluated when the rows have ended.)
     let tail = futures::stream::once(async move {
-        let missing = !sent_header.swap(true, Ordering::Relaxed);
-        Ok(CopyData::new(if missing {
-            header.unwrap_or_default().into()
-        } else {
-            Default::default()
-        }))
-    });
-    Ok(Response::CopyOut(CopyResponse::new(
-        0,
-        columns,
-        rows.chain(tail),
-    )))
+        let mut data = Vec::new();
+        if !sent_header.swap(true, Ordering::Relaxed) {
+            data.extend(header.unwrap_or_default());
+        }
+        if binary {
+            data.extend_from_slice(BINARY_TRAILER);
+        }
+        (!data.is_empty()).then(|| Ok(CopyData::new(data.into())))
+    })
+    .filter_map(futures::future::ready);
+    // Made as text, then marked binary: pgwire's binary response would append a trailer
+    // of its own after the stream, and the header of an empty result could not go with it.
+    let mut response = CopyResponse::new(0, columns, rows.chain(tail));
+    response.format = i8::from(binary);
+    Ok(Response::CopyOut(response))
 }
