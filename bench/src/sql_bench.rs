@@ -221,6 +221,7 @@ pub fn load(args: &LoadArgs) -> anyhow::Result<()> {
     std::fs::write(models.join("orders.sql"), ORDERS)?;
     let (mut idle, mut loaded, mut p50, mut p99, mut aggs) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut cpu_idle, mut cpu_loaded) = (Vec::new(), Vec::new());
     for round in 0..args.runs {
         for busy in [false, true] {
             let run = root.join(format!(
@@ -229,9 +230,11 @@ pub fn load(args: &LoadArgs) -> anyhow::Result<()> {
             ));
             let outcome = ingest(&sluice, args, &run, &generated, &models, rows, busy)?;
             eprintln!(
-                "round {round} {}: {:.2}s{}",
+                "round {round} {}: {:.2}s, CPU sluice {:.2}s clients {:.2}s{}",
                 if busy { "loaded" } else { "idle" },
                 outcome.secs,
+                outcome.sluice_cpu,
+                outcome.clients_cpu,
                 outcome
                     .point
                     .as_ref()
@@ -241,7 +244,10 @@ pub fn load(args: &LoadArgs) -> anyhow::Result<()> {
                     ))
                     .unwrap_or_default()
             );
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+            let share = |c: f64| c / (outcome.secs * cores);
             if busy {
+                cpu_loaded.push((share(outcome.sluice_cpu), share(outcome.clients_cpu)));
                 loaded.push(outcome.secs);
                 if let Some(p) = &outcome.point {
                     p50.push(p["p50_ms"].as_f64().unwrap_or(f64::NAN));
@@ -249,6 +255,7 @@ pub fn load(args: &LoadArgs) -> anyhow::Result<()> {
                 }
                 aggs.push(outcome.aggregates as f64 / outcome.secs);
             } else {
+                cpu_idle.push(share(outcome.sluice_cpu));
                 idle.push(outcome.secs);
             }
             let _ = std::fs::remove_dir_all(&run);
@@ -272,6 +279,12 @@ pub fn load(args: &LoadArgs) -> anyhow::Result<()> {
     );
     println!("  ratio (loaded / idle throughput): {:.2}x", i / l);
     println!(
+        "  CPU used of all cores during the ingest: idle: sluice {:.0}%; loaded: sluice {:.0}%, clients {:.0}%",
+        100.0 * median(cpu_idle),
+        100.0 * median(cpu_loaded.iter().map(|c| c.0).collect()),
+        100.0 * median(cpu_loaded.iter().map(|c| c.1).collect()),
+    );
+    println!(
         "  point query on the orders mart during ingestion: p50 {:.2} ms, p99 {:.2} ms",
         median(p50),
         median(p99)
@@ -283,6 +296,9 @@ struct Outcome {
     secs: f64,
     point: Option<serde_json::Value>,
     aggregates: u64,
+    /// CPU seconds used during the ingest by the daemon and by the clients.
+    sluice_cpu: f64,
+    clients_cpu: f64,
 }
 
 /// One ingest of the generated files into a fresh data directory, with or without clients.
@@ -326,12 +342,17 @@ fn ingest(
             &["point", &port, &rows.to_string()],
         )?);
     }
+    let cpu = |pids: &[u32]| pids.iter().map(|&p| cpu_seconds(p)).sum::<f64>();
+    let client_pids: Vec<u32> = clients.iter().map(Child::id).collect();
+    let (sluice_before, clients_before) = (cpu(&[child.id()]), cpu(&client_pids));
     let started = Instant::now();
     for f in &files {
         std::fs::rename(f, inbox.join(f.file_name().context("a file name")?))?;
     }
     wait_committed(&http, rows, &mut child, &log)?;
     let secs = started.elapsed().as_secs_f64();
+    let sluice_cpu = cpu(&[child.id()]) - sluice_before;
+    let clients_cpu = cpu(&client_pids) - clients_before;
     let mut point = None;
     let mut aggregates = 0;
     for (i, c) in clients.into_iter().enumerate() {
@@ -347,7 +368,28 @@ fn ingest(
         secs,
         point,
         aggregates,
+        sluice_cpu,
+        clients_cpu,
     })
+}
+
+/// CPU time (user + system) a process has used so far, in seconds; 0 if unreadable.
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) closed by its ')'.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the file (11 and 12 after the name), in
+    // clock ticks: USER_HZ, 100 on Linux's mainstream architectures.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn spawn_client(python: &Path, args: &[&str]) -> anyhow::Result<Child> {

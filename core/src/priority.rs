@@ -16,11 +16,27 @@ use std::io;
 /// How much producer threads add to the process's nice value.
 pub const PRODUCER_NICE: i32 = 10;
 
+/// How much SQL clients' query threads add: the most there is. Their queries come after
+/// ingestion: after the commit and after the sources that feed it (on 2 cores, with four
+/// clients scanning a mart in a loop, query threads at the producers' nice left ingestion
+/// 0.66x of its idle throughput; BENCHMARKS.md, *Live SQL*).
+pub const QUERY_NICE: i32 = 19;
+
 /// Lowers the calling thread's scheduling priority by [`PRODUCER_NICE`] (Linux nice values are
 /// per thread). Raising a nice value needs no privilege; failing leaves the thread as it was.
 pub fn yield_to_committer() -> io::Result<()> {
+    lower_priority(PRODUCER_NICE)
+}
+
+/// Lowers the calling thread's priority by [`QUERY_NICE`]: it runs when ingestion leaves a
+/// core free.
+pub fn yield_to_ingestion() -> io::Result<()> {
+    lower_priority(QUERY_NICE)
+}
+
+fn lower_priority(by: i32) -> io::Result<()> {
     let current = rustix::process::getpriority_process(None)?;
-    rustix::process::setpriority_process(None, (current + PRODUCER_NICE).min(19))?;
+    rustix::process::setpriority_process(None, (current + by).min(19))?;
     Ok(())
 }
 
@@ -39,5 +55,18 @@ mod tests {
         .unwrap();
         assert_eq!(inside, (before + PRODUCER_NICE).min(19));
         assert_eq!(rustix::process::getpriority_process(None).unwrap(), before);
+    }
+
+    #[test]
+    fn a_query_thread_is_niced_below_producers() {
+        let before = rustix::process::getpriority_process(None).unwrap();
+        let inside = std::thread::spawn(|| {
+            yield_to_ingestion().unwrap();
+            rustix::process::getpriority_process(None).unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(inside, (before + QUERY_NICE).min(19));
+        assert!(inside >= (before + PRODUCER_NICE).min(19));
     }
 }

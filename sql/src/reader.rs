@@ -176,9 +176,9 @@ impl Reader {
         thread::Builder::new()
             .name(name)
             .spawn(move || {
-                // A client's query yields the CPU to the commit thread, as sources do
-                // (sluice_core::priority): ingestion keeps its pace under heavy queries.
-                if let Err(e) = sluice_core::priority::yield_to_committer() {
+                // A client's query yields the CPU to ingestion (sluice_core::priority):
+                // ingestion keeps its pace under heavy queries.
+                if let Err(e) = sluice_core::priority::yield_to_ingestion() {
                     debug!(error = %e, "could not lower the query thread's priority");
                 }
                 Thread::new(conn, gate, thread_shared).serve(rx)
