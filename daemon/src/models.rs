@@ -120,6 +120,7 @@ impl Marts {
         let runner = ModelRunner::new(plan);
         runner.prepare(conn)?;
         health.models.set_plan(runner.plan());
+        restore(&runner, conn, &health);
         for m in runner.plan().built() {
             telemetry::register_model(m.name.as_str());
         }
@@ -195,6 +196,16 @@ impl Marts {
             telemetry::register_model(m.name.as_str());
         }
         self.runner.replace_plan(plan);
+        restore(&self.runner, conn, &self.health);
         true
+    }
+}
+
+/// Shows what the database keeps of models not run yet in this process (their last
+/// build, watermark, tests), so a restarted daemon does not report them `pending`.
+fn restore(runner: &ModelRunner, conn: &Connection, health: &Health) {
+    match runner.stored(conn) {
+        Ok(stored) => health.models.restore(&stored),
+        Err(e) => warn!(error = %e, "could not read the models' last builds for /status"),
     }
 }

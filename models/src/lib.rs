@@ -34,4 +34,4 @@ pub use data_tests::{Severity, TestResult};
 pub use error::{ModelError, Result};
 pub use plan::{ModelPlan, Plan};
 pub use project::{Problems, Project};
-pub use runner::{ModelReport, ModelRunner, Outcome, RunOptions};
+pub use runner::{ModelReport, ModelRunner, Outcome, RunOptions, StoredReport};

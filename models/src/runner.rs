@@ -12,7 +12,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     config::Materialized,
-    data_tests::TestResult,
+    data_tests::{Severity, TestResult},
     error::{DuckdbContext, ModelError, Result},
     materialize::{self, Build},
     plan::{ModelPlan, Plan},
@@ -110,6 +110,42 @@ impl ModelRunner {
         let schema = self.plan.catalog.model_schema.quoted();
         conn.execute_batch(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
             .ctx("*", || format!("creating schema {schema}"))
+    }
+
+    /// Each built model's last successful build as the database keeps it, in the form of
+    /// a report (for what a restarted daemon shows before its models run again); models
+    /// never built are left out.
+    pub fn stored(&self, conn: &Connection) -> Result<Vec<StoredReport>> {
+        let mut out = Vec::new();
+        for m in self.plan.built() {
+            let name = m.name.as_str();
+            let Some(build) = state::stored_build(conn, name)? else {
+                continue;
+            };
+            let newest_consumed_us =
+                state::newest_consumed(conn, name, &m.raw_tables, build.watermark)?;
+            let tests = state::stored_tests(conn, name)?
+                .into_iter()
+                .map(|(test, severity, failures)| TestResult {
+                    name: test,
+                    model: name.to_string(),
+                    severity: if severity == "warn" {
+                        Severity::Warn
+                    } else {
+                        Severity::Error
+                    },
+                    failures,
+                    error: None,
+                })
+                .collect();
+            out.push(StoredReport {
+                model: name.to_string(),
+                build,
+                newest_consumed_us,
+                tests,
+            });
+        }
+        Ok(out)
     }
 
     /// Runs every model that is due, in order. Never fails as a whole: each model's
@@ -386,6 +422,15 @@ impl ModelRunner {
             tests,
         }
     }
+}
+
+/// A model's last successful build, read back from the database.
+#[derive(Debug, Clone)]
+pub struct StoredReport {
+    pub model: String,
+    pub build: state::StoredBuild,
+    pub newest_consumed_us: Option<i64>,
+    pub tests: Vec<TestResult>,
 }
 
 /// A model that is due but waits (min_interval or a retry delay).

@@ -60,6 +60,51 @@ pub fn load(conn: &Connection, model: &str) -> Result<Option<ModelState>> {
     .ctx(model, || "reading its watermark".into())
 }
 
+/// A model's last successful build as `_sluice.models` keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBuild {
+    pub watermark: i64,
+    pub rows: u64,
+    pub duration_ms: u64,
+    /// When it ran (epoch µs).
+    pub at_us: i64,
+}
+
+pub fn stored_build(conn: &Connection, model: &str) -> Result<Option<StoredBuild>> {
+    conn.query_row(
+        "SELECT watermark, rows_written, duration_ms, epoch_us(last_run_at) \
+         FROM _sluice.models WHERE name = ?",
+        params![model],
+        |r| {
+            Ok(StoredBuild {
+                watermark: r.get(0)?,
+                rows: r.get::<_, i64>(1)?.max(0) as u64,
+                duration_ms: r.get::<_, i64>(2)?.max(0) as u64,
+                at_us: r.get(3)?,
+            })
+        },
+    )
+    .optional()
+    .ctx(model, || "reading its last build".into())
+}
+
+/// The latest result of each of `model`'s data tests: (test, severity, failing rows).
+pub fn stored_tests(conn: &Connection, model: &str) -> Result<Vec<(String, String, u64)>> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT test, severity, failures FROM _sluice.test_results \
+             WHERE model = ? ORDER BY test",
+        )
+        .ctx(model, || "reading its test results".into())?;
+    let rows = stmt
+        .query_map(params![model], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.max(0) as u64))
+        })
+        .and_then(|rows| rows.collect::<duckdb::Result<Vec<_>>>())
+        .ctx(model, || "reading its test results".into())?;
+    Ok(rows)
+}
+
 /// Records a successful build (inside the build's transaction).
 pub fn record(
     conn: &Connection,

@@ -438,3 +438,38 @@ fn models_commands_list_select_and_refuse_a_running_daemon() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("holds the data directory"));
 }
+
+#[test]
+fn a_restarted_daemon_reports_the_models_built_before_it() {
+    let d = Deployment::new(SCHEMA, "").with_models(&[
+        (
+            "m.sql",
+            "{{ config(materialized='incremental') }}\nselect id, amount, _sluice_batch from {{ ref('src') }} where {{ new_rows() }}",
+        ),
+        (
+            "schema.yml",
+            "version: 2\nmodels:\n  - name: m\n    columns:\n      - name: id\n        tests: [not_null]\n",
+        ),
+    ]);
+    d.write("a.csv", &csv_rows(1, 50));
+    d.run_once();
+    // A new process, no new input: the model is not run again, yet its last build shows.
+    let mut daemon = d.start();
+    let base = daemon.http_addr();
+    daemon.wait_until("ready", |_| http_get(&format!("{base}/readyz")).0 == 200);
+    let status: serde_json::Value =
+        serde_json::from_str(&http_get(&format!("{base}/status")).1).expect("JSON");
+    let m = &status["models"]["m"];
+    assert_eq!(m["state"], "ok", "{m}");
+    assert_eq!(m["runs"], 0, "this process has not run it: {m}");
+    assert!(m["watermark"].as_i64().is_some_and(|w| w > 0), "{m}");
+    assert_eq!(m["rows"], 50, "{m}");
+    assert!(
+        !m["last_run"].is_null() && !m["newest_consumed"].is_null(),
+        "{m}"
+    );
+    assert_eq!(m["tests"][0]["name"], "not_null_m_id", "{m}");
+    assert_eq!(m["tests"][0]["failures"], 0, "{m}");
+    let (exit, log) = daemon.terminate();
+    assert!(exit.success(), "{log}");
+}

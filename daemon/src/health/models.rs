@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, sync::Mutex};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sluice_models::{ModelReport, Outcome, Plan};
+use sluice_models::{ModelReport, Outcome, Plan, StoredReport, TestResult};
 
 /// One data test's latest result.
 #[derive(Debug, Clone, Serialize)]
@@ -67,6 +67,28 @@ impl ModelsHealth {
         }
     }
 
+    /// What the database keeps of models that have not run in this process yet (after a
+    /// restart): their last successful build, watermark, freshness and test results.
+    pub fn restore(&self, stored: &[StoredReport]) {
+        let Ok(mut models) = self.0.lock() else {
+            return;
+        };
+        for r in stored {
+            let Some(s) = models.get_mut(&r.model).filter(|s| s.state == "pending") else {
+                continue;
+            };
+            s.state = "ok".into();
+            s.last_run = DateTime::from_timestamp_micros(r.build.at_us);
+            s.watermark = r.build.watermark;
+            s.rows = r.build.rows;
+            s.duration_ms = r.build.duration_ms;
+            s.newest_consumed = r
+                .newest_consumed_us
+                .and_then(DateTime::from_timestamp_micros);
+            s.tests = tests(&r.tests);
+        }
+    }
+
     pub fn record(&self, reports: &[ModelReport]) {
         let Ok(mut models) = self.0.lock() else {
             return;
@@ -87,16 +109,7 @@ impl ModelsHealth {
                     s.duration_ms = r.duration.as_millis() as u64;
                     s.runs += 1;
                     s.last_error = None;
-                    s.tests = r
-                        .tests
-                        .iter()
-                        .map(|t| TestStatus {
-                            name: t.name.clone(),
-                            severity: t.severity.as_str(),
-                            failures: t.failures,
-                            error: t.error.clone(),
-                        })
-                        .collect();
+                    s.tests = tests(&r.tests);
                 }
                 Outcome::Failed { error } => {
                     s.state = "failing".into();
@@ -111,4 +124,16 @@ impl ModelsHealth {
     pub fn snapshot(&self) -> BTreeMap<String, ModelStatus> {
         self.0.lock().map(|m| m.clone()).unwrap_or_default()
     }
+}
+
+fn tests(results: &[TestResult]) -> Vec<TestStatus> {
+    results
+        .iter()
+        .map(|t| TestStatus {
+            name: t.name.clone(),
+            severity: t.severity.as_str(),
+            failures: t.failures,
+            error: t.error.clone(),
+        })
+        .collect()
 }
