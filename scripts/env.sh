@@ -33,6 +33,7 @@ ensure_test_deps() {
   ensure_packages prometheus systemd mount util-linux e2fsprogs postgresql-client \
     libpostgresql-jdbc-java default-jre-headless openssl
   ensure_python_clients
+  ensure_duckdb_scanner
 }
 
 # The Python clients the SQL endpoint is tested with (psycopg 3, SQLAlchemy, pandas), in
@@ -47,6 +48,21 @@ ensure_python_clients() {
     echo "$want" > "$venv/.installed"
   fi
   export SLUICE_TEST_PYTHON="$venv/bin/python"
+}
+
+# DuckDB with its postgres scanner, a client of the SQL endpoint: the versions PyPI has
+# together (DuckDB fetches extensions from extensions.duckdb.org, which CI may not reach),
+# in a virtualenv of their own; the tests find it through SLUICE_TEST_SCANNER_PYTHON.
+ensure_duckdb_scanner() {
+  local venv="${SLUICE_SCANNER_VENV:-$HOME/.cache/sluice-venv-scanner}"
+  local want="duckdb==1.5.5 duckdb-extension-postgres_scanner==1.5.5 pytz==2025.2"
+  if [ ! -f "$venv/.installed" ] || [ "$(cat "$venv/.installed")" != "$want" ]; then
+    python3 -m venv "$venv"
+    # shellcheck disable=SC2086
+    "$venv/bin/pip" install -q $want
+    echo "$want" > "$venv/.installed"
+  fi
+  export SLUICE_TEST_SCANNER_PYTHON="$venv/bin/python"
 }
 
 # The SQL benchmarks' Python: the test clients plus DuckDB's Python package (the

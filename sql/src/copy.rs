@@ -132,17 +132,19 @@ fn tokens(text: &str) -> Result<Vec<String>, String> {
         } else if c == ',' {
             chars.next();
             out.push(",".into());
-        } else if c == '\'' {
+        } else if c == '\'' || c == '"' {
+            // A string, or a quoted identifier (`FORMAT "binary"`, as DuckDB's postgres
+            // scanner writes it): its text either way.
             chars.next();
             let mut s = String::new();
             loop {
                 match chars.next() {
-                    Some('\'') if chars.peek() == Some(&'\'') => {
+                    Some(q) if q == c && chars.peek() == Some(&c) => {
                         chars.next();
-                        s.push('\'');
+                        s.push(c);
                     }
-                    Some('\'') => break,
-                    Some(c) => s.push(c),
+                    Some(q) if q == c => break,
+                    Some(ch) => s.push(ch),
                     None => return Err("an unterminated string in COPY options".into()),
                 }
             }
@@ -150,7 +152,7 @@ fn tokens(text: &str) -> Result<Vec<String>, String> {
         } else {
             let mut s = String::new();
             while let Some(&c) = chars.peek() {
-                if c.is_whitespace() || c == ',' || c == '\'' {
+                if c.is_whitespace() || c == ',' || c == '\'' || c == '"' {
                     break;
                 }
                 s.push(c);
@@ -277,6 +279,10 @@ mod tests {
         assert!(c.format == CopyFormat::Text && !c.header);
         assert_eq!(c.null, "\\N");
         let c = parse("COPY (SELECT 1) TO STDOUT (FORMAT binary)")
+            .expect("copy")
+            .expect("valid");
+        assert_eq!(c.format, CopyFormat::Binary);
+        let c = parse("COPY (SELECT 1) TO STDOUT (FORMAT \"binary\");")
             .expect("copy")
             .expect("valid");
         assert_eq!(c.format, CopyFormat::Binary);

@@ -136,38 +136,42 @@ fn transaction(words: &[&str], tokens: &[Token], optional_keyword: bool) -> Opti
     modes(&tokens[skip..]).then_some(Command::Begin)
 }
 
-/// Transaction modes, comma separated: `ISOLATION LEVEL ...`, `READ ONLY | WRITE`,
-/// `[NOT] DEFERRABLE`.
+/// Transaction modes, separated by commas or by nothing (Postgres takes both):
+/// `ISOLATION LEVEL ...`, `READ ONLY | WRITE`, `[NOT] DEFERRABLE`.
 fn modes(tokens: &[Token]) -> bool {
-    let mut rest = tokens;
+    let words: Vec<Option<&str>> = tokens
+        .iter()
+        .map(|t| match t {
+            Token::Word(w) => Some(w.as_str()),
+            Token::Comma => None,
+            _ => Some(""),
+        })
+        .collect();
+    let mut rest = words.as_slice();
+    let mut after_comma = false;
     while !rest.is_empty() {
-        let words: Vec<&str> = rest
-            .iter()
-            .take_while(|t| **t != Token::Comma)
-            .map(|t| match t {
-                Token::Word(w) => w.as_str(),
-                _ => "",
-            })
-            .collect();
-        let valid = matches!(
-            words.as_slice(),
-            ["isolation", "level", "serializable"]
-                | ["isolation", "level", "repeatable", "read"]
-                | ["isolation", "level", "read", "committed" | "uncommitted"]
-                | ["read", "only" | "write"]
-                | ["deferrable"]
-                | ["not", "deferrable"]
-        );
-        if !valid {
-            return false;
-        }
-        rest = &rest[words.len()..];
-        if let Some(Token::Comma) = rest.first() {
-            rest = &rest[1..];
-            if rest.is_empty() {
+        if rest[0].is_none() {
+            if after_comma || rest.len() == 1 {
                 return false;
             }
+            after_comma = true;
+            rest = &rest[1..];
+            continue;
         }
+        let item = |n: usize| rest.get(n).copied().flatten();
+        let len = match (item(0), item(1), item(2), item(3)) {
+            (Some("isolation"), Some("level"), Some("repeatable"), Some("read")) => 4,
+            (Some("isolation"), Some("level"), Some("read"), Some("committed" | "uncommitted")) => {
+                4
+            }
+            (Some("isolation"), Some("level"), Some("serializable"), _) => 3,
+            (Some("read"), Some("only" | "write"), _, _) => 2,
+            (Some("not"), Some("deferrable"), _, _) => 2,
+            (Some("deferrable"), _, _, _) => 1,
+            _ => return false,
+        };
+        after_comma = false;
+        rest = &rest[len..];
     }
     true
 }
@@ -305,6 +309,14 @@ mod tests {
     fn what_clients_send_on_connect_and_around_queries() {
         assert_eq!(parse("BEGIN"), Some(Command::Begin));
         assert_eq!(parse("begin transaction read only;"), Some(Command::Begin));
+        // What DuckDB's postgres scanner sends: modes without commas.
+        assert_eq!(
+            parse("BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"),
+            Some(Command::Begin)
+        );
+        assert_eq!(parse("BEGIN READ ONLY, , DEFERRABLE"), None);
+        assert_eq!(parse("BEGIN READ ONLY,"), None);
+        assert_eq!(parse("BEGIN READ SOMETIMES"), None);
         assert_eq!(
             parse("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"),
             Some(Command::Begin)

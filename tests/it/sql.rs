@@ -3,7 +3,9 @@
 //! browsing, `\copy`, refusals, cancel, timeouts, the connection limit, a 10M-row result,
 //! consistency under load and a SIGKILL mid-query; psycopg 3, SQLAlchemy and pandas
 //! (tests/clients/psycopg_check.py) and the PostgreSQL JDBC driver
-//! (tests/clients/JdbcCheck.java) for the extended protocol, binary formats and types.
+//! (tests/clients/JdbcCheck.java) for the extended protocol, binary formats and types;
+//! DuckDB's postgres scanner (tests/clients/duckdb_scanner_check.py) for the catalog and
+//! binary COPY.
 
 use std::{
     fs,
@@ -480,6 +482,25 @@ fn psycopg_and_sqlalchemy_read_every_type_in_binary_and_text() {
     let script = crate::support::repo_root().join("tests/clients/psycopg_check.py");
     let stdout = client_check(Command::new(python_clients()).arg(script), port);
     assert!(stdout.contains("\"ok\": true"), "{stdout}");
+    let (status, log) = daemon.terminate();
+    assert!(status.success(), "{log}");
+}
+
+#[test]
+fn duckdbs_postgres_scanner_attaches_the_live_warehouse() {
+    let (_d, mut daemon, port) = warehouse("");
+    daemon.wait_until("the mart caught up", |_| {
+        rows(port, "SELECT count(*) FROM m") == ["150"]
+    });
+    let python = std::env::var("SLUICE_TEST_SCANNER_PYTHON").unwrap_or_else(|_| {
+        panic!(
+            "SLUICE_TEST_SCANNER_PYTHON is not set: run the tests through scripts/test.sh, \
+             which installs DuckDB with its postgres scanner and sets it"
+        )
+    });
+    let script = crate::support::repo_root().join("tests/clients/duckdb_scanner_check.py");
+    let stdout = client_check(Command::new(python).arg(script), port);
+    assert_eq!(stdout.trim(), "ok");
     let (status, log) = daemon.terminate();
     assert!(status.success(), "{log}");
 }
