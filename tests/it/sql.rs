@@ -124,6 +124,23 @@ fn psql_reads_raw_tables_marts_and_state_while_sluice_runs() {
         ),
         ["BEGIN", "150", "COMMIT"]
     );
+    // A query per type, as psql prints Postgres's text format.
+    assert_eq!(
+        rows(
+            port,
+            "SELECT true, 7::TINYINT, 7::SMALLINT, 7::INTEGER, 7::BIGINT, 7::UBIGINT, \
+             12345678901234567890123::HUGEINT, 1.5::FLOAT, 2.25::DOUBLE, 12.34::DECIMAL(10,2), \
+             'héllo', '{\"a\": [1, 2]}'::JSON, '\\x01\\xff'::BLOB, DATE '2024-02-29', \
+             TIME '13:14:15.5', TIMESTAMP '2024-02-29 13:14:15.25', \
+             TIMESTAMPTZ '2024-02-29 13:14:15+00', INTERVAL '1 day 02:03:04', \
+             '6ba7b810-9dad-11d1-80b4-00c04fd430c8'::UUID, [1, 2], {'k': 'v'}, NULL::INTEGER"
+        ),
+        [
+            "t|7|7|7|7|7|12345678901234567890123|1.5|2.25|12.34|héllo|{\"a\": [1, 2]}|\\x01ff|\
+          2024-02-29|13:14:15.5|2024-02-29 13:14:15.25|2024-02-29 13:14:15+00|1 day 02:03:04|\
+          6ba7b810-9dad-11d1-80b4-00c04fd430c8|[1,2]|{\"k\":\"v\"}|"
+        ]
+    );
     // psql's \copy: the rows come over the protocol, the file is psql's.
     let copied: Vec<String> = rows(
         port,
