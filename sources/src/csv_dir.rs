@@ -14,16 +14,12 @@
 //! - [`settle`]: deciding when a file is complete.
 //! - [`sniff`]: telling text CSV from binary or undecodable content.
 //! - [`reader`]: streaming records of one file into chunks, hashing what was parsed.
-//! - [`convert`]: string columns to typed Arrow arrays, row errors to dead letters.
-//! - [`infer`]: a schema from a header and a sample when none is declared.
 //! - [`dispose`]: archive, delete or keep; quarantine.
 //! - [`source`]: the source's thread: events, rescans, deciding what to do with a file;
 //!   `source/read.rs` reads one file into chunks, `source/acks.rs` acts on acknowledgements.
 
 pub mod config;
-pub mod convert;
 pub mod dispose;
-pub mod infer;
 pub mod reader;
 pub mod scan;
 pub mod settle;

@@ -8,6 +8,8 @@
 //! Layout:
 //! - [`csv_dir`]: watched directories of CSV files.
 //! - [`kafka`]: Kafka topics, consumed as a group member with offsets kept in DuckDB.
+//! - [`typing`]: text into Arrow for every source: declared and inferred schemas, casts,
+//!   the raw table's columns.
 //! - [`channel`]: the messages between a source and the committer.
 //! - [`error`]: the crate's error type, [`SourceError`].
 //! - [`telemetry`]: the metrics sources emit.
@@ -17,6 +19,7 @@ pub mod csv_dir;
 pub mod error;
 pub mod kafka;
 pub mod telemetry;
+pub mod typing;
 
 pub use channel::{SourceContext, SourceEvent, SourceStatus};
 pub use error::SourceError;

@@ -1,12 +1,11 @@
 //! Configuration of a CSV directory source (`type = "csv"`).
 
-use std::{fmt, path::PathBuf, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
-use serde::{
-    de::{MapAccess, Visitor},
-    Deserialize, Deserializer,
-};
-use sluice_core::{meta, Column, ColumnType, Ident, TableSchema};
+use serde::Deserialize;
+use sluice_core::{Ident, TableSchema};
+
+use crate::typing::declared::{declared_columns, DeclaredSchema};
 
 /// `[sources.<name>]` with `type = "csv"`. Paths are resolved by the daemon before use.
 #[derive(Debug, Clone, Deserialize)]
@@ -73,30 +72,6 @@ pub enum WatchMode {
     /// Listing the directory every `poll_interval` (for NFS and other filesystems
     /// without inotify).
     Poll,
-}
-
-/// Column name -> DuckDB type name, in the order written in the file.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DeclaredSchema(pub Vec<(String, String)>);
-
-impl<'de> Deserialize<'de> for DeclaredSchema {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Ordered;
-        impl<'de> Visitor<'de> for Ordered {
-            type Value = DeclaredSchema;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a table of column = \"TYPE\"")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut columns = Vec::new();
-                while let Some((k, v)) = map.next_entry::<String, String>()? {
-                    columns.push((k, v));
-                }
-                Ok(DeclaredSchema(columns))
-            }
-        }
-        d.deserialize_map(Ordered)
-    }
 }
 
 fn default_glob() -> String {
@@ -206,55 +181,6 @@ fn single_byte(s: &str) -> Option<u8> {
         [b] if b.is_ascii() => Some(*b),
         _ => None,
     }
-}
-
-/// Validates declared columns: known types, names not reserved, no duplicates.
-pub(crate) fn declared_columns(
-    schema: &DeclaredSchema,
-) -> Result<TableSchema, Vec<(String, String)>> {
-    let mut errors = Vec::new();
-    let mut columns: Vec<Column> = Vec::new();
-    if schema.0.is_empty() {
-        errors.push(("".into(), "declares no columns".into()));
-    }
-    for (name, ty) in &schema.0 {
-        if let Err(msg) = check_column_name(name) {
-            errors.push((name.clone(), msg));
-        }
-        if columns.iter().any(|c| c.name.eq_ignore_ascii_case(name)) {
-            errors.push((
-                name.clone(),
-                "declared twice (names are case-insensitive)".into(),
-            ));
-        }
-        match ty.parse::<ColumnType>() {
-            Ok(ty) => columns.push(Column::new(name.clone(), ty)),
-            Err(e) => errors.push((name.clone(), e.to_string())),
-        }
-    }
-    if errors.is_empty() {
-        Ok(TableSchema::new(columns))
-    } else {
-        Err(errors)
-    }
-}
-
-/// Whether a data column name is acceptable (it is quoted in SQL, so only emptiness, NUL
-/// and sluice's reserved prefix are refused).
-pub fn check_column_name(name: &str) -> Result<(), String> {
-    if name.trim().is_empty() {
-        return Err("a column name must not be empty".into());
-    }
-    if name.contains('\0') {
-        return Err("a column name must not contain NUL".into());
-    }
-    if meta::is_reserved(name) {
-        return Err(format!(
-            "{name:?}: names starting with {:?} are reserved for sluice",
-            meta::RESERVED_PREFIX
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

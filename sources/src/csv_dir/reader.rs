@@ -28,7 +28,7 @@ use arrow::{
 };
 use sluice_core::{meta, DeadLetter, FileHash, Origin, TableSchema, DEAD_LETTER_RAW_LIMIT};
 
-use super::convert::type_columns;
+use crate::typing::cast::type_columns;
 
 const READ_BUFFER: usize = 1 << 20;
 /// Records between two hashing steps within a chunk.

@@ -511,10 +511,7 @@ pub(super) struct Found<'a> {
 
 /// The raw table's columns for a file source: data, then sluice's own.
 pub fn raw_schema(data: &TableSchema) -> TableSchema {
-    let mut columns = data.columns.clone();
-    columns.extend(meta::commit_columns());
-    columns.extend(meta::file_columns());
-    TableSchema::new(columns)
+    crate::typing::declared::raw_schema(data, meta::file_columns())
 }
 
 fn stat(path: &Path) -> Option<Signature> {

@@ -6,7 +6,7 @@ use bytesize::ByteSize;
 use serde::Deserialize;
 use sluice_core::{Column, ColumnType, Ident, TableSchema};
 
-use crate::csv_dir::config::{declared_columns, DeclaredSchema};
+use crate::typing::declared::{declared_columns, DeclaredSchema};
 
 /// librdkafka properties sluice sets itself: overriding them would break exactly-once.
 const MANAGED: &[&str] = &[

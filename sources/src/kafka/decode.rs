@@ -21,7 +21,7 @@ use sluice_core::{
 };
 
 use super::config::Format;
-use crate::csv_dir::convert::type_columns;
+use crate::typing::cast::type_columns;
 
 /// One consumed message, owned (the consumer's buffer is released at once).
 #[derive(Debug, Clone)]
@@ -69,11 +69,8 @@ impl Decoder {
     /// Every column of the raw table: data, the commit columns, then provenance (the
     /// same order as a file source's tables).
     pub fn raw_schema(&self) -> TableSchema {
-        let mut columns = self.data.columns.clone();
-        columns.extend(meta::commit_columns());
-        columns.extend(meta::kafka_columns());
-        columns.extend(self.extra_column());
-        TableSchema::new(columns)
+        let provenance = meta::kafka_columns().into_iter().chain(self.extra_column());
+        crate::typing::declared::raw_schema(&self.data, provenance)
     }
 
     /// The chunk's columns: data then provenance (the committer adds batch and time).

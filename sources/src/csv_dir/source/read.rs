@@ -11,12 +11,12 @@ use tracing::{debug, error, info, warn};
 use super::{raw_schema, stat, CsvDirSource, Found, InFlight};
 use crate::{
     csv_dir::{
-        infer,
         reader::{
             read_header, sample, FileReader, Header, HeaderChanged, Layout, ScanPoint, Start,
         },
         sniff::{not_text_reason, SNIFF_BYTES},
     },
+    typing::infer,
     SourceContext, SourceEvent,
 };
 

@@ -9,8 +9,8 @@ use sluice_core::{Column, ColumnType, TableSchema};
 
 use super::Message;
 use crate::{
-    csv_dir::{config::check_column_name, convert::json_text, infer},
     kafka::config::Nested,
+    typing::{cast::json_text, declared::check_column_name, infer},
 };
 
 /// Infers the data columns from sample messages; `None` if no sample is a JSON object.

@@ -6,7 +6,7 @@
 use arrow::array::{Array, StringArray};
 use sluice_core::{Column, ColumnType, TableSchema};
 
-use super::{config::check_column_name, convert::fits};
+use super::{cast::fits, declared::check_column_name};
 
 /// Records sampled from the start of the first file.
 pub const SAMPLE_RECORDS: usize = 10_000;
