@@ -192,7 +192,7 @@ impl fmt::Display for ColumnType {
                 f.write_str("STRUCT(")?;
                 for (i, c) in fields.iter().enumerate() {
                     let sep = if i > 0 { ", " } else { "" };
-                    write!(f, "{sep}\"{}\" {}", c.name.replace('"', "\"\""), c.ty)?;
+                    write!(f, "{sep}{} {}", crate::ident::quote_ident(&c.name), c.ty)?;
                 }
                 return f.write_str(")");
             }

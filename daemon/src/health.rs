@@ -9,6 +9,8 @@
 
 pub mod models;
 
+pub use models::ModelHealth;
+
 use std::{
     collections::{BTreeMap, VecDeque},
     sync::{

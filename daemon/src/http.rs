@@ -122,7 +122,11 @@ fn refresh_gauges(state: &HttpState) {
             let freshness = (now - newest).num_milliseconds() as f64 / 1000.0;
             gauge!("sluice_model_freshness_seconds", "model" => name.clone()).set(freshness);
         }
-        let failing = if model.state == "failing" { 1.0 } else { 0.0 };
+        let failing = if model.state == crate::health::ModelHealth::Failing {
+            1.0
+        } else {
+            0.0
+        };
         gauge!("sluice_model_failing", "model" => name).set(failing);
     }
     let ready = if health.unready_reasons().is_empty() {

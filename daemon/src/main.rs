@@ -12,9 +12,10 @@
 //! - [`health`]: liveness, readiness and status shared by the pipeline and the endpoints.
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz`, `/status`, `/query`, `/catalog`.
 //! - [`notify`]: systemd `Type=notify` (ready, status, watchdog, stopping).
-//! - [`status`]: `sluice status`, a readable view of a running daemon's `/status`.
+//! - [`status_cli`]: `sluice status`, a readable view of a running daemon's `/status`.
 //! - [`sql_cli`]: `sluice sql`, queries through the daemon or on the database itself.
 //! - [`telemetry`]: the metrics the daemon emits.
+//! - [`warehouse`]: the DuckDB file and Parquet directory opened as configured.
 //!
 //! The data path, in one direction: source threads (`sluice-sources`) -> bounded channel
 //! -> batcher -> commit (`sluice-sinks`: Parquet, then one DuckDB transaction) ->
@@ -31,8 +32,9 @@ mod pipeline;
 mod run;
 mod signals;
 mod sql_cli;
-mod status;
+mod status_cli;
 mod telemetry;
+mod warehouse;
 
 use std::process::ExitCode;
 
@@ -60,7 +62,7 @@ fn main() -> ExitCode {
 fn other_command(command: Command) -> ExitCode {
     match command {
         Command::Check { config } => check(&config.path),
-        Command::Status { url } => match status::print(&url) {
+        Command::Status { url } => match status_cli::print(&url) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");

@@ -17,8 +17,7 @@ use std::{
 };
 
 use anyhow::{bail, Context};
-use sluice_core::Ident;
-use sluice_sinks::{ParquetSink, Warehouse, WarehouseOptions};
+use sluice_sinks::Warehouse;
 use sluice_sources::SourceContext;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -31,7 +30,7 @@ use crate::{
     models::{self, Marts, ModelReload},
     notify::Notifier,
     pipeline::{Committer, Limits},
-    signals, telemetry,
+    signals, telemetry, warehouse,
 };
 
 /// Chunks waiting for the committer; with batches this bounds memory when sinks are slow.
@@ -92,7 +91,7 @@ pub fn run(config: Config, once: bool, signals: signals::Blocked) -> anyhow::Res
         http_state = Some(state);
     }
 
-    let Some(warehouse) = open_warehouse_when_free(&config, &health, &stop)? else {
+    let Some(warehouse) = warehouse::open_when_free(&config, &health, &stop)? else {
         info!("stopped before start-up finished");
         return Ok(());
     };
@@ -202,62 +201,4 @@ fn start_models(
     };
     let marts = Marts::new(plan, config, conn, reload.clone(), health.clone())?;
     Ok(Some(marts))
-}
-
-/// Opens the warehouse, waiting (not ready, retrying every second) while another process
-/// holds the DuckDB file, such as a DuckDB CLI left open. `None` if stopped meanwhile.
-fn open_warehouse_when_free(
-    config: &Config,
-    health: &Health,
-    stop: &CancellationToken,
-) -> anyhow::Result<Option<Warehouse>> {
-    let mut warned = false;
-    loop {
-        match open_warehouse(config) {
-            Ok(w) => {
-                health.set_waiting_for(None);
-                return Ok(Some(w));
-            }
-            Err(e) if is_lock_conflict(&e) => {
-                let what = format!(
-                    "{} is locked by another process; waiting for it to close the file",
-                    config.duckdb_path().display()
-                );
-                if !warned {
-                    warn!(error = %e, "{what}");
-                    warned = true;
-                }
-                health.set_waiting_for(Some(what));
-            }
-            Err(e) => return Err(e),
-        }
-        if stop.is_cancelled() {
-            return Ok(None);
-        }
-        thread::sleep(std::time::Duration::from_secs(1));
-    }
-}
-
-fn is_lock_conflict(e: &anyhow::Error) -> bool {
-    format!("{e:#}").contains("Could not set lock on file")
-}
-
-pub(crate) fn open_warehouse(config: &Config) -> anyhow::Result<Warehouse> {
-    let raw_schema = Ident::new(&config.duckdb.raw_schema)?;
-    let parquet = config
-        .parquet
-        .enabled
-        .then(|| ParquetSink::new(config.parquet_dir(), config.parquet.compression.into()));
-    let warehouse = Warehouse::open(WarehouseOptions {
-        db_path: config.duckdb_path(),
-        raw_schema,
-        memory_limit: config.duckdb.memory_limit.clone(),
-        threads: config.duckdb.threads,
-        checkpoint_threshold: config
-            .duckdb
-            .checkpoint_threshold
-            .map(|b| format!("{}B", b.as_u64())),
-        parquet,
-    })?;
-    Ok(warehouse)
 }

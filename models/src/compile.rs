@@ -16,15 +16,38 @@ use crate::{
     state,
 };
 
-/// The skip reason of a model that failed to compile (its error is in `errors`).
-pub const DOES_NOT_COMPILE: &str = "it does not compile";
+/// Why a model was not compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skip {
+    /// It failed to compile: its error is in [`CompileReport::errors`].
+    DoesNotCompile,
+    /// A model it reads was not compiled.
+    Upstream { model: String },
+    /// A raw table it reads does not exist yet (no data ingested).
+    NoRawTable { schema: String, table: String },
+}
+
+impl std::fmt::Display for Skip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Skip::DoesNotCompile => f.write_str("it does not compile"),
+            Skip::Upstream { model } => write!(f, "upstream model {model} was not compiled"),
+            Skip::NoRawTable { schema, table } => {
+                write!(
+                    f,
+                    "raw table {schema}.{table} does not exist yet (no data ingested)"
+                )
+            }
+        }
+    }
+}
 
 /// The outcome of compiling a plan.
 #[derive(Debug, Default)]
 pub struct CompileReport {
     pub errors: Vec<ModelError>,
     /// Models not compiled, with why (a raw table not yet created, an upstream error).
-    pub skipped: BTreeMap<String, String>,
+    pub skipped: BTreeMap<String, Skip>,
     pub compiled: usize,
 }
 
@@ -62,7 +85,7 @@ fn compile_all(conn: &Connection, plan: &Plan) -> CompileReport {
         match compile_one(conn, plan, m) {
             Ok(()) => compiled.push(m),
             Err(e) => {
-                report.skipped.insert(name, DOES_NOT_COMPILE.into());
+                report.skipped.insert(name, Skip::DoesNotCompile);
                 report.errors.push(e);
                 // An error aborts DuckDB's transaction (there are no savepoints): start a
                 // new one and recreate what compiled so far, for the models after it.
@@ -95,16 +118,19 @@ fn skip_reason(
     conn: &Connection,
     plan: &Plan,
     m: &ModelPlan,
-    skipped: &BTreeMap<String, String>,
-) -> Option<String> {
+    skipped: &BTreeMap<String, Skip>,
+) -> Option<Skip> {
     if let Some(p) = m.parents.iter().find(|p| skipped.contains_key(*p)) {
-        return Some(format!("upstream model {p} was not compiled"));
+        return Some(Skip::Upstream { model: p.clone() });
     }
     let raw = plan.catalog.raw_schema.as_str();
     m.raw_tables
         .iter()
         .find(|t| !state::relation_exists(conn, raw, t).unwrap_or(false))
-        .map(|t| format!("raw table {raw}.{t} does not exist yet (no data ingested)"))
+        .map(|t| Skip::NoRawTable {
+            schema: raw.to_string(),
+            table: t.clone(),
+        })
 }
 
 fn compile_one(conn: &Connection, plan: &Plan, m: &ModelPlan) -> Result<()> {

@@ -227,15 +227,15 @@ impl ModelRunner {
         }
         let started = Instant::now();
         let decision = self.decide(conn, m, opts);
-        let how = match decision {
-            Ok(Some(how)) => how,
+        let due = match decision {
+            Ok(Some(due)) => due,
             Ok(None) => return Ok(None),
             Err(e) => return Ok(Some(self.failed(conn, m, e, started))),
         };
         if !opts.now {
             let table_waits = m.config.materialized == Materialized::Table
-                && matches!(how.1, Build::Full)
-                && !how.2
+                && matches!(due.build, Build::Full)
+                && !due.changed
                 && self
                     .last_build
                     .get(&name)
@@ -248,7 +248,7 @@ impl ModelRunner {
                 return Err(Deferred);
             }
         }
-        match self.build(conn, m, how) {
+        match self.build(conn, m, due) {
             Ok((rows, full)) => {
                 self.retries.remove(&name);
                 self.last_build.insert(name.clone(), Instant::now());
@@ -266,13 +266,8 @@ impl ModelRunner {
         }
     }
 
-    /// Whether `m` is due and how: (new state, build, SQL changed or first build).
-    fn decide(
-        &self,
-        conn: &Connection,
-        m: &ModelPlan,
-        opts: &RunOptions,
-    ) -> Result<Option<(ModelState, Build, bool)>> {
+    /// Whether `m` is due, and how to build it.
+    fn decide(&self, conn: &Connection, m: &ModelPlan, opts: &RunOptions) -> Result<Option<Due>> {
         let name = m.name.as_str();
         let raw = self.plan.catalog.raw_schema.as_str();
         for table in &m.raw_tables {
@@ -290,12 +285,16 @@ impl ModelRunner {
             sql_hash: hash.clone(),
             watermark: last,
         };
-        let changed =
-            opts.full_refresh || !exists || stored.as_ref().is_none_or(|s| s.sql_hash != hash);
-        if changed {
-            return Ok(Some((next, Build::Full, true)));
-        }
-        let stored = stored.expect("checked above");
+        let stored = match stored {
+            Some(s) if !opts.full_refresh && exists && s.sql_hash == hash => s,
+            _ => {
+                return Ok(Some(Due {
+                    next,
+                    build: Build::Full,
+                    changed: true,
+                }))
+            }
+        };
         if m.config.materialized == Materialized::View {
             return Ok(None);
         }
@@ -308,7 +307,11 @@ impl ModelRunner {
             },
             _ => Build::Full,
         };
-        Ok(Some((next, how, false)))
+        Ok(Some(Due {
+            next,
+            build: how,
+            changed: false,
+        }))
     }
 
     /// Builds in one transaction with the watermark; returns (rows, rebuilt in full).
@@ -316,7 +319,9 @@ impl ModelRunner {
         &self,
         conn: &Connection,
         m: &ModelPlan,
-        (next, how, _): (ModelState, Build, bool),
+        Due {
+            next, build: how, ..
+        }: Due,
     ) -> Result<(u64, bool)> {
         let name = m.name.as_str();
         let started = Instant::now();
@@ -431,6 +436,14 @@ pub struct StoredReport {
     pub build: state::StoredBuild,
     pub newest_consumed_us: Option<i64>,
     pub tests: Vec<TestResult>,
+}
+
+/// A model that is due: the state to record once it is built, how to build it, and
+/// whether its SQL changed (or it was never built).
+struct Due {
+    next: ModelState,
+    build: Build,
+    changed: bool,
 }
 
 /// A model that is due but waits (min_interval or a retry delay).

@@ -17,12 +17,42 @@ pub struct TestStatus {
     pub error: Option<String>,
 }
 
+/// How a model stands, shown in `/status` as `pending`, `ok`, `failing` or
+/// `waiting for <upstream>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelHealth {
+    /// Not built yet (nor ever, as far as the database says).
+    Pending,
+    /// Its last run built it.
+    Ok,
+    /// Its last run failed.
+    Failing,
+    /// It waits for a failing upstream model.
+    Waiting { on: String },
+}
+
+impl std::fmt::Display for ModelHealth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ModelHealth::Pending => f.write_str("pending"),
+            ModelHealth::Ok => f.write_str("ok"),
+            ModelHealth::Failing => f.write_str("failing"),
+            ModelHealth::Waiting { on } => write!(f, "waiting for {on}"),
+        }
+    }
+}
+
+impl Serialize for ModelHealth {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// One model's latest state.
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelStatus {
     pub materialized: String,
-    /// `pending` (not run yet), `ok`, `failing`, or `waiting` (for a failing upstream).
-    pub state: String,
+    pub state: ModelHealth,
     pub last_run: Option<DateTime<Utc>>,
     pub watermark: i64,
     /// Rows written by the last successful run.
@@ -52,7 +82,7 @@ impl ModelsHealth {
             let name = m.name.to_string();
             let status = old.get(&name).cloned().unwrap_or(ModelStatus {
                 materialized: m.config.materialized.to_string(),
-                state: "pending".into(),
+                state: ModelHealth::Pending,
                 last_run: None,
                 watermark: 0,
                 rows: 0,
@@ -74,10 +104,13 @@ impl ModelsHealth {
             return;
         };
         for r in stored {
-            let Some(s) = models.get_mut(&r.model).filter(|s| s.state == "pending") else {
+            let Some(s) = models
+                .get_mut(&r.model)
+                .filter(|s| s.state == ModelHealth::Pending)
+            else {
                 continue;
             };
-            s.state = "ok".into();
+            s.state = ModelHealth::Ok;
             s.last_run = DateTime::from_timestamp_micros(r.build.at_us);
             s.watermark = r.build.watermark;
             s.rows = r.build.rows;
@@ -103,7 +136,7 @@ impl ModelsHealth {
                 .and_then(DateTime::from_timestamp_micros);
             match &r.outcome {
                 Outcome::Built { rows, .. } => {
-                    s.state = "ok".into();
+                    s.state = ModelHealth::Ok;
                     s.last_run = Some(Utc::now());
                     s.rows = *rows;
                     s.duration_ms = r.duration.as_millis() as u64;
@@ -112,11 +145,11 @@ impl ModelsHealth {
                     s.tests = tests(&r.tests);
                 }
                 Outcome::Failed { error } => {
-                    s.state = "failing".into();
+                    s.state = ModelHealth::Failing;
                     s.failures += 1;
                     s.last_error = Some(error.clone());
                 }
-                Outcome::Waiting { on } => s.state = format!("waiting for {on}"),
+                Outcome::Waiting { on } => s.state = ModelHealth::Waiting { on: on.clone() },
             }
         }
     }

@@ -9,9 +9,7 @@ use duckdb::Connection;
 use sluice_models::{compile, ModelReport, Outcome, Plan, RunOptions, Severity};
 
 use super::{existing_raw_tables, load_plan, Marts, ModelReload};
-use crate::{
-    config::Config, health::Health, lock::lock_data_dir, notify::Notifier, run::open_warehouse,
-};
+use crate::{config::Config, health::Health, lock::lock_data_dir, notify::Notifier, warehouse};
 
 fn plan_of(config: &Config, conn: Option<&Connection>) -> anyhow::Result<Plan> {
     let existing = conn
@@ -70,7 +68,7 @@ pub fn list(config: &Config) -> anyhow::Result<()> {
 /// once. Fails if a model or an error-severity data test fails.
 pub fn run(config: &Config, select: Vec<String>, full_refresh: bool) -> anyhow::Result<()> {
     let _lock = lock_data_dir(&config.data_dir)?;
-    let warehouse = open_warehouse(config)?;
+    let warehouse = warehouse::open(config)?;
     let conn = warehouse.connection();
     let plan = plan_of(config, Some(conn))?;
     let select: BTreeSet<String> = select.into_iter().collect();
@@ -160,7 +158,7 @@ pub fn check(config: &Config, notes: &mut Vec<String>) -> Vec<String> {
         .is_dir()
         .then(|| lock_data_dir(&config.data_dir));
     let warehouse = match (&lock, db.is_file()) {
-        (Some(Ok(_)), true) => match open_warehouse(config) {
+        (Some(Ok(_)), true) => match warehouse::open(config) {
             Ok(w) => Some(w),
             Err(e) => {
                 return vec![format!(
@@ -203,7 +201,7 @@ pub fn check(config: &Config, notes: &mut Vec<String>) -> Vec<String> {
         Err(e) => vec![format!("models: {e:#}")],
         Ok(report) => {
             for (model, why) in &report.skipped {
-                if why != sluice_models::compile::DOES_NOT_COMPILE {
+                if *why != sluice_models::compile::Skip::DoesNotCompile {
                     notes.push(format!("model {model} not compiled: {why}"));
                 }
             }

@@ -145,9 +145,10 @@ impl Redactor {
     }
 }
 
-/// The consumer's context: rebalances, errors, statistics.
+/// The consumer's context (librdkafka callbacks): rebalances, errors, statistics. Not the
+/// daemon's [`crate::SourceContext`], which every source runs with.
 #[derive(Debug)]
-pub struct SourceContext {
+pub struct GroupContext {
     source: Arc<str>,
     shared: Arc<Mutex<Shared>>,
     start_from: StartFrom,
@@ -156,9 +157,9 @@ pub struct SourceContext {
     redactor: Redactor,
 }
 
-pub type KafkaConsumer = BaseConsumer<SourceContext>;
+pub type KafkaConsumer = BaseConsumer<GroupContext>;
 
-impl SourceContext {
+impl GroupContext {
     fn shared(&self) -> MutexGuard<'_, Shared> {
         self.shared.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -177,7 +178,7 @@ pub fn create(
     let redactor = Redactor::new(config);
     let mut cfg = client_config(source, config);
     cfg.set_log_level(RDKafkaLogLevel::Warning);
-    let context = SourceContext {
+    let context = GroupContext {
         source: source.clone(),
         shared,
         start_from: config.start_from,
@@ -231,7 +232,7 @@ pub fn describe(e: &KafkaError, redactor: &Redactor) -> String {
     }
 }
 
-impl ClientContext for SourceContext {
+impl ClientContext for GroupContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         let message = self.redactor.clean(message);
         match level {
@@ -292,7 +293,7 @@ impl ClientContext for SourceContext {
     }
 }
 
-impl ConsumerContext for SourceContext {
+impl ConsumerContext for GroupContext {
     /// Before partitions go: wait (bounded) until what was sent of them is committed, and
     /// commit those offsets to the broker, so their next owner starts where this one ended.
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -356,7 +357,7 @@ impl ConsumerContext for SourceContext {
     }
 }
 
-impl SourceContext {
+impl GroupContext {
     /// Re-assigns every partition at the offset it must resume from.
     fn on_assign(&self, consumer: &KafkaConsumer, tpl: &TopicPartitionList) {
         let broker = consumer
