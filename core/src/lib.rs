@@ -14,6 +14,7 @@
 //!   hash of its committed bytes or by name).
 //! - [`meta`]: names of the provenance columns sluice adds to every raw table.
 //! - [`priority`]: producer threads (sources, the Parquet writer) yield to the commit thread.
+//! - [`retry`]: the one backoff policy type every retry loop uses.
 
 pub mod chunk;
 pub mod column;
@@ -22,6 +23,7 @@ pub mod ident;
 pub mod ledger;
 pub mod meta;
 pub mod priority;
+pub mod retry;
 
 pub use chunk::{
     Chunk, DeadLetter, FileHash, FileId, FileProgress, FileRecord, FileStatus, Origin,

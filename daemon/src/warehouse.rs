@@ -3,12 +3,15 @@
 
 use std::thread;
 
-use sluice_core::Ident;
+use sluice_core::{retry::Backoff, Ident};
 use sluice_sinks::{ParquetSink, Warehouse, WarehouseOptions};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::{config::Config, health::Health};
+
+/// How often a locked DuckDB file is tried again at start-up.
+const LOCKED_RETRY: Backoff = Backoff::fixed(std::time::Duration::from_secs(1));
 
 /// Opens the warehouse, waiting (not ready, retrying every second) while another process
 /// holds the DuckDB file, such as a DuckDB CLI left open. `None` if stopped meanwhile.
@@ -40,7 +43,7 @@ pub fn open_when_free(
         if stop.is_cancelled() {
             return Ok(None);
         }
-        thread::sleep(std::time::Duration::from_secs(1));
+        thread::sleep(LOCKED_RETRY.after(None));
     }
 }
 

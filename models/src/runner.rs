@@ -8,6 +8,7 @@ use std::{
 };
 
 use duckdb::Connection;
+use sluice_core::retry::Backoff;
 use tracing::{debug, info, warn};
 
 use crate::{
@@ -20,9 +21,8 @@ use crate::{
     state::{self, ModelState},
 };
 
-/// First and longest pause before retrying a failed model.
-const RETRY_FIRST: Duration = Duration::from_secs(1);
-const RETRY_MAX: Duration = Duration::from_secs(60);
+/// Pauses before retrying a failed model: 1 s, doubling up to a minute.
+const RETRY: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
 
 /// What happened to one model in a round.
 #[derive(Debug, Clone)]
@@ -243,7 +243,7 @@ impl ModelRunner {
             if table_waits {
                 self.retries.entry(name).or_insert(Retry {
                     at: now + m.config.min_interval,
-                    delay: RETRY_FIRST,
+                    delay: RETRY.first,
                 });
                 return Err(Deferred);
             }
@@ -379,10 +379,7 @@ impl ModelRunner {
         started: Instant,
     ) -> ModelReport {
         let name = m.name.to_string();
-        let delay = self
-            .retries
-            .get(&name)
-            .map_or(RETRY_FIRST, |r| (r.delay * 2).min(RETRY_MAX));
+        let delay = RETRY.after(self.retries.get(&name).map(|r| r.delay));
         self.retries.insert(
             name.clone(),
             Retry {

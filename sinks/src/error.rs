@@ -25,6 +25,15 @@ pub enum SinkError {
     },
     #[error("table {table}: {detail}")]
     Schema { table: String, detail: String },
+    /// A batch staged for commit is not the next one: a defect, never bad input.
+    #[error("table {table}: batch {id} staged out of order (the last committed is {last})")]
+    OutOfOrder { table: String, id: i64, last: i64 },
+    /// A worker thread (the committer, a Parquet writer) panicked.
+    #[error("{what} panicked")]
+    Panicked { what: String },
+    /// `_sluice.meta`'s state version is one this sluice cannot use.
+    #[error("_sluice.meta: {detail}")]
+    StateVersion { detail: String },
     #[error("arrow: {context}: {source}")]
     Arrow {
         context: String,
@@ -76,7 +85,11 @@ impl SinkError {
             SinkError::Io { source, .. } => Some(io_storage(source)),
             SinkError::Parquet { source, .. } => Some(parquet_storage(source)),
             SinkError::Duckdb { source, .. } => message_storage(&source.to_string()),
-            SinkError::Schema { .. } | SinkError::Arrow { .. } => None,
+            SinkError::Schema { .. }
+            | SinkError::OutOfOrder { .. }
+            | SinkError::Panicked { .. }
+            | SinkError::StateVersion { .. }
+            | SinkError::Arrow { .. } => None,
         }
     }
 }
@@ -184,8 +197,18 @@ mod tests {
         );
         let schema = SinkError::Schema {
             table: "t".into(),
-            detail: "out of order".into(),
+            detail: "a chunk lacks column x".into(),
         };
         assert!(!schema.is_retryable());
+        let defect = SinkError::OutOfOrder {
+            table: "t".into(),
+            id: 7,
+            last: 5,
+        };
+        assert!(!defect.is_retryable());
+        assert_eq!(
+            defect.to_string(),
+            "table t: batch 7 staged out of order (the last committed is 5)"
+        );
     }
 }

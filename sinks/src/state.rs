@@ -128,8 +128,7 @@ pub fn ensure(conn: &Connection) -> Result<()> {
         Some(1) => migrate(conn, &migrate_1_to_2(), 1)?,
         Some(STATE_VERSION) => {}
         Some(v) => {
-            return Err(crate::SinkError::Schema {
-                table: "_sluice.meta".into(),
+            return Err(crate::SinkError::StateVersion {
                 detail: format!(
                     "state version {v} was written by a newer sluice (this one knows {STATE_VERSION}); \
                      upgrade sluice or restore a backup"
@@ -157,8 +156,7 @@ fn state_version(conn: &Connection) -> Result<Option<i64>> {
         .ctx(|| "reading the state version".into())?;
     version
         .map(|v| {
-            v.parse().map_err(|_| crate::SinkError::Schema {
-                table: "_sluice.meta".into(),
+            v.parse().map_err(|_| crate::SinkError::StateVersion {
                 detail: format!("state_version {v:?} is not a number"),
             })
         })

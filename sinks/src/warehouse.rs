@@ -256,12 +256,10 @@ impl Warehouse {
     /// removed; committing the same `staged` again retries it whole.
     pub fn commit_staged(&mut self, staged: &mut Staged) -> Result<CommitReceipt> {
         if let Some(id) = staged.id.filter(|id| *id != self.last_batch + 1) {
-            return Err(SinkError::Schema {
+            return Err(SinkError::OutOfOrder {
                 table: staged.batch.table.to_string(),
-                detail: format!(
-                    "batch {id} staged out of order (the last committed is {})",
-                    self.last_batch
-                ),
+                id,
+                last: self.last_batch,
             });
         }
         self.set_threads(1)?;

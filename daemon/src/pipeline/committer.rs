@@ -20,7 +20,7 @@ use std::{
 };
 
 use crossbeam_channel::{bounded, RecvTimeoutError as QueueRecvError, SendTimeoutError};
-use sluice_core::Position;
+use sluice_core::{retry::Backoff, Position};
 use sluice_sinks::{CommitReceipt, PendingBatch, SinkError, Staged, Storage, Warehouse};
 use sluice_sources::SourceEvent;
 use tokio_util::sync::CancellationToken;
@@ -34,8 +34,9 @@ const IDLE_TICK: Duration = Duration::from_millis(250);
 /// Commit attempts allowed once a stop is requested (then uncommitted data is left for
 /// the next start to read again).
 const ATTEMPTS_WHILE_STOPPING: u32 = 3;
-/// Longest wait between two attempts at a commit that failed for a passing reason.
-const MAX_RETRY_WAIT: Duration = Duration::from_secs(5);
+/// Pauses between attempts at a commit blocked by storage: a freed disk is noticed within
+/// seconds.
+const COMMIT_RETRY: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
 
 /// A batch that could not be committed.
 #[derive(Debug, thiserror::Error)]
@@ -132,9 +133,8 @@ impl Committer {
             worker.join().unwrap_or_else(|_| {
                 Err(CommitError {
                     table: String::new(),
-                    cause: Box::new(SinkError::Schema {
-                        table: String::new(),
-                        detail: "the committer thread panicked".into(),
+                    cause: Box::new(SinkError::Panicked {
+                        what: "the committer thread".into(),
                     }),
                 })
             })
@@ -289,7 +289,7 @@ impl CommitWorker {
     }
 
     fn commit(&mut self, mut staged: Staged, stop: &CancellationToken) -> Result<(), CommitError> {
-        let mut backoff = Duration::from_millis(200);
+        let mut wait = None;
         let mut attempts_while_stopping = 0;
         let mut blocked = Blocked::default();
         let mut first_attempt = true;
@@ -315,9 +315,9 @@ impl CommitWorker {
                     if stop.is_cancelled() {
                         attempts_while_stopping += 1;
                     }
-                    std::thread::sleep(backoff);
-                    // A freed disk is noticed within seconds.
-                    backoff = (backoff * 2).min(MAX_RETRY_WAIT);
+                    let next = COMMIT_RETRY.after(wait);
+                    std::thread::sleep(next);
+                    wait = Some(next);
                 }
                 Err(source) => {
                     telemetry::commit_failed(table.as_str());

@@ -68,9 +68,8 @@ impl ParquetJob {
     /// Waits for the file. After a failed commit removed it, a new attempt writes it again.
     pub(super) fn wait(&mut self, full: &[RecordBatch]) -> Result<WrittenFile> {
         match self.writer.take().or_else(|| self.spawn(full)) {
-            Some(writer) => writer.join().map_err(|_| SinkError::Schema {
-                table: self.relative.clone(),
-                detail: "the Parquet writer panicked".into(),
+            Some(writer) => writer.join().map_err(|_| SinkError::Panicked {
+                what: format!("the Parquet writer of {}", self.relative),
             })?,
             // No thread to be had: write it on this one.
             None => self.sink.write(&self.relative, self.schema.clone(), full),
