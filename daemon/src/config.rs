@@ -156,7 +156,7 @@ impl Config {
     pub fn source_tables(&self) -> std::collections::BTreeSet<String> {
         self.sources
             .iter()
-            .filter_map(|(name, s)| s.table_ident(name).ok().map(|t| t.to_string()))
+            .filter_map(|(name, s)| s.component().table_ident(name).ok().map(|t| t.to_string()))
             .collect()
     }
 
@@ -198,14 +198,8 @@ fn resolve(file: FileConfig, base: &Path, path: &Path) -> Config {
     let sources = file
         .sources
         .into_iter()
-        .map(|(name, source)| {
-            let source = match source {
-                SourceConfig::Csv(mut csv) => {
-                    csv.path = base.join(&csv.path);
-                    SourceConfig::Csv(csv)
-                }
-                kafka @ SourceConfig::Kafka(_) => kafka,
-            };
+        .map(|(name, mut source)| {
+            source.component_mut().resolve_paths(base);
             (name, source)
         })
         .collect();

@@ -23,7 +23,7 @@ use std::{
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sluice_sinks::CommitReceipt;
-use sluice_sources::SourceStatus;
+use sluice_sources::{SourceKind, SourceStatus};
 
 use crate::notify::Notifier;
 
@@ -35,7 +35,7 @@ const RECENT_BATCHES: usize = 20;
 /// One source as `/status` shows it.
 #[derive(Debug)]
 pub struct SourceHealth {
-    pub kind: &'static str,
+    pub kind: SourceKind,
     pub table: String,
     pub status: Arc<SourceStatus>,
     stats: Mutex<SourceStats>,
@@ -97,7 +97,7 @@ impl Health {
     }
 
     /// Registers a source before the daemon starts; returns its status handle.
-    pub fn add_source(&mut self, name: &str, kind: &'static str, table: &str) -> Arc<SourceStatus> {
+    pub fn add_source(&mut self, name: &str, kind: SourceKind, table: &str) -> Arc<SourceStatus> {
         let status = Arc::new(SourceStatus::default());
         self.sources.insert(
             name.to_string(),
@@ -252,7 +252,7 @@ mod tests {
     #[test]
     fn readiness_follows_start_up_sources_and_shutdown() {
         let mut h = Health::new(Notifier::disabled());
-        let status = h.add_source("s", "csv", "t");
+        let status = h.add_source("s", SourceKind::Csv, "t");
         assert!(
             !h.unready_reasons().is_empty(),
             "ready before start-up finished"

@@ -18,6 +18,7 @@ use axum::{
 use metrics::gauge;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
+use sluice_sources::Backlog;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
@@ -106,7 +107,7 @@ fn refresh_gauges(state: &HttpState) {
         };
         let label = name.to_string();
         gauge!("sluice_seconds_since_last_commit", "source" => label.clone()).set(since);
-        if source.kind == "csv" {
+        if source.kind.backlog() == Backlog::Files {
             gauge!("sluice_files_pending", "source" => label.clone())
                 .set(source.status.pending() as f64);
         }
@@ -174,18 +175,19 @@ async fn status(State(state): State<Arc<HttpState>>) -> Response {
         .sources_stats()
         .into_iter()
         .map(|(name, s, stats)| {
+            let backlog = s.kind.backlog();
             json!({
                 "name": name,
-                "type": s.kind,
+                "type": s.kind.as_str(),
                 "table": s.table,
                 "state": s.status.problem().map_or("running".to_string(), |p| format!("failing: {p}")),
                 "rows": stats.rows,
                 "dead_letters": stats.dead_letters,
                 "batches": stats.batches,
                 "last_commit": stats.last_commit,
-                "files_pending": (s.kind == "csv").then(|| s.status.pending()),
-                "lag_messages": (s.kind == "kafka").then(|| s.status.pending()),
-                "positions": (s.kind == "kafka").then(|| s.status.positions()),
+                "files_pending": (backlog == Backlog::Files).then(|| s.status.pending()),
+                "lag_messages": (backlog == Backlog::Messages).then(|| s.status.pending()),
+                "positions": (backlog == Backlog::Messages).then(|| s.status.positions()),
             })
         })
         .collect();

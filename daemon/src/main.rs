@@ -141,14 +141,8 @@ fn check(path: &std::path::Path) -> ExitCode {
     };
     let mut problems = Vec::new();
     for (name, source) in &config.sources {
-        let config::SourceConfig::Csv(csv) = source else {
-            continue; // a broker is only reached at run time (unreachable is not a config error)
-        };
-        if !csv.path.is_dir() {
-            problems.push(format!(
-                "sources.{name}.path: {} does not exist or is not a directory",
-                csv.path.display()
-            ));
+        for (key, message) in source.component().check() {
+            problems.push(format!("sources.{name}.{key}: {message}"));
         }
     }
     let mut notes = Vec::new();

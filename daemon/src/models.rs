@@ -1,5 +1,5 @@
 //! The daemon's side of models: loading the plan from the configuration, running rounds
-//! on the committer thread after commits ([`Marts`]), applying a reload sent by SIGHUP, and
+//! on the committer thread after commits ([`ModelScheduler`]), applying a reload sent by SIGHUP, and
 //! the one-shot `sluice models` commands ([`commands`]).
 //!
 //! Rounds run on the committer thread because it owns the only read-write connection:
@@ -98,7 +98,7 @@ pub fn empty_plan(config: &Config) -> anyhow::Result<Plan> {
 
 /// Models maintained by the committer.
 #[derive(Debug)]
-pub struct Marts {
+pub struct ModelScheduler {
     runner: ModelRunner,
     config: Config,
     reload: Arc<ModelReload>,
@@ -108,7 +108,7 @@ pub struct Marts {
     due: bool,
 }
 
-impl Marts {
+impl ModelScheduler {
     /// Prepares the state tables and model schema.
     pub fn new(
         plan: Plan,
@@ -124,7 +124,7 @@ impl Marts {
         for m in runner.plan().built() {
             telemetry::register_model(m.name.as_str());
         }
-        Ok(Marts {
+        Ok(ModelScheduler {
             runner,
             config: config.clone(),
             reload,

@@ -27,7 +27,7 @@ use crate::{
     health::Health,
     http::{self, HttpState},
     lock::lock_data_dir,
-    models::{self, Marts, ModelReload},
+    models::{self, ModelReload, ModelScheduler},
     notify::Notifier,
     pipeline::{Committer, Limits},
     signals, telemetry, warehouse,
@@ -57,6 +57,7 @@ pub fn run(config: Config, once: bool, signals: signals::Blocked) -> anyhow::Res
     let mut health = Health::new(Notifier::from_env());
     let mut statuses = HashMap::new();
     for (name, source) in &config.sources {
+        let source = source.component();
         let table = source.table_ident(name)?;
         telemetry::register(name, source.kind(), table.as_str());
         statuses.insert(
@@ -118,7 +119,7 @@ pub fn run(config: Config, once: bool, signals: signals::Blocked) -> anyhow::Res
     let failure: Arc<Mutex<Option<anyhow::Error>>> = Arc::default();
     let mut threads = Vec::new();
     for source in sources {
-        let name = source.name();
+        let name = source.name.clone();
         let (ack_tx, ack_rx) = channel();
         acks.insert(name.clone(), ack_tx);
         let ctx = SourceContext {
@@ -136,7 +137,7 @@ pub fn run(config: Config, once: bool, signals: signals::Blocked) -> anyhow::Res
                 if let Err(e) = sluice_core::priority::yield_to_committer() {
                     debug!(source = %name, error = %e, "could not lower the source thread's priority");
                 }
-                if let Err(e) = source.run(ctx) {
+                if let Err(e) = source.running.run(ctx) {
                     error!(source = %name, error = %e, "source failed; stopping");
                     status.set_problem(Some(e.to_string()));
                     failure.lock().map(|mut f| *f = Some(e.into())).ok();
@@ -186,7 +187,7 @@ fn start_models(
     reload: &Arc<ModelReload>,
     health: &Arc<Health>,
     once: bool,
-) -> anyhow::Result<Option<Marts>> {
+) -> anyhow::Result<Option<ModelScheduler>> {
     let conn = warehouse.connection();
     let existing = models::existing_raw_tables(conn, &config.duckdb.raw_schema);
     let plan = match models::load_plan(config, &existing) {
@@ -199,6 +200,6 @@ fn start_models(
             models::empty_plan(config)?
         }
     };
-    let marts = Marts::new(plan, config, conn, reload.clone(), health.clone())?;
+    let marts = ModelScheduler::new(plan, config, conn, reload.clone(), health.clone())?;
     Ok(Some(marts))
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use metrics::{counter, gauge, histogram};
 use sluice_models::{ModelReport, Outcome};
 use sluice_sinks::{CommitReceipt, Storage};
+use sluice_sources::{Backlog, SourceKind};
 
 /// A batch was committed.
 pub fn batch_committed(
@@ -34,7 +35,7 @@ pub fn batch_committed(
 
 /// Makes every per-source and per-table series exist (at zero) from the start, so rates
 /// and alerts see a series before the first event.
-pub fn register(source: &str, kind: &str, table: &str) {
+pub fn register(source: &str, kind: SourceKind, table: &str) {
     counter!("sluice_rows_ingested_total", "source" => source.to_string()).increment(0);
     counter!("sluice_dead_letters_total", "source" => source.to_string(), "reason" => "parse")
         .increment(0);
@@ -45,7 +46,7 @@ pub fn register(source: &str, kind: &str, table: &str) {
     for storage in [Storage::Full, Storage::ReadOnly, Storage::Io] {
         commits_blocked(storage, false);
     }
-    sluice_sources::telemetry::register(source, kind == "csv");
+    sluice_sources::telemetry::register(source, kind.backlog() == Backlog::Files);
 }
 
 /// Commits are blocked by a storage problem (`on`), or no longer are.

@@ -22,4 +22,7 @@ pub enum SourceError {
     },
     #[error("source {source_name}: {detail}")]
     Config { source_name: String, detail: String },
+    /// What the source resumes from (its files' ledger, its offsets) could not be read.
+    #[error("source {source_name}: reading where it stopped: {detail}")]
+    Resume { source_name: String, detail: String },
 }

@@ -10,11 +10,14 @@
 //! - [`kafka`]: Kafka topics, consumed as a group member with offsets kept in DuckDB.
 //! - [`typing`]: text into Arrow for every source: declared and inferred schemas, casts,
 //!   the raw table's columns.
+//! - [`component`]: the seam the daemon uses: [`SourceConfig`], the registry of source
+//!   types, each implementing [`SourceType`] (validate, declared columns, build).
 //! - [`channel`]: the messages between a source and the committer.
 //! - [`error`]: the crate's error type, [`SourceError`].
 //! - [`telemetry`]: the metrics sources emit.
 
 pub mod channel;
+pub mod component;
 pub mod csv_dir;
 pub mod error;
 pub mod kafka;
@@ -22,6 +25,9 @@ pub mod telemetry;
 pub mod typing;
 
 pub use channel::{SourceContext, SourceEvent, SourceStatus};
+pub use component::{
+    Backlog, BuildContext, ResumeState, RunningSource, SourceConfig, SourceKind, SourceType,
+};
 pub use error::SourceError;
 
 /// Result type of this crate.

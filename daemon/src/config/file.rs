@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use bytesize::ByteSize;
 use serde::Deserialize;
-use sluice_sources::{csv_dir::CsvSourceConfig, kafka::KafkaSourceConfig};
+pub use sluice_sources::SourceConfig;
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -256,58 +256,6 @@ impl From<Compression> for sluice_sinks::Compression {
             Compression::Zstd => sluice_sinks::Compression::Zstd,
             Compression::Snappy => sluice_sinks::Compression::Snappy,
             Compression::None => sluice_sinks::Compression::None,
-        }
-    }
-}
-
-/// `[sources.<name>]`, by `type`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum SourceConfig {
-    /// A watched directory of CSV files.
-    Csv(CsvSourceConfig),
-    /// Kafka topics, consumed as a member of a consumer group.
-    Kafka(KafkaSourceConfig),
-}
-
-impl SourceConfig {
-    /// The `type` as written.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            SourceConfig::Csv(_) => "csv",
-            SourceConfig::Kafka(_) => "kafka",
-        }
-    }
-
-    /// The raw table the source feeds.
-    pub fn table_ident(&self, name: &str) -> Result<sluice_core::Ident, sluice_core::IdentError> {
-        match self {
-            SourceConfig::Csv(c) => c.table_ident(name),
-            SourceConfig::Kafka(k) => k.table_ident(name),
-        }
-    }
-
-    /// Every problem, as `(key relative to the source, message)`.
-    pub fn validate(&self, name: &str) -> Vec<(String, String)> {
-        match self {
-            SourceConfig::Csv(c) => c.validate(name),
-            SourceConfig::Kafka(k) => k.validate(name),
-        }
-    }
-
-    /// Declared data columns, if any.
-    pub fn declared_schema(&self) -> Option<sluice_core::TableSchema> {
-        match self {
-            SourceConfig::Csv(c) => c.declared_schema(),
-            SourceConfig::Kafka(k) => k.declared_schema(),
-        }
-    }
-
-    /// Whether columns are declared (sources sharing a table must not declare them).
-    pub fn declares_schema(&self) -> bool {
-        match self {
-            SourceConfig::Csv(c) => c.schema.is_some(),
-            SourceConfig::Kafka(k) => k.schema.is_some(),
         }
     }
 }

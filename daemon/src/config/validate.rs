@@ -133,6 +133,7 @@ pub fn validate(file: &FileConfig) -> Vec<Problem> {
     }
     let mut tables: BTreeMap<String, &str> = BTreeMap::new();
     for (name, source) in &file.sources {
+        let source = source.component();
         for (key, message) in source.validate(name) {
             bad(&format!("sources.{name}.{key}"), message);
         }

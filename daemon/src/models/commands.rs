@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use duckdb::Connection;
 use sluice_models::{compile, ModelReport, Outcome, Plan, RunOptions, Severity};
 
-use super::{existing_raw_tables, load_plan, Marts, ModelReload};
+use super::{existing_raw_tables, load_plan, ModelReload, ModelScheduler};
 use crate::{config::Config, health::Health, lock::lock_data_dir, notify::Notifier, warehouse};
 
 fn plan_of(config: &Config, conn: Option<&Connection>) -> anyhow::Result<Plan> {
@@ -76,7 +76,8 @@ pub fn run(config: &Config, select: Vec<String>, full_refresh: bool) -> anyhow::
         bail!("--select {unknown}: no such model (see `sluice models list`)");
     }
     let health = Arc::new(Health::new(Notifier::disabled()));
-    let mut marts = Marts::new(plan, config, conn, Arc::new(ModelReload::default()), health)?;
+    let mut marts =
+        ModelScheduler::new(plan, config, conn, Arc::new(ModelReload::default()), health)?;
     let opts = RunOptions {
         full_refresh,
         select,

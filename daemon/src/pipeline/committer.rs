@@ -7,7 +7,7 @@
 //! daemon with an error naming the table. Either way nothing uncommitted is acknowledged,
 //! so a restart reads it again.
 //!
-//! After commits the worker also runs the models ([`Marts`]): it owns the only read-write
+//! After commits the worker also runs the models ([`ModelScheduler`]): it owns the only read-write
 //! connection, so a model round never races a commit.
 
 use std::{
@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::batcher::{Batcher, Limits};
-use crate::{health::Health, models::Marts, telemetry};
+use crate::{health::Health, models::ModelScheduler, telemetry};
 
 /// Longest wait for a chunk before checking ages and the stop signal again.
 const IDLE_TICK: Duration = Duration::from_millis(250);
@@ -66,11 +66,11 @@ struct CommitWorker {
     warehouse: Warehouse,
     acks: HashMap<Arc<str>, Sender<Position>>,
     health: Arc<Health>,
-    marts: Option<Marts>,
+    marts: Option<ModelScheduler>,
 }
 
 /// What the committer hands back when ingestion ends.
-pub type Finished = (Warehouse, Option<Marts>);
+pub type Finished = (Warehouse, Option<ModelScheduler>);
 
 impl Committer {
     /// `acks` maps each source name to the channel its acknowledgements go to.
@@ -79,7 +79,7 @@ impl Committer {
         limits: Limits,
         acks: HashMap<Arc<str>, Sender<Position>>,
         health: Arc<Health>,
-        marts: Option<Marts>,
+        marts: Option<ModelScheduler>,
     ) -> Self {
         Committer {
             worker: CommitWorker {

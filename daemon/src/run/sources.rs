@@ -4,35 +4,31 @@
 use std::{collections::HashMap, sync::Arc};
 
 use anyhow::{bail, Context};
-use sluice_core::{meta, Ident, TableSchema};
+use sluice_core::{meta, FileLedger, Ident, TableSchema};
 use sluice_sinks::Warehouse;
 use sluice_sources::{
-    csv_dir::{CsvDirSetup, CsvDirSource},
-    kafka::{KafkaSetup, KafkaSource},
-    SourceContext, SourceStatus,
+    component::ResumeError, BuildContext, ResumeState, RunningSource, SourceStatus,
 };
 
 use super::{MAX_CHUNK_BYTES, MAX_CHUNK_ROWS};
-use crate::config::{Config, SourceConfig};
+use crate::config::Config;
 
 /// A configured source, ready to run on its own thread.
-pub enum Source {
-    Csv(Box<CsvDirSource>, Arc<str>),
-    Kafka(Box<KafkaSource>, Arc<str>),
+pub struct Source {
+    pub name: Arc<str>,
+    pub running: Box<dyn RunningSource>,
 }
 
-impl Source {
-    pub fn name(&self) -> Arc<str> {
-        match self {
-            Source::Csv(_, name) | Source::Kafka(_, name) => name.clone(),
-        }
+/// What sources resume from, read from the warehouse.
+struct FromWarehouse<'a>(&'a Warehouse);
+
+impl ResumeState for FromWarehouse<'_> {
+    fn files(&self, source: &str) -> Result<Box<dyn FileLedger>, ResumeError> {
+        Ok(Box::new(self.0.source_files(source)?))
     }
 
-    pub fn run(self, ctx: SourceContext) -> Result<(), sluice_sources::SourceError> {
-        match self {
-            Source::Csv(source, _) => source.run(ctx),
-            Source::Kafka(source, _) => source.run(ctx),
-        }
+    fn offsets(&self, source: &str) -> Result<HashMap<(String, i32), i64>, ResumeError> {
+        Ok(self.0.offsets_of(source)?)
     }
 }
 
@@ -57,40 +53,24 @@ pub fn build(
     let chunk_bytes = (config.batch.max_bytes.as_u64() as usize / 2).clamp(1, MAX_CHUNK_BYTES);
     let mut sources = Vec::new();
     for (name, source) in &config.sources {
+        let source = source.component();
         let table = source.table_ident(name)?;
         let data_schema = table_data_schema(warehouse, &table, source.declared_schema())
             .with_context(|| format!("source {name}"))?;
-        let csv = match source {
-            SourceConfig::Csv(csv) => csv,
-            SourceConfig::Kafka(kafka) => {
-                let setup = KafkaSetup {
-                    name: name.as_str().into(),
-                    config: kafka.clone(),
-                    table,
-                    data_schema,
-                    stored: warehouse.offsets_of(name)?,
-                    chunk_rows,
-                    chunk_bytes,
-                };
-                let status = statuses.get(name).cloned().unwrap_or_default();
-                let source = KafkaSource::new(setup, status)?;
-                sources.push(Source::Kafka(Box::new(source), name.as_str().into()));
-                continue;
-            }
-        };
-        let setup = CsvDirSetup {
-            name: name.as_str().into(),
-            config: csv.clone(),
+        let ctx = BuildContext {
+            name,
             table,
             data_schema,
-            ledger: Box::new(warehouse.source_files(name)?),
-            archive_dir: config.data_dir.join("archive").join(name),
-            quarantine_dir: config.data_dir.join("quarantine").join(name),
+            data_dir: &config.data_dir,
             chunk_rows,
             chunk_bytes,
+            status: statuses.get(name).cloned().unwrap_or_default(),
+            resume: &FromWarehouse(warehouse),
         };
-        let source = CsvDirSource::new(setup)?;
-        sources.push(Source::Csv(Box::new(source), name.as_str().into()));
+        sources.push(Source {
+            name: name.as_str().into(),
+            running: source.build(ctx)?,
+        });
     }
     Ok(sources)
 }

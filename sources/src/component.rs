@@ -1,0 +1,252 @@
+//! The seam between the daemon and the source types. Each type's configuration implements
+//! [`SourceType`]: its kind, raw table, pure validation, declared columns, the paths it
+//! resolves, what `sluice check` verifies, and how a running source is built from what
+//! the daemon hands over ([`BuildContext`]: the warehouse's state for it, batch limits).
+//! [`SourceConfig`] is the registry: one variant per type (serde reads `type = "..."`),
+//! and the only `match` on kinds. Adding a source type means a module with its config,
+//! an `impl SourceType`, and one variant here; the daemon does not change.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use serde::Deserialize;
+use sluice_core::{FileLedger, Ident, IdentError, TableSchema};
+
+use crate::{
+    csv_dir::{CsvDirSetup, CsvDirSource, CsvSourceConfig},
+    kafka::{KafkaSetup, KafkaSource, KafkaSourceConfig},
+    SourceContext, SourceError, SourceStatus,
+};
+
+/// What a source type is called in the configuration and what its backlog counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    Csv,
+    Kafka,
+}
+
+/// What a source's pending count ([`SourceStatus::pending`]) counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backlog {
+    /// Files waiting in a directory.
+    Files,
+    /// Messages of lag behind the broker.
+    Messages,
+}
+
+impl SourceKind {
+    /// `type` as written in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Csv => "csv",
+            SourceKind::Kafka => "kafka",
+        }
+    }
+
+    pub fn backlog(self) -> Backlog {
+        match self {
+            SourceKind::Csv => Backlog::Files,
+            SourceKind::Kafka => Backlog::Messages,
+        }
+    }
+}
+
+impl std::fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error reading what a source resumes from.
+pub type ResumeError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What sources resume from, kept with the data (the warehouse implements it).
+pub trait ResumeState {
+    /// The ledger of a file source's files.
+    fn files(&self, source: &str) -> Result<Box<dyn FileLedger>, ResumeError>;
+    /// A Kafka source's next offsets by (topic, partition).
+    fn offsets(&self, source: &str) -> Result<HashMap<(String, i32), i64>, ResumeError>;
+}
+
+/// What the daemon hands a source type to build a running source.
+pub struct BuildContext<'a> {
+    pub name: &'a str,
+    pub table: Ident,
+    /// The table's data columns: declared, or those of the existing raw table.
+    pub data_schema: Option<TableSchema>,
+    pub data_dir: &'a Path,
+    pub chunk_rows: usize,
+    pub chunk_bytes: usize,
+    pub status: Arc<SourceStatus>,
+    pub resume: &'a dyn ResumeState,
+}
+
+impl std::fmt::Debug for BuildContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuildContext")
+            .field("name", &self.name)
+            .field("table", &self.table)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A source ready to run on its own thread.
+pub trait RunningSource: Send {
+    fn run(self: Box<Self>, ctx: SourceContext) -> Result<(), SourceError>;
+}
+
+/// A source type's configuration, as the daemon uses it.
+pub trait SourceType {
+    fn kind(&self) -> SourceKind;
+    /// The raw table the source feeds.
+    fn table_ident(&self, name: &str) -> Result<Ident, IdentError>;
+    /// Every problem, as `(key relative to the source, message)`; no I/O.
+    fn validate(&self, name: &str) -> Vec<(String, String)>;
+    /// Declared data columns, if any (and valid).
+    fn declared_schema(&self) -> Option<TableSchema>;
+    /// Whether columns are declared at all (sources sharing a table must not).
+    fn declares_schema(&self) -> bool;
+    /// Makes relative paths relative to `base` (the configuration file's directory).
+    fn resolve_paths(&mut self, base: &Path);
+    /// What `sluice check` verifies beyond the configuration's shape (a directory exists);
+    /// problems as `(key relative to the source, message)`.
+    fn check(&self) -> Vec<(String, String)>;
+    fn build(&self, ctx: BuildContext<'_>) -> Result<Box<dyn RunningSource>, SourceError>;
+}
+
+/// `[sources.<name>]`, by `type`: the registry of source types.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum SourceConfig {
+    /// A watched directory of CSV files.
+    Csv(CsvSourceConfig),
+    /// Kafka topics, consumed as a member of a consumer group.
+    Kafka(KafkaSourceConfig),
+}
+
+impl SourceConfig {
+    pub fn component(&self) -> &dyn SourceType {
+        match self {
+            SourceConfig::Csv(c) => c,
+            SourceConfig::Kafka(k) => k,
+        }
+    }
+
+    pub fn component_mut(&mut self) -> &mut dyn SourceType {
+        match self {
+            SourceConfig::Csv(c) => c,
+            SourceConfig::Kafka(k) => k,
+        }
+    }
+}
+
+impl SourceType for CsvSourceConfig {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Csv
+    }
+    fn table_ident(&self, name: &str) -> Result<Ident, IdentError> {
+        CsvSourceConfig::table_ident(self, name)
+    }
+    fn validate(&self, name: &str) -> Vec<(String, String)> {
+        CsvSourceConfig::validate(self, name)
+    }
+    fn declared_schema(&self) -> Option<TableSchema> {
+        CsvSourceConfig::declared_schema(self)
+    }
+    fn declares_schema(&self) -> bool {
+        self.schema.is_some()
+    }
+    fn resolve_paths(&mut self, base: &Path) {
+        self.path = base.join(&self.path);
+    }
+    fn check(&self) -> Vec<(String, String)> {
+        if self.path.is_dir() {
+            return Vec::new();
+        }
+        vec![(
+            "path".into(),
+            format!(
+                "{} does not exist or is not a directory",
+                self.path.display()
+            ),
+        )]
+    }
+    fn build(&self, ctx: BuildContext<'_>) -> Result<Box<dyn RunningSource>, SourceError> {
+        let dir = |kind: &str| -> PathBuf { ctx.data_dir.join(kind).join(ctx.name) };
+        let setup = CsvDirSetup {
+            name: ctx.name.into(),
+            config: self.clone(),
+            table: ctx.table,
+            data_schema: ctx.data_schema,
+            ledger: ctx
+                .resume
+                .files(ctx.name)
+                .map_err(|e| resume_failed(ctx.name, e))?,
+            archive_dir: dir("archive"),
+            quarantine_dir: dir("quarantine"),
+            chunk_rows: ctx.chunk_rows,
+            chunk_bytes: ctx.chunk_bytes,
+        };
+        Ok(Box::new(CsvDirSource::new(setup)?))
+    }
+}
+
+impl SourceType for KafkaSourceConfig {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Kafka
+    }
+    fn table_ident(&self, name: &str) -> Result<Ident, IdentError> {
+        KafkaSourceConfig::table_ident(self, name)
+    }
+    fn validate(&self, name: &str) -> Vec<(String, String)> {
+        KafkaSourceConfig::validate(self, name)
+    }
+    fn declared_schema(&self) -> Option<TableSchema> {
+        KafkaSourceConfig::declared_schema(self)
+    }
+    fn declares_schema(&self) -> bool {
+        self.schema.is_some()
+    }
+    fn resolve_paths(&mut self, _base: &Path) {}
+    /// A broker is only reached at run time: unreachable is not a configuration error.
+    fn check(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+    fn build(&self, ctx: BuildContext<'_>) -> Result<Box<dyn RunningSource>, SourceError> {
+        let setup = KafkaSetup {
+            name: ctx.name.into(),
+            config: self.clone(),
+            table: ctx.table,
+            data_schema: ctx.data_schema,
+            stored: ctx
+                .resume
+                .offsets(ctx.name)
+                .map_err(|e| resume_failed(ctx.name, e))?,
+            chunk_rows: ctx.chunk_rows,
+            chunk_bytes: ctx.chunk_bytes,
+        };
+        Ok(Box::new(KafkaSource::new(setup, ctx.status)?))
+    }
+}
+
+impl RunningSource for CsvDirSource {
+    fn run(self: Box<Self>, ctx: SourceContext) -> Result<(), SourceError> {
+        CsvDirSource::run(*self, ctx)
+    }
+}
+
+impl RunningSource for KafkaSource {
+    fn run(self: Box<Self>, ctx: SourceContext) -> Result<(), SourceError> {
+        KafkaSource::run(*self, ctx)
+    }
+}
+
+fn resume_failed(name: &str, e: ResumeError) -> SourceError {
+    SourceError::Resume {
+        source_name: name.to_string(),
+        detail: e.to_string(),
+    }
+}
