@@ -1,5 +1,6 @@
 //! The CSV benchmark: DuckDB native vs `sluice run --once`, same files, same machine, same
-//! run, alternating so drift affects both sides alike.
+//! run, alternating so drift affects both sides alike. Each side's row count is checked
+//! against the rows generated (a side that lost rows would look fast).
 
 use std::{
     path::{Path, PathBuf},
@@ -62,7 +63,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     eprintln!("{:.0} MB of CSV", bytes as f64 / 1e6);
     let (mut duck, mut ours) = (Vec::new(), Vec::new());
     for round in 0..args.runs {
-        duck.push(duckdb_native(&root, &inbox, round)?);
+        duck.push(duckdb_native(
+            &root,
+            &inbox,
+            round,
+            args.rows / args.files * args.files,
+        )?);
         ours.push(sluice_once(&sluice, &root, &inbox, round, args)?);
         eprintln!(
             "round {round}: duckdb {:.2}s, sluice {:.2}s",
@@ -84,7 +90,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 }
 
 /// DuckDB alone: read every file into a table in a fresh database, then write Parquet.
-fn duckdb_native(root: &Path, inbox: &Path, round: usize) -> anyhow::Result<Sample> {
+fn duckdb_native(
+    root: &Path,
+    inbox: &Path,
+    round: usize,
+    expected_rows: usize,
+) -> anyhow::Result<Sample> {
     let db_path = root.join(format!("native-{round}.duckdb"));
     let out = root.join(format!("native-{round}.parquet"));
     let columns: Vec<String> = COLUMNS
@@ -102,8 +113,12 @@ fn duckdb_native(root: &Path, inbox: &Path, round: usize) -> anyhow::Result<Samp
     let conn = duckdb::Connection::open(&db_path)?;
     conn.execute_batch(&sql).context("duckdb native")?;
     conn.execute_batch("CHECKPOINT")?;
-    drop(conn);
     let secs = started.elapsed().as_secs_f64();
+    let loaded: i64 = conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?;
+    drop(conn);
+    if loaded != expected_rows as i64 {
+        bail!("duckdb loaded {loaded} rows of {expected_rows}");
+    }
     let _ = std::fs::remove_file(&db_path);
     let _ = std::fs::remove_file(&out);
     Ok(Sample {
@@ -140,26 +155,38 @@ fn sluice_once(
         ),
     )?;
     let sample = run_sluice(sluice, &config)?;
+    let committed = {
+        let conn = duckdb::Connection::open(data.join("warehouse.duckdb"))?;
+        conn.query_row("SELECT count(*) FROM raw.bench", [], |r| r.get::<_, i64>(0))?
+    };
     let _ = std::fs::remove_dir_all(&data);
+    let expected = (args.rows / args.files * args.files) as i64;
+    if committed != expected {
+        bail!("sluice committed {committed} rows of {expected}");
+    }
     Ok(sample)
 }
 
 /// Runs `sluice run --once --config <config>`; its wall time and peak RSS.
 pub(crate) fn run_sluice(sluice: &Path, config: &Path) -> anyhow::Result<Sample> {
-    let started = Instant::now();
-    let mut child = Command::new(sluice)
-        .args(["run", "--once", "--config"])
+    let mut cmd = Command::new(sluice);
+    cmd.args(["run", "--once", "--config"])
         .arg(config)
         // SLUICE_BENCH_LOG=info shows sluice's own timeline (commits, assignments).
         .env(
             "SLUICE_LOG",
             std::env::var("SLUICE_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .spawn()
-        .context("running sluice")?;
+        );
+    run_measured(&mut cmd)
+}
+
+/// Runs `cmd` to completion: its wall time and peak RSS.
+pub(crate) fn run_measured(cmd: &mut Command) -> anyhow::Result<Sample> {
+    let started = Instant::now();
+    let mut child = cmd.spawn().with_context(|| format!("running {cmd:?}"))?;
     // The child's own high-water mark, sampled until it exits (it only grows). getrusage
     // of children would also count this process's memory, which the child shares between
-    // spawn and exec, and this process has just run DuckDB in-process.
+    // spawn and exec.
     let status_file = format!("/proc/{}/status", child.id());
     let mut max_rss_kib = 0;
     let status = loop {
@@ -173,7 +200,7 @@ pub(crate) fn run_sluice(sluice: &Path, config: &Path) -> anyhow::Result<Sample>
     };
     let secs = started.elapsed().as_secs_f64();
     if !status.success() {
-        bail!("sluice exited with {status}");
+        bail!("{cmd:?} exited with {status}");
     }
     Ok(Sample { secs, max_rss_kib })
 }

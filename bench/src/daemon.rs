@@ -9,8 +9,49 @@ use std::{
 
 use anyhow::{bail, Context};
 
+/// A child process that is killed if the bench stops without stopping it (a bench that
+/// fails half-way leaves no daemon or client behind). Derefs to the [`Child`].
+#[derive(Debug)]
+pub struct Guarded {
+    child: Child,
+    done: bool,
+}
+
+impl Guarded {
+    pub fn new(child: Child) -> Self {
+        Guarded { child, done: false }
+    }
+
+    /// The process has ended (by the caller's hand): nothing to kill on drop.
+    pub fn ended(&mut self) {
+        self.done = true;
+    }
+}
+
+impl std::ops::Deref for Guarded {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.child
+    }
+}
+
+impl std::ops::DerefMut for Guarded {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.child
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Starts `sluice run --config <config>`, logging to `log`.
-pub fn start(sluice: &Path, config: &Path, log: &Path) -> anyhow::Result<Child> {
+pub fn start(sluice: &Path, config: &Path, log: &Path) -> anyhow::Result<Guarded> {
     let log = std::fs::File::create(log)?;
     Command::new(sluice)
         .args(["run", "--config"])
@@ -20,6 +61,7 @@ pub fn start(sluice: &Path, config: &Path, log: &Path) -> anyhow::Result<Child> 
         .stderr(log)
         .spawn()
         .context("starting sluice")
+        .map(Guarded::new)
 }
 
 /// Fails with the log's tail if the daemon has exited.
@@ -75,12 +117,13 @@ pub fn wait_for_sql(log: &Path, child: &mut Child) -> anyhow::Result<u16> {
 }
 
 /// SIGTERM; the daemon must drain and exit 0.
-pub fn stop(mut child: Child) -> anyhow::Result<()> {
+pub fn stop(mut child: Guarded) -> anyhow::Result<()> {
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         if let Some(status) = child.try_wait()? {
+            child.ended();
             if !status.success() {
                 bail!("sluice exited with {status} after SIGTERM");
             }

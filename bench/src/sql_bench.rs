@@ -18,7 +18,7 @@ use std::{
 use anyhow::{bail, Context};
 
 use crate::csv_bench::{median, tempfile_dir};
-use crate::daemon::{alive, start, stop, wait_for_http, wait_for_sql};
+use crate::daemon::{alive, start, stop, wait_for_http, wait_for_sql, Guarded};
 use crate::generate::{write_files, COLUMNS};
 
 #[derive(Debug, clap::Args)]
@@ -329,7 +329,7 @@ fn ingest(
     // The source watches its directory once the daemon is ready: files renamed in
     // before that are found by the start-up scan, which waits `settle` for them.
     wait_ready(&http, &mut child, &log)?;
-    let mut clients: Vec<Child> = Vec::new();
+    let mut clients: Vec<Guarded> = Vec::new();
     if busy {
         for _ in 0..args.clients {
             clients.push(spawn_client(
@@ -343,7 +343,7 @@ fn ingest(
         )?);
     }
     let cpu = |pids: &[u32]| pids.iter().map(|&p| cpu_seconds(p)).sum::<f64>();
-    let client_pids: Vec<u32> = clients.iter().map(Child::id).collect();
+    let client_pids: Vec<u32> = clients.iter().map(|c| c.id()).collect();
     let (sluice_before, clients_before) = (cpu(&[child.id()]), cpu(&client_pids));
     let started = Instant::now();
     for f in &files {
@@ -392,7 +392,7 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-fn spawn_client(python: &Path, args: &[&str]) -> anyhow::Result<Child> {
+fn spawn_client(python: &Path, args: &[&str]) -> anyhow::Result<Guarded> {
     Command::new(python)
         .arg(client_script())
         .args(args)
@@ -400,10 +400,11 @@ fn spawn_client(python: &Path, args: &[&str]) -> anyhow::Result<Child> {
         .stderr(Stdio::inherit())
         .spawn()
         .context("starting a Python client")
+        .map(Guarded::new)
 }
 
 /// SIGTERM, then the client's JSON.
-fn finish_client(mut child: Child) -> anyhow::Result<serde_json::Value> {
+fn finish_client(mut child: Guarded) -> anyhow::Result<serde_json::Value> {
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
     let mut out = String::new();
@@ -411,6 +412,7 @@ fn finish_client(mut child: Child) -> anyhow::Result<serde_json::Value> {
         stdout.read_to_string(&mut out)?;
     }
     let status = child.wait()?;
+    child.ended();
     if !status.success() {
         bail!("a client exited with {status}");
     }
