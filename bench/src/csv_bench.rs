@@ -35,6 +35,9 @@ pub struct Args {
     /// sluice's batch.max_bytes (default: sluice's default).
     #[arg(long, default_value = "64MiB")]
     max_bytes: String,
+    /// sluice's duckdb.memory_limit, e.g. "256MB" (default: DuckDB's, 80% of RAM).
+    #[arg(long)]
+    memory_limit: Option<String>,
 }
 
 pub(crate) struct Sample {
@@ -144,10 +147,14 @@ fn sluice_once(
     std::fs::write(
         &config,
         format!(
-            "data_dir = \"{}\"\n[batch]\nmax_rows = {}\nmax_bytes = \"{}\"\nmax_age = \"5s\"\n\
+            "data_dir = \"{}\"\n{}[batch]\nmax_rows = {}\nmax_bytes = \"{}\"\nmax_age = \"5s\"\n\
              [sources.bench]\ntype = \"csv\"\npath = \"{}\"\nafter_ingest = \"keep\"\nsettle = \"10ms\"\n\
              [sources.bench.schema]\n{}\n",
             data.display(),
+            args.memory_limit
+                .as_deref()
+                .map(|m| format!("[duckdb]\nmemory_limit = \"{m}\"\n"))
+                .unwrap_or_default(),
             args.max_rows,
             args.max_bytes,
             inbox.display(),
