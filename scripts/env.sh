@@ -36,33 +36,34 @@ ensure_test_deps() {
   ensure_duckdb_scanner
 }
 
+# A virtualenv at $1 holding exactly the packages $2 (pip requirement specs, space
+# separated); installed again when the list changes. Prints the venv's python.
+ensure_venv() {
+  local venv="$1" want="$2"
+  if [ ! -f "$venv/.installed" ] || [ "$(cat "$venv/.installed")" != "$want" ]; then
+    python3 -m venv "$venv" >&2
+    # shellcheck disable=SC2086
+    "$venv/bin/pip" install -q $want >&2
+    echo "$want" > "$venv/.installed"
+  fi
+  echo "$venv/bin/python"
+}
+
 # The Python clients the SQL endpoint is tested with (psycopg 3, SQLAlchemy, pandas), in
 # a virtualenv outside the clone; the tests find it through SLUICE_TEST_PYTHON.
 ensure_python_clients() {
-  local venv="${SLUICE_TEST_VENV:-$HOME/.cache/sluice-venv}"
-  local want="psycopg[binary]==3.3.9 SQLAlchemy==2.1.9 pandas==3.1.1"
-  if [ ! -f "$venv/.installed" ] || [ "$(cat "$venv/.installed")" != "$want" ]; then
-    python3 -m venv "$venv"
-    # shellcheck disable=SC2086
-    "$venv/bin/pip" install -q $want
-    echo "$want" > "$venv/.installed"
-  fi
-  export SLUICE_TEST_PYTHON="$venv/bin/python"
+  SLUICE_TEST_PYTHON="$(ensure_venv "${SLUICE_TEST_VENV:-$HOME/.cache/sluice-venv}" \
+    "psycopg[binary]==3.3.9 SQLAlchemy==2.1.9 pandas==3.1.1")" || return 1
+  export SLUICE_TEST_PYTHON
 }
 
 # DuckDB with its postgres scanner, a client of the SQL endpoint: the versions PyPI has
 # together (DuckDB fetches extensions from extensions.duckdb.org, which CI may not reach),
 # in a virtualenv of their own; the tests find it through SLUICE_TEST_SCANNER_PYTHON.
 ensure_duckdb_scanner() {
-  local venv="${SLUICE_SCANNER_VENV:-$HOME/.cache/sluice-venv-scanner}"
-  local want="duckdb==1.5.5 duckdb-extension-postgres_scanner==1.5.5 pytz==2025.2"
-  if [ ! -f "$venv/.installed" ] || [ "$(cat "$venv/.installed")" != "$want" ]; then
-    python3 -m venv "$venv"
-    # shellcheck disable=SC2086
-    "$venv/bin/pip" install -q $want
-    echo "$want" > "$venv/.installed"
-  fi
-  export SLUICE_TEST_SCANNER_PYTHON="$venv/bin/python"
+  SLUICE_TEST_SCANNER_PYTHON="$(ensure_venv "${SLUICE_SCANNER_VENV:-$HOME/.cache/sluice-venv-scanner}" \
+    "duckdb==1.5.5 duckdb-extension-postgres_scanner==1.5.5 pytz==2025.2")" || return 1
+  export SLUICE_TEST_SCANNER_PYTHON
 }
 
 # The SQL benchmarks' Python: the test clients plus DuckDB's Python package (the

@@ -50,16 +50,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let root = temp.path().to_path_buf();
     let inbox = root.join("inbox");
     std::fs::create_dir_all(&inbox)?;
-    let sluice = match &args.sluice {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()?.with_file_name("sluice"),
-    };
-    if !sluice.exists() {
-        bail!(
-            "{} not found: build it with cargo build --release -p sluice",
-            sluice.display()
-        );
-    }
+    let sluice = crate::daemon::sluice_binary(args.sluice.as_deref())?;
     eprintln!("generating {} rows in {} files...", args.rows, args.files);
     let bytes = write_files(&inbox, args.files, args.rows / args.files)?;
     let rows = (args.rows / args.files * args.files) as f64;

@@ -9,6 +9,21 @@ use std::{
 
 use anyhow::{bail, Context};
 
+/// The sluice binary: `given`, or the one built next to this bench.
+pub fn sluice_binary(given: Option<&Path>) -> anyhow::Result<std::path::PathBuf> {
+    let path = match given {
+        Some(p) => p.to_path_buf(),
+        None => std::env::current_exe()?.with_file_name("sluice"),
+    };
+    if !path.exists() {
+        bail!(
+            "{} not found: build it (scripts/bench.sh does)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
 /// A child process that is killed if the bench stops without stopping it (a bench that
 /// fails half-way leaves no daemon or client behind). Derefs to the [`Child`].
 #[derive(Debug)]

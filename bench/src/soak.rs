@@ -92,10 +92,7 @@ struct Layout {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    let sluice = match &args.sluice {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()?.with_file_name("sluice"),
-    };
+    let sluice = crate::daemon::sluice_binary(args.sluice.as_deref())?;
     let work = tempfile_dir(args.dir.as_deref())?;
     let cluster = MockCluster::new(1).context("mock cluster")?;
     cluster.create_topic(TOPIC, args.partitions, 1)?;

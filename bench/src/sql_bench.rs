@@ -18,7 +18,7 @@ use std::{
 use anyhow::{bail, Context};
 
 use crate::csv_bench::{median, tempfile_dir};
-use crate::daemon::{alive, start, stop, wait_for_http, wait_for_sql, Guarded};
+use crate::daemon::{alive, sluice_binary, start, stop, wait_for_http, wait_for_sql, Guarded};
 use crate::generate::{write_files, COLUMNS};
 
 #[derive(Debug, clap::Args)]
@@ -69,17 +69,7 @@ struct Common {
 
 impl Common {
     fn sluice(&self) -> anyhow::Result<PathBuf> {
-        let path = match &self.sluice {
-            Some(p) => p.clone(),
-            None => std::env::current_exe()?.with_file_name("sluice"),
-        };
-        if !path.exists() {
-            bail!(
-                "{} not found: build it (scripts/bench.sh does)",
-                path.display()
-            );
-        }
-        Ok(path)
+        sluice_binary(self.sluice.as_deref())
     }
 }
 

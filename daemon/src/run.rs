@@ -5,7 +5,7 @@
 
 mod sources;
 mod sql;
-pub use sql::scope as sql_scope;
+pub use sql::{scope as sql_scope, server_version};
 
 use std::{
     collections::HashMap,

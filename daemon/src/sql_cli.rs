@@ -102,9 +102,13 @@ fn local(config: &Config, lock: DataDirLock) -> anyhow::Result<Target> {
         idle_in_transaction_timeout: None,
         max_result_rows: None,
     };
-    let version = format!("16.6 (sluice {})", env!("CARGO_PKG_VERSION"));
-    let service =
-        sluice_sql::Service::new(base, crate::run::sql_scope(config), limits, version, None);
+    let service = sluice_sql::Service::new(
+        base,
+        crate::run::sql_scope(config),
+        limits,
+        crate::run::server_version(),
+        None,
+    );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

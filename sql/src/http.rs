@@ -28,7 +28,7 @@ use crate::copy::{self, CopyOut};
 use crate::gate::{sqlstate, Refusal, Vetted};
 use crate::metrics::Outcome;
 use crate::pg::types::{fields, Column};
-use crate::reader::{Reader, Statement, Stop};
+use crate::reader::{Reader, Statement};
 use crate::service::Service;
 
 mod catalog;
@@ -110,13 +110,7 @@ pub async fn query(
     }
     let id = reader.new_id();
     if let Some(after) = service.limits.statement_timeout {
-        let weak = Arc::downgrade(&reader);
-        tokio::spawn(async move {
-            tokio::time::sleep(after).await;
-            if let Some(reader) = weak.upgrade() {
-                reader.stop(Some(id), Stop::Timeout);
-            }
-        });
+        reader.stop_after(id, after);
     }
     let statement = Statement {
         sql,

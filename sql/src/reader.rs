@@ -18,6 +18,7 @@
 
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
+use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
 use duckdb::types::Value;
@@ -257,6 +258,18 @@ impl Reader {
             reply,
         };
         self.send(job, rx).await
+    }
+
+    /// Interrupts statement `id` with a timeout once `after` has passed, if it is still
+    /// running (or streaming) and the reader still exists.
+    pub fn stop_after(self: &Arc<Self>, id: u64, after: Duration) {
+        let reader = Arc::downgrade(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            if let Some(reader) = reader.upgrade() {
+                reader.stop(Some(id), Stop::Timeout);
+            }
+        });
     }
 
     /// Interrupts statement `id` if it is still running (or streaming).

@@ -17,6 +17,8 @@
 //! span shows what the node says; anything written otherwise is left alone (and the
 //! query runs, or fails, against DuckDB's own catalog).
 
+use sluice_core::quote_ident;
+
 use crate::{catalog, shims};
 
 /// Something in a query that may be renamed, with where DuckDB's parse puts it.
@@ -115,7 +117,7 @@ fn edit(sql: &str, mention: &Mention) -> Option<(usize, usize, String)> {
             Some((
                 *at,
                 at + len,
-                format!("sluice_{lower}() AS {}", quote(shown)),
+                format!("sluice_{lower}() AS {}", quote_ident(shown)),
             ))
         }
         Mention::Type {
@@ -129,7 +131,7 @@ fn edit(sql: &str, mention: &Mention) -> Option<(usize, usize, String)> {
             }
             let written = words(sql.get(*at..at + len)?)?;
             let expected = [schema.to_lowercase(), ".".into(), name.to_lowercase()];
-            (written == expected).then(|| (*at, at + len, quote(name)))
+            (written == expected).then(|| (*at, at + len, quote_ident(name)))
         }
         Mention::Column { parts, at, len } => {
             let [schema, table, column] = parts.as_slice() else {
@@ -142,8 +144,13 @@ fn edit(sql: &str, mention: &Mention) -> Option<(usize, usize, String)> {
             }
             let written = words(sql.get(*at..at + len)?)?;
             let expected = [schema, ".", table, ".", column].map(|w| w.to_lowercase());
-            (written == expected)
-                .then(|| (*at, at + len, format!("{}.{}", quote(table), quote(column))))
+            (written == expected).then(|| {
+                (
+                    *at,
+                    at + len,
+                    format!("{}.{}", quote_ident(table), quote_ident(column)),
+                )
+            })
         }
     }
 }
@@ -203,10 +210,6 @@ fn words(span: &str) -> Option<Vec<String>> {
         }
     }
     Some(out)
-}
-
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 #[cfg(test)]

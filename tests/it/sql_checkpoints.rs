@@ -7,7 +7,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
-use crate::support::{csv_rows, query_i64, Deployment, SCHEMA};
+use crate::support::{csv_rows, query_i64, Daemon, Deployment, SCHEMA};
 
 const THRESHOLD: u64 = 64 * 1024;
 
@@ -61,14 +61,7 @@ fn a_held_snapshot_holds_back_checkpoints_only_until_its_idle_timeout_ends_it() 
             "the WAL stayed at {} bytes over {files} commits",
             wal()
         );
-        d.write(
-            &format!("f{files:03}.csv"),
-            &csv_rows(files * 1000 + 1, 1000),
-        );
-        files += 1;
-        daemon.wait_until("the file archived", |_| {
-            d.moved("archive").len() == files as usize
-        });
+        ingest_one(&d, &mut daemon, &mut files);
     }
     let held_back = wal();
 
@@ -79,14 +72,7 @@ fn a_held_snapshot_holds_back_checkpoints_only_until_its_idle_timeout_ends_it() 
         .expect("write");
     stdin.flush().expect("flush");
     daemon.wait_for_log("idle longer than idle_in_transaction_session_timeout");
-    d.write(
-        &format!("f{files:03}.csv"),
-        &csv_rows(files * 1000 + 1, 1000),
-    );
-    files += 1;
-    daemon.wait_until("the file archived", |_| {
-        d.moved("archive").len() == files as usize
-    });
+    ingest_one(&d, &mut daemon, &mut files);
     daemon.wait_until("the WAL checkpointed", |_| wal() < THRESHOLD);
     assert!(held_back >= 4 * THRESHOLD, "{held_back}");
     drop(stdin);
@@ -101,4 +87,16 @@ fn a_held_snapshot_holds_back_checkpoints_only_until_its_idle_timeout_ends_it() 
         files * 1000
     );
     assert_eq!(query_i64(&db, "SELECT n FROM main.totals"), files * 1000);
+}
+
+/// One more file of 1,000 rows, committed (the daemon archives it after its commit).
+fn ingest_one(d: &Deployment, daemon: &mut Daemon, files: &mut i64) {
+    d.write(
+        &format!("f{files:03}.csv"),
+        &csv_rows(*files * 1000 + 1, 1000),
+    );
+    *files += 1;
+    daemon.wait_until("the file archived", |_| {
+        d.moved("archive").len() == *files as usize
+    });
 }

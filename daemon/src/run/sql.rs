@@ -26,12 +26,11 @@ pub fn service(config: &Config, warehouse: &Warehouse) -> anyhow::Result<Arc<slu
         idle_in_transaction_timeout: config.sql.idle_in_transaction_timeout,
         max_result_rows: config.sql.max_result_rows,
     };
-    let version = format!("16.6 (sluice {})", env!("CARGO_PKG_VERSION"));
     Ok(Arc::new(sluice_sql::Service::new(
         base,
         scope(config),
         limits,
-        version,
+        server_version(),
         users,
     )))
 }
@@ -65,6 +64,12 @@ pub fn listen(
         stop.clone(),
     ));
     Ok(())
+}
+
+/// What clients see as Postgres's `server_version`: the Postgres sluice answers like,
+/// and sluice's own version.
+pub fn server_version() -> String {
+    format!("16.6 (sluice {})", env!("CARGO_PKG_VERSION"))
 }
 
 /// What clients may read, and where unqualified names resolve: the models, then the raw

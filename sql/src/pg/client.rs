@@ -17,7 +17,7 @@ use super::server::Shared;
 use super::settings::Settings;
 use crate::gate::{Refusal, Scope};
 use crate::metrics::Outcome;
-use crate::reader::{Reader, Stop, Txn};
+use crate::reader::{Reader, Txn};
 
 /// A connected client.
 #[derive(Debug)]
@@ -153,13 +153,7 @@ impl Client {
     /// Stops statement `id` when the session's statement timeout passes.
     pub fn arm_timeout(&self, id: u64) {
         if let Some(after) = self.statement_timeout() {
-            let reader = Arc::downgrade(&self.reader);
-            tokio::spawn(async move {
-                tokio::time::sleep(after).await;
-                if let Some(reader) = reader.upgrade() {
-                    reader.stop(Some(id), Stop::Timeout);
-                }
-            });
+            self.reader.stop_after(id, after);
         }
     }
 
