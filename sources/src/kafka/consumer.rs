@@ -12,15 +12,18 @@ use std::{
 use rdkafka::{
     client::ClientContext,
     config::{ClientConfig, RDKafkaLogLevel},
-    consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance},
-    error::{KafkaError, KafkaResult, RDKafkaErrorCode},
+    consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance},
+    error::{KafkaError, RDKafkaErrorCode},
     statistics::Statistics,
     Offset, TopicPartitionList,
 };
 use sluice_core::{PartitionProgress, Position};
 use tracing::{debug, error, info, warn};
 
-use super::config::{KafkaSourceConfig, OffsetGapPolicy, StartFrom};
+use super::{
+    commit::{self, Answer},
+    config::{KafkaSourceConfig, OffsetGapPolicy, StartFrom},
+};
 use crate::{telemetry, SourceStatus};
 
 /// Longest wait for a broker answer inside a rebalance.
@@ -61,11 +64,6 @@ pub struct Shared {
     pub acks: Option<Receiver<Position>>,
     /// Input bytes of chunks sent and not yet acknowledged, by (partition, next offset).
     pub in_flight: HashMap<(PartitionKey, i64), u64>,
-    /// Asynchronous offset commits sent to the broker, and answers received (either way).
-    pub broker_commits_sent: u64,
-    pub broker_commits_answered: u64,
-    /// Whether the broker's latest answer to an offset commit was a success.
-    pub last_broker_commit_ok: bool,
     /// librdkafka reported every broker down, and none has been seen up since.
     pub brokers_down: bool,
 }
@@ -321,19 +319,16 @@ impl ConsumerContext for GroupContext {
             // owner of these partitions reads first.
             debug!(source = %self.source, "brokers down: the revoked partitions' offsets stay in DuckDB only");
         } else if offsets.count() > 0 {
-            if let Err(e) = consumer.commit(&offsets, CommitMode::Sync) {
-                warn!(source = %self.source, error = %describe(&e, &self.redactor), "committing offsets of revoked partitions failed");
+            // Bounded: the brokers can go without librdkafka having noticed yet.
+            match commit::commit_and_wait(consumer, &offsets, REBALANCE_TIMEOUT) {
+                Answer::Confirmed => {}
+                Answer::Refused(code) => {
+                    warn!(source = %self.source, error = %RDKafkaErrorCode::from(code), "committing offsets of revoked partitions failed")
+                }
+                Answer::Silent => {
+                    warn!(source = %self.source, wait = ?REBALANCE_TIMEOUT, "committing offsets of revoked partitions failed: no answer in time")
+                }
             }
-        }
-    }
-
-    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        let mut shared = self.shared();
-        shared.broker_commits_answered += 1;
-        shared.last_broker_commit_ok = result.is_ok();
-        drop(shared);
-        if let Err(e) = result {
-            debug!(source = %self.source, error = %describe(&e, &self.redactor), "the broker refused or missed an offset commit (DuckDB has the offsets)");
         }
     }
 

@@ -18,12 +18,14 @@ use std::{
 
 use rdkafka::{
     consumer::{CommitMode, Consumer},
+    error::RDKafkaErrorCode,
     TopicPartitionList,
 };
 use sluice_core::{Chunk, DeadLetter, Ident, Origin, PartitionProgress, Position, TableSchema};
 use tracing::{debug, error, info, warn};
 
 use super::{
+    commit::{self, Answer},
     config::{Format, KafkaSourceConfig, UnknownFields},
     consumer::{self, describe, KafkaConsumer, PartitionKey, Redactor, Shared},
     decode::{infer_json, Decoder, Partition},
@@ -469,7 +471,8 @@ impl KafkaSource {
 
     /// Commits every durable offset of the assigned partitions to the broker, waiting at
     /// most [`BROKER_COMMIT_WAIT`] for the answer.
-    /// Returns whether the broker confirmed them (or there was nothing to commit).
+    /// Returns whether the group coordinator answered (or there was nothing to commit):
+    /// only then can the client leave the group without waiting for it without end.
     fn commit_to_broker_now(&self) -> bool {
         let mut tpl = TopicPartitionList::new();
         {
@@ -483,23 +486,25 @@ impl KafkaSource {
         if tpl.count() == 0 {
             return !self.shared().brokers_down;
         }
-        let sent = self.shared().broker_commits_sent;
-        self.commit_to_broker(&tpl, CommitMode::Async);
-        // Not a synchronous commit: that waits for the group coordinator without end when
-        // the brokers are gone, and a stopping daemon would hang (seen under SIGTERM).
-        let deadline = Instant::now() + BROKER_COMMIT_WAIT;
-        while self.shared().broker_commits_answered < sent + 1 {
-            if Instant::now() >= deadline {
-                warn!(source = %self.setup.name, wait = ?BROKER_COMMIT_WAIT,
-                    "the broker did not confirm the last offsets in time; they are durable in DuckDB, where the next start reads them");
-                return false;
+        sluice_core::fault::point("kafka.before_broker_commit");
+        let answer = commit::commit_and_wait(&self.consumer, &tpl, BROKER_COMMIT_WAIT);
+        sluice_core::fault::point("kafka.after_broker_commit");
+        match answer {
+            Answer::Confirmed => {
+                info!(source = %self.setup.name, partitions = tpl.count(), "the broker confirmed the last offsets");
+                true
             }
-            // Serves the commit's answer. A message it returns is not taken: nothing past
-            // the committed offsets is handed on any more, and it is read again next time.
-            let _ = self.consumer.poll(POLL);
+            Answer::Refused(code) => {
+                warn!(source = %self.setup.name, error = %RDKafkaErrorCode::from(code),
+                    "the broker refused the last offsets; they are durable in DuckDB, where the next start reads them");
+                true
+            }
+            Answer::Silent => {
+                warn!(source = %self.setup.name, wait = ?BROKER_COMMIT_WAIT,
+                    "the broker did not answer the last offset commit in time; the offsets are durable in DuckDB, where the next start reads them");
+                false
+            }
         }
-        let shared = self.shared();
-        shared.last_broker_commit_ok && !shared.brokers_down
     }
 
     /// Commits offsets already durable in DuckDB to the broker (for lag tools and the
@@ -509,9 +514,6 @@ impl KafkaSource {
             return;
         }
         sluice_core::fault::point("kafka.before_broker_commit");
-        if matches!(mode, CommitMode::Async) {
-            self.shared().broker_commits_sent += 1;
-        }
         if let Err(e) = self.consumer.commit(tpl, mode) {
             warn!(source = %self.setup.name, error = %describe(&e, &self.redactor), "committing offsets to the broker failed (DuckDB has them)");
         }

@@ -342,3 +342,61 @@ fn a_member_killed_mid_stream_loses_nothing_and_doubles_only_its_last_commits() 
     );
     eprintln!("messages in both databases after the kill: {doubled}");
 }
+
+/// The group's offsets as the broker stores them, by partition.
+fn broker_offsets(k: &Kafka, topic: &str, partitions: i32) -> Vec<i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", k.brokers())
+        .set("group.id", "it")
+        .create()
+        .expect("consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(tpl, crate::support::PATIENCE)
+        .expect("committed offsets");
+    (0..partitions)
+        .map(|p| {
+            let e = committed.find_partition(topic, p).expect("partition");
+            e.offset().to_raw().unwrap_or(-1)
+        })
+        .collect()
+}
+
+#[test]
+fn a_stopping_instance_hands_its_offsets_to_the_broker_and_closes_its_client() {
+    let k = Kafka::new("handover", 3);
+    let produce = |from: i64, n: i64| {
+        for i in from..from + n {
+            k.send((i % 3) as i32, "k", &order(i));
+        }
+        k.flush();
+    };
+    // Without the broker's answer a stopping instance waited 5 s for it, warned, and
+    // left its client unclosed (as if the brokers were gone): the group kept the member
+    // until its session timed out.
+    let unanswered = ["the broker did not", "stopping without closing"];
+    produce(0, 300);
+    let d = k.deployment("", SCHEMA);
+    let once = d.run_once();
+    let log = String::from_utf8_lossy(&once.stderr);
+    assert!(!unanswered.iter().any(|w| log.contains(w)), "{log}");
+    assert_eq!(broker_offsets(&k, "handover", 3), vec![100, 100, 100]);
+
+    produce(300, 300);
+    let mut daemon = d.start();
+    let base = daemon.http_addr();
+    daemon.wait_until("every partition read to its end", |_| caught_up(&base, 3));
+    let (status, log) = daemon.terminate();
+    assert!(status.success(), "{log}");
+    assert!(!unanswered.iter().any(|w| log.contains(w)), "{log}");
+    assert!(
+        log.contains("the broker confirmed the last offsets"),
+        "{log}"
+    );
+    assert_eq!(broker_offsets(&k, "handover", 3), vec![200, 200, 200]);
+    assert_eq!(query_i64(&d.db(), "SELECT count(*) FROM raw.src"), 600);
+}
