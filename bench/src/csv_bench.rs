@@ -43,6 +43,8 @@ pub struct Args {
 pub(crate) struct Sample {
     pub(crate) secs: f64,
     pub(crate) max_rss_kib: i64,
+    /// User plus system CPU time of the child (0 for in-process references).
+    pub(crate) cpu_secs: f64,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
@@ -118,6 +120,7 @@ fn duckdb_native(
     Ok(Sample {
         secs,
         max_rss_kib: 0,
+        cpu_secs: 0.0,
     })
 }
 
@@ -180,6 +183,7 @@ pub(crate) fn run_sluice(sluice: &Path, config: &Path) -> anyhow::Result<Sample>
 
 /// Runs `cmd` to completion: its wall time and peak RSS.
 pub(crate) fn run_measured(cmd: &mut Command) -> anyhow::Result<Sample> {
+    let cpu_before = children_cpu_secs()?;
     let started = Instant::now();
     let mut child = cmd.spawn().with_context(|| format!("running {cmd:?}"))?;
     // The child's own high-water mark, sampled until it exits (it only grows). getrusage
@@ -200,7 +204,21 @@ pub(crate) fn run_measured(cmd: &mut Command) -> anyhow::Result<Sample> {
     if !status.success() {
         bail!("{cmd:?} exited with {status}");
     }
-    Ok(Sample { secs, max_rss_kib })
+    // The benches run one child at a time: the children's CPU grows by this one's.
+    let cpu_secs = children_cpu_secs()? - cpu_before;
+    Ok(Sample {
+        secs,
+        max_rss_kib,
+        cpu_secs,
+    })
+}
+
+/// User plus system CPU seconds of every child waited for so far.
+fn children_cpu_secs() -> anyhow::Result<f64> {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let usage = getrusage(UsageWho::RUSAGE_CHILDREN)?;
+    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    Ok(secs(usage.user_time()) + secs(usage.system_time()))
 }
 
 /// `VmHWM` (peak resident set, KiB) from a `/proc/<pid>/status` file.

@@ -66,7 +66,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         args.messages, args.partitions
     );
     let work = tempfile_dir(None)?;
-    let (mut drain, mut ours, mut rss) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut drain, mut ours, mut rss, mut cpu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut drain_steady, mut ours_steady) = (Vec::new(), Vec::new());
     for round in 0..args.runs {
         let (total, steady) = drain_once(&brokers, round, args.messages)?;
@@ -80,7 +80,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             Command::new(&sluice)
                 .args(["run", "--once", "--config"])
                 .arg(&config)
-                .env("SLUICE_LOG", "info")
+                .env("SLUICE_LOG", log_filter())
                 .stderr(std::fs::File::create(&log)?),
         )?;
         let rows = count_rows(&data)?;
@@ -88,21 +88,21 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             bail!("sluice committed {rows} rows of {} messages", args.messages);
         }
         let steady = sluice_steady(&log, &data)?;
-        // SLUICE_BENCH_TIMELINE=1 prints sluice's log of each round (assignment, commits,
-        // shutdown) with its timestamps.
-        if std::env::var_os("SLUICE_BENCH_TIMELINE").is_some() {
+        if timeline() {
             eprintln!("{}", std::fs::read_to_string(&log)?);
         }
         let _ = std::fs::remove_dir_all(&data);
         eprintln!(
-            "round {round}: drain {total:.2}s ({steady_d:.2}s from its first message), sluice {:.2}s ({steady:.2}s from assignment to last commit), peak RSS {} MiB",
+            "round {round}: drain {total:.2}s ({steady_d:.2}s from its first message), sluice {:.2}s ({steady:.2}s from assignment to last commit), {:.2} CPU-s, peak RSS {} MiB",
             sample.secs,
+            sample.cpu_secs,
             sample.max_rss_kib / 1024,
             steady_d = drain_steady[round],
         );
         ours.push(sample.secs);
         ours_steady.push(steady);
         rss.push(sample.max_rss_kib as f64);
+        cpu.push(sample.cpu_secs);
     }
     let (ds, ss) = (median(drain_steady), median(ours_steady));
     let (d, s) = (median(drain), median(ours));
@@ -117,10 +117,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         mb / d
     );
     println!(
-        "  sluice run --once (DuckDB + Parquet):     {s:.2} s  {:>10.0} msg/s  {:>6.1} MB/s  peak RSS {:.0} MiB",
+        "  sluice run --once (DuckDB + Parquet):     {s:.2} s  {:>10.0} msg/s  {:>6.1} MB/s  peak RSS {:.0} MiB  CPU {:.2} s (user+sys, whole run)",
         n / s,
         mb / s,
-        median(rss) / 1024.0
+        median(rss) / 1024.0,
+        median(cpu)
     );
     println!(
         "  steady state: drain {ds:.2} s from its first message ({:.0} msg/s), sluice {ss:.2} s from assignment to its last commit ({:.0} msg/s)",
@@ -239,4 +240,18 @@ fn count_rows(data: &std::path::Path) -> anyhow::Result<u64> {
     let conn = duckdb::Connection::open(data.join("warehouse.duckdb"))?;
     let n: i64 = conn.query_row("SELECT count(*) FROM raw.orders", [], |r| r.get(0))?;
     Ok(n as u64)
+}
+
+/// `SLUICE_BENCH_TIMELINE=1` prints sluice's log of each round (assignment, commits and
+/// their phases, shutdown) with its timestamps.
+fn timeline() -> bool {
+    std::env::var_os("SLUICE_BENCH_TIMELINE").is_some()
+}
+
+fn log_filter() -> &'static str {
+    if timeline() {
+        "info,sluice_sinks::warehouse=debug"
+    } else {
+        "info"
+    }
 }

@@ -201,24 +201,27 @@ pub(super) fn offsets(
         return Ok(());
     }
     let context = || format!("recording Kafka offsets for {}", batch.table);
-    let mut stmt = tx
-        .prepare_cached(
-            "INSERT INTO _sluice.offsets VALUES (?, ?, ?, ?, ?, CAST(? AS TIMESTAMPTZ)) \
-             ON CONFLICT (source, topic, \"partition\") DO UPDATE SET \
-               next_offset = excluded.next_offset, \
-               last_batch = coalesce(excluded.last_batch, last_batch), updated_at = excluded.updated_at",
-        )
-        .ctx(context)?;
+    // One statement for every partition: 64 single-row upserts cost 20-40 ms a commit.
+    // Cached per partition count, which stays the same from one commit to the next.
+    let row = "(?, ?, ?, ?, ?, CAST(? AS TIMESTAMPTZ))";
+    let sql = format!(
+        "INSERT INTO _sluice.offsets VALUES {} \
+         ON CONFLICT (source, topic, \"partition\") DO UPDATE SET \
+           next_offset = excluded.next_offset, \
+           last_batch = coalesce(excluded.last_batch, last_batch), updated_at = excluded.updated_at",
+        vec![row; latest.len()].join(", ")
+    );
+    let mut values: Vec<Box<dyn duckdb::ToSql + '_>> = Vec::with_capacity(latest.len() * 6);
     for ((source, topic, partition), p) in latest {
-        stmt.execute(params![
-            source,
-            topic,
-            partition,
-            p.next_offset,
-            batch_id,
-            stamp
-        ])
-        .ctx(context)?;
+        values.push(Box::new(source));
+        values.push(Box::new(topic));
+        values.push(Box::new(partition));
+        values.push(Box::new(p.next_offset));
+        values.push(Box::new(batch_id));
+        values.push(Box::new(stamp));
     }
+    tx.prepare_cached(&sql)
+        .and_then(|mut stmt| stmt.execute(duckdb::params_from_iter(values)))
+        .ctx(context)?;
     Ok(())
 }
