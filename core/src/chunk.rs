@@ -5,7 +5,10 @@
 
 use std::{fmt, sync::Arc};
 
-use arrow::record_batch::RecordBatch;
+use arrow::{
+    array::{Array, Int64Array},
+    record_batch::RecordBatch,
+};
 
 use crate::{Ident, TableSchema};
 
@@ -28,6 +31,61 @@ pub struct Chunk {
     pub dead_letters: Vec<DeadLetter>,
     /// What committing this chunk makes durable.
     pub position: Position,
+}
+
+impl Chunk {
+    /// Splits off the first `n` rows as a chunk of their own, when the position can say
+    /// where they end: a Kafka chunk's can (the offset after the `n`-th row's, read from
+    /// its `_sluice_offset`; dead letters go by offset), a file chunk's cannot (rows do not
+    /// carry their byte offsets) and the chunk comes back whole, as it does for an `n`
+    /// that leaves either part without rows.
+    ///
+    /// The batcher uses it to fill a batch to exactly `max_rows`: a commit of a whole
+    /// DuckDB row group is written straight into the database file, while a Kafka batch
+    /// a few rows short of one went through the write-ahead log and a checkpoint.
+    #[allow(clippy::result_large_err)] // the chunk itself, handed back unsplit
+    pub fn split_front(self, n: usize) -> Result<(Chunk, Chunk), Chunk> {
+        let Position::Kafka(progress) = &self.position else {
+            return Err(self);
+        };
+        let total = self.rows.num_rows();
+        if n == 0 || n >= total {
+            return Err(self);
+        }
+        let Some(offsets) = self
+            .rows
+            .column_by_name(crate::meta::OFFSET)
+            .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+        else {
+            return Err(self);
+        };
+        if offsets.is_null(n - 1) {
+            return Err(self);
+        }
+        let head_next = offsets.value(n - 1) + 1;
+        let head_position = Position::Kafka(PartitionProgress {
+            next_offset: head_next,
+            ..progress.clone()
+        });
+        let (head_dead, tail_dead) = self
+            .dead_letters
+            .into_iter()
+            .partition(|d| matches!(d.origin, Origin::Kafka { offset, .. } if offset < head_next));
+        let head = Chunk {
+            source: self.source.clone(),
+            table: self.table.clone(),
+            raw_schema: self.raw_schema.clone(),
+            rows: self.rows.slice(0, n),
+            dead_letters: head_dead,
+            position: head_position,
+        };
+        let tail = Chunk {
+            rows: self.rows.slice(n, total - n),
+            dead_letters: tail_dead,
+            ..self
+        };
+        Ok((head, tail))
+    }
 }
 
 /// A position in a source that becomes durable with a commit.
@@ -169,6 +227,88 @@ impl DeadLetter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn kafka_chunk(offsets: &[i64], dead: &[i64]) -> Chunk {
+        use arrow::datatypes::{DataType, Field, Schema};
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            crate::meta::OFFSET,
+            DataType::Int64,
+            false,
+        )]));
+        let origin = |offset| Origin::Kafka {
+            topic: "t".into(),
+            partition: 3,
+            offset,
+            key: None,
+        };
+        Chunk {
+            source: "s".into(),
+            table: Ident::new("t").expect("ident"),
+            raw_schema: Arc::new(TableSchema::default()),
+            rows: RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(offsets.to_vec()))])
+                .expect("rows"),
+            dead_letters: dead
+                .iter()
+                .map(|o| DeadLetter::new("bad", b"x", origin(*o)))
+                .collect(),
+            position: Position::Kafka(PartitionProgress {
+                topic: "t".into(),
+                partition: 3,
+                next_offset: offsets.iter().chain(dead).max().expect("offsets") + 1,
+            }),
+        }
+    }
+
+    fn next_offset(c: &Chunk) -> i64 {
+        match &c.position {
+            Position::Kafka(p) => p.next_offset,
+            Position::File(_) => panic!("a file position"),
+        }
+    }
+
+    #[test]
+    fn a_kafka_chunk_splits_where_its_nth_row_ends_and_dead_letters_follow_their_offsets() {
+        // Offsets 10..=15 with 12 a dead letter and 9 a gap recorded before the rows.
+        let chunk = kafka_chunk(&[10, 11, 13, 14, 15], &[9, 12]);
+        let (head, tail) = chunk.split_front(2).expect("splits");
+        assert_eq!((head.rows.num_rows(), next_offset(&head)), (2, 12));
+        assert_eq!((tail.rows.num_rows(), next_offset(&tail)), (3, 16));
+        let offsets = |c: &Chunk| -> Vec<i64> {
+            c.dead_letters
+                .iter()
+                .map(|d| match d.origin {
+                    Origin::Kafka { offset, .. } => offset,
+                    Origin::File { .. } => panic!("a file origin"),
+                })
+                .collect()
+        };
+        assert_eq!(offsets(&head), [9]);
+        assert_eq!(offsets(&tail), [12]);
+        let (head, _) = kafka_chunk(&[10, 11, 13, 14, 15], &[12])
+            .split_front(3)
+            .expect("splits");
+        assert_eq!((next_offset(&head), offsets(&head)), (14, vec![12]));
+    }
+
+    #[test]
+    fn chunks_that_cannot_say_where_a_split_ends_come_back_whole() {
+        let chunk = kafka_chunk(&[1, 2, 3], &[]);
+        let chunk = chunk.split_front(0).expect_err("nothing to split off");
+        let chunk = chunk.split_front(3).expect_err("nothing left after");
+        let file = Chunk {
+            position: Position::File(FileProgress {
+                id: FileId("f".into()),
+                hash: FileHash("h".into()),
+                name: "f.csv".into(),
+                next_offset: 10,
+                next_line: 4,
+                status: FileStatus::Partial,
+            }),
+            ..chunk
+        };
+        let back = file.split_front(1).expect_err("a file chunk stays whole");
+        assert_eq!(back.rows.num_rows(), 3);
+    }
 
     #[test]
     fn dead_letter_raw_is_bounded_and_trimmed() {

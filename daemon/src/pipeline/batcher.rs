@@ -1,7 +1,9 @@
 //! Micro-batching: per table, chunks accumulate until the batch reaches `max_rows` or
 //! `max_bytes`, or its oldest chunk is `max_age` old. A chunk that would push a non-empty
-//! batch over a limit closes the batch first, so a batch exceeds a limit only when a
-//! single chunk does.
+//! batch over `max_rows` fills it to exactly `max_rows` when it can be split (Kafka
+//! chunks; see [`Chunk::split_front`]), and so does a chunk larger than `max_rows`;
+//! otherwise, and over `max_bytes`, it closes the batch first. A batch exceeds a limit
+//! only when a single chunk that cannot be split does.
 
 use std::{
     collections::BTreeMap,
@@ -44,37 +46,64 @@ impl Batcher {
         }
     }
 
-    /// Adds a chunk; returns the batches that are full as a result (at most two: the one
-    /// the chunk did not fit into, and the one it filled).
-    pub fn add(&mut self, chunk: Chunk, now: Instant) -> Vec<PendingBatch> {
+    /// Adds a chunk; returns the batches that are full as a result (the one the chunk did
+    /// not fit into or filled up, and those a large chunk split into fills).
+    pub fn add(&mut self, mut chunk: Chunk, now: Instant) -> Vec<PendingBatch> {
         let mut full = Vec::new();
-        let rows = chunk.rows.num_rows();
-        let bytes = chunk.rows.get_array_memory_size();
         let table = chunk.table.clone();
-        if let Some(buf) = self.open.get(&table) {
-            let over =
-                buf.rows + rows > self.limits.max_rows || buf.bytes + bytes > self.limits.max_bytes;
-            if over && !buf.chunks.is_empty() {
+        loop {
+            let (rows, bytes) = self.open.get(&table).map_or((0, 0), |b| (b.rows, b.bytes));
+            if rows > 0 && bytes + chunk.rows.get_array_memory_size() > self.limits.max_bytes {
                 full.extend(self.take(&table));
+                continue;
+            }
+            let room = self.limits.max_rows.saturating_sub(rows);
+            if chunk.rows.num_rows() <= room {
+                break;
+            }
+            match chunk.split_front(room) {
+                Ok((head, tail)) => {
+                    self.push(head, now);
+                    full.extend(self.take(&table));
+                    chunk = tail;
+                }
+                Err(whole) if rows > 0 => {
+                    full.extend(self.take(&table));
+                    chunk = whole;
+                }
+                Err(whole) => {
+                    chunk = whole;
+                    break;
+                }
             }
         }
-        let buf = self.open.entry(table.clone()).or_insert_with(|| Buffer {
-            raw_schema: None,
-            chunks: Vec::new(),
-            rows: 0,
-            bytes: 0,
-            since: now,
-        });
-        if buf.raw_schema.is_none() && rows > 0 {
-            buf.raw_schema = Some(chunk.raw_schema.clone());
-        }
-        buf.rows += rows;
-        buf.bytes += bytes;
-        buf.chunks.push(chunk);
+        self.push(chunk, now);
+        let buf = &self.open[&table];
         if buf.rows >= self.limits.max_rows || buf.bytes >= self.limits.max_bytes {
             full.extend(self.take(&table));
         }
         full
+    }
+
+    /// Adds a chunk to its table's open batch (opening one).
+    fn push(&mut self, chunk: Chunk, now: Instant) {
+        let rows = chunk.rows.num_rows();
+        let buf = self
+            .open
+            .entry(chunk.table.clone())
+            .or_insert_with(|| Buffer {
+                raw_schema: None,
+                chunks: Vec::new(),
+                rows: 0,
+                bytes: 0,
+                since: now,
+            });
+        if buf.raw_schema.is_none() && rows > 0 {
+            buf.raw_schema = Some(chunk.raw_schema.clone());
+        }
+        buf.rows += rows;
+        buf.bytes += chunk.rows.get_array_memory_size();
+        buf.chunks.push(chunk);
     }
 
     /// Batches whose oldest chunk has reached `max_age`.
@@ -195,6 +224,59 @@ mod tests {
             [10]
         );
         assert!(b.all().is_empty());
+    }
+
+    fn kafka_chunk(first_offset: i64, rows: usize) -> Chunk {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            sluice_core::meta::OFFSET,
+            DataType::Int64,
+            false,
+        )]));
+        let offsets = Int64Array::from_iter_values(first_offset..first_offset + rows as i64);
+        Chunk {
+            position: Position::Kafka(sluice_core::PartitionProgress {
+                topic: "topic".into(),
+                partition: 0,
+                next_offset: first_offset + rows as i64,
+            }),
+            rows: RecordBatch::try_new(schema, vec![Arc::new(offsets)]).expect("batch"),
+            ..chunk("t", 0)
+        }
+    }
+
+    #[test]
+    fn kafka_chunks_fill_a_batch_to_exactly_max_rows() {
+        let mut b = Batcher::new(limits(10));
+        let now = Instant::now();
+        assert!(b.add(kafka_chunk(0, 6), now).is_empty());
+        let full = b.add(kafka_chunk(6, 6), now);
+        assert_eq!(full.len(), 1);
+        assert_eq!(full[0].rows(), 10);
+        // The batch's positions end where its rows do: offsets 0..=9.
+        let ends: Vec<i64> = full[0]
+            .chunks
+            .iter()
+            .map(|c| match &c.position {
+                Position::Kafka(p) => p.next_offset,
+                Position::File(_) => panic!("a file position"),
+            })
+            .collect();
+        assert_eq!(ends, [6, 10]);
+        // A chunk larger than max_rows is cut into full batches too.
+        let full = b.add(kafka_chunk(12, 25), now);
+        assert_eq!(
+            full.iter().map(PendingBatch::rows).collect::<Vec<_>>(),
+            [10, 10]
+        );
+        let rest = b.all();
+        assert_eq!(rest[0].rows(), 7);
+        match &rest[0].chunks[..] {
+            [c] => match &c.position {
+                Position::Kafka(p) => assert_eq!(p.next_offset, 37),
+                Position::File(_) => panic!("a file position"),
+            },
+            other => panic!("{} chunks", other.len()),
+        }
     }
 
     #[test]

@@ -465,3 +465,55 @@ fn messages_deleted_by_retention_while_sluice_lags_are_recorded_as_a_gap() {
         "messages were deleted before they were read: {rows}"
     );
 }
+
+#[test]
+fn kafka_batches_are_cut_at_exactly_max_rows_and_split_chunks_keep_their_offsets() {
+    // 333 messages a partition make chunks of 100, 100, 100 and 33 rows (chunks are cut
+    // at max_rows): batches fill up only by splitting chunks. A batch a few rows short of
+    // max_rows (122,880 by default, one DuckDB row group) went through DuckDB's
+    // write-ahead log and a checkpoint instead of straight into the file.
+    let k = Kafka::new("cut", 3);
+    let mut good = 0;
+    for i in 0..999 {
+        if i == 500 {
+            k.send((i % 3) as i32, "poison", "{not json");
+        } else {
+            k.send((i % 3) as i32, "k", &order(i));
+            good += 1;
+        }
+    }
+    k.flush();
+    let d = k.deployment_with(
+        "",
+        SCHEMA,
+        "[batch]\nmax_rows = 100\nmax_age = \"1h\"\n",
+        "",
+    );
+    d.run_once();
+    let db = d.db();
+    assert_each_message_once(&db, good);
+    let sizes: Vec<i64> = query_strings(&db, "SELECT rows FROM _sluice.batches ORDER BY batch_id")
+        .iter()
+        .map(|r| r[0].parse().expect("rows"))
+        .collect();
+    let (last, full) = sizes.split_last().expect("batches");
+    assert!(full.iter().all(|&n| n == 100) && *last <= 100, "{sizes:?}");
+    assert_eq!(sizes.iter().sum::<i64>(), good);
+    assert_eq!(
+        query_i64(
+            &db,
+            "SELECT count(*) FROM _sluice.dead_letters WHERE key = 'poison'"
+        ),
+        1
+    );
+    assert_eq!(
+        query_strings(
+            &db,
+            "SELECT \"partition\", next_offset FROM _sluice.offsets ORDER BY 1"
+        ),
+        [["0", "333"], ["1", "333"], ["2", "333"]]
+    );
+    drop(db);
+    d.run_once();
+    assert_each_message_once(&d.db(), good);
+}
