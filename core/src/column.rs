@@ -283,9 +283,16 @@ impl TableSchema {
 
     /// Position of a column, compared case-insensitively as DuckDB compares identifiers.
     pub fn position(&self, name: &str) -> Option<usize> {
+        // The exact spelling first: it is the usual case, and cheap (called per field of
+        // every Kafka JSON message, the case-insensitive scan alone was 10% of decoding).
         self.columns
             .iter()
-            .position(|c| c.name.eq_ignore_ascii_case(name))
+            .position(|c| c.name == name)
+            .or_else(|| {
+                self.columns
+                    .iter()
+                    .position(|c| c.name.eq_ignore_ascii_case(name))
+            })
     }
 
     pub fn len(&self) -> usize {
