@@ -56,15 +56,10 @@ fn schemas(config: &Config) -> Result<(Ident, Ident), Problems> {
     ))
 }
 
-/// The raw tables that exist in the database.
+/// The raw tables that exist in the database (none if they cannot be listed: the models
+/// then wait for their input as for a table not created yet).
 pub fn existing_raw_tables(conn: &Connection, raw_schema: &str) -> BTreeSet<String> {
-    let query = || -> duckdb::Result<BTreeSet<String>> {
-        let mut stmt = conn
-            .prepare("SELECT table_name FROM information_schema.tables WHERE table_schema = ?")?;
-        let rows = stmt.query_map([raw_schema], |r| r.get(0))?;
-        rows.collect()
-    };
-    query().unwrap_or_default()
+    sluice_state::tables::tables_in(conn, raw_schema).unwrap_or_default()
 }
 
 /// Set by SIGHUP: the committer re-reads the model files at its next turn.

@@ -4,7 +4,8 @@
 use std::thread;
 
 use sluice_core::{retry::Backoff, Ident};
-use sluice_sinks::{ParquetSink, Warehouse, WarehouseOptions};
+use sluice_sinks::{ParquetSink, SinkError, Warehouse, WarehouseOptions};
+use sluice_state::StateError;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
@@ -48,7 +49,10 @@ pub fn open_when_free(
 }
 
 fn is_lock_conflict(e: &anyhow::Error) -> bool {
-    format!("{e:#}").contains("Could not set lock on file")
+    matches!(
+        e.downcast_ref::<SinkError>(),
+        Some(SinkError::State(StateError::Locked { .. }))
+    )
 }
 
 pub fn open(config: &Config) -> anyhow::Result<Warehouse> {

@@ -13,7 +13,6 @@ use crate::{
     error::{DuckdbContext, ModelError, Result},
     plan::{ModelPlan, Plan},
     render::Mode,
-    state,
 };
 
 /// Why a model was not compiled.
@@ -126,7 +125,7 @@ fn skip_reason(
     let raw = plan.catalog.raw_schema.as_str();
     m.raw_tables
         .iter()
-        .find(|t| !state::relation_exists(conn, raw, t).unwrap_or(false))
+        .find(|t| !sluice_state::tables::relation_exists(conn, raw, t).unwrap_or(false))
         .map(|t| Skip::NoRawTable {
             schema: raw.to_string(),
             table: t.clone(),

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use duckdb::{params, Connection};
+use duckdb::Connection;
 use sluice_core::Ident;
 
 use crate::{
@@ -161,20 +161,17 @@ impl DataTest {
         let failures: i64 = conn
             .query_row(&sql, [], |r| r.get(0))
             .ctx(&self.model, || format!("running test {name}"))?;
-        conn.execute(
-            "INSERT OR REPLACE INTO _sluice.test_results \
-             (model, test, column_name, severity, failures, batch_id, run_at) \
-             VALUES (?, ?, ?, ?, ?, ?, now())",
-            params![
-                self.model,
-                name,
-                self.column.as_str(),
-                self.severity.as_str(),
+        sluice_state::models::record_test(
+            conn,
+            &sluice_state::models::TestRecord {
+                model: &self.model,
+                test: &name,
+                column: self.column.as_str(),
+                severity: self.severity.as_str(),
                 failures,
-                batch
-            ],
-        )
-        .ctx(&self.model, || format!("recording test {name}"))?;
+                batch,
+            },
+        )?;
         Ok(TestResult {
             name,
             model: self.model.clone(),

@@ -28,6 +28,9 @@ pub enum ModelError {
         #[source]
         source: duckdb::Error,
     },
+    /// Reading or writing the models' state in `_sluice`.
+    #[error(transparent)]
+    State(#[from] sluice_state::StateError),
     /// The model ran but its output breaks a rule (e.g. duplicate keys in a merge).
     #[error("model {model}: {message}")]
     Output { model: String, message: String },

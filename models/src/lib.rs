@@ -9,12 +9,11 @@
 //! - [`plan`]: every model rendered once, ordered by `ref`, with the raw tables it reads.
 //! - [`compile`]: binding every model against the database without running it.
 //! - [`materialize`]: views, tables, and incremental append / merge / delete+insert.
-//! - [`state`]: `_sluice.models` (watermarks) and `_sluice.test_results`.
 //! - [`data_tests`]: unique, not_null, accepted_values, relationships.
 //! - [`runner`]: which models are due after a commit; failures, retries, reports.
 //!
 //! Sources and sinks never depend on this crate; it only sees tables, the batch ledger and
-//! watermarks. A model's rows and its watermark commit in one transaction, so a crash
+//! watermarks, all read and written through `sluice-state`. A model's rows and its watermark commit in one transaction, so a crash
 //! leaves it before or after a batch, never half-way.
 
 pub mod compile;
@@ -26,7 +25,6 @@ pub mod plan;
 pub mod project;
 pub mod render;
 pub mod runner;
-pub mod state;
 
 pub use compile::{compile, CompileReport};
 pub use config::{Materialized, ModelConfig, Strategy};

@@ -9,6 +9,11 @@ use std::{
 
 use duckdb::Connection;
 use sluice_core::retry::Backoff;
+use sluice_state::{
+    ledger,
+    models::{self as stored, ModelState},
+    tables,
+};
 use tracing::{debug, info, warn};
 
 use crate::{
@@ -18,7 +23,6 @@ use crate::{
     materialize::{self, Build},
     plan::{ModelPlan, Plan},
     render::Mode,
-    state::{self, ModelState},
 };
 
 /// Pauses before retrying a failed model: 1 s, doubling up to a minute.
@@ -106,7 +110,7 @@ impl ModelRunner {
 
     /// Creates the state tables and the model schema.
     pub fn prepare(&self, conn: &Connection) -> Result<()> {
-        state::ensure(conn)?;
+        sluice_state::ensure(conn)?;
         let schema = self.plan.catalog.model_schema.quoted();
         conn.execute_batch(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
             .ctx("*", || format!("creating schema {schema}"))
@@ -119,12 +123,11 @@ impl ModelRunner {
         let mut out = Vec::new();
         for m in self.plan.built() {
             let name = m.name.as_str();
-            let Some(build) = state::stored_build(conn, name)? else {
+            let Some(build) = stored::stored_build(conn, name)? else {
                 continue;
             };
-            let newest_consumed_us =
-                state::newest_consumed(conn, name, &m.raw_tables, build.watermark)?;
-            let tests = state::stored_tests(conn, name)?
+            let newest_consumed_us = ledger::newest_consumed(conn, &m.raw_tables, build.watermark)?;
+            let tests = stored::stored_tests(conn, name)?
                 .into_iter()
                 .map(|(test, severity, failures)| TestResult {
                     name: test,
@@ -271,16 +274,16 @@ impl ModelRunner {
         let name = m.name.as_str();
         let raw = self.plan.catalog.raw_schema.as_str();
         for table in &m.raw_tables {
-            if !state::relation_exists(conn, raw, table)? {
+            if !tables::relation_exists(conn, raw, table)? {
                 // Nothing to read yet: the model waits for the first batch of its input.
                 return Ok(None);
             }
         }
         let full_sql = self.plan.sql(m, Mode::Full)?;
         let hash = sql_hash(m, &full_sql);
-        let stored = state::load(conn, name)?;
-        let exists = state::relation_exists(conn, self.plan.catalog.model_schema.as_str(), name)?;
-        let last = state::last_batch(conn)?;
+        let stored = stored::load(conn, name)?;
+        let exists = tables::relation_exists(conn, self.plan.catalog.model_schema.as_str(), name)?;
+        let last = ledger::last_batch_id(conn)?;
         let next = ModelState {
             sql_hash: hash.clone(),
             watermark: last,
@@ -298,7 +301,7 @@ impl ModelRunner {
         if m.config.materialized == Materialized::View {
             return Ok(None);
         }
-        if !state::has_new_batches(conn, name, &m.raw_tables, stored.watermark)? {
+        if !ledger::has_new_batches(conn, &m.raw_tables, stored.watermark)? {
             return Ok(None);
         }
         let how = match m.config.materialized {
@@ -329,7 +332,7 @@ impl ModelRunner {
             .ctx(name, || "starting its transaction".into())?;
         let result = materialize::build(conn, &self.plan, m, how).and_then(|rows| {
             let ms = started.elapsed().as_millis() as u64;
-            state::record(
+            stored::record_build(
                 conn,
                 name,
                 &m.config.materialized.to_string(),
@@ -350,7 +353,7 @@ impl ModelRunner {
     }
 
     fn run_tests(&self, conn: &Connection, m: &ModelPlan) -> Vec<TestResult> {
-        let batch = state::last_batch(conn).unwrap_or_default();
+        let batch = ledger::last_batch_id(conn).unwrap_or_default();
         let mut results = Vec::new();
         for t in &m.tests {
             match t.run(conn, &self.plan.catalog, batch) {
@@ -408,7 +411,7 @@ impl ModelRunner {
         tests: Vec<TestResult>,
     ) -> ModelReport {
         let name = m.name.as_str();
-        let watermark = state::load(conn, name)
+        let watermark = stored::load(conn, name)
             .ok()
             .flatten()
             .map_or(0, |s| s.watermark);
@@ -418,7 +421,7 @@ impl ModelRunner {
             outcome,
             duration,
             watermark,
-            newest_consumed_us: state::newest_consumed(conn, name, &m.raw_tables, watermark)
+            newest_consumed_us: ledger::newest_consumed(conn, &m.raw_tables, watermark)
                 .ok()
                 .flatten(),
             tests,
@@ -430,7 +433,7 @@ impl ModelRunner {
 #[derive(Debug, Clone)]
 pub struct StoredReport {
     pub model: String,
-    pub build: state::StoredBuild,
+    pub build: stored::StoredBuild,
     pub newest_consumed_us: Option<i64>,
     pub tests: Vec<TestResult>,
 }

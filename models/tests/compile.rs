@@ -21,14 +21,14 @@ fn plan(dir: &std::path::Path, files: &[(&str, &str)]) -> Plan {
 
 fn db() -> Connection {
     let conn = Connection::open_in_memory().unwrap();
+    sluice_state::ensure(&conn).unwrap();
     conn.execute_batch(
-        "CREATE SCHEMA raw; CREATE SCHEMA _sluice;
+        "CREATE SCHEMA raw;
          CREATE TABLE raw.t (id BIGINT, _sluice_batch BIGINT);
-         INSERT INTO raw.t VALUES (1, 1), (2, 1);
-         CREATE TABLE _sluice.batches (batch_id BIGINT, table_name VARCHAR, committed_at TIMESTAMPTZ);
-         INSERT INTO _sluice.batches VALUES (1, 't', now());",
+         INSERT INTO raw.t VALUES (1, 1), (2, 1);",
     )
     .unwrap();
+    sluice_state::ledger::record_batch(&conn, "t", &[], 1, None, "2026-01-01 00:00:00+00").unwrap();
     conn
 }
 

@@ -69,15 +69,21 @@ const MODELS: &[(&str, &str)] = &[
     ),
 ];
 
+/// Records batch `id` of `raw.events` in the ledger, as a commit does.
+fn ledger(conn: &Connection, id: i64) {
+    sluice_state::ledger::record_batch(conn, "events", &[], id, None, "2026-01-01 00:00:00+00")
+        .unwrap();
+}
+
 fn setup(dir: &Path) -> (Connection, Plan) {
     for (name, text) in MODELS {
         std::fs::write(dir.join(name), text).unwrap();
     }
     let conn = Connection::open_in_memory().unwrap();
+    sluice_state::ensure(&conn).unwrap();
     conn.execute_batch(
-        "CREATE SCHEMA raw; CREATE SCHEMA _sluice;
-         CREATE TABLE raw.events (seq BIGINT, k INTEGER, v INTEGER, _sluice_batch BIGINT);
-         CREATE TABLE _sluice.batches (batch_id BIGINT, table_name VARCHAR, committed_at TIMESTAMPTZ);",
+        "CREATE SCHEMA raw;
+         CREATE TABLE raw.events (seq BIGINT, k INTEGER, v INTEGER, _sluice_batch BIGINT);",
     )
     .unwrap();
     let plan = Plan::load(
@@ -173,7 +179,7 @@ proptest! {
                 seq += 1;
                 conn.execute("INSERT INTO raw.events VALUES (?, ?, ?, ?)", params![seq, k, v, batch_id]).unwrap();
             }
-            conn.execute("INSERT INTO _sluice.batches VALUES (?, 'events', now())", params![batch_id]).unwrap();
+            ledger(&conn, batch_id);
             match after {
                 After::RunModels => run(&mut runner, &conn),
                 After::Crash => {}
@@ -200,10 +206,14 @@ fn incremental_runs_read_only_new_batches() {
                 _ => panic!("{model} did not build"),
             })
     };
-    conn.execute_batch("INSERT INTO raw.events VALUES (1, 1, 5, 1), (2, 2, 5, 1); INSERT INTO _sluice.batches VALUES (1, 'events', now())").unwrap();
+    conn.execute_batch("INSERT INTO raw.events VALUES (1, 1, 5, 1), (2, 2, 5, 1)")
+        .unwrap();
+    ledger(&conn, 1);
     let first = runner.run(&conn, &RunOptions::default());
     assert_eq!(rows_of(&first, "all_events"), Some((2, true)));
-    conn.execute_batch("INSERT INTO raw.events VALUES (3, 1, 7, 2); INSERT INTO _sluice.batches VALUES (2, 'events', now())").unwrap();
+    conn.execute_batch("INSERT INTO raw.events VALUES (3, 1, 7, 2)")
+        .unwrap();
+    ledger(&conn, 2);
     let second = runner.run(&conn, &RunOptions::default());
     assert_eq!(
         rows_of(&second, "all_events"),
@@ -220,14 +230,8 @@ fn incremental_runs_read_only_new_batches() {
         third.is_empty(),
         "nothing is due without a new batch: {third:?}"
     );
-    let wm: i64 = conn
-        .query_row(
-            "SELECT watermark FROM _sluice.models WHERE name = 'all_events'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(wm, 2);
+    let stored = sluice_state::models::load(&conn, "all_events").unwrap();
+    assert_eq!(stored.map(|s| s.watermark), Some(2));
 }
 
 #[test]
@@ -239,9 +243,13 @@ fn merge_with_duplicate_new_keys_fails_and_leaves_the_model_unchanged() {
         "{{ config(materialized='incremental', unique_key='k', incremental_strategy='merge') }}\n\
          select k, v from {{ ref('events') }} where {{ new_rows() }}",
     );
-    conn.execute_batch("INSERT INTO raw.events VALUES (1, 1, 5, 1); INSERT INTO _sluice.batches VALUES (1, 'events', now())").unwrap();
+    conn.execute_batch("INSERT INTO raw.events VALUES (1, 1, 5, 1)")
+        .unwrap();
+    ledger(&conn, 1);
     runner.run(&conn, &RunOptions::default());
-    conn.execute_batch("INSERT INTO raw.events VALUES (2, 4, 1, 2), (3, 4, 2, 2); INSERT INTO _sluice.batches VALUES (2, 'events', now())").unwrap();
+    conn.execute_batch("INSERT INTO raw.events VALUES (2, 4, 1, 2), (3, 4, 2, 2)")
+        .unwrap();
+    ledger(&conn, 2);
     let reports = runner.run(&conn, &RunOptions::default());
     let r = reports.iter().find(|r| r.model == "latest_by_key").unwrap();
     let Outcome::Failed { error } = &r.outcome else {
@@ -268,9 +276,13 @@ fn a_null_key_is_replaced_like_any_other() {
         "{{ config(materialized='incremental', unique_key='k', incremental_strategy='delete+insert') }}\n\
          select k, v from {{ ref('events') }} where {{ new_rows() }}",
     );
-    conn.execute_batch("INSERT INTO raw.events VALUES (1, NULL, 1, 1), (2, 7, 1, 1); INSERT INTO _sluice.batches VALUES (1, 'events', now())").unwrap();
+    conn.execute_batch("INSERT INTO raw.events VALUES (1, NULL, 1, 1), (2, 7, 1, 1)")
+        .unwrap();
+    ledger(&conn, 1);
     run(&mut runner, &conn);
-    conn.execute_batch("INSERT INTO raw.events VALUES (3, NULL, 2, 2); INSERT INTO _sluice.batches VALUES (2, 'events', now())").unwrap();
+    conn.execute_batch("INSERT INTO raw.events VALUES (3, NULL, 2, 2)")
+        .unwrap();
+    ledger(&conn, 2);
     run(&mut runner, &conn);
     let rows: Vec<(Option<i32>, i32)> = {
         let mut stmt = conn

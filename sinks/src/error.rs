@@ -31,9 +31,9 @@ pub enum SinkError {
     /// A worker thread (the committer, a Parquet writer) panicked.
     #[error("{what} panicked")]
     Panicked { what: String },
-    /// `_sluice.meta`'s state version is one this sluice cannot use.
-    #[error("_sluice.meta: {detail}")]
-    StateVersion { detail: String },
+    /// Reading or writing the `_sluice` state (or a raw table's columns).
+    #[error(transparent)]
+    State(#[from] sluice_state::StateError),
     #[error("arrow: {context}: {source}")]
     Arrow {
         context: String,
@@ -42,27 +42,7 @@ pub enum SinkError {
     },
 }
 
-/// A storage problem that blocks commits until someone fixes it (then they resume).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Storage {
-    /// No space (or quota) left on the device (`ENOSPC`, `EDQUOT`).
-    Full,
-    /// The filesystem became read-only (`EROFS`).
-    ReadOnly,
-    /// Another I/O error.
-    Io,
-}
-
-impl Storage {
-    /// The word used in logs, `/readyz` and the `reason` label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Storage::Full => "disk_full",
-            Storage::ReadOnly => "read_only",
-            Storage::Io => "io",
-        }
-    }
-}
+use sluice_state::Storage;
 
 const ENOSPC: i32 = 28;
 const EROFS: i32 = 30;
@@ -84,11 +64,11 @@ impl SinkError {
         match self {
             SinkError::Io { source, .. } => Some(io_storage(source)),
             SinkError::Parquet { source, .. } => Some(parquet_storage(source)),
-            SinkError::Duckdb { source, .. } => message_storage(&source.to_string()),
+            SinkError::Duckdb { source, .. } => Storage::in_message(&source.to_string()),
+            SinkError::State(e) => e.storage(),
             SinkError::Schema { .. }
             | SinkError::OutOfOrder { .. }
             | SinkError::Panicked { .. }
-            | SinkError::StateVersion { .. }
             | SinkError::Arrow { .. } => None,
         }
     }
@@ -111,20 +91,7 @@ fn parquet_storage(e: &::parquet::errors::ParquetError) -> Storage {
         }
         cause = c.source();
     }
-    message_storage(&e.to_string()).unwrap_or(Storage::Io)
-}
-
-/// A storage problem named in an error message (the OS's `strerror` text in it).
-fn message_storage(text: &str) -> Option<Storage> {
-    if text.contains("No space left on device") || text.contains("Disk quota exceeded") {
-        Some(Storage::Full)
-    } else if text.contains("Read-only file system") {
-        Some(Storage::ReadOnly)
-    } else if text.contains("IO Error") || text.contains("Could not write") {
-        Some(Storage::Io)
-    } else {
-        None
-    }
+    Storage::in_message(&e.to_string()).unwrap_or(Storage::Io)
 }
 
 /// Adds context to DuckDB results.
@@ -160,7 +127,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn storage_problems_are_told_apart_by_errno_and_by_duckdb_text() {
+    fn storage_problems_are_told_apart_by_errno() {
         let io = |errno| SinkError::Io {
             path: "x".into(),
             source: std::io::Error::from_raw_os_error(errno),
@@ -183,18 +150,6 @@ mod tests {
             ),
         };
         assert_eq!(parquet.storage(), Some(Storage::Full));
-        // What DuckDB 2.0 says when its WAL cannot be written (seen on a full tmpfs).
-        let wal = "TransactionContext Error: Failed to commit: Could not write file \
-                   \"/d/w.duckdb.wal\": No space left on device";
-        assert_eq!(message_storage(wal), Some(Storage::Full));
-        assert_eq!(
-            message_storage("IO Error: Cannot open file \"x\": Read-only file system"),
-            Some(Storage::ReadOnly)
-        );
-        assert_eq!(
-            message_storage("Constraint Error: NOT NULL constraint failed"),
-            None
-        );
         let schema = SinkError::Schema {
             table: "t".into(),
             detail: "a chunk lacks column x".into(),

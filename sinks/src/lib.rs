@@ -15,21 +15,21 @@
 //! Layout:
 //! - [`error`]: the crate's error type, [`SinkError`].
 //! - [`parquet`]: atomic, hive-partitioned Parquet files.
-//! - [`state`]: the `_sluice` schema: DDL and the queries that read it back.
-//! - [`raw_table`]: creating and describing `raw.<table>`.
 //! - [`warehouse`]: the DuckDB connection and the commit transaction.
 //! - [`reconcile`]: start-up consistency between Parquet files and the ledger.
+//!
+//! The `_sluice` tables themselves (layout, versions, the ledger's rows, raw tables'
+//! columns) belong to `sluice-state`; this crate asks it.
 
 pub mod error;
 pub mod parquet;
-pub mod raw_table;
 pub mod reconcile;
-pub mod state;
 pub mod warehouse;
 
-pub use error::{SinkError, Storage};
+pub use error::SinkError;
 pub use parquet::{Compression, ParquetSink};
 pub use reconcile::ReconcileReport;
+pub use sluice_state::Storage;
 pub use warehouse::{CommitReceipt, PendingBatch, Staged, Warehouse, WarehouseOptions};
 
 /// Result type of this crate.

@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 
-use crate::{state, Result, Warehouse};
+use crate::{Result, Warehouse};
 
 /// What reconciliation found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -25,9 +25,10 @@ impl Warehouse {
         let Some(sink) = self.parquet() else {
             return Ok(ReconcileReport::default());
         };
-        let ledger: HashSet<String> = state::ledger_parquet_files(self.connection())?
-            .into_iter()
-            .collect();
+        let ledger: HashSet<String> =
+            sluice_state::ledger::ledger_parquet_files(self.connection())?
+                .into_iter()
+                .collect();
         let mut report = ReconcileReport::default();
         for file in sink.list()? {
             if !ledger.contains(&file) {

@@ -12,10 +12,12 @@ use duckdb::{Config, Connection};
 use sluice_core::{meta, Chunk, Ident, Position, TableSchema};
 use tracing::{debug, warn};
 
+use sluice_state::{ledger, tables, SourceFiles};
+
 use crate::{
     error::DuckdbContext,
     parquet::{ParquetSink, WrittenFile},
-    raw_table, state, Result, SinkError,
+    Result, SinkError,
 };
 use staged::ParquetJob;
 pub use staged::Staged;
@@ -118,16 +120,13 @@ impl Warehouse {
                 .with("checkpoint_threshold", size)
                 .ctx(|| format!("setting checkpoint_threshold {size:?}"))?;
         }
-        let path = opts.db_path.display().to_string();
-        let conn =
-            Connection::open_with_flags(&opts.db_path, config).ctx(|| format!("opening {path}"))?;
-        state::ensure(&conn)?;
+        let conn = sluice_state::open(&opts.db_path, config)?;
         conn.execute_batch(&format!(
             "CREATE SCHEMA IF NOT EXISTS {}",
             opts.raw_schema.quoted()
         ))
         .ctx(|| format!("creating schema {}", opts.raw_schema))?;
-        let last_batch = state::last_batch_id(&conn)?;
+        let last_batch = ledger::last_batch_id(&conn)?;
         let configured: i64 = conn
             .query_row("SELECT current_setting('threads')", [], |r| r.get(0))
             .ctx(|| "reading DuckDB's threads".into())?;
@@ -179,22 +178,37 @@ impl Warehouse {
 
     /// Every column of `raw.<table>`, or `None` before its first batch.
     pub fn table_schema(&self, table: &Ident) -> Result<Option<TableSchema>> {
-        raw_table::describe(&self.conn, &self.raw_schema, table)
+        Ok(tables::describe(&self.conn, &self.raw_schema, table)?)
+    }
+
+    /// The data columns a source writes to `table`: the declared ones, which must match
+    /// an existing table's; else the existing table's; `None` for a new, undeclared one.
+    pub fn data_columns(
+        &self,
+        table: &Ident,
+        declared: Option<TableSchema>,
+    ) -> Result<Option<TableSchema>> {
+        Ok(tables::data_columns(
+            &self.conn,
+            &self.raw_schema,
+            table,
+            declared,
+        )?)
     }
 
     /// Where each partition of Kafka source `source` resumes.
     pub fn offsets_of(&self, source: &str) -> Result<HashMap<(String, i32), i64>> {
-        state::offsets_of(&self.conn, source)
+        Ok(ledger::offsets_of(&self.conn, source)?)
     }
 
     /// The ledger's records of the files of `source`, on a connection of their own for the
     /// source's thread.
-    pub fn source_files(&self, source: &str) -> Result<state::SourceFiles> {
+    pub fn source_files(&self, source: &str) -> Result<SourceFiles> {
         let conn = self
             .conn
             .try_clone()
             .ctx(|| format!("opening a ledger connection for source {source}"))?;
-        Ok(state::SourceFiles::new(conn, source))
+        Ok(SourceFiles::new(conn, source))
     }
 
     /// Commits one batch: [`Warehouse::stage`] then [`Warehouse::commit_staged`]. After an
@@ -294,10 +308,10 @@ impl Warehouse {
     fn ensure_table(&mut self, batch: &PendingBatch) -> Result<Arc<TableSchema>> {
         if let Some(known) = self.tables.get(&batch.table) {
             let name = format!("{}.{}", self.raw_schema, batch.table);
-            raw_table::check_same(&name, known, &batch.raw_schema)?;
+            tables::check_same(&name, known, &batch.raw_schema)?;
             return Ok(known.clone());
         }
-        let columns = raw_table::ensure(
+        let columns = tables::ensure(
             &self.conn,
             &self.raw_schema,
             &batch.table,
@@ -334,12 +348,14 @@ impl Warehouse {
         };
         let parquet_waited = started.elapsed();
         let stamp = timestamp_literal(staged.now);
+        let (name, chunks) = (batch.table.as_str(), &batch.chunks[..]);
         if let Some(id) = staged.id {
-            record::batch(&tx, batch, id, written.as_ref(), &stamp)?;
-            record::dead_letters(&tx, batch, id, &stamp)?;
+            let parquet = written.as_ref().map(|w| (w.relative.as_str(), w.bytes));
+            ledger::record_batch(&tx, name, chunks, id, parquet, &stamp)?;
+            ledger::record_dead_letters(&tx, name, chunks, id, &stamp)?;
         }
-        record::files(&tx, batch, staged.id, &stamp)?;
-        record::offsets(&tx, batch, staged.id, &stamp)?;
+        ledger::record_files(&tx, name, chunks, staged.id, &stamp)?;
+        ledger::record_offsets(&tx, name, chunks, staged.id, &stamp)?;
         let recorded = started.elapsed();
         sluice_core::fault::point("commit.before");
         tx.commit()
@@ -480,7 +496,6 @@ fn timestamp_literal(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string()
 }
 
-mod record;
 mod staged;
 #[cfg(test)]
 mod tests;

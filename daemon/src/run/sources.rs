@@ -3,8 +3,8 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use anyhow::{bail, Context};
-use sluice_core::{meta, FileLedger, Ident, TableSchema};
+use anyhow::Context;
+use sluice_core::FileLedger;
 use sluice_sinks::Warehouse;
 use sluice_sources::{
     component::ResumeError, BuildContext, ResumeState, RunningSource, SourceStatus,
@@ -55,7 +55,8 @@ pub fn build(
     for (name, source) in &config.sources {
         let source = source.component();
         let table = source.table_ident(name)?;
-        let data_schema = table_data_schema(warehouse, &table, source.declared_schema())
+        let data_schema = warehouse
+            .data_columns(&table, source.declared_schema())
             .with_context(|| format!("source {name}"))?;
         let ctx = BuildContext {
             name,
@@ -73,34 +74,6 @@ pub fn build(
         });
     }
     Ok(sources)
-}
-
-/// The table's data columns: declared ones must match an existing table exactly.
-fn table_data_schema(
-    warehouse: &Warehouse,
-    table: &Ident,
-    declared: Option<TableSchema>,
-) -> anyhow::Result<Option<TableSchema>> {
-    let existing = warehouse.table_schema(table)?.map(|s| {
-        TableSchema::new(
-            s.columns
-                .into_iter()
-                .filter(|c| !meta::is_reserved(&c.name))
-                .collect(),
-        )
-    });
-    match (declared, existing) {
-        (Some(d), Some(e)) if !d.same_columns(&e) => {
-            bail!(
-                "the declared schema ({}) differs from the existing raw table {table} ({}); \
-                 sluice does not alter raw tables: restore the declaration or use a new table",
-                d,
-                e
-            )
-        }
-        (Some(d), _) => Ok(Some(d)),
-        (None, e) => Ok(e),
-    }
 }
 
 #[cfg(test)]

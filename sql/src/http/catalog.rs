@@ -43,18 +43,9 @@ pub async fn catalog(service: &Service) -> Result<Value, Refusal> {
         ),
     )
     .await?;
-    let models = if has_models_table(&reader).await? {
-        rows(
-            &reader,
-            "SELECT m.name, m.materialized, m.watermark, m.rows_written, m.last_run_at, \
-                    round(epoch(now()::TIMESTAMP - b.committed_at::TIMESTAMP), 3) \
-             FROM _sluice.models m LEFT JOIN _sluice.batches b ON b.batch_id = m.watermark \
-             ORDER BY m.name",
-        )
-        .await?
-    } else {
-        Vec::new()
-    };
+    // The daemon opened the database through sluice-state, which created every `_sluice`
+    // table: the models' are there even before any model ran.
+    let models = rows(&reader, sluice_state::models::FRESHNESS_SQL).await?;
     Ok(json!({
         "schemas": schemas_json(columns),
         "models": models.into_iter().map(|m| json!({
@@ -96,16 +87,6 @@ fn number(v: &Option<String>) -> Value {
     v.as_deref()
         .and_then(|s| serde_json::from_str::<serde_json::Number>(s).ok())
         .map_or(Value::Null, Value::Number)
-}
-
-async fn has_models_table(reader: &crate::reader::Reader) -> Result<bool, Refusal> {
-    let found = rows(
-        reader,
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() \
-         AND schema_name = '_sluice' AND table_name IN ('models', 'batches')",
-    )
-    .await?;
-    Ok(found.first().and_then(|r| r[0].as_deref()) == Some("2"))
 }
 
 /// Every row of `sql` (sluice's own query, not a client's), as text values.

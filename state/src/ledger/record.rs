@@ -1,23 +1,33 @@
 //! What a commit records beside the rows, in the same transaction: the ledger entry, the
-//! dead letters, and the positions of file and Kafka sources.
+//! dead letters, and the positions of file and Kafka sources. The caller owns the
+//! transaction; `stamp` is the commit's time as a `TIMESTAMPTZ` literal.
 
 use std::collections::BTreeMap;
 
 use duckdb::{params, Connection};
-use sluice_core::{FileProgress, Origin, PartitionProgress, Position};
+use sluice_core::{Chunk, FileProgress, Origin, PartitionProgress, Position};
 
-use super::PendingBatch;
-use crate::{error::DuckdbContext, parquet::WrittenFile, Result};
+use crate::{error::DuckdbContext, Result};
 
-pub(super) fn batch(
+fn rows(chunks: &[Chunk]) -> i64 {
+    chunks.iter().map(|c| c.rows.num_rows() as i64).sum()
+}
+
+fn dead_letter_count(chunks: &[Chunk]) -> i64 {
+    chunks.iter().map(|c| c.dead_letters.len() as i64).sum()
+}
+
+/// The ledger entry of batch `id` of `table`: its rows, dead letters, Parquet file
+/// (relative path and bytes) and the positions of every chunk.
+pub fn record_batch(
     tx: &Connection,
-    batch: &PendingBatch,
+    table: &str,
+    chunks: &[Chunk],
     id: i64,
-    parquet: Option<&WrittenFile>,
+    parquet: Option<(&str, u64)>,
     stamp: &str,
 ) -> Result<()> {
-    let provenance: Vec<serde_json::Value> = batch
-        .chunks
+    let provenance: Vec<serde_json::Value> = chunks
         .iter()
         .map(|c| match &c.position {
             Position::File(p) => serde_json::json!({
@@ -38,29 +48,31 @@ pub(super) fn batch(
     .and_then(|mut stmt| {
         stmt.execute(params![
             id,
-            batch.table.as_str(),
-            batch.rows() as i64,
-            batch.dead_letters() as i64,
-            parquet.map(|p| p.relative.as_str()),
-            parquet.map(|p| p.bytes as i64),
+            table,
+            rows(chunks),
+            dead_letter_count(chunks),
+            parquet.map(|p| p.0),
+            parquet.map(|p| p.1 as i64),
             serde_json::Value::Array(provenance).to_string(),
             stamp,
         ])
     })
-    .ctx(|| format!("recording batch {id} of {}", batch.table))?;
+    .ctx(|| format!("recording batch {id} of {table}"))?;
     Ok(())
 }
 
-pub(super) fn dead_letters(
+/// The dead letters of batch `id`, with their provenance.
+pub fn record_dead_letters(
     tx: &Connection,
-    batch: &PendingBatch,
+    table: &str,
+    chunks: &[Chunk],
     id: i64,
     stamp: &str,
 ) -> Result<()> {
-    if batch.dead_letters() == 0 {
+    if dead_letter_count(chunks) == 0 {
         return Ok(());
     }
-    let context = || format!("recording dead letters of batch {id} of {}", batch.table);
+    let context = || format!("recording dead letters of batch {id} of {table}");
     let mut stmt = tx
         .prepare_cached(
             "INSERT INTO _sluice.dead_letters \
@@ -68,7 +80,7 @@ pub(super) fn dead_letters(
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TIMESTAMPTZ))",
         )
         .ctx(context)?;
-    for chunk in &batch.chunks {
+    for chunk in chunks {
         for dl in &chunk.dead_letters {
             let (file, line, topic, partition, offset, key) = match &dl.origin {
                 Origin::File { name, line } => (
@@ -96,7 +108,7 @@ pub(super) fn dead_letters(
             stmt.execute(params![
                 id,
                 &*chunk.source,
-                batch.table.as_str(),
+                table,
                 dl.error,
                 dl.raw,
                 file,
@@ -120,15 +132,17 @@ struct FileDelta<'a> {
     dead_letters: i64,
 }
 
-pub(super) fn files(
+/// Per file of a file source: the position reached, and the rows and dead letters added.
+pub fn record_files(
     tx: &Connection,
-    batch: &PendingBatch,
+    table: &str,
+    chunks: &[Chunk],
     batch_id: Option<i64>,
     stamp: &str,
 ) -> Result<()> {
     // One upsert per file and transaction: chunks of a file arrive in order, the last wins.
     let mut files: BTreeMap<(&str, &str), FileDelta<'_>> = BTreeMap::new();
-    for chunk in &batch.chunks {
+    for chunk in chunks {
         let Position::File(progress) = &chunk.position else {
             continue;
         };
@@ -146,7 +160,7 @@ pub(super) fn files(
     if files.is_empty() {
         return Ok(());
     }
-    let context = || format!("recording file positions for {}", batch.table);
+    let context = || format!("recording file positions for {table}");
     let mut stmt = tx
         .prepare_cached(
             "INSERT INTO _sluice.files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TIMESTAMPTZ)) \
@@ -185,14 +199,15 @@ pub(super) fn files(
 
 /// Per Kafka partition, the offset after the last message of this batch, upserted into
 /// `_sluice.offsets` (chunks of a partition arrive in order: the last wins).
-pub(super) fn offsets(
+pub fn record_offsets(
     tx: &Connection,
-    batch: &PendingBatch,
+    table: &str,
+    chunks: &[Chunk],
     batch_id: Option<i64>,
     stamp: &str,
 ) -> Result<()> {
     let mut latest: BTreeMap<(&str, &str, i32), &PartitionProgress> = BTreeMap::new();
-    for chunk in &batch.chunks {
+    for chunk in chunks {
         if let Position::Kafka(p) = &chunk.position {
             latest.insert((&*chunk.source, &*p.topic, p.partition), p);
         }
@@ -200,7 +215,7 @@ pub(super) fn offsets(
     if latest.is_empty() {
         return Ok(());
     }
-    let context = || format!("recording Kafka offsets for {}", batch.table);
+    let context = || format!("recording Kafka offsets for {table}");
     // One statement for every partition: 64 single-row upserts cost 20-40 ms a commit.
     // Cached per partition count, which stays the same from one commit to the next.
     let row = "(?, ?, ?, ?, ?, CAST(? AS TIMESTAMPTZ))";

@@ -1,5 +1,4 @@
-//! The `_sluice` schema: sluice's own state, kept in the same database as the data so that
-//! one transaction commits both.
+//! The layout of the `_sluice` schema, its version and its migrations.
 //!
 //! - `_sluice.meta`: key/value facts about the database (the state schema version).
 //! - `_sluice.batches`: the ledger, one row per committed batch.
@@ -9,16 +8,43 @@
 //! - `_sluice.dead_letters`: records that could not become rows, with their provenance.
 //! - `_sluice.offsets`: per Kafka source, topic and partition, the offset of the next
 //!   message to read: the source of truth for where consumption resumes.
+//! - `_sluice.models`: per model, its SQL's hash, its watermark and its last build.
+//! - `_sluice.test_results`: the latest result of every data test.
 
-use std::collections::HashMap;
+use std::path::Path;
 
-use duckdb::{params, Connection};
-use sluice_core::{FileHash, FileId, FileLedger, FileRecord, FileStatus, LookupError};
+use duckdb::{params, Config, Connection};
 
-use crate::{error::DuckdbContext, Result};
+use crate::{
+    error::{is_lock_conflict, DuckdbContext},
+    Result, StateError,
+};
+
+/// Opens (creating if needed) the database at `path` and its state schema, migrating an
+/// older one. Another process holding the file is [`StateError::Locked`].
+pub fn open(path: &Path, config: Config) -> Result<Connection> {
+    let conn = Connection::open_with_flags(path, config).map_err(|source| {
+        if is_lock_conflict(&source) {
+            StateError::Locked {
+                path: path.to_path_buf(),
+                source,
+            }
+        } else {
+            StateError::Duckdb {
+                context: format!("opening {}", path.display()),
+                source,
+            }
+        }
+    })?;
+    ensure(&conn)?;
+    Ok(conn)
+}
 
 /// Version of the layout below; bumped with a migration when it changes.
 /// 2: `_sluice.files` is keyed by `file_id`; `hash` is the hash of the committed bytes.
+/// (`_sluice.models` and `_sluice.test_results` were created by the models crate under
+/// the same version until this crate owned them; their layout did not change, so neither
+/// did the version: a database written since reads with the sluice before.)
 pub const STATE_VERSION: i64 = 2;
 
 const META_DDL: &str = r#"
@@ -112,6 +138,31 @@ CREATE TABLE IF NOT EXISTS _sluice.offsets (
 );
 "#;
 
+/// The models' state: per model, the hash of the SQL it was built from and its watermark
+/// (the last `_sluice_batch` it consumed), written in the build's transaction; and the
+/// latest result of every data test.
+const MODELS_DDL: &str = r#"
+CREATE TABLE IF NOT EXISTS _sluice.models (
+    name VARCHAR PRIMARY KEY,
+    materialized VARCHAR NOT NULL,
+    sql_hash VARCHAR NOT NULL,
+    watermark BIGINT NOT NULL,
+    rows_written BIGINT NOT NULL,
+    duration_ms BIGINT NOT NULL,
+    last_run_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS _sluice.test_results (
+    model VARCHAR NOT NULL,
+    test VARCHAR NOT NULL,
+    column_name VARCHAR NOT NULL,
+    severity VARCHAR NOT NULL,
+    failures BIGINT NOT NULL,
+    batch_id BIGINT NOT NULL,
+    run_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (model, test)
+);
+"#;
+
 /// Creates the state schema if it is missing, migrates an older one, and refuses one
 /// written by a newer sluice.
 pub fn ensure(conn: &Connection) -> Result<()> {
@@ -128,7 +179,7 @@ pub fn ensure(conn: &Connection) -> Result<()> {
         Some(1) => migrate(conn, &migrate_1_to_2(), 1)?,
         Some(STATE_VERSION) => {}
         Some(v) => {
-            return Err(crate::SinkError::StateVersion {
+            return Err(StateError::StateVersion {
                 detail: format!(
                     "state version {v} was written by a newer sluice (this one knows {STATE_VERSION}); \
                      upgrade sluice or restore a backup"
@@ -136,7 +187,7 @@ pub fn ensure(conn: &Connection) -> Result<()> {
             })
         }
     }
-    conn.execute_batch(&format!("{FILES_DDL}{DDL}"))
+    conn.execute_batch(&format!("{FILES_DDL}{DDL}{MODELS_DDL}"))
         .ctx(|| "creating the _sluice state schema".into())
 }
 
@@ -156,7 +207,7 @@ fn state_version(conn: &Connection) -> Result<Option<i64>> {
         .ctx(|| "reading the state version".into())?;
     version
         .map(|v| {
-            v.parse().map_err(|_| crate::SinkError::StateVersion {
+            v.parse().map_err(|_| StateError::StateVersion {
                 detail: format!("state_version {v:?} is not a number"),
             })
         })
@@ -179,111 +230,58 @@ fn migrate(conn: &Connection, sql: &str, from: i64) -> Result<()> {
     Ok(())
 }
 
-/// The ledger's records of one source's files, read through a connection of their own
-/// (a running source looks files up on its own thread while the committer writes).
-#[derive(Debug)]
-pub struct SourceFiles {
-    conn: Connection,
-    source: String,
-}
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
 
-impl SourceFiles {
-    pub fn new(conn: Connection, source: &str) -> SourceFiles {
-        SourceFiles {
-            conn,
-            source: source.to_string(),
+    use super::*;
+
+    /// The README's table of `_sluice` tables: table -> the columns it names (backticked
+    /// words outside parentheses, which hold explanations).
+    fn documented() -> BTreeMap<String, BTreeSet<String>> {
+        let readme = include_str!("../../README.md");
+        let mut out = BTreeMap::new();
+        for line in readme.lines().filter(|l| l.starts_with("| `_sluice.")) {
+            let cells: Vec<&str> = line.split(" | ").collect();
+            let table = cells[0]
+                .trim_start_matches("| `_sluice.")
+                .trim_end_matches('`');
+            let mut columns = cells[2].trim_end_matches(" |").to_string();
+            while let (Some(open), Some(close)) = (columns.find('('), columns.find(')')) {
+                if close < open {
+                    break;
+                }
+                columns.replace_range(open..=close, "");
+            }
+            let names = columns
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_string)
+                .collect();
+            out.insert(table.to_string(), names);
         }
+        out
     }
 
-    /// The newest record of this source whose committed bytes hash to `hash`.
-    pub fn by_content(&self, hash: &FileHash) -> Result<Option<FileRecord>> {
-        self.newest("hash", &hash.0, "")
+    #[test]
+    fn the_readme_lists_every_state_table_with_its_columns() {
+        let conn = Connection::open_in_memory().expect("duckdb");
+        ensure(&conn).expect("state schema");
+        let mut stmt = conn
+            .prepare(
+                "SELECT table_name, column_name FROM information_schema.columns \
+                 WHERE table_schema = '_sluice' ORDER BY table_name, ordinal_position",
+            )
+            .expect("prepare");
+        let mut created: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for row in stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .expect("query")
+        {
+            let (table, column) = row.expect("row");
+            created.entry(table).or_default().insert(column);
+        }
+        assert_eq!(documented(), created);
     }
-
-    /// The newest record of this source's file read under `name` (quarantined files were
-    /// not read).
-    pub fn by_name(&self, name: &str) -> Result<Option<FileRecord>> {
-        self.newest("original_name", name, "AND status <> 'quarantined'")
-    }
-
-    fn newest(
-        &self,
-        column: &'static str,
-        value: &str,
-        and: &'static str,
-    ) -> Result<Option<FileRecord>> {
-        let context = || format!("reading _sluice.files for source {}", self.source);
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!(
-                "SELECT file_id, hash, original_name, status, reason, next_offset, next_line \
-                 FROM _sluice.files WHERE {column} = ? AND source = ? {and} \
-                 ORDER BY updated_at DESC, last_batch DESC NULLS LAST LIMIT 1"
-            ))
-            .ctx(context)?;
-        let mut rows = stmt
-            .query_map(params![value, self.source], |r| {
-                let status: String = r.get(3)?;
-                let reason: Option<String> = r.get(4)?;
-                let status = match status.as_str() {
-                    "partial" => FileStatus::Partial,
-                    "quarantined" => FileStatus::Quarantined {
-                        reason: reason.unwrap_or_default(),
-                    },
-                    _ => FileStatus::Ingested,
-                };
-                Ok(FileRecord {
-                    id: FileId(r.get(0)?),
-                    hash: r.get::<_, Option<String>>(1)?.map(FileHash),
-                    original_name: r.get(2)?,
-                    status,
-                    next_offset: r.get::<_, i64>(5)? as u64,
-                    next_line: r.get::<_, i64>(6)? as u64,
-                })
-            })
-            .ctx(context)?;
-        rows.next().transpose().ctx(context)
-    }
-}
-
-impl FileLedger for SourceFiles {
-    fn by_content(&mut self, hash: &FileHash) -> Result<Option<FileRecord>, LookupError> {
-        Ok(SourceFiles::by_content(self, hash)?)
-    }
-
-    fn by_name(&mut self, name: &str) -> Result<Option<FileRecord>, LookupError> {
-        Ok(SourceFiles::by_name(self, name)?)
-    }
-}
-
-/// The highest committed batch id (0 before the first commit).
-pub fn last_batch_id(conn: &Connection) -> Result<i64> {
-    conn.query_row(
-        "SELECT coalesce(max(batch_id), 0) FROM _sluice.batches",
-        [],
-        |r| r.get(0),
-    )
-    .ctx(|| "reading the last batch id".into())
-}
-
-/// Parquet files the ledger records, relative to the Parquet root.
-pub fn ledger_parquet_files(conn: &Connection) -> Result<Vec<String>> {
-    let context = || "reading Parquet files from the ledger".to_string();
-    let mut stmt = conn
-        .prepare("SELECT parquet_file FROM _sluice.batches WHERE parquet_file IS NOT NULL")
-        .ctx(context)?;
-    let rows = stmt.query_map([], |r| r.get(0)).ctx(context)?;
-    rows.collect::<duckdb::Result<_>>().ctx(context)
-}
-
-/// The stored offsets of a Kafka source: (topic, partition) -> next offset.
-pub fn offsets_of(conn: &Connection, source: &str) -> Result<HashMap<(String, i32), i64>> {
-    let context = || format!("reading _sluice.offsets for source {source}");
-    let mut stmt = conn
-        .prepare("SELECT topic, \"partition\", next_offset FROM _sluice.offsets WHERE source = ?")
-        .ctx(context)?;
-    let rows = stmt
-        .query_map(params![source], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))
-        .ctx(context)?;
-    rows.collect::<duckdb::Result<_>>().ctx(context)
 }
