@@ -93,6 +93,20 @@ impl Chunk {
 pub enum Position {
     File(FileProgress),
     Kafka(PartitionProgress),
+    /// Any other source type's: a key it chooses and how far into it the rows reach.
+    Keyed(KeyedProgress),
+}
+
+/// How far into one stream of a source the committed rows reach, for source types that
+/// need neither a file's nor a Kafka partition's bookkeeping: the source names its
+/// streams (`key`: a shard, a prefix, a client) and counts in each (`next`: a sequence
+/// number, an offset, a time in µs), stored in `_sluice.positions`. The next start reads
+/// them back and resumes at `next`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KeyedProgress {
+    pub key: String,
+    /// Where reading resumes: one past the last thing committed.
+    pub next: i64,
 }
 
 /// How far into one Kafka partition the committed rows reach.
@@ -262,7 +276,7 @@ mod tests {
     fn next_offset(c: &Chunk) -> i64 {
         match &c.position {
             Position::Kafka(p) => p.next_offset,
-            Position::File(_) => panic!("a file position"),
+            other => panic!("not a Kafka position: {other:?}"),
         }
     }
 

@@ -26,8 +26,8 @@ pub mod priority;
 pub mod retry;
 
 pub use chunk::{
-    Chunk, DeadLetter, FileHash, FileId, FileProgress, FileRecord, FileStatus, Origin,
-    PartitionProgress, Position, DEAD_LETTER_RAW_LIMIT,
+    Chunk, DeadLetter, FileHash, FileId, FileProgress, FileRecord, FileStatus, KeyedProgress,
+    Origin, PartitionProgress, Position, DEAD_LETTER_RAW_LIMIT,
 };
 pub use column::{Column, ColumnType, TableSchema};
 pub use ident::{quote_ident, Ident, IdentError};

@@ -252,7 +252,11 @@ mod tests {
     #[test]
     fn readiness_follows_start_up_sources_and_shutdown() {
         let mut h = Health::new(Notifier::disabled());
-        let status = h.add_source("s", SourceKind::Csv, "t");
+        let status = h.add_source(
+            "s",
+            SourceKind::new("csv", sluice_sources::Backlog::Files),
+            "t",
+        );
         assert!(
             !h.unready_reasons().is_empty(),
             "ready before start-up finished"

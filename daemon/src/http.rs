@@ -187,7 +187,7 @@ async fn status(State(state): State<Arc<HttpState>>) -> Response {
                 "last_commit": stats.last_commit,
                 "files_pending": (backlog == Backlog::Files).then(|| s.status.pending()),
                 "lag_messages": (backlog == Backlog::Messages).then(|| s.status.pending()),
-                "positions": (backlog == Backlog::Messages).then(|| s.status.positions()),
+                "positions": (backlog != Backlog::Files).then(|| s.status.positions()),
             })
         })
         .collect();

@@ -203,6 +203,11 @@ impl Warehouse {
 
     /// The ledger's records of the files of `source`, on a connection of their own for the
     /// source's thread.
+    /// The stored positions of a source of another type, by key.
+    pub fn positions_of(&self, source: &str) -> Result<HashMap<String, i64>> {
+        Ok(ledger::positions_of(&self.conn, source)?)
+    }
+
     pub fn source_files(&self, source: &str) -> Result<SourceFiles> {
         let conn = self
             .conn
@@ -356,6 +361,7 @@ impl Warehouse {
         }
         ledger::record_files(&tx, name, chunks, staged.id, &stamp)?;
         ledger::record_offsets(&tx, name, chunks, staged.id, &stamp)?;
+        ledger::record_positions(&tx, name, chunks, staged.id, &stamp)?;
         let recorded = started.elapsed();
         sluice_core::fault::point("commit.before");
         tx.commit()
@@ -482,6 +488,10 @@ fn provenance_id(batch: &PendingBatch) -> String {
             Position::Kafka(p) => {
                 hasher.update(p.topic.as_bytes());
                 hasher.update(format!("\0{}\0{}\n", p.partition, p.next_offset).as_bytes());
+            }
+            Position::Keyed(p) => {
+                hasher.update(p.key.as_bytes());
+                hasher.update(format!("\0{}\n", p.next).as_bytes());
             }
         }
     }

@@ -2,9 +2,11 @@
 //! [`SourceType`]: its kind, raw table, pure validation, declared columns, the paths it
 //! resolves, what `sluice check` verifies, and how a running source is built from what
 //! the daemon hands over ([`BuildContext`]: the warehouse's state for it, batch limits).
-//! [`SourceConfig`] is the registry: one variant per type (serde reads `type = "..."`),
-//! and the only `match` on kinds. Adding a source type means a module with its config,
-//! an `impl SourceType`, and one variant here; the daemon does not change.
+//! [`SourceConfig`] is the registry: one line per type in [`registry!`] (serde reads
+//! `type = "..."`), and the only dispatch on kinds. Adding a source type means a module
+//! with its config, an `impl SourceType` and a [`RunningSource`], and one line in the
+//! registry; the daemon does not change (see the README's *Development* section, and
+//! the test-only `sequence` type, which is built that way).
 
 use std::{
     collections::HashMap,
@@ -21,11 +23,12 @@ use crate::{
     SourceContext, SourceError, SourceStatus,
 };
 
-/// What a source type is called in the configuration and what its backlog counts.
+/// What a source type is called in the configuration (`type = "..."`) and what its
+/// backlog counts. Each type declares its own as a constant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SourceKind {
-    Csv,
-    Kafka,
+pub struct SourceKind {
+    name: &'static str,
+    backlog: Backlog,
 }
 
 /// What a source's pending count ([`SourceStatus::pending`]) counts.
@@ -35,22 +38,22 @@ pub enum Backlog {
     Files,
     /// Messages of lag behind the broker.
     Messages,
+    /// Nothing the source can count.
+    Unknown,
 }
 
 impl SourceKind {
+    pub const fn new(name: &'static str, backlog: Backlog) -> Self {
+        SourceKind { name, backlog }
+    }
+
     /// `type` as written in the configuration.
     pub fn as_str(self) -> &'static str {
-        match self {
-            SourceKind::Csv => "csv",
-            SourceKind::Kafka => "kafka",
-        }
+        self.name
     }
 
     pub fn backlog(self) -> Backlog {
-        match self {
-            SourceKind::Csv => Backlog::Files,
-            SourceKind::Kafka => Backlog::Messages,
-        }
+        self.backlog
     }
 }
 
@@ -69,6 +72,9 @@ pub trait ResumeState {
     fn files(&self, source: &str) -> Result<Box<dyn FileLedger>, ResumeError>;
     /// A Kafka source's next offsets by (topic, partition).
     fn offsets(&self, source: &str) -> Result<HashMap<(String, i32), i64>, ResumeError>;
+    /// Another source type's positions by the keys it chose (see
+    /// `sluice_core::KeyedProgress`).
+    fn positions(&self, source: &str) -> Result<HashMap<String, i64>, ResumeError>;
 }
 
 /// What the daemon hands a source type to build a running source.
@@ -117,35 +123,47 @@ pub trait SourceType {
     fn build(&self, ctx: BuildContext<'_>) -> Result<Box<dyn RunningSource>, SourceError>;
 }
 
-/// `[sources.<name>]`, by `type`: the registry of source types.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum SourceConfig {
-    /// A watched directory of CSV files.
-    Csv(CsvSourceConfig),
-    /// Kafka topics, consumed as a member of a consumer group.
-    Kafka(KafkaSourceConfig),
+/// Declares the registry: the [`SourceConfig`] enum (serde reads `type = "..."`, the
+/// variant's name in lower case) and its dispatch to each type's [`SourceType`].
+macro_rules! registry {
+    ($($(#[doc = $doc:literal])* $(#[cfg $cfg:tt])? $variant:ident($config:ty),)*) => {
+        /// `[sources.<name>]`, by `type`: the registry of source types.
+        #[derive(Debug, Clone, Deserialize)]
+        #[serde(tag = "type", rename_all = "lowercase")]
+        pub enum SourceConfig {
+            $($(#[doc = $doc])* $(#[cfg $cfg])? $variant($config),)*
+        }
+
+        impl SourceConfig {
+            pub fn component(&self) -> &dyn SourceType {
+                match self {
+                    $($(#[cfg $cfg])? SourceConfig::$variant(c) => c,)*
+                }
+            }
+
+            pub fn component_mut(&mut self) -> &mut dyn SourceType {
+                match self {
+                    $($(#[cfg $cfg])? SourceConfig::$variant(c) => c,)*
+                }
+            }
+        }
+    };
 }
 
-impl SourceConfig {
-    pub fn component(&self) -> &dyn SourceType {
-        match self {
-            SourceConfig::Csv(c) => c,
-            SourceConfig::Kafka(k) => k,
-        }
-    }
-
-    pub fn component_mut(&mut self) -> &mut dyn SourceType {
-        match self {
-            SourceConfig::Csv(c) => c,
-            SourceConfig::Kafka(k) => k,
-        }
-    }
+// The registry: one line per source type.
+registry! {
+    /// A watched directory of CSV files.
+    Csv(crate::csv_dir::CsvSourceConfig),
+    /// Kafka topics, consumed as a member of a consumer group.
+    Kafka(crate::kafka::KafkaSourceConfig),
+    /// Test builds only: numbered rows, resumed by a keyed position (see `sequence`).
+    #[cfg(feature = "test-sources")]
+    Sequence(crate::sequence::SequenceConfig),
 }
 
 impl SourceType for CsvSourceConfig {
     fn kind(&self) -> SourceKind {
-        SourceKind::Csv
+        SourceKind::new("csv", Backlog::Files)
     }
     fn table_ident(&self, name: &str) -> Result<Ident, IdentError> {
         CsvSourceConfig::table_ident(self, name)
@@ -196,7 +214,7 @@ impl SourceType for CsvSourceConfig {
 
 impl SourceType for KafkaSourceConfig {
     fn kind(&self) -> SourceKind {
-        SourceKind::Kafka
+        SourceKind::new("kafka", Backlog::Messages)
     }
     fn table_ident(&self, name: &str) -> Result<Ident, IdentError> {
         KafkaSourceConfig::table_ident(self, name)
@@ -244,7 +262,8 @@ impl RunningSource for KafkaSource {
     }
 }
 
-fn resume_failed(name: &str, e: ResumeError) -> SourceError {
+/// A source type's failure to read what it resumes from.
+pub fn resume_failed(name: &str, e: ResumeError) -> SourceError {
     SourceError::Resume {
         source_name: name.to_string(),
         detail: e.to_string(),

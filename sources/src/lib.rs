@@ -15,12 +15,16 @@
 //! - [`channel`]: the messages between a source and the committer.
 //! - [`error`]: the crate's error type, [`SourceError`].
 //! - [`telemetry`]: the metrics sources emit.
+//! - `sequence` (feature `test-sources`, test builds only): numbered rows with a keyed
+//!   position, a source type built from its module and one registry line.
 
 pub mod channel;
 pub mod component;
 pub mod csv_dir;
 pub mod error;
 pub mod kafka;
+#[cfg(feature = "test-sources")]
+pub mod sequence;
 pub mod telemetry;
 pub mod typing;
 

@@ -1,4 +1,5 @@
-//! The ledger: `_sluice.batches`, `_sluice.offsets` and `_sluice.dead_letters`; what a
+//! The ledger: `_sluice.batches`, `_sluice.offsets`, `_sluice.positions` and
+//! `_sluice.dead_letters`; what a
 //! commit records beside its rows (in its transaction), and what others read back: the
 //! last batch, the batches of some tables since a watermark, the stored Kafka offsets,
 //! the Parquet files.
@@ -11,7 +12,9 @@ use duckdb::{params, Connection};
 
 use crate::{error::DuckdbContext, Result};
 
-pub use record::{record_batch, record_dead_letters, record_files, record_offsets};
+pub use record::{
+    record_batch, record_dead_letters, record_files, record_offsets, record_positions,
+};
 
 /// The highest committed batch id (0 before the first commit).
 pub fn last_batch_id(conn: &Connection) -> Result<i64> {
@@ -94,4 +97,16 @@ fn over_batches<'a, T: duckdb::types::FromSql>(
     args.extend(tables.iter().map(|t| *t as &dyn duckdb::ToSql));
     conn.query_row(&sql, args.as_slice(), |r| r.get(0))
         .map(Some)
+}
+
+/// The stored positions of a keyed source: key -> next position.
+pub fn positions_of(conn: &Connection, source: &str) -> Result<HashMap<String, i64>> {
+    let context = || format!("reading _sluice.positions for source {source}");
+    let mut stmt = conn
+        .prepare("SELECT key, next FROM _sluice.positions WHERE source = ?")
+        .ctx(context)?;
+    let rows = stmt
+        .query_map(params![source], |r| Ok((r.get(0)?, r.get(1)?)))
+        .ctx(context)?;
+    rows.collect::<duckdb::Result<_>>().ctx(context)
 }

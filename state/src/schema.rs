@@ -8,6 +8,8 @@
 //! - `_sluice.dead_letters`: records that could not become rows, with their provenance.
 //! - `_sluice.offsets`: per Kafka source, topic and partition, the offset of the next
 //!   message to read: the source of truth for where consumption resumes.
+//! - `_sluice.positions`: per source of another type and a key it chooses, where reading
+//!   resumes (see `sluice_core::KeyedProgress`).
 //! - `_sluice.models`: per model, its SQL's hash, its watermark and its last build.
 //! - `_sluice.test_results`: the latest result of every data test.
 
@@ -45,7 +47,8 @@ pub fn open(path: &Path, config: Config) -> Result<Connection> {
 /// (`_sluice.models` and `_sluice.test_results` were created by the models crate under
 /// the same version until this crate owned them; their layout did not change, so neither
 /// did the version: a database written since reads with the sluice before.)
-pub const STATE_VERSION: i64 = 2;
+/// 3: `_sluice.positions` (positions of source types other than files and Kafka).
+pub const STATE_VERSION: i64 = 3;
 
 const META_DDL: &str = r#"
 CREATE SCHEMA IF NOT EXISTS _sluice;
@@ -94,6 +97,23 @@ FROM _sluice.files_v1;
 DROP TABLE _sluice.files_v1;
 UPDATE _sluice.meta SET value = '2' WHERE key = 'state_version';"
     )
+}
+
+/// The `_sluice.positions` table of state version 3.
+const POSITIONS_DDL: &str = r#"
+CREATE TABLE IF NOT EXISTS _sluice.positions (
+    source VARCHAR NOT NULL,
+    key VARCHAR NOT NULL,
+    next BIGINT NOT NULL,
+    last_batch BIGINT,
+    updated_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (source, key)
+);
+"#;
+
+/// State version 2 -> 3: adds `_sluice.positions`; nothing else changes.
+fn migrate_2_to_3() -> String {
+    format!("{POSITIONS_DDL}UPDATE _sluice.meta SET value = '3' WHERE key = 'state_version';")
 }
 
 /// Everything else, as of the current version (each statement idempotent).
@@ -176,7 +196,11 @@ pub fn ensure(conn: &Connection) -> Result<()> {
             )
             .ctx(|| "recording the state version".into())?;
         }
-        Some(1) => migrate(conn, &migrate_1_to_2(), 1)?,
+        Some(1) => {
+            migrate(conn, &migrate_1_to_2(), 1)?;
+            migrate(conn, &migrate_2_to_3(), 2)?;
+        }
+        Some(2) => migrate(conn, &migrate_2_to_3(), 2)?,
         Some(STATE_VERSION) => {}
         Some(v) => {
             return Err(StateError::StateVersion {
@@ -187,7 +211,7 @@ pub fn ensure(conn: &Connection) -> Result<()> {
             })
         }
     }
-    conn.execute_batch(&format!("{FILES_DDL}{DDL}{MODELS_DDL}"))
+    conn.execute_batch(&format!("{FILES_DDL}{DDL}{POSITIONS_DDL}{MODELS_DDL}"))
         .ctx(|| "creating the _sluice state schema".into())
 }
 
@@ -222,11 +246,7 @@ fn migrate(conn: &Connection, sql: &str, from: i64) -> Result<()> {
             let _ = conn.execute_batch("ROLLBACK");
         })
         .ctx(context)?;
-    tracing::info!(
-        from,
-        to = STATE_VERSION,
-        "migrated the _sluice state schema"
-    );
+    tracing::info!(from, to = from + 1, "migrated the _sluice state schema");
     Ok(())
 }
 

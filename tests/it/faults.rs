@@ -15,7 +15,7 @@ const FILES: i64 = 4;
 const ROWS: i64 = 2_500;
 
 /// Runs `sluice run --once` with `SLUICE_FAULT=<fault>` and asserts it died there.
-fn run_to_fault(d: &Deployment, fault: &str) {
+pub fn run_to_fault(d: &Deployment, fault: &str) {
     let out = d.run_once_with(&[("SLUICE_FAULT", fault)]);
     let log = String::from_utf8_lossy(&out.stderr);
     let point = fault.split('@').next().unwrap_or(fault);

@@ -15,6 +15,8 @@
 //! - [`models`]: dbt-format models under the daemon: incremental equals full, failures,
 //!   SIGHUP reload, `sluice check` and `sluice models`.
 //! - [`ops`]: metrics, health, readiness, status and systemd notifications.
+//! - [`source_seam`]: a test-only source type added by its module and one registry line,
+//!   killed on either side of a commit.
 //! - [`sql`]: the live SQL endpoint with real clients (psql): reads while ingesting,
 //!   refusals, cancel and timeout, the connection limit, a streamed 10M-row result.
 //! - [`sql_auth`]: the SQL endpoint off loopback: SCRAM passwords and TLS (psql, openssl).
@@ -34,6 +36,7 @@ mod lifecycle;
 mod models;
 mod ops;
 mod prometheus;
+mod source_seam;
 mod sql;
 mod sql_auth;
 mod sql_checkpoints;

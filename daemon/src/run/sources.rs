@@ -30,6 +30,10 @@ impl ResumeState for FromWarehouse<'_> {
     fn offsets(&self, source: &str) -> Result<HashMap<(String, i32), i64>, ResumeError> {
         Ok(self.0.offsets_of(source)?)
     }
+
+    fn positions(&self, source: &str) -> Result<HashMap<String, i64>, ResumeError> {
+        Ok(self.0.positions_of(source)?)
+    }
 }
 
 /// Records per chunk: at most [`MAX_CHUNK_ROWS`], and `max_rows` split evenly, so a full

@@ -401,7 +401,7 @@ INSERT INTO _sluice.files VALUES
 ";
 
 #[test]
-fn a_state_version_1_database_is_migrated_keeping_every_file() {
+fn a_state_version_1_database_is_migrated_to_the_current_one_keeping_every_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("w.duckdb");
     duckdb::Connection::open(&db)
@@ -412,10 +412,12 @@ fn a_state_version_1_database_is_migrated_keeping_every_file() {
     assert_eq!(
         count(
             &w,
-            "SELECT count(*) FROM _sluice.meta WHERE key = 'state_version' AND value = '2'"
+            "SELECT count(*) FROM _sluice.meta WHERE key = 'state_version' AND value = '3'"
         ),
         1
     );
+    // Through version 2 to 3: the positions of other source types have their table.
+    assert_eq!(count(&w, "SELECT count(*) FROM _sluice.positions"), 0);
     let files = w.source_files("s").expect("files");
     let whole = files.by_name("a.csv").expect("lookup").expect("a.csv");
     assert_eq!(

@@ -1,11 +1,11 @@
 //! What a commit records beside the rows, in the same transaction: the ledger entry, the
-//! dead letters, and the positions of file and Kafka sources. The caller owns the
+//! dead letters, and the positions of file, Kafka and other (keyed) sources. The caller owns the
 //! transaction; `stamp` is the commit's time as a `TIMESTAMPTZ` literal.
 
 use std::collections::BTreeMap;
 
 use duckdb::{params, Connection};
-use sluice_core::{Chunk, FileProgress, Origin, PartitionProgress, Position};
+use sluice_core::{Chunk, FileProgress, KeyedProgress, Origin, PartitionProgress, Position};
 
 use crate::{error::DuckdbContext, Result};
 
@@ -37,6 +37,9 @@ pub fn record_batch(
             Position::Kafka(p) => serde_json::json!({
                 "source": &*c.source, "topic": &*p.topic, "partition": p.partition,
                 "next_offset": p.next_offset,
+            }),
+            Position::Keyed(p) => serde_json::json!({
+                "source": &*c.source, "key": p.key, "next": p.next,
             }),
         })
         .collect();
@@ -238,5 +241,35 @@ pub fn record_offsets(
     tx.prepare_cached(&sql)
         .and_then(|mut stmt| stmt.execute(duckdb::params_from_iter(values)))
         .ctx(context)?;
+    Ok(())
+}
+
+/// Per source and key, the next position of this batch's last chunk, upserted into
+/// `_sluice.positions` (chunks of a key arrive in order: the last wins).
+pub fn record_positions(
+    tx: &Connection,
+    table: &str,
+    chunks: &[Chunk],
+    batch_id: Option<i64>,
+    stamp: &str,
+) -> Result<()> {
+    let mut latest: BTreeMap<(&str, &str), &KeyedProgress> = BTreeMap::new();
+    for chunk in chunks {
+        if let Position::Keyed(p) = &chunk.position {
+            latest.insert((&*chunk.source, p.key.as_str()), p);
+        }
+    }
+    let context = || format!("recording positions for {table}");
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT INTO _sluice.positions VALUES (?, ?, ?, ?, CAST(? AS TIMESTAMPTZ)) \
+             ON CONFLICT (source, key) DO UPDATE SET next = excluded.next, \
+               last_batch = coalesce(excluded.last_batch, last_batch), updated_at = excluded.updated_at",
+        )
+        .ctx(context)?;
+    for ((source, key), p) in latest {
+        stmt.execute(params![source, key, p.next, batch_id, stamp])
+            .ctx(context)?;
+    }
     Ok(())
 }

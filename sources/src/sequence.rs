@@ -1,0 +1,203 @@
+//! A source type for tests only (feature `test-sources`): `type = "sequence"` produces
+//! the rows `id = 0, 1, ..., rows - 1` in chunks, each positioned by the keyed position
+//! `ids` (the next id), and after a restart resumes where the committed rows end.
+//!
+//! It is here to prove the source seam: everything it needs is in this module plus one
+//! line in the registry (`component.rs`), which is how a new source type is added (see
+//! the README's *Development* section). The integration tests run it in the real binary,
+//! killed at the commit's fault points, to check every id lands exactly once.
+
+use std::{
+    sync::{mpsc::TrySendError, Arc},
+    time::Duration,
+};
+
+use arrow::{
+    array::{Int64Array, StringArray},
+    record_batch::RecordBatch,
+};
+use serde::Deserialize;
+use sluice_core::{
+    meta, Chunk, Column, ColumnType, Ident, IdentError, KeyedProgress, Position, TableSchema,
+};
+
+use crate::{
+    component::{resume_failed, Backlog, BuildContext, RunningSource, SourceKind, SourceType},
+    SourceContext, SourceError, SourceEvent, SourceStatus,
+};
+
+/// The one key this source's position is stored under.
+const KEY: &str = "ids";
+/// How long the loop waits for an acknowledgement before looking at `stop` again.
+const TICK: Duration = Duration::from_millis(50);
+
+/// `[sources.<name>]` with `type = "sequence"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SequenceConfig {
+    /// How many rows in all.
+    pub rows: i64,
+    /// Raw table (default: the source's name).
+    #[serde(default)]
+    pub table: Option<String>,
+}
+
+impl SequenceConfig {
+    fn data() -> TableSchema {
+        TableSchema::new(vec![Column::new("id", ColumnType::BigInt)])
+    }
+}
+
+impl SourceType for SequenceConfig {
+    fn kind(&self) -> SourceKind {
+        SourceKind::new("sequence", Backlog::Unknown)
+    }
+    fn table_ident(&self, name: &str) -> Result<Ident, IdentError> {
+        Ident::new(self.table.as_deref().unwrap_or(name))
+    }
+    fn validate(&self, _name: &str) -> Vec<(String, String)> {
+        if self.rows < 0 {
+            return vec![("rows".into(), "must be 0 or more".into())];
+        }
+        Vec::new()
+    }
+    fn declared_schema(&self) -> Option<TableSchema> {
+        Some(Self::data())
+    }
+    fn declares_schema(&self) -> bool {
+        true
+    }
+    fn resolve_paths(&mut self, _base: &std::path::Path) {}
+    fn check(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+    fn build(&self, ctx: BuildContext<'_>) -> Result<Box<dyn RunningSource>, SourceError> {
+        let stored = ctx
+            .resume
+            .positions(ctx.name)
+            .map_err(|e| resume_failed(ctx.name, e))?;
+        let raw = crate::typing::declared::raw_schema(
+            &Self::data(),
+            [Column::new(meta::SOURCE, ColumnType::Varchar)],
+        );
+        Ok(Box::new(Sequence {
+            name: ctx.name.into(),
+            table: ctx.table,
+            raw: Arc::new(raw),
+            next: stored.get(KEY).copied().unwrap_or(0),
+            end: self.rows,
+            chunk_rows: ctx.chunk_rows.max(1) as i64,
+            status: ctx.status,
+        }))
+    }
+}
+
+/// A running sequence: the next id to send and the end.
+#[derive(Debug)]
+struct Sequence {
+    name: Arc<str>,
+    table: Ident,
+    raw: Arc<TableSchema>,
+    next: i64,
+    end: i64,
+    chunk_rows: i64,
+    status: Arc<SourceStatus>,
+}
+
+impl RunningSource for Sequence {
+    fn run(mut self: Box<Self>, ctx: SourceContext) -> Result<(), SourceError> {
+        let mut committed = self.next;
+        self.status.set_position(KEY.into(), committed);
+        while self.next < self.end && !ctx.stop.is_cancelled() {
+            let chunk = self.chunk()?;
+            if !send(&ctx, chunk, |ack| self.acked(ack, &mut committed)) {
+                return Ok(());
+            }
+        }
+        if ctx.once {
+            let _ = ctx.events.send(SourceEvent::Drained {
+                source: self.name.clone(),
+            });
+        }
+        // Until stopped (or, with --once, until everything sent is committed).
+        let done = |committed: i64| ctx.stop.is_cancelled() || (ctx.once && committed >= self.next);
+        while !done(committed) {
+            if let Ok(ack) = ctx.acks.recv_timeout(TICK) {
+                self.acked(ack, &mut committed);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Sequence {
+    /// The next chunk of ids.
+    fn chunk(&mut self) -> Result<Chunk, SourceError> {
+        let to = (self.next + self.chunk_rows).min(self.end);
+        let n = (to - self.next) as usize;
+        let rows = RecordBatch::try_new(
+            self.raw_without_commit_columns(),
+            vec![
+                Arc::new(Int64Array::from_iter_values(self.next..to)),
+                Arc::new(StringArray::from(vec![&*self.name; n])),
+            ],
+        )
+        .map_err(|e| SourceError::Config {
+            source_name: self.name.to_string(),
+            detail: format!("assembling ids {}..{to}: {e}", self.next),
+        })?;
+        self.next = to;
+        Ok(Chunk {
+            source: self.name.clone(),
+            table: self.table.clone(),
+            raw_schema: self.raw.clone(),
+            rows,
+            dead_letters: Vec::new(),
+            position: Position::Keyed(KeyedProgress {
+                key: KEY.into(),
+                next: to,
+            }),
+        })
+    }
+
+    /// The chunk's columns: every raw column but those the committer fills.
+    fn raw_without_commit_columns(&self) -> arrow::datatypes::SchemaRef {
+        let commit: Vec<String> = meta::commit_columns().into_iter().map(|c| c.name).collect();
+        let columns = self
+            .raw
+            .columns
+            .iter()
+            .filter(|c| !commit.contains(&c.name))
+            .cloned()
+            .collect();
+        TableSchema::new(columns).arrow_schema()
+    }
+
+    fn acked(&self, ack: Position, committed: &mut i64) {
+        if let Position::Keyed(p) = ack {
+            *committed = p.next;
+            self.status.set_position(KEY.into(), p.next);
+        }
+    }
+}
+
+/// Sends `chunk`, serving acknowledgements while the channel is full; false once the
+/// committer is gone or a stop is requested.
+fn send(ctx: &SourceContext, chunk: Chunk, mut on_ack: impl FnMut(Position)) -> bool {
+    let mut event = SourceEvent::Chunk(chunk);
+    loop {
+        match ctx.events.try_send(event) {
+            Ok(()) => return true,
+            Err(TrySendError::Disconnected(_)) => return false,
+            Err(TrySendError::Full(e)) => {
+                event = e;
+                if ctx.stop.is_cancelled() {
+                    return false;
+                }
+                if let Ok(ack) = ctx.acks.recv_timeout(TICK) {
+                    on_ack(ack);
+                }
+            }
+        }
+    }
+}

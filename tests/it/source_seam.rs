@@ -1,0 +1,75 @@
+//! The source seam: `sequence`, a source type that exists only in test builds and was
+//! added as any type is (its module, one registry line), runs in the real binary, keeps
+//! its keyed position in `_sluice.positions` with its rows, and resumes there after a
+//! SIGKILL at either side of a commit: every id exactly once.
+
+use crate::{
+    faults::run_to_fault,
+    support::{query_i64, query_strings, Deployment},
+};
+
+const IDS: i64 = 5_000;
+
+fn deployment() -> Deployment {
+    Deployment::with_source(
+        &format!("[sources.seq]\ntype = \"sequence\"\nrows = {IDS}\n"),
+        "[batch]\nmax_rows = 1000\nmax_age = \"1h\"\n",
+    )
+}
+
+/// Every id once, and the stored position at the end.
+fn assert_every_id_once(d: &Deployment) {
+    let db = d.db();
+    assert_eq!(
+        query_strings(
+            &db,
+            "SELECT count(*), count(DISTINCT id), min(id), max(id) FROM raw.seq"
+        ),
+        [[
+            IDS.to_string(),
+            IDS.to_string(),
+            "0".into(),
+            (IDS - 1).to_string()
+        ]]
+    );
+    assert_eq!(
+        query_strings(&db, "SELECT source, key, next FROM _sluice.positions"),
+        [["seq".to_string(), "ids".into(), IDS.to_string()]]
+    );
+}
+
+#[test]
+fn a_source_type_added_by_its_module_and_one_registry_line_runs_exactly_once() {
+    let d = deployment();
+    d.run_once();
+    assert_every_id_once(&d);
+    assert_eq!(
+        query_i64(&d.db(), "SELECT count(*) FROM _sluice.batches"),
+        IDS / 1000
+    );
+    // Nothing more to read: a second run adds nothing.
+    d.run_once();
+    assert_every_id_once(&d);
+}
+
+#[test]
+fn a_keyed_position_commits_with_its_rows_across_kills_on_either_side_of_a_commit() {
+    for (fault, committed) in [("commit.before@3", 2_000), ("commit.after@3", 3_000)] {
+        let d = deployment();
+        run_to_fault(&d, fault);
+        let db = d.db();
+        assert_eq!(
+            query_i64(&db, "SELECT count(*) FROM raw.seq"),
+            committed,
+            "{fault}"
+        );
+        assert_eq!(
+            query_i64(&db, "SELECT max(next) FROM _sluice.positions"),
+            committed,
+            "{fault}: the position and the rows commit together"
+        );
+        drop(db);
+        d.run_once();
+        assert_every_id_once(&d);
+    }
+}
