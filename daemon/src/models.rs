@@ -23,7 +23,7 @@ use sluice_models::{
 };
 use tracing::{info, warn};
 
-use crate::{config::Config, health::Health, telemetry};
+use crate::{config::Config, health::Health, pipeline::committer::AfterCommit, telemetry};
 
 /// Longest a round waits while more batches are queued: marts stay fresh under load.
 const MAX_ROUND_DELAY: Duration = Duration::from_secs(1);
@@ -60,6 +60,27 @@ fn schemas(config: &Config) -> Result<(Ident, Ident), Problems> {
 /// then wait for their input as for a table not created yet).
 pub fn existing_raw_tables(conn: &Connection, raw_schema: &str) -> BTreeSet<String> {
     sluice_state::tables::tables_in(conn, raw_schema).unwrap_or_default()
+}
+
+/// The models are the step the committer runs between commits.
+impl AfterCommit for ModelScheduler {
+    /// After a commit: run a round now, unless more batches are queued and a round ran
+    /// less than [`MAX_ROUND_DELAY`] ago (then the next commit's round covers both).
+    fn after_commit(&mut self, conn: &Connection, backlog: bool) {
+        if backlog && self.last_round.elapsed() < MAX_ROUND_DELAY {
+            return;
+        }
+        self.apply_reload(conn);
+        self.round(conn, &RunOptions::default());
+    }
+
+    /// While no batch is coming: apply a reload, retry failed or deferred models.
+    fn idle(&mut self, conn: &Connection) {
+        let reloaded = self.apply_reload(conn);
+        if reloaded || self.due || self.runner.has_pending() {
+            self.round(conn, &RunOptions::default());
+        }
+    }
 }
 
 /// Set by SIGHUP: the committer re-reads the model files at its next turn.
@@ -127,24 +148,6 @@ impl ModelScheduler {
             last_round: Instant::now(),
             due: true,
         })
-    }
-
-    /// After a commit: run a round now, unless more batches are queued and a round ran
-    /// less than [`MAX_ROUND_DELAY`] ago (then the next commit's round covers both).
-    pub fn after_commit(&mut self, conn: &Connection, backlog: bool) {
-        if backlog && self.last_round.elapsed() < MAX_ROUND_DELAY {
-            return;
-        }
-        self.apply_reload(conn);
-        self.round(conn, &RunOptions::default());
-    }
-
-    /// While no batch is coming: apply a reload, retry failed or deferred models.
-    pub fn idle(&mut self, conn: &Connection) {
-        let reloaded = self.apply_reload(conn);
-        if reloaded || self.due || self.runner.has_pending() {
-            self.round(conn, &RunOptions::default());
-        }
     }
 
     /// Runs the due models and reports each to the log, metrics and `/status`.

@@ -258,7 +258,7 @@ mod tests {
             .iter()
             .map(|c| match &c.position {
                 Position::Kafka(p) => p.next_offset,
-                Position::File(_) => panic!("a file position"),
+                other => panic!("not a Kafka position: {other:?}"),
             })
             .collect();
         assert_eq!(ends, [6, 10]);
@@ -273,7 +273,7 @@ mod tests {
         match &rest[0].chunks[..] {
             [c] => match &c.position {
                 Position::Kafka(p) => assert_eq!(p.next_offset, 37),
-                Position::File(_) => panic!("a file position"),
+                other => panic!("not a Kafka position: {other:?}"),
             },
             other => panic!("{} chunks", other.len()),
         }

@@ -7,8 +7,9 @@
 //! daemon with an error naming the table. Either way nothing uncommitted is acknowledged,
 //! so a restart reads it again.
 //!
-//! After commits the worker also runs the models ([`ModelScheduler`]): it owns the only read-write
-//! connection, so a model round never races a commit.
+//! Between commits the worker runs the step it was handed ([`AfterCommit`]: the models):
+//! it owns the only read-write connection, so a model round never races a commit. The
+//! committer knows that step only by this trait.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -27,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::batcher::{Batcher, Limits};
-use crate::{health::Health, models::ModelScheduler, telemetry};
+use crate::{health::Health, telemetry};
 
 /// Longest wait for a chunk before checking ages and the stop signal again.
 const IDLE_TICK: Duration = Duration::from_millis(250);
@@ -48,10 +49,19 @@ pub struct CommitError {
     pub cause: Box<SinkError>,
 }
 
+/// What runs on the committer's thread between commits, with the warehouse's connection
+/// (the models). It must return promptly when more batches wait.
+pub trait AfterCommit: Send {
+    /// After a commit; `backlog` when another batch is already queued.
+    fn after_commit(&mut self, conn: &duckdb::Connection, backlog: bool);
+    /// When no batch arrived for a while.
+    fn idle(&mut self, conn: &duckdb::Connection);
+}
+
 /// The batching loop: receives chunks, closes batches, hands them to the commit worker.
 #[derive(Debug)]
-pub struct Committer {
-    worker: CommitWorker,
+pub struct Committer<A> {
+    worker: CommitWorker<A>,
     batcher: Batcher,
     health: Arc<Health>,
 }
@@ -62,31 +72,32 @@ pub struct Committer {
 /// the meantime. In memory at most: the batch committing, one staged, one queued and
 /// the batcher's open ones.
 #[derive(Debug)]
-struct CommitWorker {
+struct CommitWorker<A> {
     warehouse: Warehouse,
     acks: HashMap<Arc<str>, Sender<Position>>,
     health: Arc<Health>,
-    marts: Option<ModelScheduler>,
+    after: Option<A>,
 }
 
-/// What the committer hands back when ingestion ends.
-pub type Finished = (Warehouse, Option<ModelScheduler>);
+/// What the committer hands back when ingestion ends: the warehouse and the step it was
+/// handed.
+pub type Finished<A> = (Warehouse, Option<A>);
 
-impl Committer {
+impl<A: AfterCommit> Committer<A> {
     /// `acks` maps each source name to the channel its acknowledgements go to.
     pub fn new(
         warehouse: Warehouse,
         limits: Limits,
         acks: HashMap<Arc<str>, Sender<Position>>,
         health: Arc<Health>,
-        marts: Option<ModelScheduler>,
+        after: Option<A>,
     ) -> Self {
         Committer {
             worker: CommitWorker {
                 warehouse,
                 acks,
                 health: health.clone(),
-                marts,
+                after,
             },
             batcher: Batcher::new(limits),
             health,
@@ -100,7 +111,7 @@ impl Committer {
         self,
         events: Receiver<SourceEvent>,
         stop: &CancellationToken,
-    ) -> Result<Finished, CommitError> {
+    ) -> Result<Finished<A>, CommitError> {
         let Committer {
             worker,
             mut batcher,
@@ -240,12 +251,12 @@ impl Blocked {
     }
 }
 
-impl CommitWorker {
+impl<A: AfterCommit> CommitWorker<A> {
     fn run(
         mut self,
         queue: crossbeam_channel::Receiver<PendingBatch>,
         stop: &CancellationToken,
-    ) -> Result<Finished, CommitError> {
+    ) -> Result<Finished<A>, CommitError> {
         let mut ahead: Option<Staged> = None;
         loop {
             let staged = match ahead.take() {
@@ -253,8 +264,8 @@ impl CommitWorker {
                 None => match queue.recv_timeout(IDLE_TICK) {
                     Ok(batch) => self.stage(batch)?,
                     Err(QueueRecvError::Timeout) => {
-                        if let Some(marts) = self.marts.as_mut().filter(|_| !stop.is_cancelled()) {
-                            marts.idle(self.warehouse.for_queries());
+                        if let Some(after) = self.after.as_mut().filter(|_| !stop.is_cancelled()) {
+                            after.idle(self.warehouse.for_queries());
                         }
                         continue;
                     }
@@ -270,11 +281,11 @@ impl CommitWorker {
                 None => queue.try_recv().ok().map(|b| self.stage(b)).transpose()?,
             };
             // A batch already waiting means more are coming: models may wait for it.
-            if let Some(marts) = self.marts.as_mut().filter(|_| !stop.is_cancelled()) {
-                marts.after_commit(self.warehouse.for_queries(), ahead.is_some());
+            if let Some(after) = self.after.as_mut().filter(|_| !stop.is_cancelled()) {
+                after.after_commit(self.warehouse.for_queries(), ahead.is_some());
             }
         }
-        Ok((self.warehouse, self.marts))
+        Ok((self.warehouse, self.after))
     }
 
     fn stage(&mut self, batch: PendingBatch) -> Result<Staged, CommitError> {
