@@ -23,8 +23,8 @@ pub struct Chunk {
     /// Raw table the rows land in (`<raw_schema>.<table>`).
     pub table: Ident,
     /// Every column of the raw table, in order: data columns, then sluice's own.
-    pub raw_schema: Arc<TableSchema>,
-    /// The good rows: every column of `raw_schema` except `_sluice_batch` and
+    pub raw_columns: Arc<TableSchema>,
+    /// The good rows: every column of `raw_columns` except `_sluice_batch` and
     /// `_sluice_ingested_at`, which the committer fills. May have zero rows.
     pub rows: RecordBatch,
     /// Records that could not be turned into rows, committed with the good ones.
@@ -74,7 +74,7 @@ impl Chunk {
         let head = Chunk {
             source: self.source.clone(),
             table: self.table.clone(),
-            raw_schema: self.raw_schema.clone(),
+            raw_columns: self.raw_columns.clone(),
             rows: self.rows.slice(0, n),
             dead_letters: head_dead,
             position: head_position,
@@ -258,7 +258,7 @@ mod tests {
         Chunk {
             source: "s".into(),
             table: Ident::new("t").expect("ident"),
-            raw_schema: Arc::new(TableSchema::default()),
+            raw_columns: Arc::new(TableSchema::default()),
             rows: RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(offsets.to_vec()))])
                 .expect("rows"),
             dead_letters: dead

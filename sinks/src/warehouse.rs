@@ -41,7 +41,7 @@ pub struct WarehouseOptions {
 #[derive(Debug, Clone)]
 pub struct PendingBatch {
     pub table: Ident,
-    pub raw_schema: Arc<TableSchema>,
+    pub raw_columns: Arc<TableSchema>,
     pub chunks: Vec<Chunk>,
 }
 
@@ -234,7 +234,7 @@ impl Warehouse {
     /// [`Warehouse::commit_staged`] refuses, so only drop one when giving up on the warehouse.
     pub fn stage(&mut self, batch: PendingBatch) -> Result<Staged> {
         let columns = match batch.rows() {
-            0 => batch.raw_schema.clone(),
+            0 => batch.raw_columns.clone(),
             _ => self.ensure_table(&batch)?,
         };
         let has_content = batch.rows() > 0 || batch.dead_letters() > 0;
@@ -313,14 +313,14 @@ impl Warehouse {
     fn ensure_table(&mut self, batch: &PendingBatch) -> Result<Arc<TableSchema>> {
         if let Some(known) = self.tables.get(&batch.table) {
             let name = format!("{}.{}", self.raw_schema, batch.table);
-            tables::check_same(&name, known, &batch.raw_schema)?;
+            tables::check_same(&name, known, &batch.raw_columns)?;
             return Ok(known.clone());
         }
         let columns = tables::ensure(
             &self.conn,
             &self.raw_schema,
             &batch.table,
-            &batch.raw_schema,
+            &batch.raw_columns,
         )?;
         let columns = Arc::new(columns);
         self.tables.insert(batch.table.clone(), columns.clone());

@@ -76,7 +76,7 @@ impl SourceType for SequenceConfig {
             .resume
             .positions(ctx.name)
             .map_err(|e| resume_failed(ctx.name, e))?;
-        let raw = crate::typing::declared::raw_schema(
+        let raw = crate::typing::declared::raw_columns(
             &Self::data(),
             [Column::new(meta::SOURCE, ColumnType::Varchar)],
         );
@@ -150,7 +150,7 @@ impl Sequence {
         Ok(Chunk {
             source: self.name.clone(),
             table: self.table.clone(),
-            raw_schema: self.raw.clone(),
+            raw_columns: self.raw.clone(),
             rows,
             dead_letters: Vec::new(),
             position: Position::Keyed(KeyedProgress {

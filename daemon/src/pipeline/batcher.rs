@@ -24,7 +24,7 @@ pub struct Limits {
 
 #[derive(Debug)]
 struct Buffer {
-    raw_schema: Option<Arc<TableSchema>>,
+    raw_columns: Option<Arc<TableSchema>>,
     chunks: Vec<Chunk>,
     rows: usize,
     bytes: usize,
@@ -92,14 +92,14 @@ impl Batcher {
             .open
             .entry(chunk.table.clone())
             .or_insert_with(|| Buffer {
-                raw_schema: None,
+                raw_columns: None,
                 chunks: Vec::new(),
                 rows: 0,
                 bytes: 0,
                 since: now,
             });
-        if buf.raw_schema.is_none() && rows > 0 {
-            buf.raw_schema = Some(chunk.raw_schema.clone());
+        if buf.raw_columns.is_none() && rows > 0 {
+            buf.raw_columns = Some(chunk.raw_columns.clone());
         }
         buf.rows += rows;
         buf.bytes += chunk.rows.get_array_memory_size();
@@ -163,8 +163,8 @@ impl Batcher {
         let buf = self.open.remove(table)?;
         Some(PendingBatch {
             table: table.clone(),
-            raw_schema: buf
-                .raw_schema
+            raw_columns: buf
+                .raw_columns
                 .unwrap_or_else(|| Arc::new(TableSchema::default())),
             chunks: buf.chunks,
         })
@@ -188,7 +188,7 @@ mod tests {
         Chunk {
             source: "s".into(),
             table: Ident::new(table).expect("ident"),
-            raw_schema: Arc::new(TableSchema::default()),
+            raw_columns: Arc::new(TableSchema::default()),
             rows: RecordBatch::try_new(schema, vec![Arc::new(values)]).expect("batch"),
             dead_letters: Vec::new(),
             position: Position::File(FileProgress {

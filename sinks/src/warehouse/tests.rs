@@ -19,7 +19,7 @@ fn data_schema(ty: ColumnType) -> TableSchema {
     TableSchema::new(vec![Column::new("v", ty)])
 }
 
-fn raw_schema(data: &TableSchema) -> Arc<TableSchema> {
+fn raw_columns(data: &TableSchema) -> Arc<TableSchema> {
     let mut columns = data.columns.clone();
     columns.extend(meta::commit_columns());
     columns.extend(meta::file_columns());
@@ -54,7 +54,7 @@ fn chunk(values: Vec<&str>, ty: ColumnType, next_offset: u64, status: FileStatus
     Chunk {
         source: "s".into(),
         table: Ident::new("t").expect("ident"),
-        raw_schema: raw_schema(&data),
+        raw_columns: raw_columns(&data),
         rows,
         dead_letters: vec![DeadLetter::new(
             "bad",
@@ -78,7 +78,7 @@ fn chunk(values: Vec<&str>, ty: ColumnType, next_offset: u64, status: FileStatus
 fn batch_of(c: Chunk) -> PendingBatch {
     PendingBatch {
         table: c.table.clone(),
-        raw_schema: c.raw_schema.clone(),
+        raw_columns: c.raw_columns.clone(),
         chunks: vec![c],
     }
 }
@@ -114,7 +114,7 @@ fn a_commit_lands_rows_ledger_positions_and_dead_letters_together() {
     let c2 = chunk(vec!["3"], ColumnType::BigInt, 20, FileStatus::Ingested);
     let batch = PendingBatch {
         table: c1.table.clone(),
-        raw_schema: c1.raw_schema.clone(),
+        raw_columns: c1.raw_columns.clone(),
         chunks: vec![c1, c2],
     };
     let receipt = w.commit(batch).expect("commit");
@@ -313,9 +313,9 @@ fn with_extra(mut c: Chunk, ty: ColumnType, values: Vec<&str>) -> Chunk {
     let typed = arrow::compute::cast(&text, &ty.arrow_type()).expect("cast");
     arrays.insert(1, typed);
     c.rows = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).expect("rows");
-    let mut columns = c.raw_schema.columns.clone();
+    let mut columns = c.raw_columns.columns.clone();
     columns.insert(1, Column::new("extra", ty));
-    c.raw_schema = Arc::new(TableSchema::new(columns));
+    c.raw_columns = Arc::new(TableSchema::new(columns));
     c
 }
 

@@ -510,8 +510,8 @@ pub(super) struct Found<'a> {
 }
 
 /// The raw table's columns for a file source: data, then sluice's own.
-pub fn raw_schema(data: &TableSchema) -> TableSchema {
-    crate::typing::declared::raw_schema(data, meta::file_columns())
+pub fn raw_columns(data: &TableSchema) -> TableSchema {
+    crate::typing::declared::raw_columns(data, meta::file_columns())
 }
 
 fn stat(path: &Path) -> Option<Signature> {

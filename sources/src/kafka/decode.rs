@@ -68,9 +68,9 @@ pub struct Partition<'a> {
 impl Decoder {
     /// Every column of the raw table: data, the commit columns, then provenance (the
     /// same order as a file source's tables).
-    pub fn raw_schema(&self) -> TableSchema {
+    pub fn raw_columns(&self) -> TableSchema {
         let provenance = meta::kafka_columns().into_iter().chain(self.extra_column());
-        crate::typing::declared::raw_schema(&self.data, provenance)
+        crate::typing::declared::raw_columns(&self.data, provenance)
     }
 
     /// The chunk's columns: data then provenance (the committer adds batch and time).

@@ -303,7 +303,7 @@ impl KafkaSource {
         Ok(Some(Chunk {
             source: self.setup.name.clone(),
             table: self.setup.table.clone(),
-            raw_schema: Arc::new(decoder.raw_schema()),
+            raw_columns: Arc::new(decoder.raw_columns()),
             rows: decoded.rows,
             dead_letters,
             position: Position::Kafka(PartitionProgress {

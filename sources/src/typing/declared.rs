@@ -83,7 +83,10 @@ pub fn check_column_name(name: &str) -> Result<(), String> {
 
 /// The raw table's columns: the data, the columns the committer fills (batch, commit
 /// time), then the source's provenance columns, in that order for every source.
-pub fn raw_schema(data: &TableSchema, provenance: impl IntoIterator<Item = Column>) -> TableSchema {
+pub fn raw_columns(
+    data: &TableSchema,
+    provenance: impl IntoIterator<Item = Column>,
+) -> TableSchema {
     let mut columns = data.columns.clone();
     columns.extend(meta::commit_columns());
     columns.extend(provenance);

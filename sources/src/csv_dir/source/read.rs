@@ -8,7 +8,7 @@ use arrow::record_batch::RecordBatch;
 use sluice_core::{Chunk, FileId, FileProgress, FileRecord, FileStatus, Position, TableSchema};
 use tracing::{debug, error, info, warn};
 
-use super::{raw_schema, stat, CsvDirSource, Found, InFlight};
+use super::{raw_columns, stat, CsvDirSource, Found, InFlight};
 use crate::{
     csv_dir::{
         reader::{
@@ -90,7 +90,7 @@ impl CsvDirSource {
         let source = &*self.setup.name;
         let acked_offset = start.hashed_to;
         let mut reader = FileReader::open(real, name, source, layout, self.opts.clone(), start)?;
-        let raw_schema = Arc::new(raw_schema(&data));
+        let raw_columns = Arc::new(raw_columns(&data));
         self.track_in_flight(id, found, acked_offset);
         loop {
             let chunk = reader.next_chunk()?;
@@ -108,7 +108,7 @@ impl CsvDirSource {
             };
             self.send(
                 ctx,
-                raw_schema.clone(),
+                raw_columns.clone(),
                 chunk.rows,
                 chunk.dead_letters,
                 progress,
@@ -155,7 +155,7 @@ impl CsvDirSource {
     pub(super) fn send(
         &mut self,
         ctx: &SourceContext,
-        raw_schema: Arc<TableSchema>,
+        raw_columns: Arc<TableSchema>,
         rows: RecordBatch,
         dead_letters: Vec<sluice_core::DeadLetter>,
         progress: FileProgress,
@@ -166,7 +166,7 @@ impl CsvDirSource {
         let chunk = Chunk {
             source: self.setup.name.clone(),
             table: self.setup.table.clone(),
-            raw_schema,
+            raw_columns,
             rows,
             dead_letters,
             position: Position::File(progress),

@@ -276,5 +276,5 @@ fn unknown_json_fields_can_be_kept_as_json() {
         .as_string::<i32>();
     assert_eq!(extra.value(0), r#"{"x":{"y":2},"z":"w"}"#);
     assert!(extra.is_null(1));
-    assert_eq!(d.raw_schema().columns.last().unwrap().name, meta::EXTRA);
+    assert_eq!(d.raw_columns().columns.last().unwrap().name, meta::EXTRA);
 }
