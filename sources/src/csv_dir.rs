@@ -27,4 +27,22 @@ pub mod sniff;
 pub mod source;
 
 pub use config::{AfterIngest, CsvSourceConfig, WatchMode};
+
+/// The provenance columns a CSV source fills for every row.
+pub mod provenance {
+    use sluice_core::{meta, Column, ColumnType};
+
+    /// The file's original name.
+    pub const FILE: &str = "_sluice_file";
+    /// 1-based physical line where the record starts (the header is line 1).
+    pub const LINE: &str = "_sluice_line";
+
+    pub fn columns() -> [Column; 3] {
+        [
+            Column::new(meta::SOURCE, ColumnType::Varchar),
+            Column::new(FILE, ColumnType::Varchar),
+            Column::new(LINE, ColumnType::BigInt),
+        ]
+    }
+}
 pub use source::{CsvDirSetup, CsvDirSource};

@@ -19,5 +19,33 @@ pub mod consumer;
 pub mod decode;
 pub mod source;
 
+/// The provenance columns a Kafka source fills for every row.
+pub mod provenance {
+    use sluice_core::{meta, Column, ColumnType};
+
+    pub use sluice_core::meta::OFFSET;
+    /// The message's topic.
+    pub const TOPIC: &str = "_sluice_topic";
+    /// The message's partition.
+    pub const PARTITION: &str = "_sluice_partition";
+    /// The message key (lossy UTF-8), NULL without one.
+    pub const KEY: &str = "_sluice_key";
+    /// The message timestamp (producer or log-append time), NULL without one.
+    pub const TIMESTAMP: &str = "_sluice_timestamp";
+    /// JSON with `unknown_fields = "keep"`: the fields no column takes, as a JSON object.
+    pub const EXTRA: &str = "_sluice_extra";
+
+    pub fn columns() -> [Column; 6] {
+        [
+            Column::new(meta::SOURCE, ColumnType::Varchar),
+            Column::new(TOPIC, ColumnType::Varchar),
+            Column::new(PARTITION, ColumnType::Integer),
+            Column::new(OFFSET, ColumnType::BigInt),
+            Column::new(KEY, ColumnType::Varchar),
+            Column::new(TIMESTAMP, ColumnType::TimestampTz),
+        ]
+    }
+}
+
 pub use config::KafkaSourceConfig;
 pub use source::{KafkaSetup, KafkaSource};

@@ -22,7 +22,11 @@ fn data_schema(ty: ColumnType) -> TableSchema {
 fn raw_columns(data: &TableSchema) -> Arc<TableSchema> {
     let mut columns = data.columns.clone();
     columns.extend(meta::commit_columns());
-    columns.extend(meta::file_columns());
+    columns.extend([
+        Column::new(meta::SOURCE, ColumnType::Varchar),
+        Column::new("_sluice_file", ColumnType::Varchar),
+        Column::new("_sluice_line", ColumnType::BigInt),
+    ]);
     Arc::new(TableSchema::new(columns))
 }
 
@@ -32,8 +36,8 @@ fn chunk(values: Vec<&str>, ty: ColumnType, next_offset: u64, status: FileStatus
     let fields = vec![
         Field::new("v", ty.arrow_type(), true),
         Field::new(meta::SOURCE, DataType::Utf8, true),
-        Field::new(meta::FILE, DataType::Utf8, true),
-        Field::new(meta::LINE, DataType::Int64, true),
+        Field::new("_sluice_file", DataType::Utf8, true),
+        Field::new("_sluice_line", DataType::Int64, true),
     ];
     let v: ArrayRef = match ty {
         ColumnType::BigInt => Arc::new(Int64Array::from_iter_values(

@@ -322,8 +322,16 @@ impl FileReader {
             .map(|f| f.as_ref().clone())
             .collect();
         fields.push(Field::new(meta::SOURCE, DataType::Utf8, true));
-        fields.push(Field::new(meta::FILE, DataType::Utf8, true));
-        fields.push(Field::new(meta::LINE, DataType::Int64, true));
+        fields.push(Field::new(
+            crate::csv_dir::provenance::FILE,
+            DataType::Utf8,
+            true,
+        ));
+        fields.push(Field::new(
+            crate::csv_dir::provenance::LINE,
+            DataType::Int64,
+            true,
+        ));
         Ok(FileReader {
             csv,
             raw,

@@ -29,7 +29,7 @@ use notify::{
     event::{AccessKind, AccessMode, ModifyKind, RenameMode},
     EventKind, RecursiveMode, Watcher,
 };
-use sluice_core::{meta, FileHash, FileId, FileLedger, FileRecord, FileStatus, Ident, TableSchema};
+use sluice_core::{FileHash, FileId, FileLedger, FileRecord, FileStatus, Ident, TableSchema};
 use tracing::{error, info, warn};
 
 use super::{
@@ -511,7 +511,7 @@ pub(super) struct Found<'a> {
 
 /// The raw table's columns for a file source: data, then sluice's own.
 pub fn raw_columns(data: &TableSchema) -> TableSchema {
-    crate::typing::declared::raw_columns(data, meta::file_columns())
+    crate::typing::declared::raw_columns(data, crate::csv_dir::provenance::columns())
 }
 
 fn stat(path: &Path) -> Option<Signature> {

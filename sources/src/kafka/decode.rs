@@ -16,9 +16,7 @@ use arrow::{
     record_batch::RecordBatch,
 };
 use serde_json::Value;
-use sluice_core::{
-    meta, Column, ColumnType, DeadLetter, Origin, TableSchema, DEAD_LETTER_RAW_LIMIT,
-};
+use sluice_core::{Column, ColumnType, DeadLetter, Origin, TableSchema, DEAD_LETTER_RAW_LIMIT};
 
 use super::config::Format;
 use crate::typing::cast::type_columns;
@@ -69,21 +67,23 @@ impl Decoder {
     /// Every column of the raw table: data, the commit columns, then provenance (the
     /// same order as a file source's tables).
     pub fn raw_columns(&self) -> TableSchema {
-        let provenance = meta::kafka_columns().into_iter().chain(self.extra_column());
+        let provenance = crate::kafka::provenance::columns()
+            .into_iter()
+            .chain(self.extra_column());
         crate::typing::declared::raw_columns(&self.data, provenance)
     }
 
     /// The chunk's columns: data then provenance (the committer adds batch and time).
     pub fn chunk_schema(&self) -> TableSchema {
         let mut columns = self.data.columns.clone();
-        columns.extend(meta::kafka_columns());
+        columns.extend(crate::kafka::provenance::columns());
         columns.extend(self.extra_column());
         TableSchema::new(columns)
     }
 
     fn extra_column(&self) -> Option<Column> {
         self.keep_unknown
-            .then(|| Column::new(meta::EXTRA, ColumnType::Json))
+            .then(|| Column::new(crate::kafka::provenance::EXTRA, ColumnType::Json))
     }
 
     pub fn decode(&self, at: Partition<'_>, messages: &[Message]) -> Result<Decoded, ArrowError> {

@@ -101,7 +101,7 @@ fn reads_rows_lines_and_dead_letters() {
     assert_eq!(chunk.hash, b3(&std::fs::read(f.path()).expect("read")));
     assert_eq!(column_i64(&chunk.rows, "id"), [Some(1), Some(2), Some(5)]);
     assert_eq!(
-        column_i64(&chunk.rows, meta::LINE),
+        column_i64(&chunk.rows, crate::csv_dir::provenance::LINE),
         [Some(2), Some(3), Some(7)]
     );
     let dead: Vec<(u64, &str)> = lines(&chunk).map(|(l, d)| (l, d.raw.as_str())).collect();
@@ -148,7 +148,10 @@ fn chunks_resume_exactly_where_the_previous_ended() {
     let mut resumed = FileReader::open(f.path(), "f", "s", layout, o, start).expect("open");
     let second = resumed.next_chunk().expect("chunk");
     assert_eq!(column_i64(&second.rows, "id")[0], Some(10));
-    assert_eq!(column_i64(&second.rows, meta::LINE)[0], Some(12));
+    assert_eq!(
+        column_i64(&second.rows, crate::csv_dir::provenance::LINE)[0],
+        Some(12)
+    );
     assert_eq!(second.hash, b3(&body[..second.next_offset as usize]));
     // Reading stops at the limit (the length the file had when it was found).
     let third = resumed.next_chunk().expect("chunk");

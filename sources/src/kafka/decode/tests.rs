@@ -83,19 +83,19 @@ fn json_messages_become_typed_rows_with_provenance_and_poison_becomes_dead_lette
     assert!(out.rows.column(1).is_null(1));
     let offsets = out
         .rows
-        .column_by_name(meta::OFFSET)
+        .column_by_name(crate::kafka::provenance::OFFSET)
         .unwrap()
         .as_primitive::<Int64Type>();
     assert_eq!((offsets.value(0), offsets.value(1)), (10, 15));
     let parts = out
         .rows
-        .column_by_name(meta::PARTITION)
+        .column_by_name(crate::kafka::provenance::PARTITION)
         .unwrap()
         .as_primitive::<Int32Type>();
     assert_eq!(parts.value(0), 3);
     assert_eq!(
         out.rows
-            .column_by_name(meta::KEY)
+            .column_by_name(crate::kafka::provenance::KEY)
             .unwrap()
             .as_string::<i32>()
             .value(1),
@@ -271,10 +271,13 @@ fn unknown_json_fields_can_be_kept_as_json() {
         .unwrap();
     let extra = out
         .rows
-        .column_by_name(meta::EXTRA)
+        .column_by_name(crate::kafka::provenance::EXTRA)
         .unwrap()
         .as_string::<i32>();
     assert_eq!(extra.value(0), r#"{"x":{"y":2},"z":"w"}"#);
     assert!(extra.is_null(1));
-    assert_eq!(d.raw_columns().columns.last().unwrap().name, meta::EXTRA);
+    assert_eq!(
+        d.raw_columns().columns.last().unwrap().name,
+        crate::kafka::provenance::EXTRA
+    );
 }
