@@ -8,20 +8,12 @@
 //! registry; the daemon does not change (see the README's *Development* section, and
 //! the test-only `sequence` type, which is built that way).
 
-use std::{
-    collections::HashMap,
-    path::{Path, PathBuf},
-    sync::Arc,
-};
+use std::{collections::HashMap, path::Path, sync::Arc};
 
 use serde::Deserialize;
 use sluice_core::{FileLedger, Ident, IdentError, TableSchema};
 
-use crate::{
-    csv_dir::{CsvDirSetup, CsvDirSource, CsvSourceConfig},
-    kafka::{KafkaSetup, KafkaSource, KafkaSourceConfig},
-    SourceContext, SourceError, SourceStatus,
-};
+use crate::{SourceContext, SourceError, SourceStatus};
 
 /// What a source type is called in the configuration (`type = "..."`) and what its
 /// backlog counts. Each type declares its own as a constant.
@@ -159,107 +151,6 @@ registry! {
     /// Test builds only: numbered rows, resumed by a keyed position (see `sequence`).
     #[cfg(feature = "test-sources")]
     Sequence(crate::sequence::SequenceConfig),
-}
-
-impl SourceType for CsvSourceConfig {
-    fn kind(&self) -> SourceKind {
-        SourceKind::new("csv", Backlog::Files)
-    }
-    fn table_ident(&self, name: &str) -> Result<Ident, IdentError> {
-        CsvSourceConfig::table_ident(self, name)
-    }
-    fn validate(&self, name: &str) -> Vec<(String, String)> {
-        CsvSourceConfig::validate(self, name)
-    }
-    fn declared_schema(&self) -> Option<TableSchema> {
-        CsvSourceConfig::declared_schema(self)
-    }
-    fn declares_schema(&self) -> bool {
-        self.schema.is_some()
-    }
-    fn resolve_paths(&mut self, base: &Path) {
-        self.path = base.join(&self.path);
-    }
-    fn check(&self) -> Vec<(String, String)> {
-        if self.path.is_dir() {
-            return Vec::new();
-        }
-        vec![(
-            "path".into(),
-            format!(
-                "{} does not exist or is not a directory",
-                self.path.display()
-            ),
-        )]
-    }
-    fn build(&self, ctx: BuildContext<'_>) -> Result<Box<dyn RunningSource>, SourceError> {
-        let dir = |kind: &str| -> PathBuf { ctx.data_dir.join(kind).join(ctx.name) };
-        let setup = CsvDirSetup {
-            name: ctx.name.into(),
-            config: self.clone(),
-            table: ctx.table,
-            data_schema: ctx.data_schema,
-            ledger: ctx
-                .resume
-                .files(ctx.name)
-                .map_err(|e| resume_failed(ctx.name, e))?,
-            archive_dir: dir("archive"),
-            quarantine_dir: dir("quarantine"),
-            chunk_rows: ctx.chunk_rows,
-            chunk_bytes: ctx.chunk_bytes,
-        };
-        Ok(Box::new(CsvDirSource::new(setup)?))
-    }
-}
-
-impl SourceType for KafkaSourceConfig {
-    fn kind(&self) -> SourceKind {
-        SourceKind::new("kafka", Backlog::Messages)
-    }
-    fn table_ident(&self, name: &str) -> Result<Ident, IdentError> {
-        KafkaSourceConfig::table_ident(self, name)
-    }
-    fn validate(&self, name: &str) -> Vec<(String, String)> {
-        KafkaSourceConfig::validate(self, name)
-    }
-    fn declared_schema(&self) -> Option<TableSchema> {
-        KafkaSourceConfig::declared_schema(self)
-    }
-    fn declares_schema(&self) -> bool {
-        self.schema.is_some()
-    }
-    fn resolve_paths(&mut self, _base: &Path) {}
-    /// A broker is only reached at run time: unreachable is not a configuration error.
-    fn check(&self) -> Vec<(String, String)> {
-        Vec::new()
-    }
-    fn build(&self, ctx: BuildContext<'_>) -> Result<Box<dyn RunningSource>, SourceError> {
-        let setup = KafkaSetup {
-            name: ctx.name.into(),
-            config: self.clone(),
-            table: ctx.table,
-            data_schema: ctx.data_schema,
-            stored: ctx
-                .resume
-                .offsets(ctx.name)
-                .map_err(|e| resume_failed(ctx.name, e))?,
-            chunk_rows: ctx.chunk_rows,
-            chunk_bytes: ctx.chunk_bytes,
-        };
-        Ok(Box::new(KafkaSource::new(setup, ctx.status)?))
-    }
-}
-
-impl RunningSource for CsvDirSource {
-    fn run(self: Box<Self>, ctx: SourceContext) -> Result<(), SourceError> {
-        CsvDirSource::run(*self, ctx)
-    }
-}
-
-impl RunningSource for KafkaSource {
-    fn run(self: Box<Self>, ctx: SourceContext) -> Result<(), SourceError> {
-        KafkaSource::run(*self, ctx)
-    }
 }
 
 /// A source type's failure to read what it resumes from.

@@ -9,7 +9,8 @@
 //! last commit ended, if the file still begins with those bytes.
 //!
 //! Layout:
-//! - [`config`]: the `[sources.<name>]` keys of `type = "csv"` and their validation.
+//! - [`config`]: the `[sources.<name>]` keys of `type = "csv"` and their validation;
+//!   `component.rs` makes it a source type (the registry's `Csv`).
 //! - [`scan`]: listing candidate files, confined to the watched root (symlinks included).
 //! - [`settle`]: deciding when a file is complete.
 //! - [`sniff`]: telling text CSV from binary or undecodable content.
@@ -18,6 +19,7 @@
 //! - [`source`]: the source's thread: events, rescans, deciding what to do with a file;
 //!   `source/read.rs` reads one file into chunks, `source/acks.rs` acts on acknowledgements.
 
+mod component;
 pub mod config;
 pub mod dispose;
 pub mod reader;

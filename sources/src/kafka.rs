@@ -1,6 +1,7 @@
 //! Kafka topics as a source: a consumer group member whose offsets live in DuckDB.
 //!
-//! - [`config`]: `[sources.<name>]` with `type = "kafka"`.
+//! - [`config`]: `[sources.<name>]` with `type = "kafka"`; `component.rs` makes it a
+//!   source type (the registry's `Kafka`).
 //! - [`decode`]: messages (JSON, CSV lines, raw) into typed rows with provenance, and
 //!   poison messages into dead letters.
 //! - [`consumer`]: the librdkafka consumer and its rebalance handling: every assigned
@@ -14,6 +15,7 @@
 //! resumes from there, whatever the broker's committed offsets say.
 
 mod commit;
+mod component;
 pub mod config;
 pub mod consumer;
 pub mod decode;
