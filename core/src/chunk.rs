@@ -218,6 +218,23 @@ pub enum Origin {
         /// The message key (lossy UTF-8, cut like `raw`), if it had one.
         key: Option<String>,
     },
+    /// Another source type's: the stream and position in it, as in [`KeyedProgress`].
+    Keyed {
+        stream: String,
+        position: i64,
+    },
+}
+
+impl Origin {
+    /// Where in its file or stream the record was (line, offset, position): dead letters
+    /// of one chunk are kept in this order.
+    pub fn ordinal(&self) -> i64 {
+        match self {
+            Origin::File { line, .. } => *line as i64,
+            Origin::Kafka { offset, .. } => *offset,
+            Origin::Keyed { position, .. } => *position,
+        }
+    }
 }
 
 impl DeadLetter {
@@ -290,9 +307,9 @@ mod tests {
         let offsets = |c: &Chunk| -> Vec<i64> {
             c.dead_letters
                 .iter()
-                .map(|d| match d.origin {
-                    Origin::Kafka { offset, .. } => offset,
-                    Origin::File { .. } => panic!("a file origin"),
+                .map(|d| match &d.origin {
+                    Origin::Kafka { offset, .. } => *offset,
+                    other => panic!("not a Kafka origin: {other:?}"),
                 })
                 .collect()
         };

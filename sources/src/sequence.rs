@@ -18,7 +18,8 @@ use arrow::{
 };
 use serde::Deserialize;
 use sluice_core::{
-    meta, Chunk, Column, ColumnType, Ident, IdentError, KeyedProgress, Position, TableSchema,
+    meta, Chunk, Column, ColumnType, DeadLetter, Ident, IdentError, KeyedProgress, Origin,
+    Position, TableSchema,
 };
 
 use crate::{
@@ -40,6 +41,9 @@ pub struct SequenceConfig {
     /// Raw table (default: the source's name).
     #[serde(default)]
     pub table: Option<String>,
+    /// Ids that are multiples of this become dead letters instead of rows (0: none).
+    #[serde(default)]
+    pub dead_every: i64,
 }
 
 impl SequenceConfig {
@@ -56,10 +60,14 @@ impl SourceType for SequenceConfig {
         Ident::new(self.table.as_deref().unwrap_or(name))
     }
     fn validate(&self, _name: &str) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
         if self.rows < 0 {
-            return vec![("rows".into(), "must be 0 or more".into())];
+            problems.push(("rows".into(), "must be 0 or more".into()));
         }
-        Vec::new()
+        if self.dead_every < 0 {
+            problems.push(("dead_every".into(), "must be 0 or more".into()));
+        }
+        problems
     }
     fn declared_schema(&self) -> Option<TableSchema> {
         Some(Self::data())
@@ -86,6 +94,7 @@ impl SourceType for SequenceConfig {
             raw: Arc::new(raw),
             next: stored.get(KEY).copied().unwrap_or(0),
             end: self.rows,
+            dead_every: self.dead_every,
             chunk_rows: ctx.chunk_rows.max(1) as i64,
             status: ctx.status,
         }))
@@ -100,6 +109,7 @@ struct Sequence {
     raw: Arc<TableSchema>,
     next: i64,
     end: i64,
+    dead_every: i64,
     chunk_rows: i64,
     status: Arc<SourceStatus>,
 }
@@ -131,15 +141,28 @@ impl RunningSource for Sequence {
 }
 
 impl Sequence {
-    /// The next chunk of ids.
+    /// The next chunk of ids (multiples of `dead_every` as dead letters).
     fn chunk(&mut self) -> Result<Chunk, SourceError> {
         let to = (self.next + self.chunk_rows).min(self.end);
-        let n = (to - self.next) as usize;
+        let dead = |id: &i64| self.dead_every > 0 && id % self.dead_every == 0;
+        let ids: Vec<i64> = (self.next..to).filter(|id| !dead(id)).collect();
+        let dead_letters = (self.next..to)
+            .filter(dead)
+            .map(|id| {
+                let origin = Origin::Keyed {
+                    stream: KEY.into(),
+                    position: id,
+                };
+                let error = format!("id {id} is a multiple of dead_every");
+                DeadLetter::new(error, id.to_string().as_bytes(), origin)
+            })
+            .collect();
+        let sources = vec![&*self.name; ids.len()];
         let rows = RecordBatch::try_new(
             self.raw_without_commit_columns(),
             vec![
-                Arc::new(Int64Array::from_iter_values(self.next..to)),
-                Arc::new(StringArray::from(vec![&*self.name; n])),
+                Arc::new(Int64Array::from(ids)),
+                Arc::new(StringArray::from(sources)),
             ],
         )
         .map_err(|e| SourceError::Config {
@@ -152,7 +175,7 @@ impl Sequence {
             table: self.table.clone(),
             raw_columns: self.raw.clone(),
             rows,
-            dead_letters: Vec::new(),
+            dead_letters,
             position: Position::Keyed(KeyedProgress {
                 key: KEY.into(),
                 next: to,

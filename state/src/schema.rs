@@ -47,7 +47,8 @@ pub fn open(path: &Path, config: Config) -> Result<Connection> {
 /// (`_sluice.models` and `_sluice.test_results` were created by the models crate under
 /// the same version until this crate owned them; their layout did not change, so neither
 /// did the version: a database written since reads with the sluice before.)
-/// 3: `_sluice.positions` (positions of source types other than files and Kafka).
+/// 3: `_sluice.positions` (positions of source types other than files and Kafka), and
+///    `_sluice.dead_letters.stream` / `stream_position` for their dead letters.
 pub const STATE_VERSION: i64 = 3;
 
 const META_DDL: &str = r#"
@@ -111,9 +112,15 @@ CREATE TABLE IF NOT EXISTS _sluice.positions (
 );
 "#;
 
-/// State version 2 -> 3: adds `_sluice.positions`; nothing else changes.
+/// State version 2 -> 3: adds `_sluice.positions` and two columns of dead letters (at
+/// the end, where a new database has them too); nothing else changes.
 fn migrate_2_to_3() -> String {
-    format!("{POSITIONS_DDL}UPDATE _sluice.meta SET value = '3' WHERE key = 'state_version';")
+    format!(
+        "{POSITIONS_DDL}\
+         ALTER TABLE IF EXISTS _sluice.dead_letters ADD COLUMN IF NOT EXISTS stream VARCHAR;
+         ALTER TABLE IF EXISTS _sluice.dead_letters ADD COLUMN IF NOT EXISTS stream_position BIGINT;
+         UPDATE _sluice.meta SET value = '3' WHERE key = 'state_version';"
+    )
 }
 
 /// Everything else, as of the current version (each statement idempotent).
@@ -145,7 +152,9 @@ CREATE TABLE IF NOT EXISTS _sluice.dead_letters (
     "partition" INTEGER,
     "offset" BIGINT,
     key VARCHAR,
-    created_at TIMESTAMPTZ NOT NULL
+    created_at TIMESTAMPTZ NOT NULL,
+    stream VARCHAR,
+    stream_position BIGINT
 );
 CREATE TABLE IF NOT EXISTS _sluice.offsets (
     source VARCHAR NOT NULL,
@@ -282,6 +291,44 @@ mod tests {
             out.insert(table.to_string(), names);
         }
         out
+    }
+
+    #[test]
+    fn a_version_2_database_gains_positions_and_keyed_dead_letter_columns() {
+        let conn = Connection::open_in_memory().expect("duckdb");
+        conn.execute_batch(
+            "CREATE SCHEMA _sluice;
+             CREATE TABLE _sluice.meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
+             INSERT INTO _sluice.meta VALUES ('state_version', '2');
+             CREATE TABLE _sluice.dead_letters (
+                 batch_id BIGINT NOT NULL, source VARCHAR NOT NULL, table_name VARCHAR NOT NULL,
+                 error VARCHAR NOT NULL, raw VARCHAR, file VARCHAR, line BIGINT, topic VARCHAR,
+                 \"partition\" INTEGER, \"offset\" BIGINT, key VARCHAR,
+                 created_at TIMESTAMPTZ NOT NULL);
+             INSERT INTO _sluice.dead_letters (batch_id, source, table_name, error, created_at)
+                 VALUES (7, 's', 't', 'bad', now());",
+        )
+        .expect("a version 2 database");
+        ensure(&conn).expect("migrated");
+        let one = |sql: &str| -> String { conn.query_row(sql, [], |r| r.get(0)).expect(sql) };
+        assert_eq!(
+            one("SELECT value FROM _sluice.meta WHERE key = 'state_version'"),
+            "3"
+        );
+        assert_eq!(
+            one(
+                "SELECT string_agg(column_name, ',' ORDER BY ordinal_position) \
+                 FROM information_schema.columns \
+                 WHERE table_schema = '_sluice' AND table_name = 'dead_letters' \
+                   AND ordinal_position > 11"
+            ),
+            "created_at,stream,stream_position"
+        );
+        assert_eq!(
+            one("SELECT error || count(*) FROM _sluice.dead_letters GROUP BY error"),
+            "bad1"
+        );
+        assert_eq!(one("SELECT count(*)::VARCHAR FROM _sluice.positions"), "0");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The source seam: `sequence`, a source type that exists only in test builds and was
 //! added as any type is (its module, one registry line), runs in the real binary, keeps
-//! its keyed position in `_sluice.positions` with its rows, and resumes there after a
-//! SIGKILL at either side of a commit: every id exactly once.
+//! its keyed position in `_sluice.positions` with its rows and its dead letters (with
+//! their stream and position), and resumes there after a SIGKILL at either side of a
+//! commit: every id exactly once.
 
 use crate::{
     faults::run_to_fault,
@@ -9,27 +10,42 @@ use crate::{
 };
 
 const IDS: i64 = 5_000;
+/// Every 1000th id is a dead letter: ids 0, 1000, ..., 4000.
+const DEAD_EVERY: i64 = 1_000;
+const DEAD: i64 = IDS / DEAD_EVERY;
 
 fn deployment() -> Deployment {
     Deployment::with_source(
-        &format!("[sources.seq]\ntype = \"sequence\"\nrows = {IDS}\n"),
+        &format!("[sources.seq]\ntype = \"sequence\"\nrows = {IDS}\ndead_every = {DEAD_EVERY}\n"),
         "[batch]\nmax_rows = 1000\nmax_age = \"1h\"\n",
     )
 }
 
-/// Every id once, and the stored position at the end.
+/// Every id once, as a row or as a dead letter with its stream and position, and the
+/// stored position at the end.
 fn assert_every_id_once(d: &Deployment) {
     let db = d.db();
+    let rows = (IDS - DEAD).to_string();
     assert_eq!(
         query_strings(
             &db,
             "SELECT count(*), count(DISTINCT id), min(id), max(id) FROM raw.seq"
         ),
+        [[rows.clone(), rows, "1".into(), (IDS - 1).to_string()]]
+    );
+    assert_eq!(
+        query_strings(
+            &db,
+            "SELECT string_agg(stream_position::VARCHAR, ',' ORDER BY stream_position), \
+                    count(DISTINCT stream), min(stream), \
+                    count(*) FILTER (WHERE raw = stream_position::VARCHAR) \
+             FROM _sluice.dead_letters WHERE source = 'seq'"
+        ),
         [[
-            IDS.to_string(),
-            IDS.to_string(),
-            "0".into(),
-            (IDS - 1).to_string()
+            "0,1000,2000,3000,4000".to_string(),
+            "1".into(),
+            "ids".into(),
+            DEAD.to_string()
         ]]
     );
     assert_eq!(
@@ -55,12 +71,19 @@ fn a_source_type_added_by_its_module_and_one_registry_line_runs_exactly_once() {
 #[test]
 fn a_keyed_position_commits_with_its_rows_across_kills_on_either_side_of_a_commit() {
     for (fault, committed) in [("commit.before@3", 2_000), ("commit.after@3", 3_000)] {
+        // Ids below `committed` are in, as rows or dead letters (one of each 1000).
+        let rows = committed - committed / DEAD_EVERY;
         let d = deployment();
         run_to_fault(&d, fault);
         let db = d.db();
         assert_eq!(
             query_i64(&db, "SELECT count(*) FROM raw.seq"),
-            committed,
+            rows,
+            "{fault}"
+        );
+        assert_eq!(
+            query_i64(&db, "SELECT count(*) FROM _sluice.dead_letters"),
+            committed / DEAD_EVERY,
             "{fault}"
         );
         assert_eq!(

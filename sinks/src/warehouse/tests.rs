@@ -12,7 +12,7 @@ use sluice_core::{
     Origin, Position, TableSchema,
 };
 
-use super::*;
+use super::{rows::coalesce, *};
 use crate::{Compression, ParquetSink};
 
 fn data_schema(ty: ColumnType) -> TableSchema {

@@ -527,10 +527,7 @@ impl FileReader {
 }
 
 fn sorted(mut dead_letters: Vec<DeadLetter>) -> Vec<DeadLetter> {
-    dead_letters.sort_by_key(|d| match &d.origin {
-        Origin::File { line, .. } => *line,
-        Origin::Kafka { offset, .. } => *offset as u64,
-    });
+    dead_letters.sort_by_key(|d| d.origin.ordinal());
     dead_letters
 }
 

@@ -174,10 +174,7 @@ impl Decoder {
         } else {
             rows
         };
-        dead_letters.sort_by_key(|d| match &d.origin {
-            Origin::Kafka { offset, .. } => *offset,
-            Origin::File { line, .. } => *line as i64,
-        });
+        dead_letters.sort_by_key(|d| d.origin.ordinal());
         Ok(Decoded { rows, dead_letters })
     }
 

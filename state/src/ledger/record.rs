@@ -79,53 +79,76 @@ pub fn record_dead_letters(
     let mut stmt = tx
         .prepare_cached(
             "INSERT INTO _sluice.dead_letters \
-             (batch_id, source, table_name, error, raw, file, line, topic, \"partition\", \"offset\", key, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TIMESTAMPTZ))",
+             (batch_id, source, table_name, error, raw, file, line, topic, \"partition\", \"offset\", key, \
+              stream, stream_position, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TIMESTAMPTZ))",
         )
         .ctx(context)?;
     for chunk in chunks {
         for dl in &chunk.dead_letters {
-            let (file, line, topic, partition, offset, key) = match &dl.origin {
-                Origin::File { name, line } => (
-                    Some(name.as_str()),
-                    Some(*line as i64),
-                    None,
-                    None,
-                    None,
-                    None,
-                ),
-                Origin::Kafka {
-                    topic,
-                    partition,
-                    offset,
-                    key,
-                } => (
-                    None,
-                    None,
-                    Some(&**topic),
-                    Some(*partition),
-                    Some(*offset),
-                    key.as_deref(),
-                ),
-            };
+            let o = OriginColumns::of(&dl.origin);
             stmt.execute(params![
                 id,
                 &*chunk.source,
                 table,
                 dl.error,
                 dl.raw,
-                file,
-                line,
-                topic,
-                partition,
-                offset,
-                key,
+                o.file,
+                o.line,
+                o.topic,
+                o.partition,
+                o.offset,
+                o.key,
+                o.stream,
+                o.stream_position,
                 stamp
             ])
             .ctx(context)?;
         }
     }
     Ok(())
+}
+
+/// A dead letter's origin as `_sluice.dead_letters` columns (those of other origins NULL).
+#[derive(Default)]
+struct OriginColumns<'a> {
+    file: Option<&'a str>,
+    line: Option<i64>,
+    topic: Option<&'a str>,
+    partition: Option<i32>,
+    offset: Option<i64>,
+    key: Option<&'a str>,
+    stream: Option<&'a str>,
+    stream_position: Option<i64>,
+}
+
+impl<'a> OriginColumns<'a> {
+    fn of(origin: &'a Origin) -> Self {
+        match origin {
+            Origin::File { name, line } => OriginColumns {
+                file: Some(name),
+                line: Some(*line as i64),
+                ..Default::default()
+            },
+            Origin::Kafka {
+                topic,
+                partition,
+                offset,
+                key,
+            } => OriginColumns {
+                topic: Some(topic),
+                partition: Some(*partition),
+                offset: Some(*offset),
+                key: key.as_deref(),
+                ..Default::default()
+            },
+            Origin::Keyed { stream, position } => OriginColumns {
+                stream: Some(stream),
+                stream_position: Some(*position),
+                ..Default::default()
+            },
+        }
+    }
 }
 
 /// Per file: the last position reached in this batch, plus the rows and dead letters added.

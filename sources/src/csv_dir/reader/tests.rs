@@ -33,7 +33,7 @@ fn file(content: &[u8]) -> tempfile::NamedTempFile {
 fn lines(chunk: &ReadChunk) -> impl Iterator<Item = (u64, &DeadLetter)> {
     chunk.dead_letters.iter().map(|d| match &d.origin {
         Origin::File { line, .. } => (*line, d),
-        Origin::Kafka { .. } => unreachable!("a CSV reader makes file dead letters"),
+        other => unreachable!("a CSV reader makes file dead letters: {other:?}"),
     })
 }
 

@@ -24,7 +24,7 @@ fn offsets_and_errors(out: &Decoded) -> Vec<(i64, &str)> {
         .iter()
         .map(|d| match &d.origin {
             Origin::Kafka { offset, .. } => (*offset, d.error.as_str()),
-            Origin::File { .. } => unreachable!("a Kafka decoder makes Kafka dead letters"),
+            other => unreachable!("a Kafka decoder makes Kafka dead letters: {other:?}"),
         })
         .collect()
 }
