@@ -14,11 +14,13 @@
 //! 3. drain, SIGTERM (must exit 0), checks, report.
 //!
 //! Layout: [`load`] feeds the inputs; [`probe`] reads the daemon from outside;
+//! [`visible`] polls its SQL endpoint (HTTP) for when sampled rows become visible;
 //! [`report`] checks the database and prints freshness and the trend.
 
 mod load;
 mod probe;
 mod report;
+mod visible;
 
 use std::{
     path::{Path, PathBuf},
@@ -139,6 +141,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .format("%Y-%m-%d %H:%M:%S%.6f+00:00")
         .to_string();
     let started = Instant::now();
+    let watcher =
+        visible::Watcher::start(daemon.addr.clone(), chrono::Utc::now().timestamp_micros());
     let feeders = [
         load::kafka_feeder(
             brokers.clone(),
@@ -155,6 +159,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         ),
     ];
     let samples = sample_until(&daemon, &mut child, started, args)?;
+    // The reader's view, for the steady phase only (not the drain after it).
+    let seen_by_readers = watcher.report();
     let [kafka_feeder, csv_feeder] = feeders;
     let produced = Produced {
         kafka: args.kafka_backlog + kafka_feeder.stop()?,
@@ -178,6 +184,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let db = report::open(&dirs.data)?;
     report::check_exactly_once(&db, &produced)?;
     report::freshness(&db, &soak_start)?;
+    seen_by_readers?;
     report::trend(&samples, args.warmup_minutes * 60.0, 300.0);
     Ok(())
 }
