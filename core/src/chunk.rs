@@ -3,7 +3,7 @@
 //! The daemon's batcher concatenates chunks of a table into one batch and commits it; only
 //! then is the source told its positions are durable (and may, say, archive the file).
 
-use std::{fmt, sync::Arc};
+use std::{fmt, sync::Arc, time::Instant};
 
 use arrow::{
     array::{Array, Int64Array},
@@ -31,6 +31,9 @@ pub struct Chunk {
     pub dead_letters: Vec<DeadLetter>,
     /// What committing this chunk makes durable.
     pub position: Position,
+    /// When the chunk's oldest record reached the source: a batch's `max_age` counts from
+    /// its oldest chunk's, so time spent in the source counts too.
+    pub since: Instant,
 }
 
 impl Chunk {
@@ -78,6 +81,7 @@ impl Chunk {
             rows: self.rows.slice(0, n),
             dead_letters: head_dead,
             position: head_position,
+            since: self.since,
         };
         let tail = Chunk {
             rows: self.rows.slice(n, total - n),
@@ -287,6 +291,7 @@ mod tests {
                 partition: 3,
                 next_offset: offsets.iter().chain(dead).max().expect("offsets") + 1,
             }),
+            since: Instant::now(),
         }
     }
 

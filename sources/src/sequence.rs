@@ -180,6 +180,7 @@ impl Sequence {
                 key: KEY.into(),
                 next: to,
             }),
+            since: std::time::Instant::now(),
         })
     }
 

@@ -88,6 +88,8 @@ impl Batcher {
     /// Adds a chunk to its table's open batch (opening one).
     fn push(&mut self, chunk: Chunk, now: Instant) {
         let rows = chunk.rows.num_rows();
+        // The batch's age counts from its oldest record's arrival in its source.
+        let since = chunk.since.min(now);
         let buf = self
             .open
             .entry(chunk.table.clone())
@@ -96,8 +98,9 @@ impl Batcher {
                 chunks: Vec::new(),
                 rows: 0,
                 bytes: 0,
-                since: now,
+                since,
             });
+        buf.since = buf.since.min(since);
         if buf.raw_columns.is_none() && rows > 0 {
             buf.raw_columns = Some(chunk.raw_columns.clone());
         }
@@ -199,6 +202,7 @@ mod tests {
                 next_line: 1,
                 status: FileStatus::Partial,
             }),
+            since: Instant::now(),
         }
     }
 
@@ -277,6 +281,22 @@ mod tests {
             },
             other => panic!("{} chunks", other.len()),
         }
+    }
+
+    #[test]
+    fn a_batch_ages_from_its_oldest_record_in_the_source() {
+        let mut b = Batcher::new(limits(100));
+        let t0 = Instant::now();
+        // Read by the source at t0, handed to the batcher 800 ms later.
+        let c = Chunk {
+            since: t0,
+            ..chunk("t", 1)
+        };
+        let arrived = t0 + Duration::from_millis(800);
+        assert!(b.add(c, arrived).is_empty());
+        assert_eq!(b.next_deadline(arrived), Some(Duration::from_millis(200)));
+        assert!(b.aged(t0 + Duration::from_millis(999)).is_empty());
+        assert_eq!(b.aged(t0 + Duration::from_secs(1)).len(), 1);
     }
 
     #[test]

@@ -76,6 +76,7 @@ fn chunk(values: Vec<&str>, ty: ColumnType, next_offset: u64, status: FileStatus
             next_line: 10,
             status,
         }),
+        since: std::time::Instant::now(),
     }
 }
 

@@ -311,6 +311,7 @@ impl KafkaSource {
                 partition: key.1,
                 next_offset,
             }),
+            since: buf.since.unwrap_or_else(Instant::now),
         }))
     }
 

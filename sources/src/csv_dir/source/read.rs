@@ -170,6 +170,7 @@ impl CsvDirSource {
             rows,
             dead_letters,
             position: Position::File(progress),
+            since: std::time::Instant::now(),
         };
         self.sent_since_drained = true;
         self.records_sent += (chunk.rows.num_rows() + chunk.dead_letters.len()) as u64;
