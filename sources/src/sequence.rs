@@ -84,14 +84,15 @@ impl SourceType for SequenceConfig {
             .resume
             .positions(ctx.name)
             .map_err(|e| resume_failed(ctx.name, e))?;
-        let raw = crate::typing::declared::raw_columns(
-            &Self::data(),
-            [Column::new(meta::SOURCE, ColumnType::Varchar)],
-        );
+        let provenance = [Column::new(meta::SOURCE, ColumnType::Varchar)];
+        let raw = crate::typing::declared::raw_columns(&Self::data(), provenance.clone());
+        // A chunk's rows: the data, then the provenance (the committer adds its columns).
+        let rows = TableSchema::new(Self::data().columns.into_iter().chain(provenance).collect());
         Ok(Box::new(Sequence {
             name: ctx.name.into(),
             table: ctx.table,
             raw: Arc::new(raw),
+            rows: rows.arrow_schema(),
             next: stored.get(KEY).copied().unwrap_or(0),
             end: self.rows,
             dead_every: self.dead_every,
@@ -107,6 +108,7 @@ struct Sequence {
     name: Arc<str>,
     table: Ident,
     raw: Arc<TableSchema>,
+    rows: arrow::datatypes::SchemaRef,
     next: i64,
     end: i64,
     dead_every: i64,
@@ -159,7 +161,7 @@ impl Sequence {
             .collect();
         let sources = vec![&*self.name; ids.len()];
         let rows = RecordBatch::try_new(
-            self.raw_without_commit_columns(),
+            self.rows.clone(),
             vec![
                 Arc::new(Int64Array::from(ids)),
                 Arc::new(StringArray::from(sources)),
@@ -182,19 +184,6 @@ impl Sequence {
             }),
             since: std::time::Instant::now(),
         })
-    }
-
-    /// The chunk's columns: every raw column but those the committer fills.
-    fn raw_without_commit_columns(&self) -> arrow::datatypes::SchemaRef {
-        let commit: Vec<String> = meta::commit_columns().into_iter().map(|c| c.name).collect();
-        let columns = self
-            .raw
-            .columns
-            .iter()
-            .filter(|c| !commit.contains(&c.name))
-            .cloned()
-            .collect();
-        TableSchema::new(columns).arrow_schema()
     }
 
     fn acked(&self, ack: Position, committed: &mut i64) {
