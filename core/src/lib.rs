@@ -15,6 +15,8 @@
 //! - [`meta`]: names of the provenance columns sluice adds to every raw table.
 //! - [`priority`]: producer threads (sources, the Parquet writer) yield to the commit thread.
 //! - [`retry`]: the one backoff policy type every retry loop uses.
+//! - [`shared`]: streams several instances read between them (a Kafka consumer group), as
+//!   a lake that many instances write needs to know them.
 
 pub mod chunk;
 pub mod column;
@@ -24,6 +26,7 @@ pub mod ledger;
 pub mod meta;
 pub mod priority;
 pub mod retry;
+pub mod shared;
 
 pub use chunk::{
     Chunk, DeadLetter, FileHash, FileId, FileProgress, FileRecord, FileStatus, KeyedProgress,
@@ -32,3 +35,4 @@ pub use chunk::{
 pub use column::{Column, ColumnType, TableSchema};
 pub use ident::{quote_ident, Ident, IdentError};
 pub use ledger::{FileLedger, LookupError};
+pub use shared::{SharedLedger, SharedLedgerError, SharedStreams};

@@ -99,6 +99,8 @@ pub struct Config {
     pub sources: Vec<(String, SourceConfig)>,
     /// Models, `dir` resolved; `None` without a `[models]` table.
     pub models: Option<ModelsConfig>,
+    /// The lake; `None` without a `[lake]` table.
+    pub lake: Option<file::LakeConfig>,
 }
 
 impl Config {
@@ -211,6 +213,7 @@ fn resolve(file: FileConfig, base: &Path, path: &Path) -> Config {
         path: path.to_path_buf(),
         data_dir,
         models,
+        lake: file.lake,
         batch: file.batch,
         duckdb: file.duckdb,
         parquet: file.parquet,

@@ -5,10 +5,12 @@
 //!   `/healthz` (and stops the systemd watchdog pings, so systemd restarts sluice);
 //! - readiness: recovery done, DuckDB open, every source started and reporting no problem;
 //! - status: per source rows, dead letters, last commit, files pending; recent batches;
-//!   per model the latest run ([`models`]).
+//!   per model the latest run ([`models`]); per lake table its Delta version ([`lake`]).
 
+pub mod lake;
 pub mod models;
 
+pub use lake::{CommitSignal, LakeHealth};
 pub use models::ModelHealth;
 
 use std::{
@@ -76,6 +78,9 @@ pub struct Health {
     sources: BTreeMap<String, SourceHealth>,
     recent: Mutex<VecDeque<BatchSummary>>,
     pub models: models::ModelsHealth,
+    pub lake: LakeHealth,
+    /// Wakes whoever follows commits (the lake thread).
+    pub commits: CommitSignal,
     notifier: Notifier,
 }
 
@@ -92,6 +97,8 @@ impl Health {
             sources: BTreeMap::new(),
             recent: Mutex::new(VecDeque::new()),
             models: models::ModelsHealth::default(),
+            lake: LakeHealth::default(),
+            commits: CommitSignal::default(),
             notifier,
         }
     }
@@ -177,6 +184,9 @@ impl Health {
                 reasons.push(format!("source {name}: {problem}"));
             }
         }
+        if let Some(problem) = self.lake.problem() {
+            reasons.push(format!("lake: {problem}"));
+        }
         reasons
     }
 
@@ -200,6 +210,7 @@ impl Health {
         let Some(batch_id) = receipt.batch_id else {
             return;
         };
+        self.commits.notify();
         let summary = BatchSummary {
             batch_id,
             table: receipt.table.to_string(),

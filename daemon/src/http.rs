@@ -200,6 +200,7 @@ async fn status(State(state): State<Arc<HttpState>>) -> Response {
         "sources": sources,
         "recent_batches": health.recent_batches(),
         "models": health.models.snapshot(),
+        "lake": health.lake.snapshot(),
     }))
     .into_response()
 }

@@ -25,6 +25,7 @@ mod cli;
 mod config;
 mod health;
 mod http;
+mod lake;
 mod lock;
 mod models;
 mod notify;

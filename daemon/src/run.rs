@@ -14,6 +14,7 @@ use std::{
         Arc, Mutex,
     },
     thread,
+    time::Duration,
 };
 
 use anyhow::{bail, Context};
@@ -39,6 +40,9 @@ const CHANNEL_CHUNKS: usize = 8;
 const MAX_CHUNK_ROWS: usize = 32_768;
 /// Most input bytes per chunk.
 const MAX_CHUNK_BYTES: usize = 16 << 20;
+/// Longest a stop waits for the lake to publish the last batches (the rest is published
+/// at the next start).
+const LAKE_FINISH: Duration = Duration::from_secs(20);
 
 /// Runs the daemon until stopped (or, with `once`, until the inbox is committed).
 pub fn run(config: Config, once: bool, signals: signals::Blocked) -> anyhow::Result<()> {
@@ -113,7 +117,9 @@ pub fn run(config: Config, once: bool, signals: signals::Blocked) -> anyhow::Res
         }
         sql::listen(&config, service, &runtime, &stop)?;
     }
-    let sources = sources::build(&config, &warehouse, &statuses)?;
+    let lake = crate::lake::start(&config, &warehouse, &health)?;
+    let ledgers = lake.as_ref().map(|l| l.ledgers.clone()).unwrap_or_default();
+    let sources = sources::build(&config, &warehouse, &statuses, &ledgers)?;
     let (events_tx, events_rx) = sync_channel(CHANNEL_CHUNKS);
     let mut acks = HashMap::new();
     let failure: Arc<Mutex<Option<anyhow::Error>>> = Arc::default();
@@ -162,6 +168,7 @@ pub fn run(config: Config, once: bool, signals: signals::Blocked) -> anyhow::Res
     for t in threads {
         let _ = t.join();
     }
+    let finished_lake = lake.map(|l| l.finish(LAKE_FINISH));
     let (mut warehouse, marts) = committed?;
     if let Some(e) = failure.lock().ok().and_then(|mut f| f.take()) {
         return Err(e);
@@ -173,6 +180,11 @@ pub fn run(config: Config, once: bool, signals: signals::Blocked) -> anyhow::Res
         };
         let reports = marts.round(warehouse.for_queries(), &opts);
         models::commands::verdict(&reports).context("the data is committed, but models failed")?;
+    }
+    match finished_lake {
+        Some(Err(e)) if once => return Err(e.context("the data is committed to DuckDB")),
+        Some(Err(e)) => warn!(error = %e, "stopping with the lake behind"),
+        _ => {}
     }
     info!("stopped");
     Ok(())

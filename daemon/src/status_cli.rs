@@ -92,7 +92,27 @@ pub fn render(s: &Value) -> String {
             }
         }
     }
+    render_lake(s, &mut out);
     out
+}
+
+/// The lake's tables (with `[lake]`): Delta version, files, batches behind DuckDB.
+fn render_lake(s: &Value, out: &mut String) {
+    let Some(tables) = s["lake"].as_object().filter(|t| !t.is_empty()) else {
+        return;
+    };
+    out.push_str("\nLAKE TABLE           VERSION   FILES  BEHIND  THROUGH BATCH  LAST COMMIT\n");
+    for (name, t) in tables {
+        out.push_str(&format!(
+            "{:<20} {:>7} {:>7} {:>7} {:>14}  {}\n",
+            name,
+            text(&t["version"]),
+            text(&t["files"]),
+            text(&t["behind_batches"]),
+            text(&t["through_batch"]),
+            text(&t["last_commit"]),
+        ));
+    }
 }
 
 fn text(v: &Value) -> String {
@@ -127,6 +147,8 @@ mod tests {
                                "last_error": "boom", "tests": [
                                    {"name": "unique_fct_id", "failures": 2, "error": null},
                                    {"name": "not_null_fct_id", "failures": 0, "error": null}]}},
+            "lake": {"t": {"version": 7, "files": 12, "behind_batches": 2, "through_batch": 40,
+                           "last_commit": "2026-11-26T10:00:01Z"}},
         });
         let text = render(&s);
         assert!(
@@ -144,5 +166,11 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("error: boom"), "{text}");
+        assert!(
+            text.contains(
+                "t                          7      12       2             40  2026-11-26T10:00:01Z"
+            ),
+            "{text}"
+        );
     }
 }

@@ -95,3 +95,40 @@ pub fn model_ran(report: &ModelReport) {
             });
     }
 }
+
+/// Makes a lake table's series exist (at zero) from the start.
+pub fn register_lake_table(table: &str) {
+    for name in [
+        "sluice_lake_commits_total",
+        "sluice_lake_commit_failures_total",
+        "sluice_lake_conflicts_total",
+        "sluice_lake_rows_total",
+    ] {
+        counter!(name, "table" => table.to_string()).increment(0);
+    }
+}
+
+/// A Delta commit of the lake.
+pub fn lake_published(p: &sluice_lake::Published) {
+    let table = p.table.clone();
+    counter!("sluice_lake_commits_total", "table" => table.clone()).increment(1);
+    counter!("sluice_lake_rows_total", "table" => table.clone()).increment(p.rows);
+    counter!("sluice_lake_conflicts_total", "table" => table.clone()).increment(p.conflicts.into());
+    histogram!("sluice_lake_commit_duration_seconds", "table" => table)
+        .record(p.took.as_secs_f64());
+}
+
+/// A lake commit failed (it is retried).
+pub fn lake_failed(table: &str) {
+    counter!("sluice_lake_commit_failures_total", "table" => table.to_string()).increment(1);
+}
+
+/// Where a table stands in the lake.
+pub fn lake_state(table: &str, state: Option<&sluice_lake::TableState>, behind: u64) {
+    let label = table.to_string();
+    gauge!("sluice_lake_behind_batches", "table" => label.clone()).set(behind as f64);
+    if let Some(state) = state {
+        gauge!("sluice_lake_files", "table" => label.clone()).set(state.files as f64);
+        gauge!("sluice_lake_version", "table" => label).set(state.version as f64);
+    }
+}

@@ -11,7 +11,7 @@
 use std::{collections::HashMap, path::Path, sync::Arc};
 
 use serde::Deserialize;
-use sluice_core::{FileLedger, Ident, IdentError, TableSchema};
+use sluice_core::{FileLedger, Ident, IdentError, SharedLedger, SharedStreams, TableSchema};
 
 use crate::{SourceContext, SourceError, SourceStatus};
 
@@ -80,6 +80,10 @@ pub struct BuildContext<'a> {
     pub chunk_bytes: usize,
     pub status: Arc<SourceStatus>,
     pub resume: &'a dyn ResumeState,
+    /// The lake, when the table is published to one that other instances write too: a
+    /// source with [`SourceType::shared_streams`] starts each stream no lower than the
+    /// lake holds it, and tells others (a broker) only what the lake holds.
+    pub shared_ledger: Option<Arc<dyn SharedLedger>>,
 }
 
 impl std::fmt::Debug for BuildContext<'_> {
@@ -112,6 +116,11 @@ pub trait SourceType {
     /// What `sluice check` verifies beyond the configuration's shape (a directory exists);
     /// problems as `(key relative to the source, message)`.
     fn check(&self) -> Vec<(String, String)>;
+    /// The streams this source reads together with other sluice instances, if any (a
+    /// Kafka consumer group's partitions); a lake records how far it holds each.
+    fn shared_streams(&self) -> Option<SharedStreams> {
+        None
+    }
     fn build(&self, ctx: BuildContext<'_>) -> Result<Box<dyn RunningSource>, SourceError>;
 }
 

@@ -12,12 +12,14 @@
 //!   stored offsets, Parquet files).
 //! - [`files`]: `_sluice.files` as a file source looks its files up ([`SourceFiles`]).
 //! - [`models`]: `_sluice.models` and `_sluice.test_results`.
+//! - [`lake`]: what the lake publisher reads (the writer id, batches not published yet).
 //! - [`tables`]: tables as the database has them: raw tables (create, describe, compare
 //!   with a batch or a declaration), the tables of a schema, whether a relation exists.
 //! - [`error`]: [`StateError`] and [`Storage`] (a full or read-only disk, told apart).
 
 pub mod error;
 pub mod files;
+pub mod lake;
 pub mod ledger;
 pub mod models;
 pub mod schema;

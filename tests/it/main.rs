@@ -10,6 +10,8 @@
 //! - [`faults`]: SIGKILL at each fault point of the commit path, then a restart.
 //! - [`kafka`]: the Kafka source against librdkafka's mock cluster (a real broker when
 //!   `SLUICE_TEST_KAFKA_BROKERS` is set).
+//! - [`lake`]: raw tables published as Delta tables (local and on a real S3 server), read
+//!   back by the `deltalake` and Polars Python packages; kills and a store outage.
 //! - [`lifecycle`]: single writer, signals at any moment of start-up, SIGTERM, and
 //!   exactly-once across SIGKILL.
 //! - [`models`]: dbt-format models under the daemon: incremental equals full, failures,
@@ -32,6 +34,7 @@ mod csv_changes;
 mod csv_storage;
 mod faults;
 mod kafka;
+mod lake;
 mod lifecycle;
 mod models;
 mod ops;

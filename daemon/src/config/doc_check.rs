@@ -91,6 +91,7 @@ fn code_keys() -> Vec<String> {
         ("http.", fields_of::<HttpConfig>()),
         ("sql.", fields_of::<SqlConfig>()),
         ("models.", fields_of::<ModelsConfig>()),
+        ("lake.", fields_of::<sluice_lake::LakeConfig>()),
         ("sources.<name>.", fields_of::<CsvSourceConfig>()),
         ("sources.<name>.", fields_of::<KafkaSourceConfig>()),
     ];
@@ -99,7 +100,7 @@ fn code_keys() -> Vec<String> {
             // Sections are documented through their keys.
             if prefix.is_empty()
                 && [
-                    "batch", "duckdb", "parquet", "http", "sql", "sources", "models",
+                    "batch", "duckdb", "parquet", "http", "sql", "sources", "models", "lake",
                 ]
                 .contains(&f)
             {
@@ -181,6 +182,17 @@ fn readme_states_the_defaults_the_code_uses() {
         timeout,
         SqlConfig::default().statement_timeout,
         "README default of sql.statement_timeout"
+    );
+    let lake: sluice_lake::LakeConfig =
+        toml::from_str("format = \"delta\"\nuri = \"lake\"").expect("a minimal [lake]");
+    let size: bytesize::ByteSize = unquoted("lake.target_file_size").parse().expect("a size");
+    assert_eq!(
+        size, lake.target_file_size,
+        "README default of lake.target_file_size"
+    );
+    assert_eq!(
+        readme_default("lake.checkpoint_interval"),
+        lake.checkpoint_interval.to_string()
     );
     let idle = humantime::parse_duration(&unquoted("sql.idle_in_transaction_timeout"))
         .expect("a duration");

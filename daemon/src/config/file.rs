@@ -5,6 +5,7 @@ use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use bytesize::ByteSize;
 use serde::Deserialize;
+pub use sluice_lake::LakeConfig;
 pub use sluice_sources::SourceConfig;
 
 /// The whole file.
@@ -30,6 +31,9 @@ pub struct FileConfig {
     /// dbt-format models maintained after each commit; none when absent.
     #[serde(default)]
     pub models: Option<ModelsConfig>,
+    /// Raw tables also published as Delta tables; none when absent.
+    #[serde(default)]
+    pub lake: Option<LakeConfig>,
 }
 
 /// `[models]`.

@@ -190,3 +190,26 @@ fn a_non_loopback_sql_listen_takes_users_with_passwords_and_keeps_them_secret() 
         );
     }
 }
+
+#[test]
+fn a_lake_with_a_wrong_format_uri_or_numbers_is_refused_with_its_key() {
+    let lake = |body: &str| format!("{FULL}\n[lake]\n{body}\n");
+    let problems = parse(&lake("format = \"iceberg\"\nuri = \"lake\"")).expect_err("format");
+    assert!(
+        problems.iter().any(|p| p.message.contains("iceberg")),
+        "{problems:?}"
+    );
+    let problems = parse(&lake(
+        "format = \"delta\"\nuri = \"gs://bucket/x\"\ncheckpoint_interval = 0",
+    ))
+    .expect_err("uri");
+    let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["lake.uri", "lake.checkpoint_interval"],
+        "{problems:?}"
+    );
+    let ok = parse(&lake("format = \"delta\"\nuri = \"lake\"")).expect("a local lake");
+    let root = ok.lake.expect("lake").root_url(&ok.data_dir).expect("url");
+    assert_eq!(root.as_str(), "file:///etc/sluice/data/lake/");
+}

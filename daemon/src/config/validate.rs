@@ -47,6 +47,12 @@ pub fn validate(file: &FileConfig) -> Vec<Problem> {
     if file.duckdb.threads == Some(0) {
         bad("duckdb.threads", "must be at least 1".into());
     }
+    if let Some(lake) = &file.lake {
+        // The form only: a relative directory is checked as if under an absolute data_dir.
+        for (key, message) in lake.problems(&std::path::Path::new("/").join(&file.data_dir)) {
+            bad(&format!("lake.{key}"), message);
+        }
+    }
     if file.duckdb.file.as_os_str().is_empty() {
         bad("duckdb.file", "must not be empty".into());
     }

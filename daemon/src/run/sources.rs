@@ -1,10 +1,11 @@
 //! The configured sources, built from the configuration and the warehouse's state (known
-//! files, stored offsets, existing table schemas), each ready to run on its own thread.
+//! files, stored offsets, existing table schemas) and, with a lake, how far it holds
+//! shared streams; each ready to run on its own thread.
 
 use std::{collections::HashMap, sync::Arc};
 
 use anyhow::Context;
-use sluice_core::FileLedger;
+use sluice_core::{FileLedger, SharedLedger};
 use sluice_sinks::Warehouse;
 use sluice_sources::{
     component::ResumeError, BuildContext, ResumeState, RunningSource, SourceStatus,
@@ -52,6 +53,7 @@ pub fn build(
     config: &Config,
     warehouse: &Warehouse,
     statuses: &HashMap<String, Arc<SourceStatus>>,
+    ledgers: &HashMap<String, Arc<dyn SharedLedger>>,
 ) -> anyhow::Result<Vec<Source>> {
     let chunk_rows = chunk_rows(config.batch.max_rows);
     let chunk_bytes = (config.batch.max_bytes.as_u64() as usize / 2).clamp(1, MAX_CHUNK_BYTES);
@@ -62,9 +64,11 @@ pub fn build(
         let data_schema = warehouse
             .data_columns(&table, source.declared_schema())
             .with_context(|| format!("source {name}"))?;
+        let shared_ledger = ledgers.get(table.as_str()).cloned();
         let ctx = BuildContext {
             name,
             table,
+            shared_ledger,
             data_schema,
             data_dir: &config.data_dir,
             chunk_rows,

@@ -2,9 +2,10 @@
 
 use std::path::Path;
 
-use sluice_core::{Ident, IdentError, TableSchema};
+use sluice_core::{Ident, IdentError, SharedStreams, TableSchema};
 
 use super::{
+    consumer::Lake,
     source::{KafkaSetup, KafkaSource},
     KafkaSourceConfig,
 };
@@ -34,6 +35,14 @@ impl SourceType for KafkaSourceConfig {
     fn check(&self) -> Vec<(String, String)> {
         Vec::new()
     }
+    /// The group's members divide the partitions: a stream is a (topic, partition).
+    fn shared_streams(&self) -> Option<SharedStreams> {
+        Some(SharedStreams {
+            scope: format!("kafka:{}", self.group_id),
+            stream_columns: vec![super::provenance::TOPIC, super::provenance::PARTITION],
+            position_column: super::provenance::OFFSET,
+        })
+    }
     fn build(&self, ctx: BuildContext<'_>) -> Result<Box<dyn RunningSource>, SourceError> {
         let setup = KafkaSetup {
             name: ctx.name.into(),
@@ -46,6 +55,10 @@ impl SourceType for KafkaSourceConfig {
                 .map_err(|e| resume_failed(ctx.name, e))?,
             chunk_rows: ctx.chunk_rows,
             chunk_bytes: ctx.chunk_bytes,
+            lake: ctx
+                .shared_ledger
+                .zip(self.shared_streams())
+                .map(|(ledger, streams)| Lake { ledger, streams }),
         };
         Ok(Box::new(KafkaSource::new(setup, ctx.status)?))
     }

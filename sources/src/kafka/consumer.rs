@@ -17,7 +17,7 @@ use rdkafka::{
     statistics::Statistics,
     Offset, TopicPartitionList,
 };
-use sluice_core::{PartitionProgress, Position};
+use sluice_core::{PartitionProgress, Position, SharedLedger, SharedStreams};
 use tracing::{debug, error, info, warn};
 
 use super::{
@@ -66,6 +66,25 @@ pub struct Shared {
     pub in_flight: HashMap<(PartitionKey, i64), u64>,
     /// librdkafka reported every broker down, and none has been seen up since.
     pub brokers_down: bool,
+    /// The lake the table is published to, if any.
+    pub lake: Option<Lake>,
+}
+
+/// The lake a Kafka source's table is published to, with the group's other instances:
+/// partitions start no lower than the lake holds them, and the broker is told only
+/// offsets the lake holds, so a partition's next owner never starts past rows the lake
+/// lacks (they may sit in this instance's DuckDB, not yet published).
+#[derive(Debug, Clone)]
+pub struct Lake {
+    pub ledger: Arc<dyn SharedLedger>,
+    pub streams: SharedStreams,
+}
+
+impl Lake {
+    pub fn stream_id(&self, key: &PartitionKey) -> String {
+        self.streams
+            .stream_id(&[key.0.to_string(), key.1.to_string()])
+    }
 }
 
 impl Shared {
@@ -103,12 +122,25 @@ impl Shared {
         self.in_flight.keys().any(|(k, _)| partitions.contains(k))
     }
 
-    /// The durable offsets of `partitions`, for a broker commit.
+    /// The offset the broker may be told for `key`: durable in DuckDB and, with a lake,
+    /// held by the lake (`None`: nothing to tell).
+    pub fn broker_offset(&self, key: &PartitionKey) -> Option<i64> {
+        let durable = *self.committed.get(key)?;
+        match &self.lake {
+            None => Some(durable),
+            Some(lake) => lake
+                .ledger
+                .known(&lake.stream_id(key))
+                .map(|held| held.min(durable)),
+        }
+    }
+
+    /// The offsets of `partitions` the broker may be told, for a broker commit.
     pub fn offsets(&self, partitions: &[PartitionKey]) -> TopicPartitionList {
         let mut tpl = TopicPartitionList::new();
         for k in partitions {
-            if let Some(o) = self.committed.get(k) {
-                let _ = tpl.add_partition_offset(&k.0, k.1, Offset::Offset(*o));
+            if let Some(o) = self.broker_offset(k) {
+                let _ = tpl.add_partition_offset(&k.0, k.1, Offset::Offset(o));
             }
         }
         tpl
@@ -360,6 +392,7 @@ impl GroupContext {
             .ok();
         let mut positioned = TopicPartitionList::new();
         let mut assigned = Vec::new();
+        let in_lake = self.lake_positions(tpl);
         for e in tpl.elements() {
             let key: PartitionKey = (e.topic().into(), e.partition());
             let stored = self.shared().committed.get(&key).copied();
@@ -369,11 +402,13 @@ impl GroupContext {
                 .and_then(|p| p.offset().to_raw())
                 .filter(|o| *o >= 0);
             // Another instance of the group may have consumed the partition since this one
-            // last had it; the broker's offset is only ever committed after its DuckDB commit.
-            let resume = match (stored, theirs) {
-                (Some(s), Some(b)) => Some(s.max(b)),
-                (s, b) => s.or(b),
-            };
+            // last had it; the broker's offset is only ever committed after its DuckDB commit
+            // (and, with a lake, once the lake holds it), and the lake holds what any
+            // instance published.
+            let resume = [stored, theirs, in_lake.get(&key).copied()]
+                .into_iter()
+                .flatten()
+                .max();
             let offset = match resume {
                 Some(next) => {
                     self.shared().started_at_end.remove(&key);
@@ -404,6 +439,32 @@ impl GroupContext {
         shared.assigned.extend(assigned);
         shared.assignments += 1;
         info!(source = %self.source, partitions = tpl.count(), "partitions assigned at their stored offsets");
+    }
+
+    /// How far the lake holds each partition of `tpl` (empty without a lake). A lake that
+    /// cannot be read now costs only a re-read: this instance then starts where DuckDB or
+    /// the broker say, and rows the lake has are left out when published.
+    fn lake_positions(&self, tpl: &TopicPartitionList) -> HashMap<PartitionKey, i64> {
+        let Some(lake) = self.shared().lake.clone() else {
+            return HashMap::new();
+        };
+        let keys: Vec<PartitionKey> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().into(), e.partition()))
+            .collect();
+        let ids: Vec<String> = keys.iter().map(|k| lake.stream_id(k)).collect();
+        match lake.ledger.read(&ids) {
+            Ok(held) => keys
+                .into_iter()
+                .zip(ids)
+                .filter_map(|(k, id)| held.get(&id).map(|v| (k, *v)))
+                .collect(),
+            Err(e) => {
+                warn!(source = %self.source, error = %e, "cannot read the lake's partition offsets; starting from DuckDB's and the broker's");
+                HashMap::new()
+            }
+        }
     }
 
     /// `next` if the broker still has it; otherwise the gap policy decides.

@@ -27,7 +27,7 @@ use tracing::{debug, error, info, warn};
 use super::{
     commit::{self, Answer},
     config::{Format, KafkaSourceConfig, UnknownFields},
-    consumer::{self, describe, KafkaConsumer, PartitionKey, Redactor, Shared},
+    consumer::{self, describe, KafkaConsumer, Lake, PartitionKey, Redactor, Shared},
     decode::{infer_json, Decoder, Partition},
 };
 use crate::{telemetry, SourceContext, SourceError, SourceEvent};
@@ -56,6 +56,8 @@ pub struct KafkaSetup {
     pub stored: HashMap<(String, i32), i64>,
     pub chunk_rows: usize,
     pub chunk_bytes: usize,
+    /// The lake the table is published to, if any (see [`Lake`]).
+    pub lake: Option<Lake>,
 }
 
 /// A running Kafka source.
@@ -87,6 +89,7 @@ impl KafkaSource {
             .collect();
         let shared = Arc::new(Mutex::new(Shared {
             committed,
+            lake: setup.lake.clone(),
             ..Shared::default()
         }));
         let consumer = consumer::create(&setup.name, &setup.config, shared.clone(), status.clone())
@@ -372,12 +375,9 @@ impl KafkaSource {
             telemetry::bytes_ingested(&self.setup.name, bytes);
             self.status
                 .set_position(format!("{}/{}", p.topic, p.partition), p.next_offset);
-            if shared.assigned.contains(&(p.topic.clone(), p.partition)) {
-                let _ = tpl.add_partition_offset(
-                    &p.topic,
-                    p.partition,
-                    rdkafka::Offset::Offset(p.next_offset),
-                );
+            let key = (p.topic.clone(), p.partition);
+            if let (true, Some(o)) = (shared.assigned.contains(&key), shared.broker_offset(&key)) {
+                let _ = tpl.add_partition_offset(&p.topic, p.partition, rdkafka::Offset::Offset(o));
             }
         }
         drop(shared);
@@ -479,8 +479,8 @@ impl KafkaSource {
         {
             let shared = self.shared();
             for k in &shared.assigned {
-                if let Some(o) = shared.committed.get(k) {
-                    let _ = tpl.add_partition_offset(&k.0, k.1, rdkafka::Offset::Offset(*o));
+                if let Some(o) = shared.broker_offset(k) {
+                    let _ = tpl.add_partition_offset(&k.0, k.1, rdkafka::Offset::Offset(o));
                 }
             }
         }

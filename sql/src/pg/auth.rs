@@ -111,7 +111,13 @@ pub fn tls(cert: &Path, key: &Path) -> Result<(TlsAcceptor, Vec<u8>), String> {
     }
     let private = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| format!("{} is not a PEM private key: {e}", key.display()))?;
-    let config = ServerConfig::builder()
+    // The provider is named: with the lake's AWS SDK in the build, rustls has both ring
+    // and aws-lc-rs and would otherwise refuse to pick one (a panic at the first TLS
+    // endpoint). ring is what pgwire's `server-api-ring` brings.
+    let provider = Arc::new(pgwire::tokio::tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS protocol versions: {e}"))?
         .with_no_client_auth()
         .with_single_cert(chain, private)
         .map_err(|e| format!("the TLS certificate and key do not go together: {e}"))?;

@@ -1,0 +1,159 @@
+//! `[lake]`: where raw tables are published as Delta tables, and how.
+
+use std::{collections::BTreeMap, fmt, path::Path};
+
+use bytesize::ByteSize;
+use serde::Deserialize;
+use url::Url;
+
+/// `[lake]`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LakeConfig {
+    /// The table format; `"delta"` (Delta Lake) is the one there is.
+    pub format: LakeFormat,
+    /// `s3://bucket/prefix`, or a local directory (relative to `data_dir`); each raw
+    /// table is published as the Delta table `<uri>/<table>`.
+    pub uri: String,
+    /// Passed to the object store (`aws_region`, `aws_endpoint_url`, `aws_allow_http`,
+    /// `aws_access_key_id`, ...); without credentials here, the standard AWS environment
+    /// variables and profile are used. Values whose key names a secret are redacted
+    /// wherever the configuration is shown.
+    #[serde(default)]
+    pub storage_options: BTreeMap<String, String>,
+    /// Data files of a lake commit are rolled at this size.
+    #[serde(default = "default_target_file_size")]
+    pub target_file_size: ByteSize,
+    /// A Delta checkpoint is written every this many commits (Delta's
+    /// `delta.checkpointInterval`, set when sluice creates a table).
+    #[serde(default = "default_checkpoint_interval")]
+    pub checkpoint_interval: u64,
+}
+
+/// `lake.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LakeFormat {
+    Delta,
+}
+
+fn default_target_file_size() -> ByteSize {
+    ByteSize::mib(128)
+}
+
+fn default_checkpoint_interval() -> u64 {
+    10
+}
+
+/// Words that mark a storage option's value as a secret.
+const SECRET_WORDS: &[&str] = &["secret", "token", "key", "password", "credential"];
+
+/// Whether the value of storage option `key` is a secret.
+pub fn is_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    SECRET_WORDS.iter().any(|w| key.contains(w))
+}
+
+impl fmt::Debug for LakeConfig {
+    /// Secrets never reach logs: values of secret-named options are `***`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let options: BTreeMap<&str, &str> = self
+            .storage_options
+            .iter()
+            .map(|(k, v)| (k.as_str(), if is_secret(k) { "***" } else { v.as_str() }))
+            .collect();
+        f.debug_struct("LakeConfig")
+            .field("format", &self.format)
+            .field("uri", &self.uri)
+            .field("storage_options", &options)
+            .field("target_file_size", &self.target_file_size)
+            .field("checkpoint_interval", &self.checkpoint_interval)
+            .finish()
+    }
+}
+
+impl LakeConfig {
+    /// The root URL: `uri` as given when it has a scheme, else a directory (relative to
+    /// `data_dir`) as a `file://` URL. Schemes other than `s3`/`s3a` and `file` are refused.
+    pub fn root_url(&self, data_dir: &Path) -> Result<Url, String> {
+        let uri = self.uri.trim();
+        if uri.is_empty() {
+            return Err("is empty".into());
+        }
+        let url = match Url::parse(uri) {
+            Ok(url) if url.scheme().len() > 1 => url,
+            // No scheme (or a Windows drive letter): a local directory.
+            _ => {
+                let path = data_dir.join(uri);
+                Url::from_directory_path(&path)
+                    .map_err(|()| format!("{} is not an absolute directory", path.display()))?
+            }
+        };
+        match url.scheme() {
+            "s3" | "s3a" if url.host_str().is_some_and(|h| !h.is_empty()) => Ok(url),
+            "s3" | "s3a" => Err(format!("{uri:?} names no bucket (s3://bucket/prefix)")),
+            "file" => Ok(url),
+            other => Err(format!(
+                "scheme {other:?} is not supported (s3://bucket/prefix or a local directory)"
+            )),
+        }
+    }
+
+    /// The checks that need no store: the URI's form and the numbers' ranges.
+    pub fn problems(&self, data_dir: &Path) -> Vec<(&'static str, String)> {
+        let mut problems = Vec::new();
+        if let Err(e) = self.root_url(data_dir) {
+            problems.push(("uri", e));
+        }
+        if self.checkpoint_interval == 0 {
+            problems.push(("checkpoint_interval", "must be at least 1".into()));
+        }
+        if self.target_file_size.as_u64() < 1 << 20 {
+            problems.push(("target_file_size", "must be at least 1 MiB".into()));
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(uri: &str) -> LakeConfig {
+        toml::from_str(&format!(
+            "format = \"delta\"\nuri = {uri:?}\n[storage_options]\naws_secret_access_key = \"hunter22\"\naws_region = \"eu-west-1\"\n"
+        ))
+        .expect("parses")
+    }
+
+    #[test]
+    fn local_paths_are_relative_to_the_data_dir_and_s3_needs_a_bucket() {
+        let dir = Path::new("/var/lib/sluice");
+        assert_eq!(
+            config("lake").root_url(dir).expect("url").as_str(),
+            "file:///var/lib/sluice/lake/"
+        );
+        assert_eq!(
+            config("/srv/lake").root_url(dir).expect("url").as_str(),
+            "file:///srv/lake/"
+        );
+        assert_eq!(
+            config("s3://bucket/prefix")
+                .root_url(dir)
+                .expect("url")
+                .as_str(),
+            "s3://bucket/prefix"
+        );
+        assert!(config("s3:///prefix").root_url(dir).is_err());
+        let gs = config("gs://bucket/x").problems(dir);
+        assert_eq!(gs.len(), 1);
+        assert!(gs[0].1.contains("not supported"), "{gs:?}");
+    }
+
+    #[test]
+    fn secrets_are_redacted_when_shown() {
+        let shown = format!("{:?}", config("s3://b/p"));
+        assert!(!shown.contains("hunter22"), "{shown}");
+        assert!(shown.contains("eu-west-1"), "{shown}");
+    }
+}

@@ -1,0 +1,501 @@
+//! The publisher: batches committed to DuckDB and not yet in the lake become Delta
+//! commits that say what they cover.
+//!
+//! DuckDB is the instance's source of truth; the lake follows it. Each Delta commit adds
+//! the data files of a range of batches and, in the same commit, application transactions
+//! (`txn` actions):
+//! - `sluice:<writer id>`, version = the last batch id it holds from this database (the
+//!   watermark: after a crash the publisher starts after it, so a batch is published once);
+//! - per shared stream (a Kafka partition of a consumer group), version = the next
+//!   position the lake holds up to. Rows of a stream below that are already in the lake
+//!   (another instance published them) and are left out. Two writers committing the same
+//!   stream at once conflict in Delta's conflict check; the loser reloads and redoes its
+//!   commit (its unreferenced files go at the next vacuum).
+//!
+//! The publisher holds a table's versions while the log only has its own commits since it
+//! read them; any error, or another writer's commit, makes it read them again.
+
+use std::{
+    collections::HashMap,
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use std::future::IntoFuture;
+
+use deltalake::{
+    kernel::{
+        transaction::{CommitBuilder, CommitProperties},
+        Action, Transaction,
+    },
+    protocol::{DeltaOperation, SaveMode},
+    writer::{DeltaWriter, RecordBatchWriter},
+    DeltaTable,
+};
+use duckdb::{types::Value, Connection};
+use sluice_core::{meta, quote_ident, Ident, SharedStreams, TableSchema};
+use sluice_state::{lake as state, tables};
+use tokio::runtime::Runtime;
+
+use crate::{
+    bridge,
+    ledger::LakeLedger,
+    select::{self, SkipClause, PARTITION},
+    table::Store,
+    LakeConfig, LakeError,
+};
+
+/// Most batches one Delta commit covers (when the lake is behind).
+const MAX_BATCHES_PER_COMMIT: usize = 16;
+/// Attempts at one commit that lost to another writer's.
+const CONFLICT_ATTEMPTS: u32 = 5;
+
+/// A raw table to publish, and which of its sources share their streams with other
+/// instances.
+#[derive(Debug, Clone)]
+pub struct TableSpec {
+    pub table: Ident,
+    /// (source name, its streams).
+    pub shared: Vec<(String, SharedStreams)>,
+}
+
+/// One Delta commit made.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub table: String,
+    /// The table's Delta version after it.
+    pub version: u64,
+    /// Batches it covers, the last of them, and rows written (rows other instances had
+    /// published already are not).
+    pub batches: usize,
+    pub through_batch: i64,
+    pub rows: u64,
+    pub files: usize,
+    /// Attempts that lost to another writer first.
+    pub conflicts: u32,
+    pub took: Duration,
+}
+
+/// Where a table stands in the lake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableState {
+    pub version: u64,
+    pub files: usize,
+    /// The last batch of this database the lake holds (0: none).
+    pub watermark: i64,
+}
+
+/// An open Delta table and what the publisher knows of it.
+struct Open {
+    delta: DeltaTable,
+    select_list: String,
+    columns: TableSchema,
+    watermark: i64,
+    /// Stream versions read or written, valid while only this publisher commits.
+    streams: HashMap<String, i64>,
+    /// The version after this publisher's last commit (or load).
+    known_version: u64,
+}
+
+/// Publishes raw tables to the lake. Blocking: it runs the store's I/O on a runtime of
+/// its own, on the caller's thread.
+pub struct Publisher {
+    runtime: Runtime,
+    store: Store,
+    raw_schema: Ident,
+    writer_app: String,
+    target_file_size: u64,
+    open: HashMap<String, Open>,
+    ledgers: HashMap<String, Arc<LakeLedger>>,
+    /// Tests: runs between writing a commit's files and committing (another writer's
+    /// commit lands there to force a conflict).
+    #[cfg(test)]
+    before_commit: Option<Box<dyn FnMut()>>,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("root", &self.store.root.as_str())
+            .field("writer_app", &self.writer_app)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Publisher {
+    /// A publisher for `config`; `writer_id` is this database's ([`state::writer_id`]).
+    pub fn new(
+        config: &LakeConfig,
+        data_dir: &Path,
+        raw_schema: Ident,
+        writer_id: &str,
+    ) -> Result<Self, String> {
+        deltalake::aws::register_handlers(None);
+        let root = config
+            .root_url(data_dir)
+            .map_err(|e| format!("lake.uri: {e}"))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("starting the lake's runtime: {e}"))?;
+        Ok(Publisher {
+            runtime,
+            store: Store {
+                root,
+                options: config.storage_options.clone().into_iter().collect(),
+                checkpoint_interval: config.checkpoint_interval,
+            },
+            raw_schema,
+            writer_app: format!("sluice:{writer_id}"),
+            target_file_size: config.target_file_size.as_u64(),
+            open: HashMap::new(),
+            ledgers: HashMap::new(),
+            #[cfg(test)]
+            before_commit: None,
+        })
+    }
+
+    /// `table`'s shared-stream versions, for its sources (one per table, kept current
+    /// by this publisher's commits).
+    pub fn ledger(&mut self, table: &str) -> Arc<LakeLedger> {
+        self.ledgers
+            .entry(table.to_string())
+            .or_insert_with(|| Arc::new(LakeLedger::new(table, self.store.clone())))
+            .clone()
+    }
+
+    /// Where `table` stands in the lake, if the publisher has it open.
+    pub fn state(&self, table: &str) -> Option<TableState> {
+        let open = self.open.get(table)?;
+        let snapshot = open.delta.snapshot().ok()?;
+        Some(TableState {
+            version: snapshot.version(),
+            files: snapshot.log_data().num_files(),
+            watermark: open.watermark,
+        })
+    }
+
+    /// Batches of `table` in DuckDB that the lake does not hold (all of them until the
+    /// table is open).
+    pub fn behind(&self, conn: &Connection, table: &str) -> Result<u64, LakeError> {
+        let watermark = self.open.get(table).map_or(0, |o| o.watermark);
+        Ok(state::count_after(conn, table, watermark)?)
+    }
+
+    /// Publishes the next range of `spec`'s batches the lake lacks, in one Delta commit;
+    /// `None` when it lacks none (or the raw table does not exist yet). On an error the
+    /// table is read again from the store next time.
+    pub fn publish_next(
+        &mut self,
+        conn: &Connection,
+        spec: &TableSpec,
+    ) -> Result<Option<Published>, LakeError> {
+        let name = spec.table.as_str().to_string();
+        if let Some(open) = self.open.get(&name) {
+            // Nothing new: no need to ask the store (a listing, on S3) either.
+            if state::batches_after(conn, &name, open.watermark, 1)?.is_empty() {
+                return Ok(None);
+            }
+        }
+        let result = self.try_publish(conn, spec);
+        if result.is_err() {
+            self.open.remove(&name);
+        }
+        result
+    }
+
+    fn try_publish(
+        &mut self,
+        conn: &Connection,
+        spec: &TableSpec,
+    ) -> Result<Option<Published>, LakeError> {
+        let started = Instant::now();
+        let mut conflicts = 0;
+        loop {
+            if !self.ensure_open(conn, spec)? {
+                return Ok(None);
+            }
+            match self.commit_next(conn, spec) {
+                Ok(Some(mut p)) => {
+                    p.conflicts = conflicts;
+                    p.took = started.elapsed();
+                    return Ok(Some(p));
+                }
+                Ok(None) => return Ok(None),
+                Err(e) if e.is_conflict() && conflicts + 1 < CONFLICT_ATTEMPTS => {
+                    tracing::info!(table = %spec.table, error = %e,
+                        "another writer committed to the Delta table first; trying again on its new version");
+                    conflicts += 1;
+                    self.open.remove(spec.table.as_str());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Opens the table (creating it in the lake if needed) unless open; refreshes it. False
+    /// when the raw table does not exist yet.
+    fn ensure_open(&mut self, conn: &Connection, spec: &TableSpec) -> Result<bool, LakeError> {
+        let name = spec.table.as_str();
+        if let Some(open) = self.open.get_mut(name) {
+            self.runtime
+                .block_on(open.delta.update_state())
+                .map_err(LakeError::delta(name))?;
+            let version = open.delta.version().unwrap_or_default();
+            if version != open.known_version {
+                // Another writer committed: what it wrote of shared streams is read again.
+                open.streams.clear();
+                open.known_version = version;
+            }
+            return Ok(true);
+        }
+        let Some(columns) = tables::describe(conn, &self.raw_schema, &spec.table)? else {
+            return Ok(false);
+        };
+        let select_list = select::select_list(&columns).map_err(|detail| LakeError::Table {
+            table: name.to_string(),
+            detail,
+        })?;
+        let empty = format!(
+            "SELECT {select_list} FROM {}.{} LIMIT 0",
+            self.raw_schema, spec.table
+        );
+        let schema = {
+            let mut stmt = conn.prepare(&empty).map_err(LakeError::duckdb(name))?;
+            let arrow = stmt.query_arrow([]).map_err(LakeError::duckdb(name))?;
+            let schema = arrow.get_schema();
+            bridge::to_delta(arrow::array::RecordBatch::new_empty(schema))?.schema()
+        };
+        let delta = self
+            .runtime
+            .block_on(self.store.open_or_create(name, &schema))?;
+        let snapshot = delta.snapshot().map_err(LakeError::delta(name))?;
+        let watermark = self
+            .runtime
+            .block_on(snapshot.transaction_version(delta.log_store().as_ref(), &self.writer_app))
+            .map_err(LakeError::delta(name))?
+            .unwrap_or(0);
+        let known_version = snapshot.version();
+        self.open.insert(
+            name.to_string(),
+            Open {
+                delta,
+                select_list,
+                columns,
+                watermark,
+                streams: HashMap::new(),
+                known_version,
+            },
+        );
+        Ok(true)
+    }
+
+    /// One Delta commit of the batches after the watermark, if there are any.
+    fn commit_next(
+        &mut self,
+        conn: &Connection,
+        spec: &TableSpec,
+    ) -> Result<Option<Published>, LakeError> {
+        let name = spec.table.as_str();
+        let ledger = self.ledger(name);
+        let Publisher {
+            runtime,
+            raw_schema,
+            writer_app,
+            target_file_size,
+            open,
+            #[cfg(test)]
+            before_commit,
+            ..
+        } = self;
+        let Some(open) = open.get_mut(name) else {
+            return Ok(None);
+        };
+        let pending = state::batches_after(conn, name, open.watermark, MAX_BATCHES_PER_COMMIT)?;
+        let (Some(first), Some(last)) = (pending.first(), pending.last()) else {
+            return Ok(None);
+        };
+        let (lo, hi) = (first.batch_id, last.batch_id);
+        let mut txns = vec![Transaction::new(writer_app.as_str(), hi)];
+        let mut skips = Vec::new();
+        let mut params: Vec<Value> = vec![Value::BigInt(lo), Value::BigInt(hi)];
+        for (source, shared) in &spec.shared {
+            if !has_columns(&open.columns, shared) {
+                continue;
+            }
+            let ends = stream_ends(conn, raw_schema, &spec.table, source, shared, lo, hi)?;
+            for (values, next) in ends {
+                let id = shared.stream_id(&values);
+                let held = stream_version(runtime, open, name, &id)?;
+                if let Some(held) = held {
+                    skips.push(SkipClause::new(
+                        &shared.stream_columns,
+                        shared.position_column,
+                    ));
+                    params.push(Value::Text(source.clone()));
+                    params.extend(values.iter().cloned().map(Value::Text));
+                    params.push(Value::BigInt(held));
+                }
+                let version = held.map_or(next, |h| h.max(next));
+                open.streams.insert(id.clone(), version);
+                txns.push(Transaction::new(id, version));
+            }
+        }
+        let sql = select::batch_query(&open.select_list, raw_schema, &spec.table, &skips);
+        let (adds, rows) = runtime.block_on(write_rows(
+            conn,
+            &open.delta,
+            &sql,
+            params,
+            *target_file_size,
+            name,
+        ))?;
+        let files = adds.len();
+        sluice_core::fault::point("lake.before_commit");
+        #[cfg(test)]
+        if let Some(hook) = before_commit.as_mut() {
+            hook();
+        }
+        let snapshot = open.delta.snapshot().map_err(LakeError::delta(name))?;
+        let finalized = runtime
+            .block_on(
+                // From the default properties: with the post-commit hook that writes a
+                // checkpoint every `delta.checkpointInterval` versions.
+                CommitBuilder::from(CommitProperties::default())
+                    .with_actions(
+                        adds.into_iter()
+                            .map(Action::Add)
+                            .chain(txns.into_iter().map(Action::Txn))
+                            .collect(),
+                    )
+                    .build(
+                        Some(snapshot),
+                        open.delta.log_store(),
+                        DeltaOperation::Write {
+                            mode: SaveMode::Append,
+                            partition_by: Some(vec![PARTITION.to_string()]),
+                            predicate: None,
+                        },
+                    )
+                    .into_future(),
+            )
+            .map_err(LakeError::delta(name))?;
+        let version = finalized.version();
+        sluice_core::fault::point("lake.after_commit");
+        for (id, v) in &open.streams {
+            ledger.learn(id, *v);
+        }
+        open.delta.state = Some(finalized.snapshot());
+        open.watermark = hi;
+        open.known_version = version;
+        Ok(Some(Published {
+            table: name.to_string(),
+            version,
+            batches: pending.len(),
+            through_batch: hi,
+            rows,
+            files,
+            conflicts: 0,
+            took: Duration::ZERO,
+        }))
+    }
+}
+
+/// Whether the raw table has a shared source's stream and position columns.
+fn has_columns(columns: &TableSchema, shared: &SharedStreams) -> bool {
+    let has = |c: &str| columns.position(c).is_some();
+    has(meta::SOURCE) && has(shared.position_column) && shared.stream_columns.iter().all(|c| has(c))
+}
+
+/// The streams `source`'s rows in batches `lo..=hi` come from, each with the position
+/// after its last row there.
+fn stream_ends(
+    conn: &Connection,
+    raw_schema: &Ident,
+    table: &Ident,
+    source: &str,
+    shared: &SharedStreams,
+    lo: i64,
+    hi: i64,
+) -> Result<Vec<(Vec<String>, i64)>, LakeError> {
+    let keys: Vec<String> = shared
+        .stream_columns
+        .iter()
+        .map(|c| format!("CAST({} AS VARCHAR)", quote_ident(c)))
+        .collect();
+    let sql = format!(
+        "SELECT {keys}, max({pos}) + 1 FROM {raw_schema}.{table} \
+         WHERE {batch} BETWEEN ? AND ? AND {src} = ? GROUP BY ALL",
+        keys = keys.join(", "),
+        pos = quote_ident(shared.position_column),
+        batch = quote_ident(meta::BATCH),
+        src = quote_ident(meta::SOURCE),
+    );
+    let n = keys.len();
+    let mut stmt = conn
+        .prepare(&sql)
+        .map_err(LakeError::duckdb(table.as_str()))?;
+    let rows = stmt
+        .query_map(duckdb::params![lo, hi, source], |r| {
+            let values = (0..n)
+                .map(|i| r.get(i))
+                .collect::<duckdb::Result<Vec<String>>>()?;
+            Ok((values, r.get::<_, i64>(n)?))
+        })
+        .map_err(LakeError::duckdb(table.as_str()))?;
+    rows.collect::<duckdb::Result<_>>()
+        .map_err(LakeError::duckdb(table.as_str()))
+}
+
+/// How far the lake holds stream `id` (None: none of it), from what this publisher knows
+/// or else the log.
+fn stream_version(
+    runtime: &Runtime,
+    open: &Open,
+    table: &str,
+    id: &str,
+) -> Result<Option<i64>, LakeError> {
+    if let Some(v) = open.streams.get(id) {
+        return Ok(Some(*v));
+    }
+    let snapshot = open.delta.snapshot().map_err(LakeError::delta(table))?;
+    runtime
+        .block_on(snapshot.transaction_version(open.delta.log_store().as_ref(), id))
+        .map_err(LakeError::delta(table))
+}
+
+/// Streams the query's rows into data files of `delta`; the files' add actions and the
+/// rows written.
+async fn write_rows(
+    conn: &Connection,
+    delta: &DeltaTable,
+    sql: &str,
+    params: Vec<Value>,
+    target_file_size: u64,
+    table: &str,
+) -> Result<(Vec<deltalake::kernel::Add>, u64), LakeError> {
+    let mut writer = RecordBatchWriter::for_table(delta)
+        .map_err(LakeError::delta(table))?
+        .with_target_file_size(target_file_size);
+    let mut stmt = conn.prepare(sql).map_err(LakeError::duckdb(table))?;
+    let batches = stmt
+        .query_arrow(duckdb::params_from_iter(params))
+        .map_err(LakeError::duckdb(table))?;
+    let mut rows = 0u64;
+    for batch in batches {
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        rows += batch.num_rows() as u64;
+        writer
+            .write(bridge::to_delta(batch)?)
+            .await
+            .map_err(LakeError::delta(table))?;
+    }
+    let adds = writer.flush().await.map_err(LakeError::delta(table))?;
+    Ok((adds, rows))
+}
+
+#[cfg(test)]
+mod tests;

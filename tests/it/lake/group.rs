@@ -1,0 +1,113 @@
+//! Several instances of one Kafka consumer group publishing one Delta table: members
+//! SIGKILLed mid-stream, restarted, a third joining. The Delta table must hold every
+//! message exactly once by (partition, offset), and each instance's DuckDB no message
+//! twice.
+
+use crate::{
+    kafka::{order, rows_ingested, Kafka, SCHEMA},
+    support::{query_i64, Deployment},
+};
+
+use super::read_delta;
+
+const PARTITIONS: i32 = 6;
+const TOTAL: i64 = 120_000;
+
+/// The per-partition `txn` app ids of the group `it`, topic `chaos`.
+fn apps() -> Vec<String> {
+    (0..PARTITIONS)
+        .map(|p| format!("kafka:it/chaos/{p}"))
+        .collect()
+}
+
+fn no_message_twice(d: &Deployment) -> i64 {
+    query_i64(
+        &d.db(),
+        "SELECT count(*) - count(DISTINCT (_sluice_partition, _sluice_offset)) FROM raw.src",
+    )
+}
+
+/// Whether the lake holds every partition to its end (per the `txn` versions in its log).
+fn lake_complete(uri: &str) -> bool {
+    let apps = apps();
+    let seen = read_delta(uri, "_sluice_partition,_sluice_offset", "id", &apps, &[]);
+    apps.iter()
+        .all(|a| seen["txn"][a].as_i64() == Some(TOTAL / i64::from(PARTITIONS)))
+}
+
+#[test]
+fn instances_of_one_group_killed_restarted_and_joining_publish_each_message_once() {
+    let k = Kafka::new("chaos", PARTITIONS);
+    let produce = |from: i64, n: i64| {
+        for i in from..from + n {
+            k.send(
+                (i % i64::from(PARTITIONS)) as i32,
+                &format!("k{i}"),
+                &order(i),
+            );
+        }
+        k.flush();
+    };
+    let lake = tempfile::tempdir().expect("lake dir");
+    let uri = lake.path().join("src").display().to_string();
+    let top = format!(
+        "[batch]\nmax_rows = 2000\nmax_age = \"200ms\"\n[lake]\nformat = \"delta\"\nuri = \"{}\"\n",
+        lake.path().display()
+    );
+    let [a, b, c] = [0; 3].map(|_| k.deployment_with("", SCHEMA, &top, ""));
+    produce(0, 20_000);
+    let mut first = a.start();
+    let base_a = first.http_addr();
+    first.wait_until("the first instance ingests", |_| {
+        rows_ingested(&base_a) > 0.0
+    });
+    let mut second = b.start();
+    let base_b = second.http_addr();
+    produce(20_000, 40_000);
+    second.wait_until("the second instance ingests", |_| {
+        rows_ingested(&base_b) > 0.0
+    });
+    second.kill();
+    let killed_with = query_i64(&b.db(), "SELECT count(*) FROM raw.src");
+    assert!(
+        killed_with > 0,
+        "the second instance committed nothing before the kill"
+    );
+    let mut third = c.start();
+    let base_c = third.http_addr();
+    produce(60_000, 30_000);
+    third.wait_until("the third instance ingests", |_| {
+        rows_ingested(&base_c) > 0.0
+    });
+    first.kill();
+    let second = b.start();
+    produce(90_000, 30_000);
+    let first = a.start();
+    third.wait_until("the lake holds every partition to its end", |_| {
+        lake_complete(&uri)
+    });
+    for daemon in [first, second, third] {
+        let (status, log) = daemon.terminate();
+        assert!(status.success(), "{log}");
+    }
+    let seen = read_delta(&uri, "_sluice_partition,_sluice_offset", "id", &apps(), &[]);
+    for reader in ["deltalake", "polars"] {
+        assert_eq!(seen[reader]["rows"], TOTAL, "{reader}: {seen}");
+        assert_eq!(
+            seen[reader]["distinct"], TOTAL,
+            "{reader}: each message once: {seen}"
+        );
+        assert_eq!(
+            seen[reader]["sum"],
+            (0..TOTAL).sum::<i64>(),
+            "{reader}: {seen}"
+        );
+    }
+    for d in [&a, &b, &c] {
+        assert_eq!(no_message_twice(d), 0, "an instance holds a message twice");
+        assert!(
+            query_i64(&d.db(), "SELECT count(*) FROM raw.src") > 0,
+            "each instance took part"
+        );
+    }
+}
