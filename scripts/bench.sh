@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks sluice against its reference, side by side in the same run, and prints the
 # ratio. Usage: scripts/bench.sh csv [--rows N --files N --runs N]
-# (also: models, kafka, soak, sql-fetch, sql-load; scripts/bench.sh <mode> --help lists
+# (also: models, kafka, lake-compaction, soak, sql-fetch, sql-load; scripts/bench.sh <mode> --help lists
 # each one's options)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,5 +11,7 @@ ensure_build_deps
 [ "${1:-}" = soak ] && ensure_packages postgresql-client
 # The SQL benchmarks' client is Python (psycopg; duckdb for the in-process reference).
 case "${1:-}" in sql-*) ensure_python_bench ;; esac
+# The lake's benchmarks read the Delta tables back with Polars.
+case "${1:-}" in lake-*) ensure_lake_clients ;; esac
 build_all
 exec "$CARGO_TARGET_DIR/release/sluice-bench" "$@"

@@ -15,6 +15,9 @@
 //! the same topic; with `--lake`, also sluice publishing to a local Delta table
 //! ([`lake_table`] reads it back).
 //!
+//! `sluice-bench lake-compaction`: a Delta table of `--batches` one-batch commits (a day
+//! of 1 s batches is 86,400), a Polars full scan before and after sluice compacts it.
+//!
 //! `sluice-bench soak`: the daemon for 30 minutes under steady CSV + Kafka input at a
 //! fraction (`--load`) of its measured throughput, models running; RSS, DuckDB and WAL
 //! size, open files every 10 s, then every row checked once and produce-to-mart
@@ -34,6 +37,7 @@ mod csv_bench;
 mod daemon;
 mod generate;
 mod kafka_bench;
+mod lake_bench;
 mod lake_table;
 mod models_bench;
 mod soak;
@@ -56,6 +60,8 @@ enum Bench {
     Models(models_bench::Args),
     /// Kafka topic -> DuckDB + Parquet, against a plain consumer draining the topic.
     Kafka(kafka_bench::Args),
+    /// A Delta table of many small commits: Polars full scans before and after compaction.
+    LakeCompaction(lake_bench::Args),
     /// The daemon under steady CSV + Kafka input for a long time: resources and freshness.
     Soak(soak::Args),
     /// A 1M-row result through sluice's Postgres endpoint (psycopg) vs DuckDB in-process.
@@ -69,6 +75,7 @@ fn main() -> anyhow::Result<()> {
         Bench::Csv(args) => csv_bench::run(&args),
         Bench::Models(args) => models_bench::run(&args),
         Bench::Kafka(args) => kafka_bench::run(&args),
+        Bench::LakeCompaction(args) => lake_bench::run(&args),
         Bench::Soak(args) => soak::run(&args),
         Bench::SqlFetch(args) => sql_bench::fetch(&args),
         Bench::SqlLoad(args) => sql_bench::load(&args),

@@ -25,10 +25,17 @@ use sluice_lake::{Publisher, TableSpec};
 use sluice_sinks::Warehouse;
 use tracing::{debug, info, warn};
 
-use crate::{config::Config, health::Health, telemetry};
+use crate::{
+    config::Config,
+    health::Health,
+    telemetry::{self, Upkeep},
+};
 
 /// Longest wait for a commit before looking again (another writer's progress, a retry).
 const IDLE: Duration = Duration::from_secs(1);
+/// How often vacuum and retention run on each table (compaction runs whenever the lake
+/// is caught up).
+const UPKEEP_EVERY: Duration = Duration::from_secs(3600);
 /// Pauses between attempts while the store fails.
 const RETRY: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
 
@@ -80,6 +87,7 @@ pub fn start(
         publisher,
         conn,
         specs,
+        last_upkeep: HashMap::new(),
         health: health.clone(),
         finishing: finishing.clone(),
         finish_by: finish_by.clone(),
@@ -140,6 +148,8 @@ struct Follower {
     publisher: Publisher,
     conn: Connection,
     specs: Vec<TableSpec>,
+    /// When each table was last vacuumed and expired.
+    last_upkeep: HashMap<String, Instant>,
     health: Arc<Health>,
     finishing: Arc<AtomicBool>,
     finish_by: Arc<std::sync::Mutex<Option<Instant>>>,
@@ -185,6 +195,9 @@ impl Follower {
                     return Err(passed.err().unwrap_or_else(|| "out of time".into()));
                 }
             }
+            if caught_up && !self.finishing.load(Ordering::SeqCst) && self.upkeep() {
+                continue;
+            }
             match delay {
                 Some(d) => self.pause(d),
                 None if caught_up => seen = self.health.commits.wait_after(seen, IDLE),
@@ -224,6 +237,73 @@ impl Follower {
             }
         }
         Ok(progress)
+    }
+
+    /// Compaction (one per table, when one is due); retention hourly; vacuum hourly and
+    /// after a compaction. Whether anything was compacted (then the caller looks for new
+    /// batches before more).
+    fn upkeep(&mut self) -> bool {
+        let mut compacted_any = false;
+        let tables: Vec<String> = self.specs.iter().map(|s| s.table.to_string()).collect();
+        for table in &tables {
+            let table = table.as_str();
+            let compacted = match self.publisher.compact_next(table) {
+                Ok(Some(c)) => {
+                    info!(table, partition = %c.partition, files_in = c.files_in, files_out = c.files_out,
+                        rows = c.rows, version = c.version, "compacted a lake partition");
+                    telemetry::lake_upkeep(table, Upkeep::Compactions, 1);
+                    true
+                }
+                Ok(None) => false,
+                Err(e) => {
+                    warn!(table, error = %e, "compacting the lake failed; trying again later");
+                    telemetry::lake_upkeep(table, Upkeep::Failures, 1);
+                    false
+                }
+            };
+            compacted_any |= compacted;
+            let due = self
+                .last_upkeep
+                .get(table)
+                .is_none_or(|t| t.elapsed() >= UPKEEP_EVERY);
+            if self.publisher.state(table).is_none() || !(due || compacted) {
+                continue;
+            }
+            if due {
+                self.last_upkeep.insert(table.to_string(), Instant::now());
+                self.expire(table);
+            }
+            match self.publisher.vacuum(table) {
+                Ok(n) => {
+                    debug!(table, files = n, "vacuumed the lake table");
+                    telemetry::lake_upkeep(table, Upkeep::VacuumedFiles, n as u64);
+                }
+                Err(e) => {
+                    warn!(table, error = %e, "vacuuming the lake failed; trying again later");
+                    telemetry::lake_upkeep(table, Upkeep::Failures, 1);
+                }
+            }
+        }
+        compacted_any
+    }
+
+    /// Removes partitions older than `lake.retention`, if set.
+    fn expire(&mut self, table: &str) {
+        match self.publisher.expire(table) {
+            Ok(0) => {}
+            Ok(n) => {
+                info!(
+                    table,
+                    files = n,
+                    "removed lake partitions older than lake.retention"
+                );
+                telemetry::lake_upkeep(table, Upkeep::ExpiredFiles, n as u64);
+            }
+            Err(e) => {
+                warn!(table, error = %e, "removing old lake partitions failed; trying again in an hour");
+                telemetry::lake_upkeep(table, Upkeep::Failures, 1);
+            }
+        }
     }
 
     /// Versions, files and how far behind each table is, for `/status` and the gauges.

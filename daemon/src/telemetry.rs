@@ -103,6 +103,10 @@ pub fn register_lake_table(table: &str) {
         "sluice_lake_commit_failures_total",
         "sluice_lake_conflicts_total",
         "sluice_lake_rows_total",
+        "sluice_lake_compactions_total",
+        "sluice_lake_vacuumed_files_total",
+        "sluice_lake_expired_files_total",
+        "sluice_lake_upkeep_failures_total",
     ] {
         counter!(name, "table" => table.to_string()).increment(0);
     }
@@ -116,6 +120,26 @@ pub fn lake_published(p: &sluice_lake::Published) {
     counter!("sluice_lake_conflicts_total", "table" => table.clone()).increment(p.conflicts.into());
     histogram!("sluice_lake_commit_duration_seconds", "table" => table)
         .record(p.took.as_secs_f64());
+}
+
+/// What the lake's upkeep did.
+#[derive(Debug, Clone, Copy)]
+pub enum Upkeep {
+    Compactions,
+    VacuumedFiles,
+    ExpiredFiles,
+    Failures,
+}
+
+/// The lake's upkeep did `n` of `what`.
+pub fn lake_upkeep(table: &str, what: Upkeep, n: u64) {
+    let name = match what {
+        Upkeep::Compactions => "sluice_lake_compactions_total",
+        Upkeep::VacuumedFiles => "sluice_lake_vacuumed_files_total",
+        Upkeep::ExpiredFiles => "sluice_lake_expired_files_total",
+        Upkeep::Failures => "sluice_lake_upkeep_failures_total",
+    };
+    counter!(name, "table" => table.to_string()).increment(n);
 }
 
 /// A lake commit failed (it is retried).

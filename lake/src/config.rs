@@ -1,6 +1,6 @@
 //! `[lake]`: where raw tables are published as Delta tables, and how.
 
-use std::{collections::BTreeMap, fmt, path::Path};
+use std::{collections::BTreeMap, fmt, path::Path, time::Duration};
 
 use bytesize::ByteSize;
 use serde::Deserialize;
@@ -28,6 +28,18 @@ pub struct LakeConfig {
     /// `delta.checkpointInterval`, set when sluice creates a table).
     #[serde(default = "default_checkpoint_interval")]
     pub checkpoint_interval: u64,
+    /// A partition with this many files smaller than `target_file_size` is compacted
+    /// (0: never).
+    #[serde(default = "default_compact_after")]
+    pub compact_after: usize,
+    /// Files no version needs (compacted away, expired, left by a failed commit) are
+    /// deleted once this old (Delta's default is 7 days).
+    #[serde(default = "default_vacuum_retention", with = "humantime_serde")]
+    pub vacuum_retention: Duration,
+    /// Partitions whose `dt` is older than this are removed from the table (off when
+    /// absent).
+    #[serde(default, with = "humantime_serde")]
+    pub retention: Option<Duration>,
 }
 
 /// `lake.format`.
@@ -43,6 +55,14 @@ fn default_target_file_size() -> ByteSize {
 
 fn default_checkpoint_interval() -> u64 {
     10
+}
+
+fn default_compact_after() -> usize {
+    32
+}
+
+fn default_vacuum_retention() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
 }
 
 /// Words that mark a storage option's value as a secret.
@@ -68,6 +88,9 @@ impl fmt::Debug for LakeConfig {
             .field("storage_options", &options)
             .field("target_file_size", &self.target_file_size)
             .field("checkpoint_interval", &self.checkpoint_interval)
+            .field("compact_after", &self.compact_after)
+            .field("vacuum_retention", &self.vacuum_retention)
+            .field("retention", &self.retention)
             .finish()
     }
 }
@@ -110,6 +133,18 @@ impl LakeConfig {
         }
         if self.target_file_size.as_u64() < 1 << 20 {
             problems.push(("target_file_size", "must be at least 1 MiB".into()));
+        }
+        if self.compact_after == 1 {
+            problems.push(("compact_after", "must be 0 (never) or at least 2".into()));
+        }
+        if self
+            .retention
+            .is_some_and(|r| r < Duration::from_secs(24 * 3600))
+        {
+            problems.push((
+                "retention",
+                "must be at least a day (partitions are days)".into(),
+            ));
         }
         problems
     }

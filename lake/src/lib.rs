@@ -8,7 +8,7 @@
 //!
 //! - [`config`]: `[lake]` ([`LakeConfig`]).
 //! - [`publish`]: the [`Publisher`] (what is published, with which `txn` actions, and why
-//!   that is exactly once).
+//!   that is exactly once); `publish::upkeep`: compaction, vacuum and retention.
 //! - [`ledger`]: how far a table holds each shared stream, for the sources reading them
 //!   (a Kafka source starts no lower, and tells the broker no more).
 //! - [`select`]: the query that reads a range of batches in the lake's types.
@@ -29,4 +29,4 @@ pub use config::{LakeConfig, LakeFormat};
 pub use deltalake;
 pub use error::LakeError;
 pub use ledger::LakeLedger;
-pub use publish::{Published, Publisher, TableSpec, TableState};
+pub use publish::{upkeep::Compacted, Published, Publisher, TableSpec, TableState};

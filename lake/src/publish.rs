@@ -86,6 +86,14 @@ pub struct TableState {
     pub watermark: i64,
 }
 
+/// What the upkeep ([`upkeep`]) is configured to do.
+#[derive(Debug, Clone, Copy)]
+struct UpkeepSettings {
+    compact_after: usize,
+    vacuum_retention: Duration,
+    retention: Option<Duration>,
+}
+
 /// An open Delta table and what the publisher knows of it.
 struct Open {
     delta: DeltaTable,
@@ -108,6 +116,7 @@ pub struct Publisher {
     target_file_size: u64,
     open: HashMap<String, Open>,
     ledgers: HashMap<String, Arc<LakeLedger>>,
+    upkeep: UpkeepSettings,
     /// Tests: runs between writing a commit's files and committing (another writer's
     /// commit lands there to force a conflict).
     #[cfg(test)]
@@ -151,6 +160,11 @@ impl Publisher {
             target_file_size: config.target_file_size.as_u64(),
             open: HashMap::new(),
             ledgers: HashMap::new(),
+            upkeep: UpkeepSettings {
+                compact_after: config.compact_after,
+                vacuum_retention: config.vacuum_retention,
+                retention: config.retention,
+            },
             #[cfg(test)]
             before_commit: None,
         })
@@ -499,3 +513,4 @@ async fn write_rows(
 
 #[cfg(test)]
 mod tests;
+pub mod upkeep;

@@ -278,3 +278,60 @@ fn the_store_down_and_back_ingestion_goes_on_and_the_lake_catches_up_once() {
     let seen = assert_lake_equals_raw(&d, "s3://outage/lake/src", "id", "id", &server.env());
     assert_eq!(seen["deltalake"]["rows"], 6_000);
 }
+
+#[test]
+fn small_files_are_compacted_and_vacuumed_while_ingestion_goes_on_and_readers_see_every_row() {
+    let top = format!(
+        "[batch]\nmax_age = \"50ms\"\n{LOCAL_LAKE}compact_after = 4\nvacuum_retention = \"0s\"\n"
+    );
+    let d = Deployment::new(SCHEMA, &top);
+    let mut daemon = d.start();
+    let base = daemon.http_addr();
+    let scrape = |what: &str| metric(&http_get(&format!("{base}/metrics")).1, what).unwrap_or(-1.0);
+    let uri = local_uri(&d);
+    let mut written = 0;
+    // One file at a time, each published before the next: a small data file per commit.
+    for round in 0..2 {
+        for _ in 0..6 {
+            d.write(
+                &format!("f{written}.csv"),
+                &crate::support::csv_rows(written * 100, 100),
+            );
+            written += 1;
+            daemon.wait_until("the file in the lake", |_| {
+                scrape("sluice_lake_rows_total{table=\"src\"}") >= (written * 100) as f64
+            });
+        }
+        daemon.wait_until("a compaction", |_| {
+            scrape("sluice_lake_compactions_total{table=\"src\"}") >= f64::from(round + 1)
+        });
+        // A reader between compactions, while files keep coming, sees each row once.
+        let seen = read_delta(&uri, "id", "id", &[], &[]);
+        for reader in ["deltalake", "polars"] {
+            assert_eq!(
+                seen[reader]["rows"], seen[reader]["distinct"],
+                "{reader}: {seen}"
+            );
+            assert!(
+                seen[reader]["rows"].as_i64() >= Some(written * 100),
+                "{seen}"
+            );
+        }
+    }
+    let vacuumed = scrape("sluice_lake_vacuumed_files_total{table=\"src\"}");
+    let (status, log) = daemon.terminate();
+    assert!(status.success(), "{log}");
+    let seen = assert_lake_equals_raw(&d, &uri, "id", "id", &[]);
+    assert_eq!(seen["polars"]["rows"], written * 100);
+    let in_log = seen["files"].as_u64().expect("files") as usize;
+    assert!(
+        in_log < 12,
+        "12 commits, compacted into fewer files: {in_log}"
+    );
+    assert!(vacuumed >= 4.0, "compacted-away files vacuumed: {vacuumed}");
+    assert_eq!(
+        files_on_disk(Path::new(&uri)).len(),
+        in_log,
+        "nothing left but what the log references"
+    );
+}

@@ -194,6 +194,15 @@ fn readme_states_the_defaults_the_code_uses() {
         readme_default("lake.checkpoint_interval"),
         lake.checkpoint_interval.to_string()
     );
+    assert_eq!(
+        readme_default("lake.compact_after"),
+        lake.compact_after.to_string()
+    );
+    let vacuum = humantime::parse_duration(&unquoted("lake.vacuum_retention")).expect("a duration");
+    assert_eq!(
+        vacuum, lake.vacuum_retention,
+        "README default of lake.vacuum_retention"
+    );
     let idle = humantime::parse_duration(&unquoted("sql.idle_in_transaction_timeout"))
         .expect("a duration");
     assert_eq!(

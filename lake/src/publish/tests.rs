@@ -10,6 +10,34 @@ use super::*;
 /// A database with `raw.t` holding Kafka-like rows of stream `t/0`, source `s`: batch
 /// `b` has offsets `from..to`.
 fn database(batches: &[(i64, i64, i64)]) -> Connection {
+    let conn = empty_database();
+    for &(batch, from, to) in batches {
+        add_batch(
+            &conn,
+            batch,
+            from,
+            to,
+            "CAST(TIMESTAMP '2026-11-30 10:00:00' AS TIMESTAMPTZ)",
+        );
+    }
+    conn
+}
+
+/// Batch `batch` of offsets `from..to`, committed at `at` (SQL).
+pub(super) fn add_batch(conn: &Connection, batch: i64, from: i64, to: i64, at: &str) {
+    conn.execute(
+        &format!("INSERT INTO raw.t SELECT o, 7, ?, {at}, 's', 't', 0, o FROM range(?, ?) r(o)"),
+        duckdb::params![batch, from, to],
+    )
+    .expect("rows");
+    conn.execute(
+        "INSERT INTO _sluice.batches VALUES (?, 't', ?, 0, NULL, NULL, '{}', now())",
+        duckdb::params![batch, to - from],
+    )
+    .expect("ledger");
+}
+
+pub(super) fn empty_database() -> Connection {
     let conn = Connection::open_in_memory().expect("duckdb");
     sluice_state::ensure(&conn).expect("state");
     conn.execute_batch(
@@ -19,32 +47,23 @@ fn database(batches: &[(i64, i64, i64)]) -> Connection {
            _sluice_partition INTEGER, _sluice_offset BIGINT);",
     )
     .expect("raw table");
-    for &(batch, from, to) in batches {
-        conn.execute(
-            "INSERT INTO raw.t SELECT o, 7, ?, CAST(TIMESTAMP '2026-11-30 10:00:00' AS TIMESTAMPTZ), 's', 't', 0, o \
-             FROM range(?, ?) r(o)",
-            duckdb::params![batch, from, to],
-        )
-        .expect("rows");
-        conn.execute(
-            "INSERT INTO _sluice.batches VALUES (?, 't', ?, 0, NULL, NULL, '{}', now())",
-            duckdb::params![batch, to - from],
-        )
-        .expect("ledger");
-    }
     conn
 }
 
 fn publisher(root: &Path, writer: &str) -> Publisher {
+    publisher_with(root, writer, "")
+}
+
+pub(super) fn publisher_with(root: &Path, writer: &str, extra: &str) -> Publisher {
     let config: LakeConfig = toml::from_str(&format!(
-        "format = \"delta\"\nuri = \"{}\"\n",
+        "format = \"delta\"\nuri = \"{}\"\n{extra}",
         root.display()
     ))
     .expect("config");
     Publisher::new(&config, root, Ident::new("raw").expect("ident"), writer).expect("publisher")
 }
 
-fn spec() -> TableSpec {
+pub(super) fn spec() -> TableSpec {
     TableSpec {
         table: Ident::new("t").expect("ident"),
         shared: vec![(
@@ -59,7 +78,7 @@ fn spec() -> TableSpec {
 }
 
 /// Rows in the table's current version, by the files' statistics.
-fn rows_in(p: &Publisher) -> usize {
+pub(super) fn rows_in(p: &Publisher) -> usize {
     let open = p.open.get("t").expect("open");
     let snapshot = open.delta.snapshot().expect("snapshot");
     snapshot
