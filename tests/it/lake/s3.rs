@@ -169,3 +169,33 @@ impl Drop for S3Server {
         self.stop();
     }
 }
+
+/// delta-rs commits to S3 without a lock service by writing each log entry with
+/// `If-None-Match: *`: the server must refuse a second write of the same key, or two
+/// writers could both "win" one version. This one does.
+#[test]
+fn the_s3_server_refuses_a_second_conditional_write_of_a_key() {
+    let server = S3Server::start();
+    server.create_bucket("conditional");
+    let script = format!(
+        "import boto3, botocore\n\
+         s3 = boto3.client('s3', endpoint_url='{}', region_name='{REGION}', \
+         aws_access_key_id='{ACCESS_KEY}', aws_secret_access_key='{SECRET_KEY}')\n\
+         s3.put_object(Bucket='conditional', Key='k', Body=b'first', IfNoneMatch='*')\n\
+         try:\n    s3.put_object(Bucket='conditional', Key='k', Body=b'second', IfNoneMatch='*')\n    print('overwritten')\n\
+         except botocore.exceptions.ClientError as e:\n    print(e.response['Error']['Code'])\n\
+         print(s3.get_object(Bucket='conditional', Key='k')['Body'].read().decode())\n",
+        server.endpoint()
+    );
+    let out = output(Command::new(lake_python()).arg("-c").arg(script));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["PreconditionFailed", "first"]
+    );
+}
