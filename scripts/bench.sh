@@ -13,5 +13,6 @@ ensure_build_deps
 case "${1:-}" in sql-*) ensure_python_bench ;; esac
 # The lake's benchmarks read the Delta tables back with Polars.
 case "${1:-}" in lake-*) ensure_lake_clients ;; esac
+case " $* " in *" --lake-s3 "*) ensure_lake_clients ;; esac
 build_all
 exec "$CARGO_TARGET_DIR/release/sluice-bench" "$@"

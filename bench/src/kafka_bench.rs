@@ -38,6 +38,18 @@ pub struct Args {
     /// Parquet tree off, as a user picking the lake would), each round.
     #[arg(long)]
     lake: bool,
+    /// ... and to one on an S3 server (SeaweedFS, started here), each round.
+    #[arg(long)]
+    lake_s3: bool,
+    /// The Python whose directory has SeaweedFS's `weed` (scripts/bench.sh sets it).
+    #[arg(long, env = "SLUICE_TEST_LAKE_PYTHON")]
+    lake_python: Option<PathBuf>,
+}
+
+/// Where a lake round publishes.
+enum LakeTarget {
+    Local,
+    S3(crate::lake_table::S3Server),
 }
 
 const TOPIC: &str = "bench";
@@ -72,7 +84,20 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let work = tempfile_dir(None)?;
     let (mut drain, mut ours, mut rss, mut cpu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut drain_steady, mut ours_steady) = (Vec::new(), Vec::new());
-    let (mut lake, mut lake_steady) = (Vec::new(), Vec::new());
+    let mut targets = Vec::new();
+    if args.lake {
+        targets.push(("local disk", LakeTarget::Local));
+    }
+    if args.lake_s3 {
+        let python = args
+            .lake_python
+            .as_deref()
+            .context("--lake-s3 needs --lake-python")?;
+        let server = crate::lake_table::S3Server::start(python, work.path())?;
+        server.create_bucket("bench")?;
+        targets.push(("S3 (SeaweedFS)", LakeTarget::S3(server)));
+    }
+    let mut lake: Vec<(Vec<f64>, Vec<f64>)> = targets.iter().map(|_| Default::default()).collect();
     for round in 0..args.runs {
         let (total, steady) = drain_once(&brokers, round, args.messages)?;
         drain.push(total);
@@ -108,13 +133,15 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         ours_steady.push(steady);
         rss.push(sample.max_rss_kib as f64);
         cpu.push(sample.cpu_secs);
-        if args.lake {
-            let (total, steady) = lake_round(&sluice, &brokers, work.path(), round, args)?;
-            lake.push(total);
-            lake_steady.push(steady);
+        for (i, (_, target)) in targets.iter().enumerate() {
+            // A group of its own per side and round: a group that another side's consumer
+            // left has committed offsets, and would start this side at the topic's end.
+            let group = 1000 * (i + 1) + round;
+            let (total, steady) = lake_round(&sluice, &brokers, work.path(), group, args, target)?;
+            lake[i].0.push(total);
+            lake[i].1.push(steady);
         }
     }
-    let lake_figures = (!lake.is_empty()).then(|| (median(lake), median(lake_steady)));
     let (ds, ss) = (median(drain_steady), median(ours_steady));
     let (d, s) = (median(drain), median(ours));
     let n = args.messages as f64;
@@ -147,13 +174,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         "  ratio sluice/drain, end to end (both include the mock's ~3 s group join): {:.2}x",
         d / s
     );
-    if let Some((l, ls)) = lake_figures {
+    for ((label, _), (totals, steadies)) in targets.iter().zip(lake) {
+        let (l, ls) = (median(totals), median(steadies));
         println!(
-            "  sluice run --once (DuckDB + Delta on local disk, no Parquet tree): {l:.2} s end to end, {ls:.2} s from assignment to the last Delta commit ({:.0} msg/s)",
+            "  sluice run --once (DuckDB + Delta on {label}, no Parquet tree): {l:.2} s end to end, {ls:.2} s from assignment to the last Delta commit ({:.0} msg/s)",
             n / ls
         );
         println!(
-            "  ratio lake/DuckDB + Parquet, steady state (the throughput figure): {:.2}x; end to end {:.2}x",
+            "  ratio lake ({label})/DuckDB + Parquet, steady state (the throughput figure): {:.2}x; end to end {:.2}x",
             ss / ls,
             s / l
         );
@@ -169,12 +197,34 @@ fn lake_round(
     work: &std::path::Path,
     round: usize,
     args: &Args,
+    target: &LakeTarget,
 ) -> anyhow::Result<(f64, f64)> {
     let data = work.join(format!("lake-{round}"));
     let config = work.join(format!("lake-{round}.toml"));
     let log = work.join(format!("lake-{round}.log"));
-    let mut text = config_text(brokers, &data, round + 1000, args);
-    text.push_str("[parquet]\nenabled = false\n[lake]\nformat = \"delta\"\nuri = \"lake\"\n");
+    let mut text = config_text(brokers, &data, round, args);
+    text.push_str("[parquet]\nenabled = false\n[lake]\nformat = \"delta\"\n");
+    let (table, options) = match target {
+        LakeTarget::Local => {
+            text.push_str("uri = \"lake\"\n");
+            let table = url::Url::from_directory_path(data.join("lake/orders"))
+                .map_err(|()| anyhow::anyhow!("not an absolute path"))?;
+            (table, Default::default())
+        }
+        LakeTarget::S3(server) => {
+            let prefix = format!("round-{round}");
+            text.push_str(&format!(
+                "uri = \"s3://bench/{prefix}\"\n[lake.storage_options]\n"
+            ));
+            for (k, v) in server.options() {
+                text.push_str(&format!("{k} = {v:?}\n"));
+            }
+            (
+                url::Url::parse(&format!("s3://bench/{prefix}/orders/"))?,
+                server.options(),
+            )
+        }
+    };
     std::fs::write(&config, text)?;
     let sample = run_measured(
         Command::new(sluice)
@@ -183,8 +233,7 @@ fn lake_round(
             .env("SLUICE_LOG", "info")
             .stderr(std::fs::File::create(&log)?),
     )?;
-    let (rows, last_commit_ms) =
-        crate::lake_table::rows_and_last_commit(&data.join("lake/orders"))?;
+    let (rows, last_commit_ms) = crate::lake_table::rows_and_last_commit(&table, &options)?;
     if rows != args.messages {
         bail!(
             "the Delta table holds {rows} rows of {} messages",
@@ -195,7 +244,11 @@ fn lake_round(
     let steady = (last_commit_ms * 1000 - assigned) as f64 / 1e6;
     let _ = std::fs::remove_dir_all(&data);
     eprintln!(
-        "round {round}: sluice with the lake {:.2}s ({steady:.2}s from assignment to the last Delta commit), {:.2} CPU-s, peak RSS {} MiB",
+        "round {round}: sluice with the lake ({}) {:.2}s ({steady:.2}s from assignment to the last Delta commit), {:.2} CPU-s, peak RSS {} MiB",
+        match target {
+            LakeTarget::Local => "local",
+            LakeTarget::S3(_) => "S3",
+        },
         sample.secs,
         sample.cpu_secs,
         sample.max_rss_kib / 1024

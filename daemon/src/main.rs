@@ -167,8 +167,24 @@ fn check(path: &std::path::Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// delta-rs and its kernel log every snapshot load and commit at INFO (several lines a
+/// second): at WARN unless `SLUICE_LOG` names them.
+const QUIET: &[&str] = &[
+    "buoyant_kernel",
+    "buoyant_kernel_engine",
+    "deltalake_core",
+    "deltalake_aws",
+];
+
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let spec = std::env::var("SLUICE_LOG").unwrap_or_else(|_| "info".into());
+    let mut directives = spec.clone();
+    for target in QUIET {
+        if !spec.contains(target) {
+            directives.push_str(&format!(",{target}=warn"));
+        }
+    }
+    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
     // Colour only on a terminal: journald, files and log shippers get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -143,10 +143,20 @@ pub fn run(config: Config, once: bool, signals: signals::Blocked) -> anyhow::Res
                 if let Err(e) = sluice_core::priority::yield_to_committer() {
                     debug!(source = %name, error = %e, "could not lower the source thread's priority");
                 }
-                if let Err(e) = source.running.run(ctx) {
+                // A panic is a failure like any other: without this the thread would end
+                // quietly and the daemon would run (or `--once` succeed) without the source.
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    source.running.run(ctx)
+                }));
+                let failed: Option<anyhow::Error> = match ran {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e.into()),
+                    Err(panic) => Some(anyhow::anyhow!("the source panicked: {}", panic_text(&panic))),
+                };
+                if let Some(e) = failed {
                     error!(source = %name, error = %e, "source failed; stopping");
                     status.set_problem(Some(e.to_string()));
-                    failure.lock().map(|mut f| *f = Some(e.into())).ok();
+                    failure.lock().map(|mut f| *f = Some(e)).ok();
                     stop.cancel();
                 }
             })
@@ -188,6 +198,15 @@ pub fn run(config: Config, once: bool, signals: signals::Blocked) -> anyhow::Res
     }
     info!("stopped");
     Ok(())
+}
+
+/// A panic's message, if it has one.
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "no message".into())
 }
 
 /// The models of `config`, ready to run on the committer thread. Model files with

@@ -52,7 +52,10 @@ impl LakeLedger {
         *v = (*v).max(version);
     }
 
-    /// The versions the log has now; empty while the table does not exist.
+    /// The versions the log has now; empty while the table does not exist. Bounded by
+    /// [`READ_TIMEOUT`]: it runs inside a Kafka rebalance, which a slow or unreachable
+    /// store must not stall (the caller then starts from DuckDB's and the broker's
+    /// offsets, which costs a re-read, never a row).
     fn read_log(&self, streams: &[String]) -> Result<HashMap<String, i64>, DeltaTableError> {
         let mut reader = lock(&self.reader);
         if reader.is_none() {
@@ -68,23 +71,38 @@ impl LakeLedger {
         let Some((runtime, table)) = reader.as_mut() else {
             return Ok(HashMap::new());
         };
-        match runtime.block_on(table.update_state()) {
-            Ok(()) => {}
-            Err(DeltaTableError::NotATable(_)) => return Ok(HashMap::new()),
-            Err(e) => return Err(e),
-        }
-        let snapshot = table.snapshot()?;
-        let log_store = table.log_store();
-        let mut held = HashMap::new();
-        for id in streams {
-            if let Some(v) =
-                runtime.block_on(snapshot.transaction_version(log_store.as_ref(), id))?
-            {
-                held.insert(id.clone(), v);
-            }
-        }
-        Ok(held)
+        runtime
+            // The timer is made inside the runtime (it needs its time driver).
+            .block_on(async {
+                tokio::time::timeout(READ_TIMEOUT, read_versions(table, streams)).await
+            })
+            .map_err(|_| {
+                DeltaTableError::Generic(format!("no answer from the store in {READ_TIMEOUT:?}"))
+            })?
     }
+}
+
+/// Longest a read of the log may take.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn read_versions(
+    table: &mut DeltaTable,
+    streams: &[String],
+) -> Result<HashMap<String, i64>, DeltaTableError> {
+    match table.update_state().await {
+        Ok(()) => {}
+        Err(DeltaTableError::NotATable(_)) => return Ok(HashMap::new()),
+        Err(e) => return Err(e),
+    }
+    let snapshot = table.snapshot()?;
+    let log_store = table.log_store();
+    let mut held = HashMap::new();
+    for id in streams {
+        if let Some(v) = snapshot.transaction_version(log_store.as_ref(), id).await? {
+            held.insert(id.clone(), v);
+        }
+    }
+    Ok(held)
 }
 
 impl SharedLedger for LakeLedger {

@@ -335,3 +335,60 @@ fn small_files_are_compacted_and_vacuumed_while_ingestion_goes_on_and_readers_se
         "nothing left but what the log references"
     );
 }
+
+#[test]
+fn kafka_messages_reach_an_s3_lake_once_and_the_assignment_reads_its_offsets_promptly() {
+    let server = S3Server::start();
+    server.create_bucket("kafka");
+    let kafka = Kafka::new("orders", 4);
+    for id in 0..2_000 {
+        kafka.send((id % 4) as i32, &id.to_string(), &order(id));
+    }
+    kafka.flush();
+    let top = format!("[batch]\nmax_rows = 700\n{}", server.lake_config("kafka"));
+    let d = kafka.deployment_with("", KAFKA_SCHEMA, &top, "");
+    let env = server.sluice_env();
+    let first = d.run_once_with(&env);
+    let log = String::from_utf8_lossy(&first.stderr).to_string();
+    assert!(first.status.success(), "{log}");
+    let uri = "s3://kafka/lake/src";
+    let apps: Vec<String> = (0..4).map(|p| format!("kafka:it/orders/{p}")).collect();
+    let seen = read_delta(
+        uri,
+        "_sluice_partition,_sluice_offset",
+        "id",
+        &apps,
+        &server.env(),
+    );
+    assert_eq!(seen["polars"]["distinct"], 2_000, "{seen}");
+    for app in &apps {
+        assert_eq!(seen["txn"][app], 500, "{app}: {seen}");
+    }
+    // More messages, a second run: its assignment reads the partitions' offsets from
+    // the lake's log (the table exists now) and must not stall the group.
+    for id in 2_000..3_000 {
+        kafka.send((id % 4) as i32, &id.to_string(), &order(id));
+    }
+    kafka.flush();
+    let started = std::time::Instant::now();
+    let second = d.run_once_with(&env);
+    let log = String::from_utf8_lossy(&second.stderr).to_string();
+    assert!(second.status.success(), "{log}");
+    assert!(
+        !log.contains("cannot read the lake's partition offsets"),
+        "the lake's offsets were read: {log}"
+    );
+    assert!(
+        started.elapsed().as_secs() < 60,
+        "took {:?}: {log}",
+        started.elapsed()
+    );
+    let seen = assert_lake_equals_raw(
+        &d,
+        uri,
+        "_sluice_partition,_sluice_offset",
+        "id",
+        &server.env(),
+    );
+    assert_eq!(seen["polars"]["rows"], 3_000);
+}
