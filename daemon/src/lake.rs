@@ -13,7 +13,6 @@ use std::{
         atomic::{AtomicBool, Ordering},
         Arc,
     },
-    thread::JoinHandle,
     time::{Duration, Instant},
 };
 
@@ -31,6 +30,8 @@ use crate::{
     telemetry::{self, Upkeep},
 };
 
+/// How long past its deadline a finishing lake thread is waited for.
+const FINISH_GRACE: Duration = Duration::from_secs(5);
 /// Longest wait for a commit before looking again (another writer's progress, a retry).
 const IDLE: Duration = Duration::from_secs(1);
 /// How often vacuum and retention run on each table (compaction runs whenever the lake
@@ -42,7 +43,9 @@ const RETRY: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_s
 /// The running lake thread.
 #[derive(Debug)]
 pub struct LakeThread {
-    handle: JoinHandle<Result<(), String>>,
+    /// The thread's outcome when it ends (it is not joined: a store call that hangs must
+    /// not hold up a stop).
+    done: std::sync::mpsc::Receiver<Result<(), String>>,
     finish_by: Arc<std::sync::Mutex<Option<Instant>>>,
     finishing: Arc<AtomicBool>,
     health: Arc<Health>,
@@ -92,12 +95,17 @@ pub fn start(
         finishing: finishing.clone(),
         finish_by: finish_by.clone(),
     };
-    let handle = std::thread::Builder::new()
+    let (report, done) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
         .name("lake".into())
-        .spawn(move || follower.run())
+        .spawn(move || {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| follower.run()))
+                .unwrap_or_else(|_| Err("the lake thread panicked".into()));
+            let _ = report.send(outcome);
+        })
         .context("starting the lake thread")?;
     Ok(Some(LakeThread {
-        handle,
+        done,
         finish_by,
         finishing,
         health: health.clone(),
@@ -109,18 +117,23 @@ impl LakeThread {
     /// After ingestion ended: publishes what is left, for at most `within`, and stops.
     /// An error says the lake is behind (what it lacks is in DuckDB; the next start
     /// publishes it).
+    /// A store that hangs (accepts connections, never answers) can keep a call inside
+    /// delta-rs for minutes (its client's timeouts and retries); past `within` plus
+    /// [`FINISH_GRACE`] the stop goes on without the thread.
     pub fn finish(self, within: Duration) -> anyhow::Result<()> {
         if let Ok(mut by) = self.finish_by.lock() {
             *by = Some(Instant::now() + within);
         }
         self.finishing.store(true, Ordering::SeqCst);
         self.health.commits.notify();
-        match self.handle.join() {
+        match self.done.recv_timeout(within + FINISH_GRACE) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => anyhow::bail!(
                 "the lake is behind DuckDB ({e}); the next start publishes what it lacks"
             ),
-            Err(_) => anyhow::bail!("the lake thread panicked"),
+            Err(_) => anyhow::bail!(
+                "the lake is behind DuckDB (a call to the store did not return in time); the next start publishes what it lacks"
+            ),
         }
     }
 }

@@ -392,3 +392,46 @@ fn kafka_messages_reach_an_s3_lake_once_and_the_assignment_reads_its_offsets_pro
     );
     assert_eq!(seen["polars"]["rows"], 3_000);
 }
+
+#[test]
+fn a_store_that_hangs_holds_up_neither_ingestion_nor_a_stop_and_the_lake_catches_up_after() {
+    let server = S3Server::start();
+    server.create_bucket("hung");
+    let top = format!(
+        "[batch]\nmax_age = \"100ms\"\n{}",
+        server.lake_config("hung")
+    );
+    let d = Deployment::new(SCHEMA, &top);
+    let env = server.sluice_env();
+    let mut daemon = d.start_with("info", &env);
+    let base = daemon.http_addr();
+    let scrape = |what: &str| metric(&http_get(&format!("{base}/metrics")).1, what).unwrap_or(-1.0);
+    d.write("a.csv", &crate::support::csv_rows(0, 1_000));
+    daemon.wait_until("the first file in the lake", |_| {
+        scrape("sluice_lake_rows_total{table=\"src\"}") >= 1_000.0
+    });
+    // Connections open, no answers: the lake's calls hang inside delta-rs.
+    server.freeze();
+    d.write("b.csv", &crate::support::csv_rows(10_000, 1_000));
+    daemon.wait_until("the second file in DuckDB while the store hangs", |_| {
+        scrape("sluice_rows_ingested_total{source=\"src\"}") >= 2_000.0
+    });
+    assert!(
+        scrape("sluice_lake_rows_total{table=\"src\"}") < 2_000.0,
+        "the store answered"
+    );
+    let stopping = std::time::Instant::now();
+    let (status, log) = daemon.terminate();
+    let took = stopping.elapsed();
+    assert!(status.success(), "{log}");
+    assert!(
+        took.as_secs() < 45,
+        "the stop waited {took:?} for a hung store: {log}"
+    );
+    assert!(log.contains("stopping with the lake behind"), "{log}");
+    server.thaw();
+    // The next start publishes what the lake lacks, each row once.
+    d.run_once_with(&env);
+    let seen = assert_lake_equals_raw(&d, "s3://hung/lake/src", "id", "id", &server.env());
+    assert_eq!(seen["deltalake"]["rows"], 2_000);
+}

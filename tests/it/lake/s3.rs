@@ -112,6 +112,22 @@ impl S3Server {
         }
     }
 
+    /// SIGSTOP: the server keeps its connections and answers nothing (a store that
+    /// hangs), until [`S3Server::thaw`].
+    pub fn freeze(&self) {
+        self.signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    pub fn thaw(&self) {
+        self.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let child = self.child.as_ref().expect("running");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, signal).expect("signal weed");
+    }
+
     fn data(&self) -> PathBuf {
         self.dir.path().join("data")
     }
