@@ -9,10 +9,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -46,8 +43,8 @@ pub struct LakeThread {
     /// The thread's outcome when it ends (it is not joined: a store call that hangs must
     /// not hold up a stop).
     done: std::sync::mpsc::Receiver<Result<(), String>>,
-    finish_by: Arc<std::sync::Mutex<Option<Instant>>>,
-    finishing: Arc<AtomicBool>,
+    /// Set when ingestion ended: publish what is left until then, and stop.
+    finish_by: Arc<Mutex<Option<Instant>>>,
     health: Arc<Health>,
     /// By raw table, for the sources whose streams other instances share.
     pub ledgers: HashMap<String, Arc<dyn SharedLedger>>,
@@ -84,15 +81,13 @@ pub fn start(
         }
     }
     info!(uri = %lake.uri, writer = %writer, tables = specs.len(), "publishing raw tables to the lake");
-    let finishing = Arc::new(AtomicBool::new(false));
-    let finish_by = Arc::new(std::sync::Mutex::new(None));
+    let finish_by = Arc::new(Mutex::new(None));
     let mut follower = Follower {
         publisher,
         conn,
         specs,
         last_upkeep: HashMap::new(),
         health: health.clone(),
-        finishing: finishing.clone(),
         finish_by: finish_by.clone(),
     };
     let (report, done) = std::sync::mpsc::channel();
@@ -107,7 +102,6 @@ pub fn start(
     Ok(Some(LakeThread {
         done,
         finish_by,
-        finishing,
         health: health.clone(),
         ledgers,
     }))
@@ -124,7 +118,6 @@ impl LakeThread {
         if let Ok(mut by) = self.finish_by.lock() {
             *by = Some(Instant::now() + within);
         }
-        self.finishing.store(true, Ordering::SeqCst);
         self.health.commits.notify();
         match self.done.recv_timeout(within + FINISH_GRACE) {
             Ok(Ok(())) => Ok(()),
@@ -164,8 +157,7 @@ struct Follower {
     /// When each table was last vacuumed and expired.
     last_upkeep: HashMap<String, Instant>,
     health: Arc<Health>,
-    finishing: Arc<AtomicBool>,
-    finish_by: Arc<std::sync::Mutex<Option<Instant>>>,
+    finish_by: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Follower {
@@ -194,13 +186,8 @@ impl Follower {
                     false
                 }
             };
-            if self.finishing.load(Ordering::SeqCst) {
-                let due = self
-                    .finish_by
-                    .lock()
-                    .ok()
-                    .and_then(|b| *b)
-                    .is_none_or(|by| Instant::now() >= by);
+            if let Some(by) = self.finish_by() {
+                let due = Instant::now() >= by;
                 if caught_up {
                     return Ok(());
                 }
@@ -208,7 +195,7 @@ impl Follower {
                     return Err(passed.err().unwrap_or_else(|| "out of time".into()));
                 }
             }
-            if caught_up && !self.finishing.load(Ordering::SeqCst) && self.upkeep() {
+            if caught_up && self.finish_by().is_none() && self.upkeep() {
                 continue;
             }
             match delay {
@@ -337,10 +324,15 @@ impl Follower {
         }
     }
 
+    /// When the thread must be done by, once ingestion has ended.
+    fn finish_by(&self) -> Option<Instant> {
+        self.finish_by.lock().ok().and_then(|b| *b)
+    }
+
     /// Waits `d` before retrying, ending early when asked to finish.
     fn pause(&self, d: Duration) {
         let until = Instant::now() + d;
-        while Instant::now() < until && !self.finishing.load(Ordering::SeqCst) {
+        while Instant::now() < until && self.finish_by().is_none() {
             let left = until.saturating_duration_since(Instant::now());
             // Not a synchronisation: a retry's backoff, sliced to notice a stop.
             std::thread::sleep(left.min(Duration::from_millis(100)));

@@ -8,7 +8,7 @@ use std::{
     sync::{Mutex, MutexGuard, PoisonError},
 };
 
-use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use deltalake::{DeltaTable, DeltaTableError};
 use sluice_core::{SharedLedger, SharedLedgerError};
 use tokio::runtime::Runtime;
 
@@ -63,9 +63,7 @@ impl LakeLedger {
                 .enable_all()
                 .build()
                 .map_err(|e| DeltaTableError::Generic(e.to_string()))?;
-            let table = DeltaTableBuilder::from_url(self.store.table_url(&self.table))?
-                .with_storage_options(self.store.options.clone())
-                .build()?;
+            let table = self.store.table(&self.table)?;
             *reader = Some((runtime, table));
         }
         let Some((runtime, table)) = reader.as_mut() else {

@@ -371,38 +371,22 @@ impl Publisher {
         if let Some(hook) = before_commit.as_mut() {
             hook();
         }
-        let snapshot = open.delta.snapshot().map_err(LakeError::delta(name))?;
-        let finalized = runtime
-            .block_on(
-                // From the default properties: with the post-commit hook that writes a
-                // checkpoint every `delta.checkpointInterval` versions.
-                CommitBuilder::from(CommitProperties::default())
-                    .with_actions(
-                        adds.into_iter()
-                            .map(Action::Add)
-                            .chain(txns.into_iter().map(Action::Txn))
-                            .collect(),
-                    )
-                    .build(
-                        Some(snapshot),
-                        open.delta.log_store(),
-                        DeltaOperation::Write {
-                            mode: SaveMode::Append,
-                            partition_by: Some(vec![PARTITION.to_string()]),
-                            predicate: None,
-                        },
-                    )
-                    .into_future(),
-            )
-            .map_err(LakeError::delta(name))?;
-        let version = finalized.version();
+        let actions = adds
+            .into_iter()
+            .map(Action::Add)
+            .chain(txns.into_iter().map(Action::Txn))
+            .collect();
+        let operation = DeltaOperation::Write {
+            mode: SaveMode::Append,
+            partition_by: Some(vec![PARTITION.to_string()]),
+            predicate: None,
+        };
+        let version = commit(runtime, open, name, actions, operation)?;
         sluice_core::fault::point("lake.after_commit");
         for (id, v) in &open.streams {
             ledger.learn(id, *v);
         }
-        open.delta.state = Some(finalized.snapshot());
         open.watermark = hi;
-        open.known_version = version;
         Ok(Some(Published {
             table: name.to_string(),
             version,
@@ -414,6 +398,32 @@ impl Publisher {
             took: Duration::ZERO,
         }))
     }
+}
+
+/// Commits `actions` on the table's current version; the new version, which the table
+/// then stands at (publishing and upkeep commit through here).
+fn commit(
+    runtime: &Runtime,
+    open: &mut Open,
+    table: &str,
+    actions: Vec<Action>,
+    operation: DeltaOperation,
+) -> Result<u64, LakeError> {
+    let snapshot = open.delta.snapshot().map_err(LakeError::delta(table))?;
+    let finalized = runtime
+        .block_on(
+            // From the default properties: with the post-commit hook that writes a
+            // checkpoint every `delta.checkpointInterval` versions.
+            CommitBuilder::from(CommitProperties::default())
+                .with_actions(actions)
+                .build(Some(snapshot), open.delta.log_store(), operation)
+                .into_future(),
+        )
+        .map_err(LakeError::delta(table))?;
+    let version = finalized.version();
+    open.delta.state = Some(finalized.snapshot());
+    open.known_version = version;
+    Ok(version)
 }
 
 /// Whether the raw table has a shared source's stream and position columns.

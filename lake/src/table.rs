@@ -31,6 +31,13 @@ impl Store {
         root.join(&format!("{table}/")).unwrap_or(root)
     }
 
+    /// `table`'s Delta table, not loaded yet.
+    pub fn table(&self, table: &str) -> Result<DeltaTable, DeltaTableError> {
+        DeltaTableBuilder::from_url(self.table_url(table))?
+            .with_storage_options(self.options.clone())
+            .build()
+    }
+
     /// `table`'s Delta table, loaded at its latest version; created with `schema` if there
     /// is none. Another writer creating it at the same moment is not an error: the loser
     /// loads the winner's table (and the caller checks its columns).
@@ -47,9 +54,7 @@ impl Store {
                 detail: format!("creating {}: {e}", dir.display()),
             })?;
         }
-        let mut delta = DeltaTableBuilder::from_url(url.clone())
-            .and_then(|b| b.with_storage_options(self.options.clone()).build())
-            .map_err(LakeError::delta(table))?;
+        let mut delta = self.table(table).map_err(LakeError::delta(table))?;
         match delta.load().await {
             Ok(()) => return Ok(delta),
             Err(DeltaTableError::NotATable(_)) => {}

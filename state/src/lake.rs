@@ -63,13 +63,10 @@ pub fn batches_after(
 
 /// How many batches of `table` came after `after`.
 pub fn count_after(conn: &Connection, table: &str, after: i64) -> Result<u64> {
-    conn.query_row(
-        "SELECT count(*) FROM _sluice.batches WHERE table_name = ? AND batch_id > ?",
-        params![table, after],
-        |r| r.get::<_, i64>(0),
-    )
-    .map(|n| n.max(0) as u64)
-    .ctx(|| format!("counting batches of {table} after {after}"))
+    let table = table.to_string();
+    crate::ledger::over_batches::<i64>(conn, "count(*)", "batch_id > ?", [&table], after)
+        .map(|n| n.unwrap_or(0).max(0) as u64)
+        .ctx(|| format!("counting batches of {table} after {after}"))
 }
 
 #[cfg(test)]

@@ -78,7 +78,7 @@ pub fn newest_consumed<'a>(
 
 /// `SELECT <select> FROM _sluice.batches WHERE <batch_filter> AND table_name IN (tables)`,
 /// the filter bound to `watermark`; `None` without tables.
-fn over_batches<'a, T: duckdb::types::FromSql>(
+pub(crate) fn over_batches<'a, T: duckdb::types::FromSql>(
     conn: &Connection,
     select: &str,
     batch_filter: &str,

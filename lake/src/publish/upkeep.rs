@@ -190,7 +190,7 @@ impl Publisher {
         }
     }
 
-    /// Commits `actions` to `table` on its current version (no retry: the caller decides).
+    /// Commits `actions` to open `table` (no retry: the caller decides).
     fn commit(
         &mut self,
         table: &str,
@@ -203,20 +203,7 @@ impl Publisher {
                 detail: "not open".into(),
             });
         };
-        let snapshot = open.delta.snapshot().map_err(LakeError::delta(table))?;
-        let finalized = self
-            .runtime
-            .block_on(
-                CommitBuilder::from(CommitProperties::default())
-                    .with_actions(actions)
-                    .build(Some(snapshot), open.delta.log_store(), operation)
-                    .into_future(),
-            )
-            .map_err(LakeError::delta(table))?;
-        let version = finalized.version();
-        open.delta.state = Some(finalized.snapshot());
-        open.known_version = version;
-        Ok(version)
+        super::commit(&self.runtime, open, table, actions, operation)
     }
 }
 
