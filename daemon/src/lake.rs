@@ -211,7 +211,9 @@ impl Follower {
         let mut progress = false;
         for spec in &self.specs {
             let table = spec.table.as_str();
-            match self.publisher.publish_next(&self.conn, spec) {
+            let published = self.publisher.publish_next(&self.conn, spec);
+            telemetry::lake_conflicts(table, self.publisher.take_conflicts(table));
+            match published {
                 Ok(Some(p)) => {
                     debug!(
                         table,

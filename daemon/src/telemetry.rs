@@ -117,9 +117,13 @@ pub fn lake_published(p: &sluice_lake::Published) {
     let table = p.table.clone();
     counter!("sluice_lake_commits_total", "table" => table.clone()).increment(1);
     counter!("sluice_lake_rows_total", "table" => table.clone()).increment(p.rows);
-    counter!("sluice_lake_conflicts_total", "table" => table.clone()).increment(p.conflicts.into());
     histogram!("sluice_lake_commit_duration_seconds", "table" => table)
         .record(p.took.as_secs_f64());
+}
+
+/// Commits of `table` lost to a conflict and redone.
+pub fn lake_conflicts(table: &str, conflicts: u64) {
+    counter!("sluice_lake_conflicts_total", "table" => table.to_string()).increment(conflicts);
 }
 
 /// What the lake's upkeep did.

@@ -72,8 +72,6 @@ pub struct Published {
     pub through_batch: i64,
     pub rows: u64,
     pub files: usize,
-    /// Attempts that lost to another writer first.
-    pub conflicts: u32,
     pub took: Duration,
 }
 
@@ -116,6 +114,12 @@ pub struct Publisher {
     target_file_size: u64,
     open: HashMap<String, Open>,
     ledgers: HashMap<String, Arc<LakeLedger>>,
+    /// Per table, commits lost to another writer (or to this one, when the store lost
+    /// the answer to a commit that landed) since [`Publisher::take_conflicts`].
+    conflicts: HashMap<String, u64>,
+    /// Per table closed after an error, the last batch it was known to hold (only this
+    /// publisher advances it), so `behind` stays true until the table is open again.
+    closed_at: HashMap<String, i64>,
     upkeep: UpkeepSettings,
     /// Tests: runs between writing a commit's files and committing (another writer's
     /// commit lands there to force a conflict).
@@ -160,6 +164,8 @@ impl Publisher {
             target_file_size: config.target_file_size.as_u64(),
             open: HashMap::new(),
             ledgers: HashMap::new(),
+            conflicts: HashMap::new(),
+            closed_at: HashMap::new(),
             upkeep: UpkeepSettings {
                 compact_after: config.compact_after,
                 vacuum_retention: config.vacuum_retention,
@@ -190,10 +196,25 @@ impl Publisher {
         })
     }
 
+    /// Commits of `table` lost to a conflict since the last call (whether the redo
+    /// committed, found nothing left to publish, or failed).
+    pub fn take_conflicts(&mut self, table: &str) -> u64 {
+        self.conflicts.remove(table).unwrap_or_default()
+    }
+
+    /// Forgets `table`'s open state: it is read again from the store next time.
+    fn close(&mut self, table: &str) {
+        if let Some(open) = self.open.remove(table) {
+            self.closed_at.insert(table.to_string(), open.watermark);
+        }
+    }
+
     /// Batches of `table` in DuckDB that the lake does not hold (all of them until the
-    /// table is open).
+    /// table was first open).
     pub fn behind(&self, conn: &Connection, table: &str) -> Result<u64, LakeError> {
-        let watermark = self.open.get(table).map_or(0, |o| o.watermark);
+        let watermark = (self.open.get(table).map(|o| o.watermark))
+            .or_else(|| self.closed_at.get(table).copied())
+            .unwrap_or(0);
         Ok(state::count_after(conn, table, watermark)?)
     }
 
@@ -214,7 +235,7 @@ impl Publisher {
         }
         let result = self.try_publish(conn, spec);
         if result.is_err() {
-            self.open.remove(&name);
+            self.close(&name);
         }
         result
     }
@@ -232,7 +253,6 @@ impl Publisher {
             }
             match self.commit_next(conn, spec) {
                 Ok(Some(mut p)) => {
-                    p.conflicts = conflicts;
                     p.took = started.elapsed();
                     return Ok(Some(p));
                 }
@@ -241,7 +261,8 @@ impl Publisher {
                     tracing::info!(table = %spec.table, error = %e,
                         "another writer committed to the Delta table first; trying again on its new version");
                     conflicts += 1;
-                    self.open.remove(spec.table.as_str());
+                    *self.conflicts.entry(spec.table.to_string()).or_default() += 1;
+                    self.close(spec.table.as_str());
                 }
                 Err(e) => return Err(e),
             }
@@ -394,7 +415,6 @@ impl Publisher {
             through_batch: hi,
             rows,
             files,
-            conflicts: 0,
             took: Duration::ZERO,
         }))
     }

@@ -55,10 +55,15 @@ impl Store {
             })?;
         }
         let mut delta = self.table(table).map_err(LakeError::delta(table))?;
-        match delta.load().await {
-            Ok(()) => return Ok(delta),
-            Err(DeltaTableError::NotATable(_)) => {}
-            Err(e) => return Err(LakeError::delta(table)(e)),
+        // Listing the log first: loading a table that is not there logs an ERROR.
+        let exists =
+            (delta.verify_deltatable_existence().await).map_err(LakeError::delta(table))?;
+        if exists {
+            match delta.load().await {
+                Ok(()) => return Ok(delta),
+                Err(DeltaTableError::NotATable(_)) => {}
+                Err(e) => return Err(LakeError::delta(table)(e)),
+            }
         }
         let kernel: deltalake::kernel::StructType =
             schema.try_into_kernel().map_err(|e| LakeError::Table {

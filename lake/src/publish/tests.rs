@@ -153,7 +153,12 @@ fn two_writers_racing_for_a_stream_conflict_and_the_loser_publishes_only_what_is
         .expect("loser")
         .expect("a commit");
     assert!(*raced.borrow());
-    assert_eq!(lost.conflicts, 1, "the loser's first attempt conflicted");
+    assert_eq!(
+        loser.take_conflicts("t"),
+        1,
+        "the loser's first attempt conflicted"
+    );
+    assert_eq!(loser.take_conflicts("t"), 0, "taken");
     assert_eq!(lost.rows, 50, "only the offsets the winner did not publish");
     assert_eq!(rows_in(&loser), 150, "every offset once");
     assert_eq!(loser.ledger("t").known("kafka:g/t/0"), Some(150));

@@ -61,11 +61,11 @@ impl Publisher {
         match result {
             Err(e) if e.is_conflict() => {
                 tracing::info!(table, error = %e, "another writer changed the partition first; compacting later");
-                self.open.remove(table);
+                self.close(table);
                 Ok(None)
             }
             Err(e) => {
-                self.open.remove(table);
+                self.close(table);
                 Err(e)
             }
             ok => ok,
@@ -153,7 +153,7 @@ impl Publisher {
         };
         let result = self.commit(table, removes, operation);
         if result.is_err() {
-            self.open.remove(table);
+            self.close(table);
         }
         result.map(|_| n)
     }
@@ -184,7 +184,7 @@ impl Publisher {
                 Ok(metrics.files_deleted.len())
             }
             Err(e) => {
-                self.open.remove(table);
+                self.close(table);
                 Err(LakeError::delta(table)(e))
             }
         }
