@@ -7,6 +7,7 @@
 //! (`sluice:<writer id>`) and each Kafka partition (`kafka:<group>/<topic>/<partition>`).
 
 mod group;
+mod partial;
 mod s3;
 
 use std::{collections::BTreeSet, path::Path, process::Command};

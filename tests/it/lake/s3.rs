@@ -164,13 +164,18 @@ impl S3Server {
     }
 
     /// `[lake]` for `s3://<bucket>/lake` on this server; credentials through `${VAR}`.
+    /// It ends inside `[lake.storage_options]`, so more options may follow.
     pub fn lake_config(&self, bucket: &str) -> String {
+        self.lake_config_at(bucket, &self.endpoint())
+    }
+
+    /// [`S3Server::lake_config`], reaching this server at `endpoint` (a proxy).
+    pub fn lake_config_at(&self, bucket: &str, endpoint: &str) -> String {
         format!(
             "[lake]\nformat = \"delta\"\nuri = \"s3://{bucket}/lake\"\n\
-             [lake.storage_options]\naws_endpoint_url = \"{}\"\naws_allow_http = \"true\"\n\
+             [lake.storage_options]\naws_endpoint_url = \"{endpoint}\"\naws_allow_http = \"true\"\n\
              aws_region = \"{REGION}\"\naws_access_key_id = \"${{LAKE_KEY_ID}}\"\n\
-             aws_secret_access_key = \"${{LAKE_SECRET}}\"\n",
-            self.endpoint()
+             aws_secret_access_key = \"${{LAKE_SECRET}}\"\n"
         )
     }
 
