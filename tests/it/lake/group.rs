@@ -1,14 +1,14 @@
 //! Several instances of one Kafka consumer group publishing one Delta table: members
 //! SIGKILLed mid-stream, restarted, a third joining. The Delta table must hold every
 //! message exactly once by (partition, offset), and each instance's DuckDB no message
-//! twice.
+//! twice. On a shared local directory and on the S3 server.
 
 use crate::{
     kafka::{order, rows_ingested, Kafka, SCHEMA},
     support::{query_i64, Deployment},
 };
 
-use super::read_delta;
+use super::{read_delta, S3Server};
 
 const PARTITIONS: i32 = 6;
 const TOTAL: i64 = 120_000;
@@ -27,16 +27,59 @@ fn no_message_twice(d: &Deployment) -> i64 {
     )
 }
 
-/// Whether the lake holds every partition to its end (per the `txn` versions in its log).
-fn lake_complete(uri: &str) -> bool {
-    let apps = apps();
-    let seen = read_delta(uri, "_sluice_partition,_sluice_offset", "id", &apps, &[]);
-    apps.iter()
-        .all(|a| seen["txn"][a].as_i64() == Some(TOTAL / i64::from(PARTITIONS)))
+/// Where the instances' shared Delta table lives.
+struct Shared {
+    /// `[lake]` for each instance.
+    config: String,
+    /// The table, as the readers name it, and what they (and sluice) need to reach it.
+    uri: String,
+    reader_env: Vec<(&'static str, String)>,
+    sluice_env: Vec<(&'static str, &'static str)>,
+}
+
+impl Shared {
+    fn read(&self) -> serde_json::Value {
+        let keys = "_sluice_partition,_sluice_offset";
+        read_delta(&self.uri, keys, "id", &apps(), &self.reader_env)
+    }
+
+    /// Whether the lake holds every partition to its end (per the `txn` versions in its
+    /// log).
+    fn complete(&self) -> bool {
+        let seen = self.read();
+        apps()
+            .iter()
+            .all(|a| seen["txn"][a].as_i64() == Some(TOTAL / i64::from(PARTITIONS)))
+    }
 }
 
 #[test]
 fn instances_of_one_group_killed_restarted_and_joining_publish_each_message_once() {
+    let lake = tempfile::tempdir().expect("lake dir");
+    chaos(&Shared {
+        config: format!(
+            "[lake]\nformat = \"delta\"\nuri = \"{}\"\n",
+            lake.path().display()
+        ),
+        uri: lake.path().join("src").display().to_string(),
+        reader_env: vec![],
+        sluice_env: vec![],
+    });
+}
+
+#[test]
+fn instances_of_one_group_on_an_s3_lake_killed_restarted_and_joining_publish_each_message_once() {
+    let server = S3Server::start();
+    server.create_bucket("chaos");
+    chaos(&Shared {
+        config: server.lake_config("chaos"),
+        uri: "s3://chaos/lake/src".into(),
+        reader_env: server.env(),
+        sluice_env: server.sluice_env(),
+    });
+}
+
+fn chaos(lake: &Shared) {
     let k = Kafka::new("chaos", PARTITIONS);
     let produce = |from: i64, n: i64| {
         for i in from..from + n {
@@ -48,20 +91,19 @@ fn instances_of_one_group_killed_restarted_and_joining_publish_each_message_once
         }
         k.flush();
     };
-    let lake = tempfile::tempdir().expect("lake dir");
-    let uri = lake.path().join("src").display().to_string();
     let top = format!(
-        "[batch]\nmax_rows = 2000\nmax_age = \"200ms\"\n[lake]\nformat = \"delta\"\nuri = \"{}\"\n",
-        lake.path().display()
+        "[batch]\nmax_rows = 2000\nmax_age = \"200ms\"\n{}",
+        lake.config
     );
     let [a, b, c] = [0; 3].map(|_| k.deployment_with("", SCHEMA, &top, ""));
+    let start = |d: &Deployment| d.start_with("info", &lake.sluice_env);
     produce(0, 20_000);
-    let mut first = a.start();
+    let mut first = start(&a);
     let base_a = first.http_addr();
     first.wait_until("the first instance ingests", |_| {
         rows_ingested(&base_a) > 0.0
     });
-    let mut second = b.start();
+    let mut second = start(&b);
     let base_b = second.http_addr();
     produce(20_000, 40_000);
     second.wait_until("the second instance ingests", |_| {
@@ -73,24 +115,24 @@ fn instances_of_one_group_killed_restarted_and_joining_publish_each_message_once
         killed_with > 0,
         "the second instance committed nothing before the kill"
     );
-    let mut third = c.start();
+    let mut third = start(&c);
     let base_c = third.http_addr();
     produce(60_000, 30_000);
     third.wait_until("the third instance ingests", |_| {
         rows_ingested(&base_c) > 0.0
     });
     first.kill();
-    let second = b.start();
+    let second = start(&b);
     produce(90_000, 30_000);
-    let first = a.start();
+    let first = start(&a);
     third.wait_until("the lake holds every partition to its end", |_| {
-        lake_complete(&uri)
+        lake.complete()
     });
     for daemon in [first, second, third] {
         let (status, log) = daemon.terminate();
         assert!(status.success(), "{log}");
     }
-    let seen = read_delta(&uri, "_sluice_partition,_sluice_offset", "id", &apps(), &[]);
+    let seen = lake.read();
     for reader in ["deltalake", "polars"] {
         assert_eq!(seen[reader]["rows"], TOTAL, "{reader}: {seen}");
         assert_eq!(
