@@ -230,9 +230,12 @@ fn lake_round(
         Command::new(sluice)
             .args(["run", "--once", "--config"])
             .arg(&config)
-            .env("SLUICE_LOG", "info")
+            .env("SLUICE_LOG", log_filter())
             .stderr(std::fs::File::create(&log)?),
     )?;
+    if timeline() {
+        eprintln!("{}", std::fs::read_to_string(&log)?);
+    }
     let (rows, last_commit_ms) = crate::lake_table::rows_and_last_commit(&table, &options)?;
     if rows != args.messages {
         bail!(
@@ -372,7 +375,7 @@ fn timeline() -> bool {
 
 fn log_filter() -> &'static str {
     if timeline() {
-        "info,sluice_sinks::warehouse=debug"
+        "info,sluice_sinks::warehouse=debug,sluice::lake=debug"
     } else {
         "info"
     }

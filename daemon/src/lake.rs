@@ -222,6 +222,12 @@ impl Follower {
                         rows = p.rows,
                         files = p.files,
                         ms = p.took.as_millis() as u64,
+                        refresh_ms = p.phases.refresh.as_millis() as u64,
+                        plan_ms = p.phases.plan.as_millis() as u64,
+                        read_ms = p.phases.read.as_millis() as u64,
+                        encode_ms = p.phases.encode.as_millis() as u64,
+                        upload_ms = p.phases.upload.as_millis() as u64,
+                        commit_ms = p.phases.commit.as_millis() as u64,
                         "published to the lake"
                     );
                     telemetry::lake_published(&p);

@@ -29,4 +29,4 @@ pub use config::{LakeConfig, LakeFormat};
 pub use deltalake;
 pub use error::LakeError;
 pub use ledger::LakeLedger;
-pub use publish::{upkeep::Compacted, Published, Publisher, TableSpec, TableState};
+pub use publish::{upkeep::Compacted, Phases, Published, Publisher, TableSpec, TableState};

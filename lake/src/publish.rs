@@ -73,6 +73,24 @@ pub struct Published {
     pub rows: u64,
     pub files: usize,
     pub took: Duration,
+    pub phases: Phases,
+}
+
+/// Where one commit's time went (for the debug log and benchmarks).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Phases {
+    /// Reading the table's new versions from the store.
+    pub refresh: Duration,
+    /// Finding the batches and the streams' positions they cover.
+    pub plan: Duration,
+    /// Reading its rows from DuckDB.
+    pub read: Duration,
+    /// Encoding them as Parquet.
+    pub encode: Duration,
+    /// Finishing and uploading the files.
+    pub upload: Duration,
+    /// The Delta commit (with conflict checks).
+    pub commit: Duration,
 }
 
 /// Where a table stands in the lake.
@@ -248,11 +266,14 @@ impl Publisher {
         let started = Instant::now();
         let mut conflicts = 0;
         loop {
+            let refreshing = Instant::now();
             if !self.ensure_open(conn, spec)? {
                 return Ok(None);
             }
+            let refresh = refreshing.elapsed();
             match self.commit_next(conn, spec) {
                 Ok(Some(mut p)) => {
+                    p.phases.refresh = refresh;
                     p.took = started.elapsed();
                     return Ok(Some(p));
                 }
@@ -347,6 +368,7 @@ impl Publisher {
         let Some(open) = open.get_mut(name) else {
             return Ok(None);
         };
+        let planning = Instant::now();
         let pending = state::batches_after(conn, name, open.watermark, MAX_BATCHES_PER_COMMIT)?;
         let (Some(first), Some(last)) = (pending.first(), pending.last()) else {
             return Ok(None);
@@ -360,10 +382,17 @@ impl Publisher {
                 continue;
             }
             let ends = stream_ends(conn, raw_schema, &spec.table, source, shared, lo, hi)?;
-            for (values, next) in ends {
+            for StreamEnds {
+                values,
+                first,
+                next,
+            } in ends
+            {
                 let id = shared.stream_id(&values);
                 let held = stream_version(runtime, open, name, &id)?;
-                if let Some(held) = held {
+                // Only when the lake holds some of these rows (another instance published
+                // them): a clause per stream costs every row a comparison per stream.
+                if let Some(held) = held.filter(|held| *held > first) {
                     skips.push(SkipClause::new(
                         &shared.stream_columns,
                         shared.position_column,
@@ -377,8 +406,9 @@ impl Publisher {
                 txns.push(Transaction::new(id, version));
             }
         }
+        let plan = planning.elapsed();
         let sql = select::batch_query(&open.select_list, raw_schema, &spec.table, &skips);
-        let (adds, rows) = runtime.block_on(write_rows(
+        let (adds, rows, mut phases) = runtime.block_on(write_rows(
             conn,
             &open.delta,
             &sql,
@@ -386,6 +416,7 @@ impl Publisher {
             *target_file_size,
             name,
         ))?;
+        phases.plan = plan;
         let files = adds.len();
         sluice_core::fault::point("lake.before_commit");
         #[cfg(test)]
@@ -402,7 +433,9 @@ impl Publisher {
             partition_by: Some(vec![PARTITION.to_string()]),
             predicate: None,
         };
+        let started = Instant::now();
         let version = commit(runtime, open, name, actions, operation)?;
+        phases.commit = started.elapsed();
         sluice_core::fault::point("lake.after_commit");
         for (id, v) in &open.streams {
             ledger.learn(id, *v);
@@ -416,6 +449,7 @@ impl Publisher {
             rows,
             files,
             took: Duration::ZERO,
+            phases,
         }))
     }
 }
@@ -452,8 +486,16 @@ fn has_columns(columns: &TableSchema, shared: &SharedStreams) -> bool {
     has(meta::SOURCE) && has(shared.position_column) && shared.stream_columns.iter().all(|c| has(c))
 }
 
-/// The streams `source`'s rows in batches `lo..=hi` come from, each with the position
-/// after its last row there.
+/// One stream's rows in a range of batches.
+struct StreamEnds {
+    /// The stream (its columns' values).
+    values: Vec<String>,
+    /// The position of its first row there, and the position after its last.
+    first: i64,
+    next: i64,
+}
+
+/// The streams `source`'s rows in batches `lo..=hi` come from, with their ends.
 fn stream_ends(
     conn: &Connection,
     raw_schema: &Ident,
@@ -462,14 +504,14 @@ fn stream_ends(
     shared: &SharedStreams,
     lo: i64,
     hi: i64,
-) -> Result<Vec<(Vec<String>, i64)>, LakeError> {
+) -> Result<Vec<StreamEnds>, LakeError> {
     let keys: Vec<String> = shared
         .stream_columns
         .iter()
         .map(|c| format!("CAST({} AS VARCHAR)", quote_ident(c)))
         .collect();
     let sql = format!(
-        "SELECT {keys}, max({pos}) + 1 FROM {raw_schema}.{table} \
+        "SELECT {keys}, min({pos}), max({pos}) + 1 FROM {raw_schema}.{table} \
          WHERE {batch} BETWEEN ? AND ? AND {src} = ? GROUP BY ALL",
         keys = keys.join(", "),
         pos = quote_ident(shared.position_column),
@@ -485,7 +527,11 @@ fn stream_ends(
             let values = (0..n)
                 .map(|i| r.get(i))
                 .collect::<duckdb::Result<Vec<String>>>()?;
-            Ok((values, r.get::<_, i64>(n)?))
+            Ok(StreamEnds {
+                values,
+                first: r.get(n)?,
+                next: r.get(n + 1)?,
+            })
         })
         .map_err(LakeError::duckdb(table.as_str()))?;
     rows.collect::<duckdb::Result<_>>()
@@ -518,27 +564,38 @@ async fn write_rows(
     params: Vec<Value>,
     target_file_size: u64,
     table: &str,
-) -> Result<(Vec<deltalake::kernel::Add>, u64), LakeError> {
+) -> Result<(Vec<deltalake::kernel::Add>, u64, Phases), LakeError> {
     let mut writer = RecordBatchWriter::for_table(delta)
         .map_err(LakeError::delta(table))?
         .with_target_file_size(target_file_size);
+    let mut phases = Phases::default();
+    let started = Instant::now();
     let mut stmt = conn.prepare(sql).map_err(LakeError::duckdb(table))?;
     let batches = stmt
         .query_arrow(duckdb::params_from_iter(params))
         .map_err(LakeError::duckdb(table))?;
+    phases.read = started.elapsed();
     let mut rows = 0u64;
-    for batch in batches {
+    let mut batches = batches.into_iter();
+    loop {
+        let started = Instant::now();
+        let Some(batch) = batches.next() else { break };
+        phases.read += started.elapsed();
         if batch.num_rows() == 0 {
             continue;
         }
         rows += batch.num_rows() as u64;
+        let started = Instant::now();
         writer
             .write(bridge::to_delta(batch)?)
             .await
             .map_err(LakeError::delta(table))?;
+        phases.encode += started.elapsed();
     }
+    let started = Instant::now();
     let adds = writer.flush().await.map_err(LakeError::delta(table))?;
-    Ok((adds, rows))
+    phases.upload = started.elapsed();
+    Ok((adds, rows, phases))
 }
 
 #[cfg(test)]
