@@ -59,10 +59,8 @@ impl LakeLedger {
     fn read_log(&self, streams: &[String]) -> Result<HashMap<String, i64>, DeltaTableError> {
         let mut reader = lock(&self.reader);
         if reader.is_none() {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| DeltaTableError::Generic(e.to_string()))?;
+            let runtime =
+                crate::table::runtime().map_err(|e| DeltaTableError::Generic(e.to_string()))?;
             let table = self.store.table(&self.table)?;
             *reader = Some((runtime, table));
         }

@@ -166,10 +166,8 @@ impl Publisher {
         let root = config
             .root_url(data_dir)
             .map_err(|e| format!("lake.uri: {e}"))?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("starting the lake's runtime: {e}"))?;
+        let runtime =
+            crate::table::runtime().map_err(|e| format!("starting the lake's runtime: {e}"))?;
         Ok(Publisher {
             runtime,
             store: Store {

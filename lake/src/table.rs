@@ -12,6 +12,20 @@ use url::Url;
 
 use crate::{select::PARTITION, LakeError};
 
+/// The runtime the lake's store I/O runs on, driven from a blocking thread with
+/// `block_on`. Multi-threaded (one worker), not current-thread: delta-rs's kernel waits
+/// synchronously for work it hands to its own executor thread, and that work may use a
+/// pooled HTTP connection whose driver task lives on this runtime. On a current-thread
+/// runtime nothing drives it while the caller waits: the publisher hung after a commit,
+/// now and then, in the post-commit hook (seen against SeaweedFS in the Kafka bench).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("lake-io")
+        .enable_all()
+        .build()
+}
+
 /// Where the Delta tables live and how the store is reached.
 #[derive(Debug, Clone)]
 pub struct Store {
