@@ -232,7 +232,8 @@ fn lake_round(
             .arg(&config)
             .env("SLUICE_LOG", log_filter())
             .stderr(std::fs::File::create(&log)?),
-    )?;
+    )
+    .with_context(|| log_tail(&log))?;
     if timeline() {
         eprintln!("{}", std::fs::read_to_string(&log)?);
     }
@@ -257,6 +258,20 @@ fn lake_round(
         sample.max_rss_kib / 1024
     );
     Ok((sample.secs, steady))
+}
+
+/// The end of a failed run's log, for the error; the whole log is kept in the system's
+/// temporary directory (the bench's own is removed).
+fn log_tail(log: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let kept = std::env::temp_dir().join(format!("sluice-bench-failed-{}.log", std::process::id()));
+    let _ = std::fs::write(&kept, &text);
+    let lines: Vec<&str> = text.lines().collect();
+    format!(
+        "sluice's log ({}) ends:\n{}",
+        kept.display(),
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    )
 }
 
 /// When sluice logged its first "partitions assigned" (microseconds since the epoch).

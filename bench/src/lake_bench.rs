@@ -3,7 +3,11 @@
 //! DuckDB raw table, `--batches` of them), then a full-table scan by Polars before and
 //! after sluice compacts it: files per partition, scan time, and the compaction's time.
 
-use std::{path::Path, process::Command, time::Instant};
+use std::{
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
 
 use anyhow::{bail, Context};
 use sluice_core::{Ident, SharedStreams};
@@ -22,6 +26,15 @@ pub struct Args {
     /// Scans timed on each side; medians are reported.
     #[arg(long, default_value_t = 5)]
     scans: usize,
+    /// Data files per commit while building (each file still one batch's rows): a day's
+    /// layout (86,400 files) without paying 86,400 commits; 1 builds it as sluice does.
+    #[arg(long, default_value_t = 1)]
+    files_per_commit: i64,
+    /// Compact while building, as the daemon does (when a partition has `compact_after`
+    /// = 32 small files): how commit time stays flat. The table is compacted by then, so
+    /// no before/after scans.
+    #[arg(long)]
+    interleave: bool,
     /// The Python with Polars (scripts/bench.sh sets it).
     #[arg(long, env = "SLUICE_TEST_LAKE_PYTHON")]
     python: String,
@@ -31,8 +44,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let work = crate::csv_bench::tempfile_dir(None)?;
     let root = work.path().join("lake");
     let conn = raw_table()?;
+    let compact_after = if args.interleave { 32 } else { 2 };
     let config: LakeConfig = toml::from_str(&format!(
-        "format = \"delta\"\nuri = \"{}\"\ncompact_after = 2\n",
+        "format = \"delta\"\nuri = \"{}\"\ncompact_after = {compact_after}\n",
         root.display()
     ))?;
     let mut publisher = Publisher::new(&config, work.path(), Ident::new("raw")?, "bench")
@@ -42,22 +56,51 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         shared: Vec::<(String, SharedStreams)>::new(),
     };
     let started = Instant::now();
+    let mut compacted_while_building = 0;
+    let mut slowest = Duration::ZERO;
     for b in 1..=args.batches {
-        conn.execute(
-            "INSERT INTO raw.t SELECT i, 'name ' || i, i % 1000, ?, now() FROM range(?, ?) r(i)",
-            duckdb::params![b, (b - 1) * args.rows, b * args.rows],
-        )?;
-        conn.execute(
-            "INSERT INTO _sluice.batches VALUES (?, 't', ?, 0, NULL, NULL, '{}', now())",
-            duckdb::params![b, args.rows],
-        )?;
+        insert_batch(&conn, b, args.rows)?;
+        if b > 1 && args.files_per_commit > 1 {
+            continue; // written below, several per commit
+        }
+        let commit = Instant::now();
         publisher
             .publish_next(&conn, &spec)?
             .context("a batch to publish")?;
+        if args.interleave && publisher.compact_next("t")?.is_some() {
+            compacted_while_building += 1;
+        }
+        slowest = slowest.max(commit.elapsed());
+    }
+    let table = root.join("t");
+    if args.files_per_commit > 1 {
+        crate::lake_layout::write_batches(&conn, &table, 2..=args.batches, args.files_per_commit)?;
     }
     let building = started.elapsed().as_secs_f64();
-    let table = root.join("t");
-    let before = publisher.state("t").context("the table")?.files;
+    let commits = if args.files_per_commit > 1 {
+        1 + (args.batches - 1 + args.files_per_commit - 1) / args.files_per_commit
+    } else {
+        args.batches
+    };
+    println!(
+        "lake compaction: {} batches of {} rows ({} rows), one dt partition, {commits} commits",
+        args.batches,
+        args.rows,
+        args.batches * args.rows
+    );
+    println!(
+        "  built in {building:.1} s ({:.1} ms per commit, slowest {} ms)",
+        building * 1000.0 / commits as f64,
+        slowest.as_millis()
+    );
+    if args.interleave {
+        let files = publisher.state("t").context("the table")?.files;
+        println!(
+            "  compacted {compacted_while_building} times while building: {files} files at the end"
+        );
+        return Ok(());
+    }
+    let before = crate::lake_layout::files(&table)?;
     let scan_before = scans(args, &table)?;
     let started = Instant::now();
     let mut compactions = 0;
@@ -67,15 +110,6 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let compacting = started.elapsed().as_secs_f64();
     let after = publisher.state("t").context("the table")?.files;
     let scan_after = scans(args, &table)?;
-    let rows = args.batches * args.rows;
-    println!(
-        "lake compaction: {} commits of {} rows ({rows} rows), one dt partition",
-        args.batches, args.rows
-    );
-    println!(
-        "  built in {building:.1} s ({:.1} ms per commit)",
-        building * 1000.0 / args.batches as f64
-    );
     println!(
         "  before: {before} files, Polars full scan {:.3} s (median of {})",
         scan_before, args.scans
@@ -86,6 +120,19 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         scan_after,
         scan_before / scan_after
     );
+    Ok(())
+}
+
+/// Batch `b`'s rows in `raw.t`, and the batch in `_sluice.batches`.
+fn insert_batch(conn: &duckdb::Connection, b: i64, rows: i64) -> anyhow::Result<()> {
+    conn.execute(
+        "INSERT INTO raw.t SELECT i, 'name ' || i, i % 1000, ?, now() FROM range(?, ?) r(i)",
+        duckdb::params![b, (b - 1) * rows, b * rows],
+    )?;
+    conn.execute(
+        "INSERT INTO _sluice.batches VALUES (?, 't', ?, 0, NULL, NULL, '{}', now())",
+        duckdb::params![b, rows],
+    )?;
     Ok(())
 }
 

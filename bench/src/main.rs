@@ -38,6 +38,7 @@ mod daemon;
 mod generate;
 mod kafka_bench;
 mod lake_bench;
+mod lake_layout;
 mod lake_table;
 mod models_bench;
 mod soak;
