@@ -12,10 +12,6 @@
 
 use std::sync::Arc;
 
-use arrow59::{
-    array::{ArrayRef, Date32Array, RecordBatch as RecordBatch59},
-    datatypes::{DataType as DataType59, Field as Field59},
-};
 use chrono::{NaiveDate, Utc};
 use deltalake::{
     kernel::Remove, operations::vacuum::VacuumMode,
@@ -296,9 +292,8 @@ async fn rewrite(
     target: u64,
     table: &str,
 ) -> Result<(Vec<deltalake::kernel::Add>, u64), LakeError> {
-    let mut writer = RecordBatchWriter::for_table(delta)
-        .map_err(LakeError::delta(table))?
-        .with_target_file_size(target);
+    let mut writer = data_writer(delta, target).map_err(LakeError::delta(table))?;
+    let partition = dt_partition(days);
     let mut rows = 0u64;
     for f in files {
         let got = store
@@ -316,33 +311,13 @@ async fn rewrite(
             let batch = batch.map_err(|e| LakeError::delta(table)(e.into()))?;
             rows += batch.num_rows() as u64;
             writer
-                .write(with_dt(batch, days, table)?)
+                .write_partition(batch, &partition, WriteMode::Default)
                 .await
                 .map_err(LakeError::delta(table))?;
         }
     }
     let adds = writer.flush().await.map_err(LakeError::delta(table))?;
     Ok((adds, rows))
-}
-
-/// `batch` (a data file's rows, without the partition column) with `dt` appended.
-fn with_dt(batch: RecordBatch59, days: i32, table: &str) -> Result<RecordBatch59, LakeError> {
-    let dt: ArrayRef = Arc::new(Date32Array::from(vec![days; batch.num_rows()]));
-    let mut fields: Vec<Field59> = batch
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    fields.push(Field59::new(PARTITION, DataType59::Date32, true));
-    let mut columns = batch.columns().to_vec();
-    columns.push(dt);
-    RecordBatch59::try_new(Arc::new(arrow59::datatypes::Schema::new(fields)), columns).map_err(
-        |e| LakeError::Table {
-            table: table.to_string(),
-            detail: format!("adding dt to a compacted batch: {e}"),
-        },
-    )
 }
 
 #[cfg(test)]
