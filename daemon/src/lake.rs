@@ -94,6 +94,11 @@ pub fn start(
     std::thread::Builder::new()
         .name("lake".into())
         .spawn(move || {
+            // The lake follows the commits: when cores are short, the commit goes first
+            // (as for the sources; sluice_core::priority).
+            if let Err(e) = sluice_core::priority::yield_to_committer() {
+                debug!(error = %e, "could not lower the lake thread's priority");
+            }
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| follower.run()))
                 .unwrap_or_else(|_| Err("the lake thread panicked".into()));
             let _ = report.send(outcome);

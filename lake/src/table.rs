@@ -22,6 +22,10 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("lake-io")
+        // Like the thread driving it: the commit goes first (sluice_core::priority).
+        .on_thread_start(|| {
+            let _ = sluice_core::priority::yield_to_committer();
+        })
         .enable_all()
         .build()
 }
