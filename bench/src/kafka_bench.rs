@@ -226,6 +226,11 @@ fn lake_round(
         }
     };
     std::fs::write(&config, text)?;
+    let server_cpu = || match target {
+        LakeTarget::S3(server) => server.cpu_secs().map(Some),
+        LakeTarget::Local => Ok(None),
+    };
+    let server_before = server_cpu()?;
     let sample = run_measured(
         Command::new(sluice)
             .args(["run", "--once", "--config"])
@@ -234,6 +239,7 @@ fn lake_round(
             .stderr(std::fs::File::create(&log)?),
     )
     .with_context(|| log_tail(&log))?;
+    let server_used = server_cpu()?.zip(server_before).map(|(a, b)| a - b);
     if timeline() {
         eprintln!("{}", std::fs::read_to_string(&log)?);
     }
@@ -248,14 +254,17 @@ fn lake_round(
     let steady = (last_commit_ms * 1000 - assigned) as f64 / 1e6;
     let _ = std::fs::remove_dir_all(&data);
     eprintln!(
-        "round {round}: sluice with the lake ({}) {:.2}s ({steady:.2}s from assignment to the last Delta commit), {:.2} CPU-s, peak RSS {} MiB",
+        "round {round}: sluice with the lake ({}) {:.2}s ({steady:.2}s from assignment to the last Delta commit), {:.2} CPU-s, peak RSS {} MiB{}",
         match target {
             LakeTarget::Local => "local",
             LakeTarget::S3(_) => "S3",
         },
         sample.secs,
         sample.cpu_secs,
-        sample.max_rss_kib / 1024
+        sample.max_rss_kib / 1024,
+        server_used.map_or(String::new(), |s| format!(
+            "; the S3 server used {s:.2} CPU-s of the same cores"
+        ))
     );
     Ok((sample.secs, steady))
 }

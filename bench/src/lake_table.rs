@@ -57,6 +57,23 @@ pub struct S3Server {
 }
 
 impl S3Server {
+    /// CPU seconds (user + system) the server has used so far: on a small machine it
+    /// shares the cores with sluice, which a remote store would not.
+    pub fn cpu_secs(&self) -> anyhow::Result<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
+        // Fields after the command (which may hold spaces) end with ')'.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .context("/proc stat")?
+            .1
+            .split_whitespace()
+            .collect();
+        // utime and stime: fields 14 and 15 of the whole line, 12 and 13 after ')'.
+        let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+        // In USER_HZ, which Linux fixes at 100 for user space.
+        Ok(ticks / 100.0)
+    }
+
     /// Starts `weed mini` (next to `python`) with its data in `dir`.
     pub fn start(python: &Path, dir: &Path) -> anyhow::Result<S3Server> {
         let ports: Vec<u16> = (0..9)
