@@ -45,6 +45,8 @@ pub(crate) struct Sample {
     pub(crate) max_rss_kib: i64,
     /// User plus system CPU time of the child (0 for in-process references).
     pub(crate) cpu_secs: f64,
+    /// The child's CPU seconds by thread name, largest first (see [`crate::threads`]).
+    pub(crate) threads: Vec<(String, f64)>,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
@@ -67,8 +69,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         )?);
         ours.push(sluice_once(&sluice, &root, &inbox, round, args)?);
         eprintln!(
-            "round {round}: duckdb {:.2}s, sluice {:.2}s",
-            duck[round].secs, ours[round].secs
+            "round {round}: duckdb {:.2}s, sluice {:.2}s, {:.2} CPU-s; by thread: {}",
+            duck[round].secs,
+            ours[round].secs,
+            ours[round].cpu_secs,
+            crate::threads::describe(&ours[round].threads)
         );
     }
     let d = median(duck.iter().map(|s| s.secs).collect());
@@ -121,6 +126,7 @@ fn duckdb_native(
         secs,
         max_rss_kib: 0,
         cpu_secs: 0.0,
+        threads: Vec::new(),
     })
 }
 
@@ -191,10 +197,17 @@ pub(crate) fn run_measured(cmd: &mut Command) -> anyhow::Result<Sample> {
     // spawn and exec.
     let status_file = format!("/proc/{}/status", child.id());
     let mut max_rss_kib = 0;
+    let mut threads = crate::threads::ThreadCpu::default();
+    let mut polls = 0u32;
     let status = loop {
         if let Some(hwm) = read_vm_hwm(&status_file) {
             max_rss_kib = max_rss_kib.max(hwm);
         }
+        // Threads every 50 ms: reading each thread's stat costs this process CPU too.
+        if polls.is_multiple_of(5) {
+            threads.sample(child.id());
+        }
+        polls += 1;
         if let Some(status) = child.try_wait()? {
             break status;
         }
@@ -210,6 +223,7 @@ pub(crate) fn run_measured(cmd: &mut Command) -> anyhow::Result<Sample> {
         secs,
         max_rss_kib,
         cpu_secs,
+        threads: threads.by_name(),
     })
 }
 

@@ -129,6 +129,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             sample.max_rss_kib / 1024,
             steady_d = drain_steady[round],
         );
+        eprintln!(
+            "  sluice's CPU by thread: {}",
+            crate::threads::describe(&sample.threads)
+        );
         ours.push(sample.secs);
         ours_steady.push(steady);
         rss.push(sample.max_rss_kib as f64);
@@ -265,6 +269,10 @@ fn lake_round(
         server_used.map_or(String::new(), |s| format!(
             "; the S3 server used {s:.2} CPU-s of the same cores"
         ))
+    );
+    eprintln!(
+        "  sluice's CPU by thread: {}",
+        crate::threads::describe(&sample.threads)
     );
     Ok((sample.secs, steady))
 }

@@ -43,6 +43,7 @@ mod lake_table;
 mod models_bench;
 mod soak;
 mod sql_bench;
+mod threads;
 
 use clap::{Parser, Subcommand};
 
