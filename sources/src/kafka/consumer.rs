@@ -5,7 +5,11 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
-    sync::{mpsc::Receiver, Arc, Mutex, MutexGuard, PoisonError},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc::Receiver,
+        Arc, Mutex, MutexGuard, PoisonError,
+    },
     time::{Duration, Instant},
 };
 
@@ -181,6 +185,8 @@ impl Redactor {
 pub struct GroupContext {
     source: Arc<str>,
     shared: Arc<Mutex<Shared>>,
+    /// Set when partitions are revoked (the source then takes `Shared::revoked`).
+    revocations: Arc<AtomicBool>,
     start_from: StartFrom,
     on_gap: OffsetGapPolicy,
     status: Arc<SourceStatus>,
@@ -203,6 +209,7 @@ pub fn create(
     source: &Arc<str>,
     config: &KafkaSourceConfig,
     shared: Arc<Mutex<Shared>>,
+    revocations: Arc<AtomicBool>,
     status: Arc<SourceStatus>,
 ) -> Result<KafkaConsumer, String> {
     let redactor = Redactor::new(config);
@@ -211,6 +218,7 @@ pub fn create(
     let context = GroupContext {
         source: source.clone(),
         shared,
+        revocations,
         start_from: config.start_from,
         on_gap: config.on_offset_gap,
         status,
@@ -375,6 +383,7 @@ impl ConsumerContext for GroupContext {
                     shared.started_at_end.remove(&key);
                     shared.revoked.push(key);
                 }
+                self.revocations.store(true, Ordering::Release);
                 info!(source = %self.source, partitions = tpl.count(), "partitions revoked");
             }
             Rebalance::Error(e) => {

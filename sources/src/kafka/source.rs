@@ -92,8 +92,15 @@ impl KafkaSource {
             lake: setup.lake.clone(),
             ..Shared::default()
         }));
-        let consumer = consumer::create(&setup.name, &setup.config, shared.clone(), status.clone())
-            .map_err(|detail| config_error(&setup.name, detail))?;
+        let held = Held::default();
+        let consumer = consumer::create(
+            &setup.name,
+            &setup.config,
+            shared.clone(),
+            held.revocations.clone(),
+            status.clone(),
+        )
+        .map_err(|detail| config_error(&setup.name, detail))?;
         let decoder = setup.data_schema.clone().map(|data| decoder(&setup, data));
         telemetry::register_kafka(&setup.name, &setup.config.subscription());
         Ok(KafkaSource {
@@ -102,7 +109,7 @@ impl KafkaSource {
             consumer,
             shared,
             decoder,
-            held: Held::default(),
+            held,
             paused: false,
             status,
         })

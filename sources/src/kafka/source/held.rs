@@ -3,9 +3,14 @@
 
 use std::{
     collections::HashMap,
-    sync::{Mutex, PoisonError},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, PoisonError,
+    },
     time::Instant,
 };
+
+use rustc_hash::FxHashMap;
 
 use rdkafka::message::{Message as _, Timestamp};
 use sluice_core::DeadLetter;
@@ -30,7 +35,8 @@ pub(super) struct Buffer {
 /// revocations the committer has not been told about yet.
 #[derive(Debug, Default)]
 pub(super) struct Held {
-    pub(super) buffers: HashMap<PartitionKey, Buffer>,
+    /// Looked up for every message: a fast hash (the keys are the consumer's own).
+    pub(super) buffers: FxHashMap<PartitionKey, Buffer>,
     /// The next offset after the last chunk sent, per partition.
     pub(super) sent: HashMap<PartitionKey, i64>,
     pub(super) revoked: Vec<PartitionKey>,
@@ -38,12 +44,20 @@ pub(super) struct Held {
     pub(super) last: Option<PartitionKey>,
     /// Partitions whose offsets jumped forward by more than one, with the offset expected.
     pub(super) jumps: Vec<(PartitionKey, i64)>,
+    /// Set by the consumer's rebalance callback when it revokes partitions, so that the
+    /// shared state is locked only then, not for every message.
+    pub(super) revocations: Arc<AtomicBool>,
 }
 
 impl Held {
     /// Drops what is held of partitions revoked during the last poll, before any message
     /// of a new assignment is buffered.
     pub(super) fn apply_revocations(&mut self, shared: &Mutex<Shared>) {
+        // The callback runs inside `poll`, on this thread: it is done by the time the
+        // flag is read.
+        if !self.revocations.swap(false, Ordering::AcqRel) {
+            return;
+        }
         let mut shared = shared.lock().unwrap_or_else(PoisonError::into_inner);
         for key in std::mem::take(&mut shared.revoked) {
             self.buffers.remove(&key);
