@@ -194,4 +194,27 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    log_panics();
+}
+
+/// A panic goes to the log like any other error, with its thread's name: one line (one
+/// JSON object with `--log-format json`), not the default hook's free text, and a
+/// backtrace only when `RUST_BACKTRACE` asks for one. (Some panics are caught and
+/// handled, e.g. inside delta-rs; they are logged all the same.)
+fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let thread = thread.name().unwrap_or("unnamed");
+        let payload = info.payload();
+        let message = (payload.downcast_ref::<&str>().copied())
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        let location = info.location().map(ToString::to_string).unwrap_or_default();
+        let backtrace = std::backtrace::Backtrace::capture();
+        if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+            tracing::error!(thread, %location, %backtrace, "a thread panicked: {message}");
+        } else {
+            tracing::error!(thread, %location, "a thread panicked: {message}");
+        }
+    }));
 }

@@ -44,6 +44,9 @@ pub struct SequenceConfig {
     /// Ids that are multiples of this become dead letters instead of rows (0: none).
     #[serde(default)]
     pub dead_every: i64,
+    /// The source's thread panics when it reaches this id (how a panic is reported).
+    #[serde(default)]
+    pub panic_at: Option<i64>,
 }
 
 impl SequenceConfig {
@@ -96,6 +99,7 @@ impl SourceType for SequenceConfig {
             next: stored.get(KEY).copied().unwrap_or(0),
             end: self.rows,
             dead_every: self.dead_every,
+            panic_at: self.panic_at,
             chunk_rows: ctx.chunk_rows.max(1) as i64,
             status: ctx.status,
         }))
@@ -112,6 +116,7 @@ struct Sequence {
     next: i64,
     end: i64,
     dead_every: i64,
+    panic_at: Option<i64>,
     chunk_rows: i64,
     status: Arc<SourceStatus>,
 }
@@ -146,6 +151,9 @@ impl Sequence {
     /// The next chunk of ids (multiples of `dead_every` as dead letters).
     fn chunk(&mut self) -> Result<Chunk, SourceError> {
         let to = (self.next + self.chunk_rows).min(self.end);
+        if let Some(id) = self.panic_at.filter(|id| (self.next..to).contains(id)) {
+            panic!("the sequence reached panic_at = {id}");
+        }
         let dead = |id: &i64| self.dead_every > 0 && id % self.dead_every == 0;
         let ids: Vec<i64> = (self.next..to).filter(|id| !dead(id)).collect();
         let dead_letters = (self.next..to)

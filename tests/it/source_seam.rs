@@ -96,3 +96,38 @@ fn a_keyed_position_commits_with_its_rows_across_kills_on_either_side_of_a_commi
         assert_every_id_once(&d);
     }
 }
+
+#[test]
+fn a_panicking_source_is_one_logged_error_and_the_run_fails() {
+    let d = Deployment::with_source(
+        "[sources.seq]\ntype = \"sequence\"\nrows = 5000\npanic_at = 2500\n",
+        "[batch]\nmax_rows = 1000\n",
+    );
+    let out = crate::support::output(&mut d.command(&["--log-format", "json", "run", "--once"]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a source panic is a failure: {stderr}"
+    );
+    // Every line is a JSON object: the panic did not write free text around the log.
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let panicked = lines
+        .iter()
+        .find(|l| {
+            l["level"] == "ERROR"
+                && l["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("panicked") && m.contains("panic_at = 2500"))
+        })
+        .unwrap_or_else(|| panic!("no panic in the log: {stderr}"));
+    assert_eq!(panicked["fields"]["thread"], "source-seq", "{panicked}");
+    assert!(
+        panicked["fields"]["location"]
+            .as_str()
+            .is_some_and(|l| l.contains("sequence.rs")),
+        "{panicked}"
+    );
+}
