@@ -12,7 +12,8 @@
 //! - [`ledger`]: how far a table holds each shared stream, for the sources reading them
 //!   (a Kafka source starts no lower, and tells the broker no more).
 //! - [`select`]: the query that reads a range of batches in the lake's types.
-//! - [`table`]: a raw table's Delta table, found or created.
+//! - [`table`]: a raw table's Delta table, found or created; the runtime the store's I/O
+//!   runs on (multi-threaded, and why).
 //! - [`bridge`]: batches from DuckDB's arrow to delta-rs's (two arrow versions).
 //! - [`error`]: the lake's errors ([`LakeError`]).
 
