@@ -167,21 +167,25 @@ fn check(path: &std::path::Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// delta-rs and its kernel log every snapshot load and commit at INFO (several lines a
-/// second): at WARN unless `SLUICE_LOG` names them.
-const QUIET: &[&str] = &[
-    "buoyant_kernel",
-    "buoyant_kernel_engine",
-    "deltalake_core",
-    "deltalake_aws",
+/// Levels for other crates' log targets unless `SLUICE_LOG` names them. delta-rs and its
+/// kernel log every snapshot load and commit at INFO (several lines a second): WARN.
+/// delta-rs's transactions log every conflict at ERROR, which sluice resolves and counts
+/// (normal with several instances: a log-based alert would fire on each); every error
+/// there is returned to sluice, which logs it: off.
+const QUIET: &[(&str, &str)] = &[
+    ("buoyant_kernel", "warn"),
+    ("buoyant_kernel_engine", "warn"),
+    ("deltalake_core", "warn"),
+    ("deltalake_core::kernel::transaction", "off"),
+    ("deltalake_aws", "warn"),
 ];
 
 fn init_logging(format: LogFormat) {
     let spec = std::env::var("SLUICE_LOG").unwrap_or_else(|_| "info".into());
     let mut directives = spec.clone();
-    for target in QUIET {
+    for (target, level) in QUIET {
         if !spec.contains(target) {
-            directives.push_str(&format!(",{target}=warn"));
+            directives.push_str(&format!(",{target}={level}"));
         }
     }
     let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
