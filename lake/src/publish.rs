@@ -14,6 +14,9 @@
 //!
 //! The publisher holds a table's versions while the log only has its own commits since it
 //! read them; any error, or another writer's commit, makes it read them again.
+//!
+//! Here: the publisher and one commit's plan; `files`: the range's rows into data files;
+//! `streams`: shared streams' ends and versions; `upkeep`: compaction, vacuum, retention.
 
 use std::{
     collections::HashMap,
@@ -24,19 +27,16 @@ use std::{
 
 use std::future::IntoFuture;
 
-use arrow59::{array::Array as _, array::RecordBatch as RecordBatch59};
-use buoyant_kernel::expressions::Scalar;
 use deltalake::{
     kernel::{
         transaction::{CommitBuilder, CommitProperties},
         Action, Transaction,
     },
     protocol::{DeltaOperation, SaveMode},
-    writer::{DeltaWriter, RecordBatchWriter, WriteMode},
-    DeltaTable, DeltaTableError,
+    DeltaTable,
 };
 use duckdb::{types::Value, Connection};
-use sluice_core::{meta, quote_ident, Ident, SharedStreams, TableSchema};
+use sluice_core::{Ident, SharedStreams, TableSchema};
 use sluice_state::{lake as state, tables};
 use tokio::runtime::Runtime;
 
@@ -480,183 +480,11 @@ fn commit(
     Ok(version)
 }
 
-/// Whether the raw table has a shared source's stream and position columns.
-fn has_columns(columns: &TableSchema, shared: &SharedStreams) -> bool {
-    let has = |c: &str| columns.position(c).is_some();
-    has(meta::SOURCE) && has(shared.position_column) && shared.stream_columns.iter().all(|c| has(c))
-}
-
-/// One stream's rows in a range of batches.
-struct StreamEnds {
-    /// The stream (its columns' values).
-    values: Vec<String>,
-    /// The position of its first row there, and the position after its last.
-    first: i64,
-    next: i64,
-}
-
-/// The streams `source`'s rows in batches `lo..=hi` come from, with their ends.
-fn stream_ends(
-    conn: &Connection,
-    raw_schema: &Ident,
-    table: &Ident,
-    source: &str,
-    shared: &SharedStreams,
-    lo: i64,
-    hi: i64,
-) -> Result<Vec<StreamEnds>, LakeError> {
-    let keys: Vec<String> = shared
-        .stream_columns
-        .iter()
-        .map(|c| format!("CAST({} AS VARCHAR)", quote_ident(c)))
-        .collect();
-    let sql = format!(
-        "SELECT {keys}, min({pos}), max({pos}) + 1 FROM {raw_schema}.{table} \
-         WHERE {batch} BETWEEN ? AND ? AND {src} = ? GROUP BY ALL",
-        keys = keys.join(", "),
-        pos = quote_ident(shared.position_column),
-        batch = quote_ident(meta::BATCH),
-        src = quote_ident(meta::SOURCE),
-    );
-    let n = keys.len();
-    let mut stmt = conn
-        .prepare(&sql)
-        .map_err(LakeError::duckdb(table.as_str()))?;
-    let rows = stmt
-        .query_map(duckdb::params![lo, hi, source], |r| {
-            let values = (0..n)
-                .map(|i| r.get(i))
-                .collect::<duckdb::Result<Vec<String>>>()?;
-            Ok(StreamEnds {
-                values,
-                first: r.get(n)?,
-                next: r.get(n + 1)?,
-            })
-        })
-        .map_err(LakeError::duckdb(table.as_str()))?;
-    rows.collect::<duckdb::Result<_>>()
-        .map_err(LakeError::duckdb(table.as_str()))
-}
-
-/// How far the lake holds stream `id` (None: none of it), from what this publisher knows
-/// or else the log.
-fn stream_version(
-    runtime: &Runtime,
-    open: &Open,
-    table: &str,
-    id: &str,
-) -> Result<Option<i64>, LakeError> {
-    if let Some(v) = open.streams.get(id) {
-        return Ok(Some(*v));
-    }
-    let snapshot = open.delta.snapshot().map_err(LakeError::delta(table))?;
-    runtime
-        .block_on(snapshot.transaction_version(open.delta.log_store().as_ref(), id))
-        .map_err(LakeError::delta(table))
-}
-
-/// Streams the query's rows into data files of `delta`; the files' add actions and the
-/// rows written.
-async fn write_rows(
-    conn: &Connection,
-    delta: &DeltaTable,
-    sql: &str,
-    params: Vec<Value>,
-    target_file_size: u64,
-    table: &str,
-) -> Result<(Vec<deltalake::kernel::Add>, u64, Phases), LakeError> {
-    let mut writer = data_writer(delta, target_file_size).map_err(LakeError::delta(table))?;
-    let mut phases = Phases::default();
-    let started = Instant::now();
-    let mut stmt = conn.prepare(sql).map_err(LakeError::duckdb(table))?;
-    let batches = stmt
-        .query_arrow(duckdb::params_from_iter(params))
-        .map_err(LakeError::duckdb(table))?;
-    phases.read = started.elapsed();
-    let mut rows = 0u64;
-    let mut batches = batches.into_iter();
-    loop {
-        let started = Instant::now();
-        let Some(batch) = batches.next() else { break };
-        phases.read += started.elapsed();
-        if batch.num_rows() == 0 {
-            continue;
-        }
-        rows += batch.num_rows() as u64;
-        let started = Instant::now();
-        write_batch(&mut writer, bridge::to_delta(batch)?)
-            .await
-            .map_err(LakeError::delta(table))?;
-        phases.encode += started.elapsed();
-    }
-    let started = Instant::now();
-    let adds = writer.flush().await.map_err(LakeError::delta(table))?;
-    phases.upload = started.elapsed();
-    Ok((adds, rows, phases))
-}
-
-/// A writer of `delta`'s data files of about `target` bytes, encoded as the Parquet
-/// tree's are: dictionaries for strings only, statistics per column chunk (what the Add
-/// actions' stats are made from), snappy.
-fn data_writer(delta: &DeltaTable, target: u64) -> Result<RecordBatchWriter, DeltaTableError> {
-    use arrow59::datatypes::DataType;
-    use deltalake::parquet::{
-        basic::Compression,
-        file::properties::{EnabledStatistics, WriterProperties},
-        schema::types::ColumnPath,
-    };
-    let writer = RecordBatchWriter::for_table(delta)?.with_target_file_size(target);
-    let mut properties = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_dictionary_enabled(false)
-        .set_statistics_enabled(EnabledStatistics::Chunk)
-        .set_created_by(format!("sluice {}", env!("CARGO_PKG_VERSION")));
-    for field in writer.arrow_schema().fields() {
-        if matches!(
-            field.data_type(),
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-        ) {
-            properties = properties
-                .set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), true);
-        }
-    }
-    Ok(writer.with_writer_properties(properties.build()))
-}
-
-/// Writes `batch` (with its `dt` column) into its partition's file. A batch of one `dt`
-/// (all but those straddling midnight) goes straight in; delta-rs would otherwise group
-/// its rows by partition and copy every column (a third of the encoding time).
-async fn write_batch(
-    writer: &mut RecordBatchWriter,
-    batch: RecordBatch59,
-) -> Result<(), DeltaTableError> {
-    match single_dt(&batch) {
-        Some(days) => {
-            writer
-                .write_partition(batch, &dt_partition(days), WriteMode::Default)
-                .await?;
-            Ok(())
-        }
-        None => writer.write(batch).await,
-    }
-}
-
-/// The `dt` every row of `batch` has, if they share one.
-fn single_dt(batch: &RecordBatch59) -> Option<i32> {
-    let dt = batch.column_by_name(PARTITION)?;
-    let dt = dt.as_any().downcast_ref::<arrow59::array::Date32Array>()?;
-    if dt.null_count() > 0 || dt.is_empty() {
-        return None;
-    }
-    let first = dt.value(0);
-    dt.values().iter().all(|d| *d == first).then_some(first)
-}
-
-/// The partition values of `dt` = `days` (since the epoch).
-fn dt_partition(days: i32) -> indexmap::IndexMap<String, Scalar> {
-    indexmap::IndexMap::from([(PARTITION.to_string(), Scalar::Date(days))])
-}
-
+mod files;
+mod streams;
 #[cfg(test)]
 mod tests;
 pub mod upkeep;
+
+use files::{data_writer, dt_partition, write_rows};
+use streams::{has_columns, stream_ends, stream_version, StreamEnds};

@@ -14,8 +14,11 @@ use std::sync::Arc;
 
 use chrono::{NaiveDate, Utc};
 use deltalake::{
-    kernel::Remove, operations::vacuum::VacuumMode,
-    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder, Path as StorePath,
+    kernel::Remove,
+    operations::vacuum::VacuumMode,
+    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder,
+    writer::{DeltaWriter as _, WriteMode},
+    Path as StorePath,
 };
 use object_store::{ObjectStore, ObjectStoreExt as _};
 
