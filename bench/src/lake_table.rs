@@ -60,18 +60,10 @@ impl S3Server {
     /// CPU seconds (user + system) the server has used so far: on a small machine it
     /// shares the cores with sluice, which a remote store would not.
     pub fn cpu_secs(&self) -> anyhow::Result<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
-        // Fields after the command (which may hold spaces) end with ')'.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .context("/proc stat")?
-            .1
-            .split_whitespace()
-            .collect();
-        // utime and stime: fields 14 and 15 of the whole line, 12 and 13 after ')'.
-        let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
-        // In USER_HZ, which Linux fixes at 100 for user space.
-        Ok(ticks / 100.0)
+        let stat = format!("/proc/{}/stat", self.child.id());
+        crate::threads::read_stat(std::path::Path::new(&stat))
+            .map(|(_, secs)| secs)
+            .context("the S3 server's /proc stat")
     }
 
     /// Starts `weed mini` (next to `python`) with its data in `dir`.

@@ -43,8 +43,8 @@ impl ThreadCpu {
     }
 }
 
-/// A thread's name and CPU seconds from its `stat` file.
-fn read_stat(path: &std::path::Path) -> Option<(String, f64)> {
+/// A thread's (or a process's) name and CPU seconds from its `stat` file.
+pub fn read_stat(path: &std::path::Path) -> Option<(String, f64)> {
     let stat = std::fs::read_to_string(path).ok()?;
     // `pid (comm) state ...`: the name may hold spaces and parentheses; it ends at the
     // last ')'.

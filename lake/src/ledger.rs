@@ -85,14 +85,8 @@ async fn read_versions(
     table: &mut DeltaTable,
     streams: &[String],
 ) -> Result<HashMap<String, i64>, DeltaTableError> {
-    // Until the table exists (listing: loading a missing table logs an ERROR).
-    if table.version().is_none() && !table.verify_deltatable_existence().await? {
+    if !crate::table::load_if_exists(table).await? {
         return Ok(HashMap::new());
-    }
-    match table.update_state().await {
-        Ok(()) => {}
-        Err(DeltaTableError::NotATable(_)) => return Ok(HashMap::new()),
-        Err(e) => return Err(e),
     }
     let snapshot = table.snapshot()?;
     let log_store = table.log_store();

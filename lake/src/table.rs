@@ -30,6 +30,20 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
+/// Loads `delta`'s newest version, or refreshes it; false while the table does not exist.
+/// The log is listed first while nothing is loaded: loading a table that is not there
+/// makes delta-rs's kernel log an ERROR.
+pub async fn load_if_exists(delta: &mut DeltaTable) -> Result<bool, DeltaTableError> {
+    if delta.version().is_none() && !delta.verify_deltatable_existence().await? {
+        return Ok(false);
+    }
+    match delta.update_state().await {
+        Ok(()) => Ok(true),
+        Err(DeltaTableError::NotATable(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Where the Delta tables live and how the store is reached.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -73,15 +87,11 @@ impl Store {
             })?;
         }
         let mut delta = self.table(table).map_err(LakeError::delta(table))?;
-        // Listing the log first: loading a table that is not there logs an ERROR.
-        let exists =
-            (delta.verify_deltatable_existence().await).map_err(LakeError::delta(table))?;
-        if exists {
-            match delta.load().await {
-                Ok(()) => return Ok(delta),
-                Err(DeltaTableError::NotATable(_)) => {}
-                Err(e) => return Err(LakeError::delta(table)(e)),
-            }
+        if load_if_exists(&mut delta)
+            .await
+            .map_err(LakeError::delta(table))?
+        {
+            return Ok(delta);
         }
         let kernel: deltalake::kernel::StructType =
             schema.try_into_kernel().map_err(|e| LakeError::Table {

@@ -88,6 +88,11 @@ fn assert_lake_equals_raw(
     seen
 }
 
+/// A series of the daemon at `base` (-1 while it has none).
+fn scrape(base: &str, series: &str) -> f64 {
+    metric(&http_get(&format!("{base}/metrics")).1, series).unwrap_or(-1.0)
+}
+
 fn local_uri(d: &Deployment) -> String {
     d.data.join("lake/src").display().to_string()
 }
@@ -236,7 +241,7 @@ fn the_store_down_and_back_ingestion_goes_on_and_the_lake_catches_up_once() {
     let mut daemon = d.start_with("info", &env);
     let base = daemon.http_addr();
     d.write("a.csv", &crate::support::csv_rows(0, 3_000));
-    let scrape = |what: &str| metric(&http_get(&format!("{base}/metrics")).1, what).unwrap_or(-1.0);
+    let scrape = |what: &str| scrape(&base, what);
     daemon.wait_until("the first file in the lake", |_| {
         scrape("sluice_lake_rows_total{table=\"src\"}") >= 3_000.0
     });
@@ -288,7 +293,7 @@ fn small_files_are_compacted_and_vacuumed_while_ingestion_goes_on_and_readers_se
     let d = Deployment::new(SCHEMA, &top);
     let mut daemon = d.start();
     let base = daemon.http_addr();
-    let scrape = |what: &str| metric(&http_get(&format!("{base}/metrics")).1, what).unwrap_or(-1.0);
+    let scrape = |what: &str| scrape(&base, what);
     let uri = local_uri(&d);
     let mut written = 0;
     // One file at a time, each published before the next: a small data file per commit.
@@ -406,7 +411,7 @@ fn a_store_that_hangs_holds_up_neither_ingestion_nor_a_stop_and_the_lake_catches
     let env = server.sluice_env();
     let mut daemon = d.start_with("info", &env);
     let base = daemon.http_addr();
-    let scrape = |what: &str| metric(&http_get(&format!("{base}/metrics")).1, what).unwrap_or(-1.0);
+    let scrape = |what: &str| scrape(&base, what);
     d.write("a.csv", &crate::support::csv_rows(0, 1_000));
     daemon.wait_until("the first file in the lake", |_| {
         scrape("sluice_lake_rows_total{table=\"src\"}") >= 1_000.0

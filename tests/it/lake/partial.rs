@@ -11,7 +11,7 @@ use std::{
 use serde_json::Value;
 
 use super::{assert_lake_equals_raw, s3::lake_python, S3Server};
-use crate::support::{csv_rows, http_get, metric, repo_root, Deployment, SCHEMA};
+use crate::support::{csv_rows, http_get, repo_root, Deployment, SCHEMA};
 
 /// The proxy, running until dropped.
 struct FaultProxy {
@@ -78,7 +78,7 @@ fn a_store_that_partly_fails_loses_no_row_and_doubles_none() {
     let d = Deployment::new(SCHEMA, &top);
     let mut daemon = d.start_with("info", &server.sluice_env());
     let base = daemon.http_addr();
-    let scrape = |what: &str| metric(&http_get(&format!("{base}/metrics")).1, what).unwrap_or(-1.0);
+    let scrape = |what: &str| super::scrape(&base, what);
     // `rows` ingested, and the lake holds the last batch committed.
     let caught_up = |rows: i64| {
         let (_, status) = http_get(&format!("{base}/status"));
