@@ -43,11 +43,16 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
     ];
     let rows = [10.0, 100.0, 1e3, 1e4, 5e4, 1e5, 2.5e5, 5e5, 1e6];
+    // Finer around `batch.max_age` (1 s by default): freshness is judged there.
+    let ages = [
+        0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0,
+    ];
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Full("sluice_commit_duration_seconds".into()),
             &seconds,
         )?
+        .set_buckets_for_metric(Matcher::Full("sluice_batch_age_seconds".into()), &ages)?
         .set_buckets_for_metric(Matcher::Full("sluice_batch_rows".into()), &rows)?
         .install_recorder()?;
     Ok(handle)

@@ -8,16 +8,22 @@ use sluice_models::{ModelReport, Outcome};
 use sluice_sinks::{CommitReceipt, Storage};
 use sluice_sources::{Backlog, SourceKind};
 
-/// A batch was committed.
+/// A batch was committed; `age` is how long its oldest row had waited, from reaching its
+/// source to the commit's start.
 pub fn batch_committed(
     receipt: &CommitReceipt,
     rows_by_source: &[(String, u64, u64)],
     took: Duration,
+    age: Option<Duration>,
 ) {
     let table = receipt.table.to_string();
     if receipt.batch_id.is_some() {
         counter!("sluice_batches_committed_total", "table" => table.clone()).increment(1);
         histogram!("sluice_batch_rows", "table" => table.clone()).record(receipt.rows as f64);
+        if let Some(age) = age {
+            histogram!("sluice_batch_age_seconds", "table" => table.clone())
+                .record(age.as_secs_f64());
+        }
     }
     histogram!("sluice_commit_duration_seconds", "table" => table).record(took.as_secs_f64());
     for (source, rows, dead) in rows_by_source {

@@ -78,6 +78,10 @@ fn metrics_equal_what_was_ingested_and_match_the_readme() {
     let batches = m("sluice_batches_committed_total{table=\"src\"}");
     assert_eq!(m("sluice_batch_rows_count{table=\"src\"}"), batches);
     assert_eq!(m("sluice_batch_rows_sum{table=\"src\"}"), 150.0);
+    // Each batch's oldest row waited at least until the commit began (the files' rows
+    // were read before): one age per batch, none negative.
+    assert_eq!(m("sluice_batch_age_seconds_count{table=\"src\"}"), batches);
+    assert!(m("sluice_batch_age_seconds_sum{table=\"src\"}") > 0.0);
 
     // Every sluice_* series is documented, and every documented metric is served.
     let sample_names: Vec<&str> = scrape
