@@ -114,6 +114,65 @@ pub fn freshness(db: &duckdb::Connection, soak_start: &str) -> anyhow::Result<()
     Ok(())
 }
 
+/// Where a batch's oldest row spent its time before the commit began, per raw table:
+/// from `produced_at` to its arrival in sluice's source (the input's own latency: the
+/// broker's fetch, the file's settle time), then from there to the commit's start (the
+/// `age_ms` the daemon logs with each commit: `max_age` and the wait for the committer).
+pub fn waits(db: &duckdb::Connection, log: &Path, soak_start: &str) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(log).with_context(|| format!("reading {}", log.display()))?;
+    db.execute_batch("CREATE TEMP TABLE commit_ages (tbl VARCHAR, batch BIGINT, age_ms BIGINT)")?;
+    let mut appender = db.appender("commit_ages")?;
+    for line in text.lines().filter(|l| l.contains(" committed table=")) {
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .map(str::to_string)
+        };
+        if let (Some(t), Some(b), Some(a)) = (field("table="), field("batch="), field("age_ms=")) {
+            appender.append_row(duckdb::params![t, b.parse::<i64>()?, a.parse::<i64>()?])?;
+        }
+    }
+    drop(appender);
+    println!(
+        "
+| a batch's oldest row (ms) | batches | p50 | p90 | p99 | max |
+|---|---:|---:|---:|---:|---:|"
+    );
+    for table in ["csv_orders", "kafka_orders"] {
+        let sql = format!(
+            "WITH b AS (SELECT _sluice_batch AS batch,                  max(epoch_us(_sluice_ingested_at) - epoch_us(produced_at)) / 1000 AS total                FROM raw.{table} WHERE produced_at >= '{soak_start}'::TIMESTAMPTZ GROUP BY 1),              d AS (SELECT total - age_ms AS input, age_ms FROM b JOIN commit_ages c                ON c.batch = b.batch AND c.tbl = '{table}')              SELECT count(*), quantile_cont(input, [0.5, 0.9, 0.99]), max(input),                quantile_cont(age_ms, [0.5, 0.9, 0.99]), max(age_ms) FROM d"
+        );
+        let row: (i64, Vec<f64>, f64, Vec<f64>, f64) = db
+            .query_row(&sql, [], |r| {
+                let list = |i: usize| -> duckdb::Result<Vec<f64>> {
+                    match r.get::<_, duckdb::types::Value>(i)? {
+                        duckdb::types::Value::List(vs) => Ok(vs
+                            .into_iter()
+                            .map(|v| match v {
+                                duckdb::types::Value::Double(d) => d,
+                                _ => f64::NAN,
+                            })
+                            .collect()),
+                        _ => Ok(vec![f64::NAN; 3]),
+                    }
+                };
+                Ok((r.get(0)?, list(1)?, r.get(2)?, list(3)?, r.get(4)?))
+            })
+            .with_context(|| format!("where the rows of {table} waited"))?;
+        let (n, input, input_max, age, age_max) = row;
+        println!(
+            "| {table}: produced -> reached the source | {n} | {:.0} | {:.0} | {:.0} | {input_max:.0} |",
+            input[0], input[1], input[2]
+        );
+        println!(
+            "| {table}: reached the source -> commit began | {n} | {:.0} | {:.0} | {:.0} | {age_max:.0} |",
+            age[0], age[1], age[2]
+        );
+    }
+    Ok(())
+}
+
 /// Medians of the first and the last `window` seconds after `warmup` (a third of what
 /// follows the warm-up, if that is shorter): the trend.
 pub fn trend(samples: &[Sample], warmup: f64, window: f64) {
