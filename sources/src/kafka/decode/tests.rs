@@ -281,3 +281,42 @@ fn unknown_json_fields_can_be_kept_as_json() {
         crate::kafka::provenance::EXTRA
     );
 }
+
+#[test]
+fn json_fields_land_in_their_columns_in_any_order_and_case() {
+    // The decoder tries the column after the last one found first: fields out of the
+    // table's order, in another case, missing or repeated must still find theirs.
+    let d = decoder(
+        Format::Json,
+        &[
+            ("id", ColumnType::BigInt),
+            ("name", ColumnType::Varchar),
+            ("note", ColumnType::Varchar),
+        ],
+    );
+    let topic: Arc<str> = "t".into();
+    let out = d
+        .decode(
+            at(&topic, 0),
+            &[
+                msg(0, r#"{"id": 1, "name": "a", "note": "n"}"#),
+                msg(1, r#"{"note": "m", "id": 2, "name": "b"}"#),
+                msg(2, r#"{"NAME": "c", "Id": 3}"#),
+                msg(3, r#"{"name": "d", "name": "e", "id": 4, "id": 5}"#),
+            ],
+        )
+        .unwrap();
+    assert!(out.dead_letters.is_empty(), "{:?}", out.dead_letters);
+    let ids = out.rows.column(0).as_primitive::<Int64Type>();
+    let names = out.rows.column(1).as_string::<i32>();
+    let notes = out.rows.column(2).as_string::<i32>();
+    assert_eq!(
+        ids.values().to_vec(),
+        vec![1, 2, 3, 5],
+        "the last of a repeated key wins"
+    );
+    let names: Vec<&str> = (0..4).map(|i| names.value(i)).collect();
+    assert_eq!(names, ["a", "b", "c", "e"]);
+    assert_eq!((notes.value(0), notes.value(1)), ("n", "m"));
+    assert!(notes.is_null(2) && notes.is_null(3));
+}
