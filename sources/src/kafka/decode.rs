@@ -21,22 +21,6 @@ use sluice_core::{Column, ColumnType, DeadLetter, Origin, TableSchema, DEAD_LETT
 use super::config::Format;
 use crate::typing::cast::type_columns;
 
-/// One consumed message, owned (the consumer's buffer is released at once).
-#[derive(Debug, Clone)]
-pub struct Message {
-    pub offset: i64,
-    pub key: Option<Vec<u8>>,
-    /// Milliseconds since the epoch (producer or log-append time).
-    pub timestamp_ms: Option<i64>,
-    pub payload: Option<Vec<u8>>,
-}
-
-impl Message {
-    pub fn size(&self) -> usize {
-        self.payload.as_ref().map_or(0, Vec::len) + self.key.as_ref().map_or(0, Vec::len)
-    }
-}
-
 /// What a partition's messages decode to.
 #[derive(Debug)]
 pub struct Decoded {
@@ -86,7 +70,7 @@ impl Decoder {
             .then(|| Column::new(crate::kafka::provenance::EXTRA, ColumnType::Json))
     }
 
-    pub fn decode(&self, at: Partition<'_>, messages: &[Message]) -> Result<Decoded, ArrowError> {
+    pub fn decode(&self, at: Partition<'_>, messages: &Messages) -> Result<Decoded, ArrowError> {
         let n_cols = self.data.len();
         let mut text: Vec<StringBuilder> = (0..n_cols).map(|_| StringBuilder::new()).collect();
         let mut blobs = BinaryBuilder::new();
@@ -96,14 +80,14 @@ impl Decoder {
         let mut dead_letters = Vec::new();
         let mut scratch = JsonScratch::new(n_cols);
         for (i, m) in messages.iter().enumerate() {
-            let payload = m.payload.as_deref().unwrap_or_default();
+            let payload = m.payload.unwrap_or_default();
             if m.size() > self.max_message_bytes {
                 let error = format!(
                     "message of {} bytes is over max_message_bytes ({})",
                     m.size(),
                     self.max_message_bytes
                 );
-                dead_letters.push(dead_letter(error, at, m));
+                dead_letters.push(dead_letter(error, at, &m));
                 continue;
             }
             if self.format == Format::Json {
@@ -113,12 +97,12 @@ impl Decoder {
                         scratch.append_to(&mut text, &mut extra);
                         row_msg.push(i);
                     }
-                    Err(error) => dead_letters.push(dead_letter(error, at, m)),
+                    Err(error) => dead_letters.push(dead_letter(error, at, &m)),
                 }
                 continue;
             }
             let parsed = if blob {
-                blobs.append_option(m.payload.as_deref());
+                blobs.append_option(m.payload);
                 Ok(vec![(Vec::new(), None)])
             } else {
                 self.records(payload)
@@ -136,7 +120,7 @@ impl Decoder {
                         row_msg.push(i);
                     }
                 }
-                Err(error) => dead_letters.push(dead_letter(error, at, m)),
+                Err(error) => dead_letters.push(dead_letter(error, at, &m)),
             }
         }
         let text: Vec<StringArray> = text.into_iter().map(|mut b| b.finish()).collect();
@@ -149,7 +133,7 @@ impl Decoder {
         for e in cell_errors {
             if !bad[e.row] {
                 bad[e.row] = true;
-                dead_letters.push(dead_letter(e.message, at, &messages[row_msg[e.row]]));
+                dead_letters.push(dead_letter(e.message, at, &messages.get(row_msg[e.row])));
             }
         }
         typed.extend(self.provenance(at, messages, &row_msg));
@@ -199,17 +183,17 @@ impl Decoder {
     fn provenance(
         &self,
         at: Partition<'_>,
-        messages: &[Message],
+        messages: &Messages,
         row_msg: &[usize],
     ) -> Vec<ArrayRef> {
         let n = row_msg.len();
         let mut keys = StringBuilder::new();
         for &i in row_msg {
-            keys.append_option(messages[i].key.as_deref().map(String::from_utf8_lossy));
+            keys.append_option(messages.get(i).key.map(String::from_utf8_lossy));
         }
         let stamps: TimestampMicrosecondArray = row_msg
             .iter()
-            .map(|&i| messages[i].timestamp_ms.map(|ms| ms * 1000))
+            .map(|&i| messages.get(i).timestamp_ms.map(|ms| ms * 1000))
             .collect::<TimestampMicrosecondArray>()
             .with_timezone("UTC");
         vec![
@@ -219,7 +203,7 @@ impl Decoder {
             Arc::new(
                 row_msg
                     .iter()
-                    .map(|&i| messages[i].offset)
+                    .map(|&i| messages.get(i).offset)
                     .collect::<Int64Array>(),
             ),
             Arc::new(keys.finish()),
@@ -228,14 +212,13 @@ impl Decoder {
     }
 }
 
-fn dead_letter(error: String, at: Partition<'_>, m: &Message) -> DeadLetter {
+fn dead_letter(error: String, at: Partition<'_>, m: &Message<'_>) -> DeadLetter {
     let key = m
         .key
-        .as_deref()
         .map(|k| String::from_utf8_lossy(&k[..k.len().min(DEAD_LETTER_RAW_LIMIT)]).into_owned());
     DeadLetter::new(
         error,
-        m.payload.as_deref().unwrap_or_default(),
+        m.payload.unwrap_or_default(),
         Origin::Kafka {
             topic: at.topic.clone(),
             partition: at.partition,
@@ -439,7 +422,9 @@ fn csv_records(payload: &[u8], fields: usize) -> Result<Vec<Vec<Option<String>>>
 }
 
 mod infer;
+mod messages;
 #[cfg(test)]
 mod tests;
 
 pub use infer::infer_json;
+pub use messages::{Message, Messages};

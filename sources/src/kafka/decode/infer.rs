@@ -7,18 +7,18 @@ use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAcces
 use serde_json::{Map, Value};
 use sluice_core::{Column, ColumnType, TableSchema};
 
-use super::Message;
+use super::Messages;
 use crate::{
     kafka::config::Nested,
     typing::{cast::json_text, declared::check_column_name, infer},
 };
 
 /// Infers the data columns from sample messages; `None` if no sample is a JSON object.
-pub fn infer_json(samples: &[Message], nested: Nested) -> Option<TableSchema> {
+pub fn infer_json(samples: &Messages, nested: Nested) -> Option<TableSchema> {
     let mut shape = Shape::default();
     let mut objects = Vec::new();
-    for m in samples {
-        let payload = m.payload.as_deref().unwrap_or_default();
+    for m in samples.iter() {
+        let payload = m.payload.unwrap_or_default();
         let (Ok(Value::Object(o)), Ok(s)) = (
             serde_json::from_slice::<Value>(payload),
             serde_json::from_slice::<Shape>(payload),

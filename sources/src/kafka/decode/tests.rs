@@ -4,13 +4,35 @@ use arrow::datatypes::{Int32Type, Int64Type};
 use super::*;
 use crate::kafka::config::Nested;
 
-fn msg(offset: i64, payload: &str) -> Message {
-    Message {
+/// A message to buffer (owned, so a test can change it first).
+#[derive(Debug, Clone)]
+struct Msg {
+    offset: i64,
+    key: Option<Vec<u8>>,
+    timestamp_ms: Option<i64>,
+    payload: Option<Vec<u8>>,
+}
+
+fn msg(offset: i64, payload: &str) -> Msg {
+    Msg {
         offset,
         key: Some(format!("k{offset}").into_bytes()),
         timestamp_ms: Some(1_700_000_000_000),
         payload: Some(payload.as_bytes().to_vec()),
     }
+}
+
+/// The messages as the source buffers them.
+fn run(messages: &[Msg]) -> Messages {
+    messages
+        .iter()
+        .map(|m| Message {
+            offset: m.offset,
+            key: m.key.as_deref(),
+            timestamp_ms: m.timestamp_ms,
+            payload: m.payload.as_deref(),
+        })
+        .collect()
 }
 
 /// Messages of partition `partition` of `topic`.
@@ -72,7 +94,7 @@ fn json_messages_become_typed_rows_with_provenance_and_poison_becomes_dead_lette
         msg(14, &format!(r#"{{"id": 5, "pad": "{}"}}"#, "x".repeat(300))),
         msg(15, r#"{"id": 2}"#),
     ];
-    let out = d.decode(at(&topic, 3), &messages).unwrap();
+    let out = d.decode(at(&topic, 3), &run(&messages)).unwrap();
     assert_eq!(out.rows.num_rows(), 2);
     let ids = out.rows.column(0).as_primitive::<Int64Type>();
     assert_eq!((ids.value(0), ids.value(1)), (1, 2));
@@ -142,7 +164,7 @@ fn csv_messages_may_hold_several_lines_and_a_bad_line_rejects_its_message() {
     let out = d
         .decode(
             at(&topic, 0),
-            &[msg(0, "1,a\n2,b\n"), msg(1, "3,c\nx,d\n"), msg(2, "4")],
+            &run(&[msg(0, "1,a\n2,b\n"), msg(1, "3,c\nx,d\n"), msg(2, "4")]),
         )
         .unwrap();
     assert_eq!(out.rows.num_rows(), 2);
@@ -156,12 +178,12 @@ fn raw_payloads_land_as_text_or_bytes() {
     let mut bad = msg(1, "");
     bad.payload = Some(vec![0xff, 0xfe]);
     let out = text
-        .decode(at(&topic, 0), &[msg(0, "hello"), bad.clone()])
+        .decode(at(&topic, 0), &run(&[msg(0, "hello"), bad.clone()]))
         .unwrap();
     assert_eq!((out.rows.num_rows(), out.dead_letters.len()), (1, 1));
     let bytes = decoder(Format::Raw, &[("payload", ColumnType::Blob)]);
     let out = bytes
-        .decode(at(&topic, 0), &[msg(0, "hello"), bad])
+        .decode(at(&topic, 0), &run(&[msg(0, "hello"), bad]))
         .unwrap();
     assert_eq!((out.rows.num_rows(), out.dead_letters.len()), (2, 0));
 }
@@ -184,12 +206,12 @@ fn infers_columns_from_json_samples() {
         msg(1, r#"{"id": 2, "name": "b", "obj": null, "_sluice_x": 1}"#),
         msg(2, "garbage"),
     ];
-    let schema = infer_json(&samples, Nested::Json).unwrap();
+    let schema = infer_json(&run(&samples), Nested::Json).unwrap();
     assert_eq!(
         column_types(&schema),
         ["id BIGINT", "at TIMESTAMP", "obj JSON", "name VARCHAR"]
     );
-    assert!(infer_json(&[msg(0, "1")], Nested::Json).is_none());
+    assert!(infer_json(&run(&[msg(0, "1")]), Nested::Json).is_none());
 }
 
 #[test]
@@ -204,7 +226,7 @@ fn nested_objects_can_be_inferred_as_structs_in_written_order() {
             r#"{"id": 2, "ship": {"zip": "10115", "city": "Berlin"}, "tags": {"a": 1}}"#,
         ),
     ];
-    let schema = infer_json(&samples, Nested::Struct).unwrap();
+    let schema = infer_json(&run(&samples), Nested::Struct).unwrap();
     assert_eq!(
         column_types(&schema),
         [
@@ -225,7 +247,7 @@ fn struct_columns_decode_from_json_objects_and_bad_fields_are_dead_letters() {
     let out = d
         .decode(
             at(&topic, 0),
-            &[
+            &run(&[
                 msg(
                     0,
                     r#"{"id": 1, "ship": {"zip": "75001", "lat": 48.8, "other": 1}}"#,
@@ -233,7 +255,7 @@ fn struct_columns_decode_from_json_objects_and_bad_fields_are_dead_letters() {
                 msg(1, r#"{"id": 2, "ship": null}"#),
                 msg(2, r#"{"id": 3, "ship": {"at": "not a time"}}"#),
                 msg(3, r#"{"id": 4, "ship": "a string"}"#),
-            ],
+            ]),
         )
         .unwrap();
     assert_eq!(out.rows.num_rows(), 2);
@@ -263,10 +285,10 @@ fn unknown_json_fields_can_be_kept_as_json() {
     let out = d
         .decode(
             at(&topic, 0),
-            &[
+            &run(&[
                 msg(0, r#"{"id": 1, "x": {"y": 2}, "z": "w"}"#),
                 msg(1, r#"{"id": 2}"#),
-            ],
+            ]),
         )
         .unwrap();
     let extra = out
@@ -298,12 +320,12 @@ fn json_fields_land_in_their_columns_in_any_order_and_case() {
     let out = d
         .decode(
             at(&topic, 0),
-            &[
+            &run(&[
                 msg(0, r#"{"id": 1, "name": "a", "note": "n"}"#),
                 msg(1, r#"{"note": "m", "id": 2, "name": "b"}"#),
                 msg(2, r#"{"NAME": "c", "Id": 3}"#),
                 msg(3, r#"{"name": "d", "name": "e", "id": 4, "id": 5}"#),
-            ],
+            ]),
         )
         .unwrap();
     assert!(out.dead_letters.is_empty(), "{:?}", out.dead_letters);

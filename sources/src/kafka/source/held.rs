@@ -18,13 +18,13 @@ use tracing::debug;
 
 use crate::kafka::{
     consumer::{PartitionKey, Shared},
-    decode::Message,
+    decode::{Message, Messages},
 };
 
 /// One partition's messages waiting to be handed on.
 #[derive(Debug, Default)]
 pub(super) struct Buffer {
-    pub(super) messages: Vec<Message>,
+    pub(super) messages: Messages,
     pub(super) bytes: usize,
     pub(super) since: Option<Instant>,
     /// Offset gaps to record with the partition's next chunk.
@@ -120,12 +120,12 @@ impl Held {
         }
         let message = Message {
             offset: m.offset(),
-            key: m.key().map(<[u8]>::to_vec),
+            key: m.key(),
             timestamp_ms: match m.timestamp() {
                 Timestamp::NotAvailable => None,
                 Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => Some(t),
             },
-            payload: m.payload().map(<[u8]>::to_vec),
+            payload: m.payload(),
         };
         let buf = self.buffers.entry(key).or_default();
         buf.bytes += message.size();
