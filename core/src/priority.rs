@@ -9,12 +9,19 @@
 //! lower their own priority (a nice value 10 above the process's, so a unit file's `Nice=`
 //! still applies): when a core is free they run as before, when it is not the commit goes
 //! first. With it the commit thread waited 1.5-1.7 s and the bench ran 15% faster; nice 5
-//! gained about half as much (BENCHMARKS.md).
+//! gained about half as much (BENCHMARKS.md). The Parquet writer sits between the two
+//! ([`WRITER_NICE`]): the commit waits for its file.
 
 use std::io;
 
 /// How much producer threads add to the process's nice value.
 pub const PRODUCER_NICE: i32 = 10;
+
+/// How much a thread the commit waits for adds (the Parquet writer): below the commit
+/// thread, above the sources. At the sources' nice the commit waited for the batch's
+/// Parquet file 30 ms per 122,880-row Kafka batch (median), while a source thread took
+/// the other core to parse the next batch.
+pub const WRITER_NICE: i32 = 5;
 
 /// How much SQL clients' query threads add: the most there is. Their queries come after
 /// ingestion: after the commit and after the sources that feed it (on 2 cores, with four
@@ -26,6 +33,12 @@ pub const QUERY_NICE: i32 = 19;
 /// per thread). Raising a nice value needs no privilege; failing leaves the thread as it was.
 pub fn yield_to_committer() -> io::Result<()> {
     lower_priority(PRODUCER_NICE)
+}
+
+/// Lowers the calling thread's priority by [`WRITER_NICE`]: after the commit thread,
+/// before the sources.
+pub fn yield_to_committer_before_sources() -> io::Result<()> {
+    lower_priority(WRITER_NICE)
 }
 
 /// Lowers the calling thread's priority by [`QUERY_NICE`]: it runs when ingestion leaves a
@@ -55,6 +68,20 @@ mod tests {
         .unwrap();
         assert_eq!(inside, (before + PRODUCER_NICE).min(19));
         assert_eq!(rustix::process::getpriority_process(None).unwrap(), before);
+    }
+
+    #[test]
+    fn a_writer_thread_is_niced_between_the_committer_and_producers() {
+        let before = rustix::process::getpriority_process(None).unwrap();
+        let inside = std::thread::spawn(|| {
+            yield_to_committer_before_sources().unwrap();
+            rustix::process::getpriority_process(None).unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(inside, (before + WRITER_NICE).min(19));
+        assert!(inside > before || before == 19);
+        assert!(inside <= (before + PRODUCER_NICE).min(19));
     }
 
     #[test]

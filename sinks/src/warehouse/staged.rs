@@ -94,7 +94,7 @@ impl ParquetJob {
         std::thread::Builder::new()
             .name("parquet".into())
             .spawn(move || {
-                if let Err(e) = sluice_core::priority::yield_to_committer() {
+                if let Err(e) = sluice_core::priority::yield_to_committer_before_sources() {
                     debug!(error = %e, "could not lower the Parquet writer's priority");
                 }
                 sink.write(&relative, schema, &full)
