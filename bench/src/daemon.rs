@@ -71,7 +71,11 @@ pub fn start(sluice: &Path, config: &Path, log: &Path) -> anyhow::Result<Guarded
     Command::new(sluice)
         .args(["run", "--config"])
         .arg(config)
-        .env("SLUICE_LOG", "info")
+        // `SLUICE_BENCH_LOG` widens the daemon's log (e.g. "info,sluice_sources=debug").
+        .env(
+            "SLUICE_LOG",
+            std::env::var("SLUICE_BENCH_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
