@@ -3,7 +3,8 @@
 //! - [`config`]: `[sources.<name>]` with `type = "kafka"`; `component.rs` makes it a
 //!   source type (the registry's `Kafka`).
 //! - [`decode`]: messages (JSON, CSV lines, raw) into typed rows with provenance, and
-//!   poison messages into dead letters.
+//!   poison messages into dead letters; [`decode::Messages`] is how a partition's polled
+//!   messages are buffered until then (one byte buffer for their keys and payloads).
 //! - [`consumer`]: the librdkafka consumer and its rebalance handling: every assigned
 //!   partition starts at the offset stored with the data.
 //! - [`commit`]: an offset commit to the broker whose answer is waited for (on stop).
