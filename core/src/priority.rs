@@ -57,28 +57,32 @@ fn lower_priority(by: i32) -> io::Result<()> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_producer_thread_is_niced_and_the_rest_of_the_process_is_not() {
-        let before = rustix::process::getpriority_process(None).unwrap();
-        let inside = std::thread::spawn(|| {
-            yield_to_committer().unwrap();
-            rustix::process::getpriority_process(None).unwrap()
+    fn nice() -> i32 {
+        rustix::process::getpriority_process(None).unwrap()
+    }
+
+    /// The nice value of a thread that called `lower`, and the process's before it.
+    fn niced_by(lower: fn() -> io::Result<()>) -> (i32, i32) {
+        let before = nice();
+        let inside = std::thread::spawn(move || {
+            lower().unwrap();
+            nice()
         })
         .join()
         .unwrap();
+        (before, inside)
+    }
+
+    #[test]
+    fn a_producer_thread_is_niced_and_the_rest_of_the_process_is_not() {
+        let (before, inside) = niced_by(yield_to_committer);
         assert_eq!(inside, (before + PRODUCER_NICE).min(19));
-        assert_eq!(rustix::process::getpriority_process(None).unwrap(), before);
+        assert_eq!(nice(), before);
     }
 
     #[test]
     fn a_writer_thread_is_niced_between_the_committer_and_producers() {
-        let before = rustix::process::getpriority_process(None).unwrap();
-        let inside = std::thread::spawn(|| {
-            yield_to_committer_before_sources().unwrap();
-            rustix::process::getpriority_process(None).unwrap()
-        })
-        .join()
-        .unwrap();
+        let (before, inside) = niced_by(yield_to_committer_before_sources);
         assert_eq!(inside, (before + WRITER_NICE).min(19));
         assert!(inside > before || before == 19);
         assert!(inside <= (before + PRODUCER_NICE).min(19));
@@ -86,13 +90,7 @@ mod tests {
 
     #[test]
     fn a_query_thread_is_niced_below_producers() {
-        let before = rustix::process::getpriority_process(None).unwrap();
-        let inside = std::thread::spawn(|| {
-            yield_to_ingestion().unwrap();
-            rustix::process::getpriority_process(None).unwrap()
-        })
-        .join()
-        .unwrap();
+        let (before, inside) = niced_by(yield_to_ingestion);
         assert_eq!(inside, (before + QUERY_NICE).min(19));
         assert!(inside >= (before + PRODUCER_NICE).min(19));
     }

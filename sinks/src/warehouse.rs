@@ -49,6 +49,11 @@ impl PendingBatch {
     pub fn dead_letters(&self) -> usize {
         self.chunks.iter().map(|c| c.dead_letters.len()).sum()
     }
+
+    /// When the batch's oldest row reached its source (`None` for a batch of no chunk).
+    pub fn oldest(&self) -> Option<std::time::Instant> {
+        self.chunks.iter().map(|c| c.since).min()
+    }
 }
 
 /// What a commit made durable.

@@ -135,40 +135,34 @@ pub fn waits(db: &duckdb::Connection, log: &Path, soak_start: &str) -> anyhow::R
     }
     drop(appender);
     println!(
-        "
-| a batch's oldest row (ms) | batches | p50 | p90 | p99 | max |
-|---|---:|---:|---:|---:|---:|"
+        "\n| a batch's oldest row (ms) | batches | p50 | p90 | p99 | max |\n|---|---:|---:|---:|---:|---:|"
     );
     for table in ["csv_orders", "kafka_orders"] {
         let sql = format!(
-            "WITH b AS (SELECT _sluice_batch AS batch,                  max(epoch_us(_sluice_ingested_at) - epoch_us(produced_at)) / 1000 AS total                FROM raw.{table} WHERE produced_at >= '{soak_start}'::TIMESTAMPTZ GROUP BY 1),              d AS (SELECT total - age_ms AS input, age_ms FROM b JOIN commit_ages c                ON c.batch = b.batch AND c.tbl = '{table}')              SELECT count(*), quantile_cont(input, [0.5, 0.9, 0.99]), max(input),                quantile_cont(age_ms, [0.5, 0.9, 0.99]), max(age_ms) FROM d"
+            "WITH b AS (SELECT _sluice_batch AS batch, \
+                 max(epoch_us(_sluice_ingested_at) - epoch_us(produced_at)) / 1000 AS total \
+               FROM raw.{table} WHERE produced_at >= '{soak_start}'::TIMESTAMPTZ GROUP BY 1) \
+             SELECT b.total - c.age_ms AS input, c.age_ms::DOUBLE AS age \
+             FROM b JOIN commit_ages c ON c.batch = b.batch AND c.tbl = '{table}'"
         );
-        let row: (i64, Vec<f64>, f64, Vec<f64>, f64) = db
-            .query_row(&sql, [], |r| {
-                let list = |i: usize| -> duckdb::Result<Vec<f64>> {
-                    match r.get::<_, duckdb::types::Value>(i)? {
-                        duckdb::types::Value::List(vs) => Ok(vs
-                            .into_iter()
-                            .map(|v| match v {
-                                duckdb::types::Value::Double(d) => d,
-                                _ => f64::NAN,
-                            })
-                            .collect()),
-                        _ => Ok(vec![f64::NAN; 3]),
-                    }
-                };
-                Ok((r.get(0)?, list(1)?, r.get(2)?, list(3)?, r.get(4)?))
-            })
-            .with_context(|| format!("where the rows of {table} waited"))?;
-        let (n, input, input_max, age, age_max) = row;
-        println!(
-            "| {table}: produced -> reached the source | {n} | {:.0} | {:.0} | {:.0} | {input_max:.0} |",
-            input[0], input[1], input[2]
-        );
-        println!(
-            "| {table}: reached the source -> commit began | {n} | {:.0} | {:.0} | {:.0} | {age_max:.0} |",
-            age[0], age[1], age[2]
-        );
+        for (what, column) in [
+            ("produced -> reached the source", "input"),
+            ("reached the source -> commit began", "age"),
+        ] {
+            let quantiles = format!(
+                "WITH d AS ({sql}) SELECT count(*), quantile_cont({column}, 0.5), \
+                 quantile_cont({column}, 0.9), quantile_cont({column}, 0.99), max({column}) FROM d"
+            );
+            let row: (i64, f64, f64, f64, f64) = db
+                .query_row(&quantiles, [], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })
+                .with_context(|| format!("where the rows of {table} waited"))?;
+            println!(
+                "| {table}: {what} | {} | {:.0} | {:.0} | {:.0} | {:.0} |",
+                row.0, row.1, row.2, row.3, row.4
+            );
+        }
     }
     Ok(())
 }

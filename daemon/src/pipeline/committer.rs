@@ -314,7 +314,10 @@ impl<A: AfterCommit> CommitWorker<A> {
             let started = Instant::now();
             let table = staged.batch().table.clone();
             // How long the batch's oldest row has waited since it reached its source.
-            let age = oldest(staged.batch()).map(|since| started.duration_since(since));
+            let age = staged
+                .batch()
+                .oldest()
+                .map(|since| started.duration_since(since));
             match self.warehouse.commit_staged(&mut staged) {
                 Ok(receipt) => {
                     blocked.passed(&self.health, table.as_str());
@@ -380,11 +383,6 @@ impl<A: AfterCommit> CommitWorker<A> {
             }
         }
     }
-}
-
-/// When the batch's oldest row reached its source.
-fn oldest(batch: &PendingBatch) -> Option<Instant> {
-    batch.chunks.iter().map(|c| c.since).min()
 }
 
 #[cfg(test)]
