@@ -109,16 +109,17 @@ impl Batcher {
         buf.chunks.push(chunk);
     }
 
-    /// Batches whose oldest chunk has reached `max_age`.
-    pub fn aged(&mut self, now: Instant) -> Vec<PendingBatch> {
+    /// The batch that reached `max_age` first, if any has. One at a time: the caller hands
+    /// each to the committer when it has room, and the others keep growing meanwhile.
+    pub fn take_aged(&mut self, now: Instant) -> Option<PendingBatch> {
         let max_age = self.limits.max_age;
-        let tables: Vec<Ident> = self
+        let table = self
             .open
             .iter()
             .filter(|(_, b)| now.duration_since(b.since) >= max_age)
-            .map(|(t, _)| t.clone())
-            .collect();
-        tables.iter().filter_map(|t| self.take(t)).collect()
+            .min_by_key(|(_, b)| b.since)
+            .map(|(t, _)| t.clone())?;
+        self.take(&table)
     }
 
     /// Every open batch.
@@ -175,7 +176,7 @@ impl Batcher {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use arrow::{
         array::Int64Array,
         datatypes::{DataType, Field, Schema},
@@ -185,7 +186,8 @@ mod tests {
 
     use super::*;
 
-    fn chunk(table: &str, rows: usize) -> Chunk {
+    /// A file chunk of `rows` rows for `table`, read now.
+    pub(crate) fn chunk(table: &str, rows: usize) -> Chunk {
         let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, true)]));
         let values = Int64Array::from_iter_values(0..rows as i64);
         Chunk {
@@ -295,20 +297,32 @@ mod tests {
         let arrived = t0 + Duration::from_millis(800);
         assert!(b.add(c, arrived).is_empty());
         assert_eq!(b.next_deadline(arrived), Some(Duration::from_millis(200)));
-        assert!(b.aged(t0 + Duration::from_millis(999)).is_empty());
-        assert_eq!(b.aged(t0 + Duration::from_secs(1)).len(), 1);
+        assert!(b.take_aged(t0 + Duration::from_millis(999)).is_none());
+        assert!(b.take_aged(t0 + Duration::from_secs(1)).is_some());
     }
 
     #[test]
-    fn tables_batch_separately_and_age_out() {
+    fn tables_batch_separately_and_age_out_oldest_first() {
         let mut b = Batcher::new(limits(100));
         let t0 = Instant::now();
-        b.add(chunk("a", 1), t0);
-        b.add(chunk("b", 1), t0 + Duration::from_millis(500));
+        let at = |table, ms| Chunk {
+            since: t0 + Duration::from_millis(ms),
+            ..chunk(table, 1)
+        };
+        b.add(at("b", 0), t0);
+        b.add(at("a", 500), t0 + Duration::from_millis(500));
         assert_eq!(b.next_deadline(t0), Some(Duration::from_secs(1)));
-        let aged = b.aged(t0 + Duration::from_secs(1));
-        assert_eq!(aged.len(), 1);
-        assert_eq!(aged[0].table.as_str(), "a");
-        assert_eq!(b.all().len(), 1);
+        let aged = b.take_aged(t0 + Duration::from_secs(1)).expect("b is due");
+        assert_eq!(aged.table.as_str(), "b");
+        assert!(
+            b.take_aged(t0 + Duration::from_secs(1)).is_none(),
+            "a is not"
+        );
+        b.add(at("c", 200), t0 + Duration::from_millis(600));
+        let later = t0 + Duration::from_secs(2);
+        let order: Vec<_> = std::iter::from_fn(|| b.take_aged(later))
+            .map(|batch| batch.table.to_string())
+            .collect();
+        assert_eq!(order, ["c", "a"], "the oldest due batch first");
     }
 }

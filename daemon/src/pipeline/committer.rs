@@ -32,6 +32,8 @@ use crate::{health::Health, telemetry};
 
 /// Longest wait for a chunk before checking ages and the stop signal again.
 const IDLE_TICK: Duration = Duration::from_millis(250);
+/// How soon a batch held for a full queue is looked at again (a commit takes longer).
+const HOLD_TICK: Duration = Duration::from_millis(10);
 /// Commit attempts allowed once a stop is requested (then uncommitted data is left for
 /// the next start to read again).
 const ATTEMPTS_WHILE_STOPPING: u32 = 3;
@@ -155,6 +157,14 @@ impl<A: AfterCommit> Committer<A> {
 
 /// Receives chunks until every source hung up (or the worker failed), sending each batch
 /// that closes to the worker.
+///
+/// A batch due by age waits, still open, while the worker's queue is full (one batch
+/// committing, one staged, one queued): handed over then it would only wait behind them,
+/// and holding it keeps the loop taking chunks rather than blocking (which would pause the
+/// sources). Chunks arriving meanwhile join it, so under load batches grow and commits
+/// get fewer and larger. The queue frees a place each time a commit starts, so a batch is
+/// held for at most about one commit; one that fills up (`max_rows`, `max_bytes`) is
+/// handed over at once, blocking until there is room.
 fn batch_loop(
     batcher: &mut Batcher,
     events: &Receiver<SourceEvent>,
@@ -170,9 +180,11 @@ fn batch_loop(
         if stop.is_cancelled() && !send_all(batcher.all()) {
             return;
         }
-        let wait = batcher
-            .next_deadline(now)
-            .map_or(IDLE_TICK, |d| d.min(IDLE_TICK));
+        let wait = match batcher.next_deadline(now) {
+            Some(d) if d.is_zero() && worker.is_full() => HOLD_TICK,
+            Some(d) => d.min(IDLE_TICK),
+            None => IDLE_TICK,
+        };
         let batches = match events.recv_timeout(wait) {
             // Ages are checked only once no chunk is waiting (below), on purpose: after a
             // stall (a long commit, a checkpoint) the chunks queued meanwhile may all be
@@ -190,7 +202,10 @@ fn batch_loop(
                 debug!(%source, "source drained; committing open batches");
                 batcher.all()
             }
-            Err(RecvTimeoutError::Timeout) => batcher.aged(Instant::now()),
+            Err(RecvTimeoutError::Timeout) if worker.is_full() => Vec::new(),
+            Err(RecvTimeoutError::Timeout) => {
+                batcher.take_aged(Instant::now()).into_iter().collect()
+            }
             Err(RecvTimeoutError::Disconnected) => {
                 send_all(batcher.all());
                 return;
@@ -388,7 +403,63 @@ impl<A: AfterCommit> CommitWorker<A> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notify::Notifier;
+    use crate::{notify::Notifier, pipeline::batcher::tests::chunk};
+
+    #[test]
+    fn a_due_batch_keeps_growing_while_the_worker_queue_is_full() {
+        let health = Health::new(Notifier::disabled());
+        let stop = CancellationToken::new();
+        let mut batcher = Batcher::new(Limits {
+            max_rows: 1000,
+            max_bytes: usize::MAX,
+            // Every batch is due as soon as it opens.
+            max_age: Duration::ZERO,
+        });
+        // The worker's queue is full: a batch waits in it.
+        let (worker, queue) = bounded::<PendingBatch>(1);
+        let waiting = PendingBatch {
+            table: sluice_core::Ident::new("waiting").unwrap(),
+            raw_columns: Default::default(),
+            chunks: Vec::new(),
+        };
+        worker.send(waiting).unwrap();
+        // A rendezvous channel: a send returns once the batch loop has taken the chunk.
+        let (events_tx, events) = std::sync::mpsc::sync_channel(0);
+        let (taken_tx, taken) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(move || batch_loop(&mut batcher, &events, &worker, &stop, &health));
+            s.spawn(move || {
+                for rows in [3, 4] {
+                    events_tx
+                        .send(SourceEvent::Chunk(chunk("t", rows)))
+                        .unwrap();
+                    taken_tx.send(rows).unwrap();
+                    // Not synchronisation (the rendezvous is): a pause in which the loop
+                    // finds no chunk waiting, where a loop that closed the due batch would
+                    // block on the full queue and never take the second chunk.
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                // Dropping `events_tx` ends the loop once the queue has room.
+            });
+            let first = taken.recv_timeout(Duration::from_secs(10));
+            let second = taken.recv_timeout(Duration::from_secs(10));
+            // Room in the queue: the held batch is handed over, with both chunks.
+            let was_waiting = queue.recv().unwrap();
+            let handed = queue.recv_timeout(Duration::from_secs(10));
+            while queue.recv().is_ok() {}
+            assert_eq!(
+                (first, second),
+                (Ok(3), Ok(4)),
+                "chunks taken while the queue was full"
+            );
+            assert_eq!(was_waiting.table.as_str(), "waiting");
+            let handed = handed.expect("the held batch is handed over");
+            assert_eq!(
+                (handed.table.as_str(), handed.chunks.len(), handed.rows()),
+                ("t", 2, 7)
+            );
+        });
+    }
 
     #[test]
     fn a_busy_worker_does_not_stop_the_heartbeat() {
