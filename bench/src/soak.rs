@@ -76,6 +76,9 @@ pub struct Args {
     /// blocks it wrote or read cached up to it, so RSS follows the database's size).
     #[arg(long)]
     memory_limit: Option<String>,
+    /// `min_interval` of both models (default: none, a fold-in after every commit).
+    #[arg(long)]
+    model_min_interval: Option<String>,
     /// The sluice binary (default: next to this one).
     #[arg(long)]
     sluice: Option<PathBuf>,
@@ -99,7 +102,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let cluster = MockCluster::new(1).context("mock cluster")?;
     cluster.create_topic(TOPIC, args.partitions, 1)?;
     let brokers = cluster.bootstrap_servers();
-    let dirs = set_up(work.path(), &brokers, args.memory_limit.as_deref())?;
+    let dirs = set_up(work.path(), &brokers, args)?;
 
     eprintln!(
         "calibration backlogs: {} Kafka messages, {} CSV rows",
@@ -134,8 +137,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     println!("measured throughput (each source draining its backlog alone, models running): Kafka {kafka:.0} msg/s, CSV {csv:.0} rows/s");
     println!(
         "steady phase: {} min, Kafka {kafka_rate:.0} msg/s + CSV {csv_rate:.0} rows/s (a file every {} ms), samples every {} s; \
-         consumer fetch.wait.max.ms = {MOCK_FETCH_WAIT_MS} (see MOCK_FETCH_WAIT_MS)\n",
-        args.minutes, args.file_interval_ms, args.sample
+         consumer fetch.wait.max.ms = {MOCK_FETCH_WAIT_MS} (see MOCK_FETCH_WAIT_MS); models' min_interval {}\n",
+        args.minutes,
+        args.file_interval_ms,
+        args.sample,
+        args.model_min_interval.as_deref().unwrap_or("(none)")
     );
 
     let soak_start = chrono::Utc::now()
@@ -191,7 +197,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn set_up(root: &Path, brokers: &str, memory_limit: Option<&str>) -> anyhow::Result<Layout> {
+fn set_up(root: &Path, brokers: &str, args: &Args) -> anyhow::Result<Layout> {
+    let memory_limit = args.memory_limit.as_deref();
     let dirs = Layout {
         inbox: root.join("inbox"),
         staging: root.join("staging"),
@@ -203,8 +210,20 @@ fn set_up(root: &Path, brokers: &str, memory_limit: Option<&str>) -> anyhow::Res
     for d in [&dirs.inbox, &dirs.staging, &models] {
         std::fs::create_dir_all(d)?;
     }
-    std::fs::write(models.join("fresh_orders.sql"), FRESH_ORDERS)?;
-    std::fs::write(models.join("revenue_by_minute.sql"), REVENUE_BY_MINUTE)?;
+    for (file, text) in [
+        ("fresh_orders.sql", FRESH_ORDERS),
+        ("revenue_by_minute.sql", REVENUE_BY_MINUTE),
+    ] {
+        let text = match &args.model_min_interval {
+            Some(d) => text.replacen(
+                "{{ config(",
+                &format!("{{{{ config(min_interval='{d}', "),
+                1,
+            ),
+            None => text.to_string(),
+        };
+        std::fs::write(models.join(file), text)?;
+    }
     let schema: Vec<String> = load::COLUMNS
         .iter()
         .map(|(n, t)| format!("{n} = \"{t}\""))

@@ -7,7 +7,7 @@ use std::{fmt, time::Duration};
 use sluice_core::Ident;
 
 /// Default pause between rebuilds of a `table` model.
-pub const DEFAULT_MIN_INTERVAL: Duration = Duration::from_secs(1);
+pub const DEFAULT_TABLE_MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How a model is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,7 +191,12 @@ impl ConfigLayer {
             materialized,
             unique_key,
             strategy,
-            min_interval: self.min_interval.unwrap_or(DEFAULT_MIN_INTERVAL),
+            // A table is rebuilt whole, so by default at most once a second; an incremental
+            // model folds in only the new rows, after every commit unless told otherwise.
+            min_interval: self.min_interval.unwrap_or(match materialized {
+                Materialized::Table => DEFAULT_TABLE_MIN_INTERVAL,
+                _ => Duration::ZERO,
+            }),
         })
     }
 }

@@ -236,16 +236,22 @@ impl ModelRunner {
             Err(e) => return Ok(Some(self.failed(conn, m, e, started))),
         };
         if !opts.now {
-            let table_waits = m.config.materialized == Materialized::Table
-                && matches!(due.build, Build::Full)
-                && !due.changed
-                && self
-                    .last_build
-                    .get(&name)
-                    .is_some_and(|t| now.duration_since(*t) < m.config.min_interval);
-            if table_waits {
+            // A rebuild of a table or a fold-in of new rows waits out `min_interval`; a
+            // first build or one after its SQL changed does not.
+            let regular = matches!(
+                (m.config.materialized, &due.build),
+                (Materialized::Table, Build::Full)
+                    | (Materialized::Incremental, Build::Incremental { .. })
+            );
+            // Due `min_interval` after its last build (not after this round).
+            let waits_until = self
+                .last_build
+                .get(&name)
+                .map(|t| *t + m.config.min_interval)
+                .filter(|at| regular && !due.changed && *at > now);
+            if let Some(at) = waits_until {
                 self.retries.entry(name).or_insert(Retry {
-                    at: now + m.config.min_interval,
+                    at,
                     delay: RETRY.first,
                 });
                 return Err(Deferred);

@@ -1,0 +1,181 @@
+//! `min_interval` on incremental models: a fold-in of new rows waits until that long after
+//! the model's last build (its downstream waits with it), a one-shot run does not wait,
+//! and without it an incremental model runs after every commit.
+
+#![allow(clippy::unwrap_used)] // test helpers: a panic with the value is the clearest failure
+
+use std::collections::BTreeMap;
+
+use duckdb::Connection;
+use sluice_core::Ident;
+use sluice_models::{ModelRunner, Outcome, Plan, RunOptions};
+
+const MODELS: &[(&str, &str)] = &[
+    (
+        "slow.sql",
+        "{{ config(materialized='incremental', incremental_strategy='append', min_interval='1h') }}\n\
+         select seq, _sluice_batch from {{ source('raw', 'events') }} where {{ new_rows() }}",
+    ),
+    (
+        "after_slow.sql",
+        "{{ config(materialized='incremental', incremental_strategy='append') }}\n\
+         select seq from {{ ref('slow') }} where {{ new_rows() }}",
+    ),
+    (
+        "every_commit.sql",
+        "{{ config(materialized='incremental', incremental_strategy='append') }}\n\
+         select seq from {{ source('raw', 'events') }} where {{ new_rows() }}",
+    ),
+];
+
+/// Commits batch `id` of `raw.events` (rows `seq` in `rows`), as the committer does.
+fn commit(conn: &Connection, id: i64, rows: std::ops::Range<i64>) {
+    conn.execute_batch(&format!(
+        "INSERT INTO raw.events SELECT range, {id} FROM range({}, {})",
+        rows.start, rows.end
+    ))
+    .unwrap();
+    sluice_state::ledger::record_batch(conn, "events", &[], id, None, "2026-01-01 00:00:00+00")
+        .unwrap();
+}
+
+fn outcomes(
+    runner: &mut ModelRunner,
+    conn: &Connection,
+    opts: &RunOptions,
+) -> BTreeMap<String, String> {
+    runner
+        .run(conn, opts)
+        .into_iter()
+        .map(|r| {
+            let o = match r.outcome {
+                Outcome::Built { .. } => "built".to_string(),
+                Outcome::Waiting { on } => format!("waiting on {on}"),
+                Outcome::Failed { error } => format!("failed: {error}"),
+            };
+            (r.model, o)
+        })
+        .collect()
+}
+
+fn count(conn: &Connection, model: &str) -> i64 {
+    conn.query_row(&format!("SELECT count(*) FROM main.{model}"), [], |r| {
+        r.get(0)
+    })
+    .unwrap()
+}
+
+#[test]
+fn an_incremental_model_with_min_interval_waits_and_a_one_shot_run_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in MODELS {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let conn = Connection::open_in_memory().unwrap();
+    sluice_state::ensure(&conn).unwrap();
+    conn.execute_batch(
+        "CREATE SCHEMA raw; CREATE TABLE raw.events (seq BIGINT, _sluice_batch BIGINT);",
+    )
+    .unwrap();
+    let plan = Plan::load(
+        dir.path(),
+        Ident::new("main").unwrap(),
+        Ident::new("raw").unwrap(),
+        None,
+    )
+    .unwrap();
+    let mut runner = ModelRunner::new(plan);
+    runner.prepare(&conn).unwrap();
+    let round = RunOptions::default();
+
+    // The first build does not wait.
+    commit(&conn, 1, 0..10);
+    let first = outcomes(&mut runner, &conn, &round);
+    assert!(first.values().all(|o| o == "built"), "{first:?}");
+    assert_eq!(count(&conn, "slow"), 10);
+
+    // New rows within the hour: `slow` waits, and so does what reads it; the model
+    // without min_interval folds them in at once.
+    commit(&conn, 2, 10..15);
+    let second = outcomes(&mut runner, &conn, &round);
+    assert_eq!(
+        second.get("every_commit").map(String::as_str),
+        Some("built"),
+        "{second:?}"
+    );
+    assert_eq!(
+        second.get("after_slow").map(String::as_str),
+        Some("waiting on slow"),
+        "{second:?}"
+    );
+    assert!(
+        !second.contains_key("slow"),
+        "slow is deferred, not run: {second:?}"
+    );
+    assert!(
+        runner.has_pending(),
+        "the deferred model is pending (idle rounds retry it)"
+    );
+    assert_eq!(
+        (count(&conn, "slow"), count(&conn, "every_commit")),
+        (10, 15)
+    );
+
+    // A one-shot run (`sluice run --once`, `sluice models run`) does not wait.
+    let now = RunOptions {
+        now: true,
+        ..RunOptions::default()
+    };
+    let third = outcomes(&mut runner, &conn, &now);
+    assert_eq!(
+        third.get("slow").map(String::as_str),
+        Some("built"),
+        "{third:?}"
+    );
+    assert_eq!(
+        third.get("after_slow").map(String::as_str),
+        Some("built"),
+        "{third:?}"
+    );
+    assert_eq!((count(&conn, "slow"), count(&conn, "after_slow")), (15, 15));
+}
+
+#[test]
+fn a_deferred_model_is_due_min_interval_after_its_last_build_not_after_the_deferral() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "{{ config(materialized='incremental', incremental_strategy='append', min_interval='1s') }}\n\
+                select seq from {{ source('raw', 'events') }} where {{ new_rows() }}";
+    std::fs::write(dir.path().join("paced.sql"), text).unwrap();
+    let conn = Connection::open_in_memory().unwrap();
+    sluice_state::ensure(&conn).unwrap();
+    conn.execute_batch(
+        "CREATE SCHEMA raw; CREATE TABLE raw.events (seq BIGINT, _sluice_batch BIGINT);",
+    )
+    .unwrap();
+    let plan = Plan::load(
+        dir.path(),
+        Ident::new("main").unwrap(),
+        Ident::new("raw").unwrap(),
+        None,
+    )
+    .unwrap();
+    let mut runner = ModelRunner::new(plan);
+    runner.prepare(&conn).unwrap();
+    let round = RunOptions::default();
+    commit(&conn, 1, 0..10);
+    assert_eq!(outcomes(&mut runner, &conn, &round)["paced"], "built");
+    // The build ended before `built`: the model is due by `built + 1s`.
+    let built = std::time::Instant::now();
+    // Time passing is what is tested here: a round 0.6 s after the build defers...
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    commit(&conn, 2, 10..15);
+    assert!(outcomes(&mut runner, &conn, &round).is_empty(), "deferred");
+    // ... and one 1.15 s after it builds (a deadline counted from the deferral, 1.6 s,
+    // would still hold it back).
+    std::thread::sleep(
+        (built + std::time::Duration::from_millis(1150))
+            .saturating_duration_since(std::time::Instant::now()),
+    );
+    assert_eq!(outcomes(&mut runner, &conn, &round)["paced"], "built");
+    assert_eq!(count(&conn, "paced"), 15);
+}
