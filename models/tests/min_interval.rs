@@ -28,6 +28,31 @@ const MODELS: &[(&str, &str)] = &[
     ),
 ];
 
+/// These model files planned over an empty `raw.events`, ready to run (the directory
+/// lives as long as the returned guard).
+fn runner_with(models: &[(&str, &str)]) -> (tempfile::TempDir, Connection, ModelRunner) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in models {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let conn = Connection::open_in_memory().unwrap();
+    sluice_state::ensure(&conn).unwrap();
+    conn.execute_batch(
+        "CREATE SCHEMA raw; CREATE TABLE raw.events (seq BIGINT, _sluice_batch BIGINT);",
+    )
+    .unwrap();
+    let plan = Plan::load(
+        dir.path(),
+        Ident::new("main").unwrap(),
+        Ident::new("raw").unwrap(),
+        None,
+    )
+    .unwrap();
+    let runner = ModelRunner::new(plan);
+    runner.prepare(&conn).unwrap();
+    (dir, conn, runner)
+}
+
 /// Commits batch `id` of `raw.events` (rows `seq` in `rows`), as the committer does.
 fn commit(conn: &Connection, id: i64, rows: std::ops::Range<i64>) {
     conn.execute_batch(&format!(
@@ -67,25 +92,7 @@ fn count(conn: &Connection, model: &str) -> i64 {
 
 #[test]
 fn an_incremental_model_with_min_interval_waits_and_a_one_shot_run_does_not() {
-    let dir = tempfile::tempdir().unwrap();
-    for (name, text) in MODELS {
-        std::fs::write(dir.path().join(name), text).unwrap();
-    }
-    let conn = Connection::open_in_memory().unwrap();
-    sluice_state::ensure(&conn).unwrap();
-    conn.execute_batch(
-        "CREATE SCHEMA raw; CREATE TABLE raw.events (seq BIGINT, _sluice_batch BIGINT);",
-    )
-    .unwrap();
-    let plan = Plan::load(
-        dir.path(),
-        Ident::new("main").unwrap(),
-        Ident::new("raw").unwrap(),
-        None,
-    )
-    .unwrap();
-    let mut runner = ModelRunner::new(plan);
-    runner.prepare(&conn).unwrap();
+    let (_dir, conn, mut runner) = runner_with(MODELS);
     let round = RunOptions::default();
 
     // The first build does not wait.
@@ -142,25 +149,9 @@ fn an_incremental_model_with_min_interval_waits_and_a_one_shot_run_does_not() {
 
 #[test]
 fn a_deferred_model_is_due_min_interval_after_its_last_build_not_after_the_deferral() {
-    let dir = tempfile::tempdir().unwrap();
     let text = "{{ config(materialized='incremental', incremental_strategy='append', min_interval='1s') }}\n\
                 select seq from {{ source('raw', 'events') }} where {{ new_rows() }}";
-    std::fs::write(dir.path().join("paced.sql"), text).unwrap();
-    let conn = Connection::open_in_memory().unwrap();
-    sluice_state::ensure(&conn).unwrap();
-    conn.execute_batch(
-        "CREATE SCHEMA raw; CREATE TABLE raw.events (seq BIGINT, _sluice_batch BIGINT);",
-    )
-    .unwrap();
-    let plan = Plan::load(
-        dir.path(),
-        Ident::new("main").unwrap(),
-        Ident::new("raw").unwrap(),
-        None,
-    )
-    .unwrap();
-    let mut runner = ModelRunner::new(plan);
-    runner.prepare(&conn).unwrap();
+    let (_dir, conn, mut runner) = runner_with(&[("paced.sql", text)]);
     let round = RunOptions::default();
     commit(&conn, 1, 0..10);
     assert_eq!(outcomes(&mut runner, &conn, &round)["paced"], "built");
