@@ -93,15 +93,10 @@ pub fn freshness(db: &duckdb::Connection, soak_start: &str) -> anyhow::Result<()
     ] {
         let filter = via.map(|v| format!(" AND via = '{v}'")).unwrap_or_default();
         let sql = format!(
-            "WITH d AS (SELECT (epoch_us({at}) - epoch_us(produced_at)) / 1e6 AS s FROM {from} \
-             WHERE produced_at >= '{soak_start}'::TIMESTAMPTZ{filter}) \
-             SELECT count(*), quantile_cont(s, 0.5), quantile_cont(s, 0.9), quantile_cont(s, 0.99), max(s) FROM d"
+            "SELECT (epoch_us({at}) - epoch_us(produced_at)) / 1e6 AS s FROM {from} \
+             WHERE produced_at >= '{soak_start}'::TIMESTAMPTZ{filter}"
         );
-        let row: (i64, f64, f64, f64, f64) = db
-            .query_row(&sql, [], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
-            .with_context(|| format!("freshness of {what}"))?;
+        let row = distribution(db, &sql, "s").with_context(|| format!("freshness of {what}"))?;
         println!(
             "| {what} | {} | {:.2} | {:.2} | {:.2} | {:.2} |",
             row.0, row.1, row.2, row.3, row.4
@@ -149,14 +144,7 @@ pub fn waits(db: &duckdb::Connection, log: &Path, soak_start: &str) -> anyhow::R
             ("produced -> reached the source", "input"),
             ("reached the source -> commit began", "age"),
         ] {
-            let quantiles = format!(
-                "WITH d AS ({sql}) SELECT count(*), quantile_cont({column}, 0.5), \
-                 quantile_cont({column}, 0.9), quantile_cont({column}, 0.99), max({column}) FROM d"
-            );
-            let row: (i64, f64, f64, f64, f64) = db
-                .query_row(&quantiles, [], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                })
+            let row = distribution(db, &sql, column)
                 .with_context(|| format!("where the rows of {table} waited"))?;
             println!(
                 "| {table}: {what} | {} | {:.0} | {:.0} | {:.0} | {:.0} |",
@@ -209,6 +197,21 @@ pub fn trend(samples: &[Sample], warmup: f64, window: f64) {
         };
         println!("| {name} | {a:.2} | {b:.2} | {change} |");
     }
+}
+
+/// Count, p50, p90, p99 and max of `column` over the rows `rows_sql` selects.
+fn distribution(
+    db: &duckdb::Connection,
+    rows_sql: &str,
+    column: &str,
+) -> duckdb::Result<(i64, f64, f64, f64, f64)> {
+    let sql = format!(
+        "WITH d AS ({rows_sql}) SELECT count(*), quantile_cont({column}, 0.5), \
+         quantile_cont({column}, 0.9), quantile_cont({column}, 0.99), max({column}) FROM d"
+    );
+    db.query_row(&sql, [], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    })
 }
 
 fn median(samples: &[&Sample], f: fn(&Sample) -> f64) -> f64 {
