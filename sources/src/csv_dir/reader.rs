@@ -403,9 +403,9 @@ impl FileReader {
             .record
             .position()
             .map_or((0, 1), |p| (p.byte(), p.line()));
-        let start = self.base_offset + byte;
+        let (start, line) =
+            self.record_start(self.base_offset + byte, self.base_line + rel_line - 1);
         let end = self.base_offset + self.csv.position().byte();
-        let line = self.base_line + rel_line - 1;
         pending.bytes += (end - start) as usize;
         if self.record.len() != self.layout.expected_fields {
             let error = format!(
@@ -452,6 +452,19 @@ impl FileReader {
         pending.spans.push((start, end));
         pending.row_errors.push(error);
         Ok(())
+    }
+
+    /// Where the record just read starts: the parser reports the position where it began
+    /// looking for it, before the blank lines it skipped (and, in a file with `\r\n` line
+    /// ends, before the `\n` that ends the previous record), so those bytes are stepped
+    /// over here. No record begins with a line end: an empty line is not a record.
+    fn record_start(&self, mut at: u64, mut line: u64) -> (u64, u64) {
+        let input = self.csv.get_ref();
+        while let Some(b @ (b'\n' | b'\r')) = input.byte_at(at) {
+            line += u64::from(b == b'\n');
+            at += 1;
+        }
+        (at, line)
     }
 
     fn finish(&mut self, mut pending: Pending) -> io::Result<(RecordBatch, Vec<DeadLetter>)> {

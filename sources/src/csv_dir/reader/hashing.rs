@@ -54,6 +54,12 @@ impl HashingRead {
         self.hashed_to += n as u64;
     }
 
+    /// The byte at absolute offset `at`, if it has been read and not hashed yet.
+    pub(super) fn byte_at(&self, at: u64) -> Option<u8> {
+        let i = usize::try_from(at.checked_sub(self.hashed_to)?).ok()?;
+        self.unhashed.get(i).copied()
+    }
+
     /// Reads and hashes `n` bytes without handing them on (bytes that are hashed but not
     /// parsed: a header already read, a line end); false if they do not begin with
     /// `expect` (all `n` are hashed either way).

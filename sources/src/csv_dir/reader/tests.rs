@@ -211,3 +211,32 @@ fn header_maps_columns_by_name_and_refuses_unknown_ones() {
     let err = Layout::for_file(schema(), &header).expect_err("unknown column");
     assert!(err.contains("other"), "{err}");
 }
+
+/// Lines and dead-letter texts of `content` (header `id,note`), read whole.
+fn lines_and_dead(content: &[u8]) -> (Vec<Option<i64>>, Vec<(u64, String)>) {
+    let f = file(content);
+    let o = opts(100);
+    let header = read_header(f.path(), &o).expect("io").expect("header");
+    let layout = Layout::for_file(schema(), &header).expect("layout");
+    let mut r =
+        FileReader::open(f.path(), "f.csv", "s", layout, o, from_header(&header)).expect("open");
+    let chunk = r.next_chunk().expect("chunk");
+    assert!(chunk.done);
+    let good = column_i64(&chunk.rows, crate::csv_dir::provenance::LINE);
+    let dead = lines(&chunk).map(|(l, d)| (l, d.raw.clone())).collect();
+    (good, dead)
+}
+
+#[test]
+fn a_record_after_blank_lines_is_at_its_own_line() {
+    let (good, dead) = lines_and_dead(b"id,note\n1,a\n\n\n2,b\nx,bad\n\n4\n");
+    assert_eq!(good, [Some(2), Some(5)]);
+    assert_eq!(dead, [(6, "x,bad".to_string()), (8, "4".to_string())]);
+}
+
+#[test]
+fn crlf_records_are_at_their_own_lines() {
+    let (good, dead) = lines_and_dead(b"id,note\r\n1,a\r\n2,\"b\r\nc\"\r\nx,bad\r\n\r\n5,e\r\n");
+    assert_eq!(good, [Some(2), Some(3), Some(7)]);
+    assert_eq!(dead, [(5, "x,bad".to_string())]);
+}
