@@ -38,6 +38,10 @@ pub struct Args {
     /// sluice's duckdb.memory_limit, e.g. "256MB" (default: DuckDB's, 80% of RAM).
     #[arg(long)]
     memory_limit: Option<String>,
+    /// Also measure DuckDB's read_csv as sluice's reader, inside sluice's commit shape
+    /// (issue 16, item 3; see `csv_duckdb_reader`), storing good rows' `_sluice_line` as given.
+    #[arg(long, value_enum)]
+    duckdb_reader: Option<crate::csv_duckdb_reader::Lines>,
 }
 
 pub(crate) struct Sample {
@@ -59,14 +63,18 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let bytes = write_files(&inbox, args.files, args.rows / args.files)?;
     let rows = (args.rows / args.files * args.files) as f64;
     eprintln!("{:.0} MB of CSV", bytes as f64 / 1e6);
-    let (mut duck, mut ours) = (Vec::new(), Vec::new());
+    let (mut duck, mut ours, mut reader) = (Vec::new(), Vec::new(), Vec::new());
+    let expected = args.rows / args.files * args.files;
     for round in 0..args.runs {
-        duck.push(duckdb_native(
-            &root,
-            &inbox,
-            round,
-            args.rows / args.files * args.files,
-        )?);
+        duck.push(duckdb_native(&root, &inbox, round, expected)?);
+        if let Some(lines) = args.duckdb_reader {
+            let side = crate::csv_duckdb_reader::run_side(&root, &inbox, round, expected, lines)?;
+            eprintln!(
+                "round {round}: read_csv in sluice's commit {:.2}s",
+                side.secs
+            );
+            reader.push(side.secs);
+        }
         ours.push(sluice_once(&sluice, &root, &inbox, round, args)?);
         eprintln!(
             "round {round}: duckdb {:.2}s, sluice {:.2}s, {:.2} CPU-s; by thread: {}",
@@ -87,6 +95,15 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     println!("  duckdb native (read_csv -> table, COPY TO parquet): {d:.2} s  {:>10.0} rows/s  {:>6.1} MB/s", rows / d, mb / d);
     println!("  sluice run --once (DuckDB + Parquet, exactly-once): {s:.2} s  {:>10.0} rows/s  {:>6.1} MB/s  peak RSS {:.0} MiB", rows / s, mb / s, rss / 1024.0);
     println!("  ratio sluice/duckdb throughput: {:.2}x", d / s);
+    if let Some(lines) = args.duckdb_reader {
+        let r = median(reader);
+        println!(
+            "  read_csv in sluice's commit shape (_sluice_line {lines:?}): {r:.2} s  {:>10.0} rows/s  {:>6.1} MB/s  ratio to duckdb {:.2}x",
+            rows / r,
+            mb / r,
+            d / r
+        );
+    }
     Ok(())
 }
 

@@ -6,6 +6,10 @@
 //! files into DuckDB and Parquet. Prints medians and the ratio of sluice's throughput to
 //! DuckDB's. Results are recorded in BENCHMARKS.md with the command that produced them.
 //!
+//! With `--duckdb-reader`, a third side: DuckDB's `read_csv` as sluice's reader, inside
+//! the shape of sluice's commit ([`csv_duckdb_reader`]). `sluice-bench csv-cases`: the
+//! CSV bad-input cases through both readers, side by side ([`csv_cases`]).
+//!
 //! `sluice-bench models`: an incremental run of a merge model and of a delete+insert
 //! aggregate, side by side with a full refresh of the same models, as the base table
 //! grows (1M -> 10M rows by default) under a fixed delta.
@@ -28,12 +32,15 @@
 //! sql-load`: CSV ingest while clients query the marts, against idle, and point-query
 //! latency meanwhile.
 //!
-//! Layout: [`generate`] writes the CSV data; [`csv_bench`] runs the CSV sides;
+//! Layout: [`generate`] writes the CSV data; [`csv_bench`] runs the CSV sides
+//! ([`csv_duckdb_reader`] the read_csv one, [`csv_cases`] the bad-input cases);
 //! [`models_bench`] the model sides; [`kafka_bench`] the Kafka sides;
 //! [`soak`] the long run; [`sql_bench`] the SQL endpoint's; [`daemon`] starts and stops
 //! the daemon for those.
 
 mod csv_bench;
+mod csv_cases;
+mod csv_duckdb_reader;
 mod daemon;
 mod generate;
 mod kafka_bench;
@@ -58,6 +65,8 @@ struct Cli {
 enum Bench {
     /// CSV directory -> DuckDB + Parquet, against DuckDB's own read_csv + COPY TO Parquet.
     Csv(csv_bench::Args),
+    /// The CSV bad-input cases through sluice and through DuckDB's read_csv, side by side.
+    CsvCases(csv_cases::Args),
     /// Incremental model runs vs full refresh as the table grows, fixed delta.
     Models(models_bench::Args),
     /// Kafka topic -> DuckDB + Parquet, against a plain consumer draining the topic.
@@ -75,6 +84,7 @@ enum Bench {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().bench {
         Bench::Csv(args) => csv_bench::run(&args),
+        Bench::CsvCases(args) => csv_cases::run(&args),
         Bench::Models(args) => models_bench::run(&args),
         Bench::Kafka(args) => kafka_bench::run(&args),
         Bench::LakeCompaction(args) => lake_bench::run(&args),
