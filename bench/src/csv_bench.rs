@@ -116,15 +116,11 @@ fn duckdb_native(
 ) -> anyhow::Result<Sample> {
     let db_path = root.join(format!("native-{round}.duckdb"));
     let out = root.join(format!("native-{round}.parquet"));
-    let columns: Vec<String> = COLUMNS
-        .iter()
-        .map(|(n, t)| format!("'{n}': '{t}'"))
-        .collect();
     let sql = format!(
-        "CREATE TABLE t AS SELECT * FROM read_csv('{}/*.csv', header = true, columns = {{{}}}); \
+        "CREATE TABLE t AS SELECT * FROM read_csv('{}/*.csv', header = true, columns = {}); \
          COPY t TO '{}' (FORMAT parquet, COMPRESSION zstd);",
         inbox.display(),
-        columns.join(", "),
+        crate::csv_duckdb_reader::columns_struct(&COLUMNS),
         out.display()
     );
     let started = Instant::now();

@@ -42,17 +42,22 @@ pub enum Lines {
 /// the dialect fixed (no sniffing), rejected rows kept in the temporary tables
 /// `sluice_rejects` and `sluice_reject_scans`.
 pub fn read_csv_call(path: &Path, columns: &[(&str, &str)]) -> String {
+    format!(
+        "read_csv('{}', header = true, columns = {}, delim = ',', quote = '\"', \
+         escape = '\"', store_rejects = true, rejects_table = 'sluice_rejects', \
+         rejects_scan = 'sluice_reject_scans')",
+        path.display(),
+        columns_struct(columns)
+    )
+}
+
+/// `read_csv`'s `columns` argument: `{'name': 'TYPE', ...}`.
+pub fn columns_struct(columns: &[(&str, &str)]) -> String {
     let columns: Vec<String> = columns
         .iter()
         .map(|(n, t)| format!("'{n}': '{t}'"))
         .collect();
-    format!(
-        "read_csv('{}', header = true, columns = {{{}}}, delim = ',', quote = '\"', \
-         escape = '\"', store_rejects = true, rejects_table = 'sluice_rejects', \
-         rejects_scan = 'sluice_reject_scans')",
-        path.display(),
-        columns.join(", ")
-    )
+    format!("{{{}}}", columns.join(", "))
 }
 
 /// One round of the side over every file of `inbox`, into a fresh database under `root`.
