@@ -240,3 +240,52 @@ fn crlf_records_are_at_their_own_lines() {
     assert_eq!(good, [Some(2), Some(3), Some(7)]);
     assert_eq!(dead, [(5, "x,bad".to_string())]);
 }
+
+#[test]
+fn a_crlf_file_resumed_between_chunks_keeps_its_lines() {
+    let mut body = b"id,note\r\n".to_vec();
+    for i in 0..20 {
+        body.extend_from_slice(format!("{i},n{i}\r\n").as_bytes());
+    }
+    let f = file(&body);
+    let o = opts(10);
+    let header = read_header(f.path(), &o).expect("io").expect("header");
+    let layout = Layout::for_file(schema(), &header).expect("layout");
+    let mut r = FileReader::open(
+        f.path(),
+        "f",
+        "s",
+        layout.clone(),
+        o.clone(),
+        from_header(&header),
+    )
+    .expect("open");
+    let first = r.next_chunk().expect("chunk");
+    let want: Vec<Option<i64>> = (2..12).map(Some).collect();
+    assert_eq!(
+        column_i64(&first.rows, crate::csv_dir::provenance::LINE),
+        want
+    );
+    // The chunk may end between a record's \r and its \n: the resumed reader still
+    // puts the 11th record on line 12.
+    let point = scan(f.reopen().expect("open"), Some(first.next_offset))
+        .expect("scan")
+        .at
+        .expect("point");
+    let start = Start {
+        hasher: point.hasher,
+        hashed_to: point.offset,
+        offset: first.next_offset,
+        line: first.next_line,
+        limit: u64::MAX,
+        expect: Vec::new(),
+    };
+    let mut resumed = FileReader::open(f.path(), "f", "s", layout, o, start).expect("open");
+    let second = resumed.next_chunk().expect("chunk");
+    let want: Vec<Option<i64>> = (12..22).map(Some).collect();
+    assert_eq!(
+        column_i64(&second.rows, crate::csv_dir::provenance::LINE),
+        want
+    );
+    assert_eq!(column_i64(&second.rows, "id")[0], Some(10));
+}
