@@ -153,26 +153,18 @@ fn sluice_once(
 ) -> anyhow::Result<Sample> {
     let data = root.join(format!("sluice-{round}"));
     let config = root.join(format!("sluice-{round}.toml"));
-    let schema: Vec<String> = COLUMNS
-        .iter()
-        .map(|(n, t)| format!("{n} = \"{t}\""))
-        .collect();
+    let settings = format!(
+        "{}[batch]\nmax_rows = {}\nmax_bytes = \"{}\"\nmax_age = \"5s\"\n",
+        args.memory_limit
+            .as_deref()
+            .map(|m| format!("[duckdb]\nmemory_limit = \"{m}\"\n"))
+            .unwrap_or_default(),
+        args.max_rows,
+        args.max_bytes,
+    );
     std::fs::write(
         &config,
-        format!(
-            "data_dir = \"{}\"\n{}[batch]\nmax_rows = {}\nmax_bytes = \"{}\"\nmax_age = \"5s\"\n\
-             [sources.bench]\ntype = \"csv\"\npath = \"{}\"\nafter_ingest = \"keep\"\nsettle = \"10ms\"\n\
-             [sources.bench.schema]\n{}\n",
-            data.display(),
-            args.memory_limit
-                .as_deref()
-                .map(|m| format!("[duckdb]\nmemory_limit = \"{m}\"\n"))
-                .unwrap_or_default(),
-            args.max_rows,
-            args.max_bytes,
-            inbox.display(),
-            schema.join("\n")
-        ),
+        csv_config(&data, &settings, "bench", inbox, &COLUMNS),
     )?;
     let sample = run_sluice(sluice, &config)?;
     let committed = {
@@ -185,6 +177,28 @@ fn sluice_once(
         bail!("sluice committed {committed} rows of {expected}");
     }
     Ok(sample)
+}
+
+/// A sluice config: `data_dir`, then `settings` (TOML tables such as `[batch]`), then one
+/// CSV source `source` over `inbox` (files kept after ingest) with the declared `columns`.
+pub(crate) fn csv_config(
+    data: &Path,
+    settings: &str,
+    source: &str,
+    inbox: &Path,
+    columns: &[(&str, &str)],
+) -> String {
+    let schema: Vec<String> = columns
+        .iter()
+        .map(|(n, t)| format!("{n} = \"{t}\""))
+        .collect();
+    format!(
+        "data_dir = \"{}\"\n{settings}[sources.{source}]\ntype = \"csv\"\npath = \"{}\"\n\
+         after_ingest = \"keep\"\nsettle = \"10ms\"\n[sources.{source}.schema]\n{}\n",
+        data.display(),
+        inbox.display(),
+        schema.join("\n")
+    )
 }
 
 /// Runs `sluice run --once --config <config>`; its wall time and peak RSS.

@@ -132,19 +132,9 @@ fn through_read_csv(file: &Path) -> anyhow::Result<Outcome> {
 fn through_sluice(sluice: &Path, dir: &Path, inbox: &Path) -> anyhow::Result<Outcome> {
     let data = dir.join("data");
     let config = dir.join("sluice.toml");
-    let schema: Vec<String> = SCHEMA
-        .iter()
-        .map(|(n, t)| format!("{n} = \"{t}\""))
-        .collect();
     std::fs::write(
         &config,
-        format!(
-            "data_dir = \"{}\"\n[sources.cases]\ntype = \"csv\"\npath = \"{}\"\n\
-             after_ingest = \"keep\"\nsettle = \"10ms\"\n[sources.cases.schema]\n{}\n",
-            data.display(),
-            inbox.display(),
-            schema.join("\n")
-        ),
+        crate::csv_bench::csv_config(&data, "", "cases", inbox, &SCHEMA),
     )?;
     crate::csv_bench::run_sluice(sluice, &config)?;
     let conn = duckdb::Connection::open(data.join("warehouse.duckdb"))?;

@@ -49,6 +49,30 @@ fn from_header(header: &Header) -> Start {
     }
 }
 
+/// A fresh reader of `f` continuing after `chunk` was committed (its hash going on from
+/// the committed bytes' state), reading no further than `limit`.
+fn resumed_after(
+    f: &tempfile::NamedTempFile,
+    chunk: &ReadChunk,
+    layout: Layout,
+    o: ReadOptions,
+    limit: u64,
+) -> FileReader {
+    let point = scan(f.reopen().expect("open"), Some(chunk.next_offset))
+        .expect("scan")
+        .at
+        .expect("point");
+    let start = Start {
+        hasher: point.hasher,
+        hashed_to: point.offset,
+        offset: chunk.next_offset,
+        line: chunk.next_line,
+        limit,
+        expect: Vec::new(),
+    };
+    FileReader::open(f.path(), "f", "s", layout, o, start).expect("open")
+}
+
 fn b3(bytes: &[u8]) -> FileHash {
     FileHash(blake3::hash(bytes).to_hex().to_string())
 }
@@ -133,19 +157,7 @@ fn chunks_resume_exactly_where_the_previous_ended() {
     assert_eq!(first.hash, b3(&body[..at]));
     // A fresh reader at the committed position continues with the 11th record, its
     // hash going on from the committed bytes' state.
-    let point = scan(f.reopen().expect("open"), Some(at as u64))
-        .expect("scan")
-        .at
-        .expect("point");
-    let start = Start {
-        hasher: point.hasher,
-        hashed_to: point.offset,
-        offset: first.next_offset,
-        line: first.next_line,
-        limit: body.len() as u64 - 7,
-        expect: Vec::new(),
-    };
-    let mut resumed = FileReader::open(f.path(), "f", "s", layout, o, start).expect("open");
+    let mut resumed = resumed_after(&f, &first, layout, o, body.len() as u64 - 7);
     let second = resumed.next_chunk().expect("chunk");
     assert_eq!(column_i64(&second.rows, "id")[0], Some(10));
     assert_eq!(
@@ -268,19 +280,7 @@ fn a_crlf_file_resumed_between_chunks_keeps_its_lines() {
     );
     // The chunk may end between a record's \r and its \n: the resumed reader still
     // puts the 11th record on line 12.
-    let point = scan(f.reopen().expect("open"), Some(first.next_offset))
-        .expect("scan")
-        .at
-        .expect("point");
-    let start = Start {
-        hasher: point.hasher,
-        hashed_to: point.offset,
-        offset: first.next_offset,
-        line: first.next_line,
-        limit: u64::MAX,
-        expect: Vec::new(),
-    };
-    let mut resumed = FileReader::open(f.path(), "f", "s", layout, o, start).expect("open");
+    let mut resumed = resumed_after(&f, &first, layout, o, u64::MAX);
     let second = resumed.next_chunk().expect("chunk");
     let want: Vec<Option<i64>> = (12..22).map(Some).collect();
     assert_eq!(
