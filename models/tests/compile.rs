@@ -3,32 +3,21 @@
 #![allow(clippy::unwrap_used)] // test helpers: a panic with the value is the clearest failure
 
 use duckdb::Connection;
-use sluice_core::Ident;
 use sluice_models::{compile, ModelRunner, Plan, RunOptions};
 
+mod common;
+
 fn plan(dir: &std::path::Path, files: &[(&str, &str)]) -> Plan {
-    for (name, text) in files {
-        std::fs::write(dir.join(name), text).unwrap();
-    }
-    Plan::load(
-        dir,
-        Ident::new("main").unwrap(),
-        Ident::new("raw").unwrap(),
-        None,
-    )
-    .unwrap()
+    common::write_models(dir, files);
+    common::plan(dir)
 }
 
 fn db() -> Connection {
-    let conn = Connection::open_in_memory().unwrap();
-    sluice_state::ensure(&conn).unwrap();
-    conn.execute_batch(
-        "CREATE SCHEMA raw;
-         CREATE TABLE raw.t (id BIGINT, _sluice_batch BIGINT);
+    let conn = common::database(
+        "CREATE TABLE raw.t (id BIGINT, _sluice_batch BIGINT);
          INSERT INTO raw.t VALUES (1, 1), (2, 1);",
-    )
-    .unwrap();
-    sluice_state::ledger::record_batch(&conn, "t", &[], 1, None, "2026-01-01 00:00:00+00").unwrap();
+    );
+    common::record_batch(&conn, "t", 1);
     conn
 }
 

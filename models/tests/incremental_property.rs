@@ -11,7 +11,6 @@ use std::path::Path;
 
 use duckdb::{params, Connection};
 use proptest::prelude::*;
-use sluice_core::Ident;
 use sluice_models::{render::Mode, ModelRunner, Outcome, Plan, RunOptions};
 
 const MODELS: &[(&str, &str)] = &[
@@ -69,46 +68,28 @@ const MODELS: &[(&str, &str)] = &[
     ),
 ];
 
+mod common;
+
 /// Records batch `id` of `raw.events` in the ledger, as a commit does.
 fn ledger(conn: &Connection, id: i64) {
-    sluice_state::ledger::record_batch(conn, "events", &[], id, None, "2026-01-01 00:00:00+00")
-        .unwrap();
+    common::record_batch(conn, "events", id);
 }
 
+const RAW: &str =
+    "CREATE TABLE raw.events (seq BIGINT, k INTEGER, v INTEGER, _sluice_batch BIGINT);";
+
 fn setup(dir: &Path) -> (Connection, Plan) {
-    for (name, text) in MODELS {
-        std::fs::write(dir.join(name), text).unwrap();
-    }
-    let conn = Connection::open_in_memory().unwrap();
-    sluice_state::ensure(&conn).unwrap();
-    conn.execute_batch(
-        "CREATE SCHEMA raw;
-         CREATE TABLE raw.events (seq BIGINT, k INTEGER, v INTEGER, _sluice_batch BIGINT);",
-    )
-    .unwrap();
-    let plan = Plan::load(
-        dir,
-        Ident::new("main").unwrap(),
-        Ident::new("raw").unwrap(),
-        None,
-    )
-    .unwrap();
-    (conn, plan)
+    common::write_models(dir, MODELS);
+    let conn = common::database(RAW);
+    (conn, common::plan(dir))
 }
 
 /// The standard models with `file` replaced by `text`, planned and ready to run.
 fn with_model(dir: &Path, file: &str, text: &str) -> (Connection, ModelRunner) {
-    let (conn, _) = setup(dir);
-    std::fs::write(dir.join(file), text).unwrap();
-    let plan = Plan::load(
-        dir,
-        Ident::new("main").unwrap(),
-        Ident::new("raw").unwrap(),
-        None,
-    )
-    .unwrap();
-    let runner = ModelRunner::new(plan);
-    runner.prepare(&conn).unwrap();
+    common::write_models(dir, MODELS);
+    common::write_models(dir, &[(file, text)]);
+    let conn = common::database(RAW);
+    let runner = common::runner(dir, &conn);
     (conn, runner)
 }
 

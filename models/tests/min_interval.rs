@@ -7,8 +7,7 @@
 use std::collections::BTreeMap;
 
 use duckdb::Connection;
-use sluice_core::Ident;
-use sluice_models::{ModelRunner, Outcome, Plan, RunOptions};
+use sluice_models::{ModelRunner, Outcome, RunOptions};
 
 const MODELS: &[(&str, &str)] = &[
     (
@@ -28,28 +27,15 @@ const MODELS: &[(&str, &str)] = &[
     ),
 ];
 
+mod common;
+
 /// These model files planned over an empty `raw.events`, ready to run (the directory
 /// lives as long as the returned guard).
 fn runner_with(models: &[(&str, &str)]) -> (tempfile::TempDir, Connection, ModelRunner) {
     let dir = tempfile::tempdir().unwrap();
-    for (name, text) in models {
-        std::fs::write(dir.path().join(name), text).unwrap();
-    }
-    let conn = Connection::open_in_memory().unwrap();
-    sluice_state::ensure(&conn).unwrap();
-    conn.execute_batch(
-        "CREATE SCHEMA raw; CREATE TABLE raw.events (seq BIGINT, _sluice_batch BIGINT);",
-    )
-    .unwrap();
-    let plan = Plan::load(
-        dir.path(),
-        Ident::new("main").unwrap(),
-        Ident::new("raw").unwrap(),
-        None,
-    )
-    .unwrap();
-    let runner = ModelRunner::new(plan);
-    runner.prepare(&conn).unwrap();
+    common::write_models(dir.path(), models);
+    let conn = common::database("CREATE TABLE raw.events (seq BIGINT, _sluice_batch BIGINT);");
+    let runner = common::runner(dir.path(), &conn);
     (dir, conn, runner)
 }
 
@@ -60,8 +46,7 @@ fn commit(conn: &Connection, id: i64, rows: std::ops::Range<i64>) {
         rows.start, rows.end
     ))
     .unwrap();
-    sluice_state::ledger::record_batch(conn, "events", &[], id, None, "2026-01-01 00:00:00+00")
-        .unwrap();
+    common::record_batch(conn, "events", id);
 }
 
 fn outcomes(
@@ -81,6 +66,11 @@ fn outcomes(
             (r.model, o)
         })
         .collect()
+}
+
+/// `name`'s outcome in a round's `map`, if it ran or waited.
+fn outcome<'a>(map: &'a BTreeMap<String, String>, name: &str) -> Option<&'a str> {
+    map.get(name).map(String::as_str)
 }
 
 fn count(conn: &Connection, model: &str) -> i64 {
@@ -106,12 +96,12 @@ fn an_incremental_model_with_min_interval_waits_and_a_one_shot_run_does_not() {
     commit(&conn, 2, 10..15);
     let second = outcomes(&mut runner, &conn, &round);
     assert_eq!(
-        second.get("every_commit").map(String::as_str),
+        outcome(&second, "every_commit"),
         Some("built"),
         "{second:?}"
     );
     assert_eq!(
-        second.get("after_slow").map(String::as_str),
+        outcome(&second, "after_slow"),
         Some("waiting on slow"),
         "{second:?}"
     );
@@ -134,16 +124,8 @@ fn an_incremental_model_with_min_interval_waits_and_a_one_shot_run_does_not() {
         ..RunOptions::default()
     };
     let third = outcomes(&mut runner, &conn, &now);
-    assert_eq!(
-        third.get("slow").map(String::as_str),
-        Some("built"),
-        "{third:?}"
-    );
-    assert_eq!(
-        third.get("after_slow").map(String::as_str),
-        Some("built"),
-        "{third:?}"
-    );
+    assert_eq!(outcome(&third, "slow"), Some("built"), "{third:?}");
+    assert_eq!(outcome(&third, "after_slow"), Some("built"), "{third:?}");
     assert_eq!((count(&conn, "slow"), count(&conn, "after_slow")), (15, 15));
 }
 
