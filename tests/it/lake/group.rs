@@ -105,6 +105,10 @@ fn chaos(lake: &Shared) {
     });
     let mut second = start(&b);
     let base_b = second.http_addr();
+    // Produced only once the newcomer owns partitions: produced before, the running
+    // instance can take every message while the group rebalances (slow on a busy machine)
+    // and the newcomer never has one to ingest.
+    second.wait_for_log("partitions assigned");
     produce(20_000, 40_000);
     second.wait_until("the second instance ingests", |_| {
         rows_ingested(&base_b) > 0.0
@@ -117,6 +121,7 @@ fn chaos(lake: &Shared) {
     );
     let mut third = start(&c);
     let base_c = third.http_addr();
+    third.wait_for_log("partitions assigned");
     produce(60_000, 30_000);
     third.wait_until("the third instance ingests", |_| {
         rows_ingested(&base_c) > 0.0
