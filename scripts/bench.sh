@@ -2,10 +2,16 @@
 # Benchmarks sluice against its reference, side by side in the same run, and prints the
 # ratio. Usage: scripts/bench.sh csv [--rows N --files N --runs N]
 # (also: csv-cases, models, kafka, lake-compaction, soak, sql-fetch, sql-load; scripts/bench.sh <mode> --help lists
-# each one's options)
+# each one's options; and insert-threads, a probe of DuckDB alone, bench/probes/insert_threads.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
+# A probe of DuckDB alone (no sluice to build): Python's DuckDB with pyarrow, in a venv of its own.
+if [ "${1:-}" = insert-threads ]; then
+  shift
+  exec "$(ensure_venv "${SLUICE_PROBE_VENV:-$HOME/.cache/sluice-venv-probe}" \
+    "duckdb==2.0.1 pyarrow==26.0.1 numpy==2.4.6")" bench/probes/insert_threads.py "$@"
+fi
 ensure_build_deps
 # The soak reads DuckDB's memory accounting from the running daemon with psql.
 [ "${1:-}" = soak ] && ensure_packages postgresql-client
