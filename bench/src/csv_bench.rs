@@ -61,10 +61,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let sluice = crate::daemon::sluice_binary(args.sluice.as_deref())?;
     eprintln!("generating {} rows in {} files...", args.rows, args.files);
     let bytes = write_files(&inbox, args.files, args.rows / args.files)?;
-    let rows = (args.rows / args.files * args.files) as f64;
+    let expected = args.rows / args.files * args.files;
+    let rows = expected as f64;
     eprintln!("{:.0} MB of CSV", bytes as f64 / 1e6);
     let (mut duck, mut ours, mut reader) = (Vec::new(), Vec::new(), Vec::new());
-    let expected = args.rows / args.files * args.files;
     for round in 0..args.runs {
         duck.push(duckdb_native(&root, &inbox, round, expected)?);
         if let Some(lines) = args.duckdb_reader {

@@ -49,6 +49,16 @@ fn from_header(header: &Header) -> Start {
     }
 }
 
+/// A reader of `f` from its first record, and the layout its header gave.
+fn from_start(f: &tempfile::NamedTempFile, o: &ReadOptions) -> (Layout, FileReader) {
+    let header = read_header(f.path(), o).expect("io").expect("header");
+    let layout = Layout::for_file(schema(), &header).expect("layout");
+    let start = from_header(&header);
+    let r =
+        FileReader::open(f.path(), "f.csv", "s", layout.clone(), o.clone(), start).expect("open");
+    (layout, r)
+}
+
 /// A fresh reader of `f` continuing after `chunk` was committed (its hash going on from
 /// the committed bytes' state), reading no further than `limit`.
 fn resumed_after(
@@ -93,11 +103,7 @@ fn column_i64(batch: &RecordBatch, name: &str) -> Vec<Option<i64>> {
 fn a_field_that_is_not_utf8_makes_its_row_a_dead_letter() {
     // Row 3's fields are each invalid, though their bytes side by side would read "é".
     let f = file(b"id,note\n1,caf\xc3\xa9\n2,\xff\n3\xc3,\xa9\n4,ok\n");
-    let o = opts(100);
-    let header = read_header(f.path(), &o).expect("io").expect("header");
-    let layout = Layout::for_file(schema(), &header).expect("layout");
-    let start = from_header(&header);
-    let mut r = FileReader::open(f.path(), "f.csv", "s", layout, o, start).expect("open");
+    let (_, mut r) = from_start(&f, &opts(100));
     let chunk = r.next_chunk().expect("chunk");
     assert_eq!(column_i64(&chunk.rows, "id"), [Some(1), Some(4)]);
     let note = chunk.rows.column_by_name("note").expect("note");
@@ -144,11 +150,7 @@ fn chunks_resume_exactly_where_the_previous_ended() {
     }
     let f = file(&body);
     let o = opts(10);
-    let header = read_header(f.path(), &o).expect("io").expect("header");
-    let layout = Layout::for_file(schema(), &header).expect("layout");
-    let start = from_header(&header);
-    let mut r =
-        FileReader::open(f.path(), "f", "s", layout.clone(), o.clone(), start).expect("open");
+    let (layout, mut r) = from_start(&f, &o);
     let first = r.next_chunk().expect("chunk");
     assert!(!first.done);
     assert_eq!(first.rows.num_rows(), 10);
@@ -227,11 +229,7 @@ fn header_maps_columns_by_name_and_refuses_unknown_ones() {
 /// Lines and dead-letter texts of `content` (header `id,note`), read whole.
 fn lines_and_dead(content: &[u8]) -> (Vec<Option<i64>>, Vec<(u64, String)>) {
     let f = file(content);
-    let o = opts(100);
-    let header = read_header(f.path(), &o).expect("io").expect("header");
-    let layout = Layout::for_file(schema(), &header).expect("layout");
-    let mut r =
-        FileReader::open(f.path(), "f.csv", "s", layout, o, from_header(&header)).expect("open");
+    let (_, mut r) = from_start(&f, &opts(100));
     let chunk = r.next_chunk().expect("chunk");
     assert!(chunk.done);
     let good = column_i64(&chunk.rows, crate::csv_dir::provenance::LINE);
@@ -261,17 +259,7 @@ fn a_crlf_file_resumed_between_chunks_keeps_its_lines() {
     }
     let f = file(&body);
     let o = opts(10);
-    let header = read_header(f.path(), &o).expect("io").expect("header");
-    let layout = Layout::for_file(schema(), &header).expect("layout");
-    let mut r = FileReader::open(
-        f.path(),
-        "f",
-        "s",
-        layout.clone(),
-        o.clone(),
-        from_header(&header),
-    )
-    .expect("open");
+    let (layout, mut r) = from_start(&f, &o);
     let first = r.next_chunk().expect("chunk");
     let want: Vec<Option<i64>> = (2..12).map(Some).collect();
     assert_eq!(
