@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks sluice against its reference, side by side in the same run, and prints the
 # ratio. Usage: scripts/bench.sh csv [--rows N --files N --runs N]
-# (also: csv-cases, models, kafka, lake-compaction, soak, sql-fetch, sql-load; scripts/bench.sh <mode> --help lists
+# (also: csv-cases, models, kafka, lake-compaction, soak, sql-fetch, sql-load, fuzz; scripts/bench.sh <mode> --help lists
 # each one's options; and insert-threads, a probe of DuckDB alone, bench/probes/insert_threads.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +13,12 @@ if [ "${1:-}" = insert-threads ]; then
     "duckdb==2.0.1 pyarrow==26.0.1 numpy==2.4.6")" bench/probes/insert_threads.py "$@"
 fi
 ensure_build_deps
+# A long run of the fuzz properties the suite runs briefly (the Postgres message checks
+# against pgwire's decoder, the gate against path-like names): `fuzz [cases]`, default 1M.
+if [ "${1:-}" = fuzz ]; then
+  SLUICE_FUZZ_CASES="${2:-1000000}" exec cargo test --release --workspace --locked -- \
+    frames::tests replacement_scans --nocapture
+fi
 # The soak reads DuckDB's memory accounting from the running daemon with psql.
 [ "${1:-}" = soak ] && ensure_packages postgresql-client
 # The SQL benchmarks' client is Python (psycopg; duckdb for the in-process reference).

@@ -76,6 +76,12 @@ pub struct SqlSettings {
     pub idle_in_transaction_timeout: Option<std::time::Duration>,
     /// Rows a result may have (`None`: no limit).
     pub max_result_rows: Option<u64>,
+    /// Bytes a query may have.
+    pub max_query_size: usize,
+    /// Postgres connections open at once before logging in.
+    pub max_unauthenticated: usize,
+    /// Time a Postgres connection has to log in.
+    pub auth_timeout: std::time::Duration,
     /// Users and their passwords (empty: no password is asked).
     pub users: Vec<(String, file::Secret)>,
     /// TLS certificate and key files, resolved (`None`: no TLS).
@@ -93,6 +99,8 @@ pub struct Config {
     pub parquet: ParquetConfig,
     /// Where the HTTP endpoints listen (`None`: disabled).
     pub http_listen: Option<std::net::SocketAddr>,
+    /// HTTP connections open at once.
+    pub http_max_connections: usize,
     /// The SQL endpoint (`listen` resolved: `None` disables it).
     pub sql: SqlSettings,
     /// Sources by name, paths resolved.
@@ -218,6 +226,7 @@ fn resolve(file: FileConfig, base: &Path, path: &Path) -> Config {
         duckdb: file.duckdb,
         parquet: file.parquet,
         http_listen: file.http.listen.parse().ok(),
+        http_max_connections: file.http.max_connections,
         sql: SqlSettings {
             listen: file.sql.listen.parse().ok(),
             max_connections: file.sql.max_connections,
@@ -225,6 +234,9 @@ fn resolve(file: FileConfig, base: &Path, path: &Path) -> Config {
             idle_in_transaction_timeout: Some(file.sql.idle_in_transaction_timeout)
                 .filter(|d| !d.is_zero()),
             max_result_rows: Some(file.sql.max_result_rows).filter(|&n| n > 0),
+            max_query_size: usize::try_from(file.sql.max_query_size.as_u64()).unwrap_or(usize::MAX),
+            max_unauthenticated: file.sql.max_unauthenticated,
+            auth_timeout: file.sql.auth_timeout,
             users: file.sql.users.into_iter().collect(),
             tls: file
                 .sql

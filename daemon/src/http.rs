@@ -5,6 +5,7 @@
 //! `/status` reports names, counts and paths relative to the data directory only.
 
 mod query;
+mod server;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
@@ -20,7 +21,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 use sluice_sources::Backlog;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::info;
 
 use crate::health::{Health, STUCK_AFTER};
 
@@ -35,6 +36,10 @@ pub struct HttpState {
     pub sql: std::sync::OnceLock<Arc<sluice_sql::Service>>,
     /// The listener is on a loopback address (SQL without users is allowed only then).
     pub loopback: bool,
+    /// Connections open at once (`http.max_connections`).
+    pub max_connections: usize,
+    /// Bytes a `POST /query` body may have (`sql.max_query_size` and room for JSON).
+    pub max_body: usize,
 }
 
 /// Installs the Prometheus recorder (once per process) with sluice's histogram buckets.
@@ -84,12 +89,8 @@ pub async fn serve(
 ) {
     let addr = listener.local_addr().ok();
     info!(listen = ?addr, "HTTP endpoints: /metrics /healthz /readyz /status /query /catalog");
-    let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
-        stop.cancelled().await;
-    });
-    if let Err(e) = server.await {
-        error!(error = %e, "HTTP server failed");
-    }
+    let max = state.max_connections;
+    server::serve(listener, router(state), max, stop).await;
 }
 
 async fn metrics(State(state): State<Arc<HttpState>>) -> Response {

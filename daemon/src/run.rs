@@ -85,6 +85,8 @@ pub fn run(config: Config, once: bool, signals: signals::Blocked) -> anyhow::Res
             db_path: config.duckdb_path(),
             sql: Default::default(),
             loopback: listen.ip().is_loopback(),
+            max_connections: config.http_max_connections,
+            max_body: config.sql.max_query_size.saturating_add(64 * 1024),
         });
         let listener = runtime.block_on(http::bind(listen))?;
         if let Ok(bound) = listener.local_addr() {

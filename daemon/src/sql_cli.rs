@@ -96,12 +96,8 @@ fn local(config: &Config, lock: DataDirLock) -> anyhow::Result<Target> {
         .context("configuring DuckDB")?;
     let base = duckdb::Connection::open_with_flags(&path, flags)
         .with_context(|| format!("opening {} read-only", path.display()))?;
-    let limits = sluice_sql::Limits {
-        max_connections: 1,
-        statement_timeout: None,
-        idle_in_transaction_timeout: None,
-        max_result_rows: None,
-    };
+    sluice_state::sandbox::lock(&base)?;
+    let limits = sluice_sql::Limits::local(config.sql.max_query_size);
     let service = sluice_sql::Service::new(
         base,
         crate::run::sql_scope(config),

@@ -136,6 +136,7 @@ impl Warehouse {
         let configured: i64 = conn
             .query_row("SELECT current_setting('threads')", [], |r| r.get(0))
             .ctx(|| "reading DuckDB's threads".into())?;
+        sluice_state::sandbox::lock(&conn)?;
         Ok(Warehouse {
             conn,
             raw_schema: opts.raw_schema,

@@ -41,6 +41,7 @@ pub const TABLES: &[&str] = &[
     "pg_publication_rel",
     "pg_rewrite",
     "pg_roles",
+    "pg_settings",
     "pg_statistic_ext",
     "pg_trigger",
     "pg_type",
@@ -191,13 +192,14 @@ fn table_macros() -> Vec<(&'static str, String)> {
         ("pg_constraint", CONSTRAINT.to_string()),
         ("pg_description", DESCRIPTION.to_string()),
         ("pg_database", DATABASE.to_string()),
+        ("pg_settings", SETTINGS.to_string()),
         (
             "pg_am",
             "SELECT 2::BIGINT AS oid, 'heap' AS amname, 't' AS amtype".into(),
         ),
         (
             "pg_roles",
-            "SELECT 10::BIGINT AS oid, 'sluice' AS rolname, true AS rolsuper, \
+            "SELECT 10::BIGINT AS oid, 'sluice' AS rolname, false AS rolsuper, \
              false AS rolinherit, false AS rolcreaterole, false AS rolcreatedb, \
              true AS rolcanlogin, false AS rolreplication, -1 AS rolconnlimit, \
              NULL::VARCHAR AS rolpassword, NULL::TIMESTAMPTZ AS rolvaliduntil, \
@@ -207,7 +209,7 @@ fn table_macros() -> Vec<(&'static str, String)> {
         (
             "pg_user",
             "SELECT 'sluice' AS usename, 10::BIGINT AS usesysid, false AS usecreatedb, \
-             true AS usesuper, false AS userepl, false AS usebypassrls, \
+             false AS usesuper, false AS userepl, false AS usebypassrls, \
              NULL::VARCHAR AS passwd, NULL::TIMESTAMPTZ AS valuntil, \
              NULL::VARCHAR[] AS useconfig"
                 .into(),
@@ -221,6 +223,18 @@ fn table_macros() -> Vec<(&'static str, String)> {
     }));
     tables
 }
+
+/// The session's parameters (what `SHOW ALL` lists), not DuckDB's settings, which are
+/// the whole database's and none of a client's business.
+const SETTINGS: &str = "SELECT name, setting, NULL::VARCHAR AS unit, \
+     'Client Connection Defaults' AS category, NULL::VARCHAR AS short_desc, \
+     NULL::VARCHAR AS extra_desc, 'user' AS context, 'string' AS vartype, \
+     'session' AS source, NULL::VARCHAR AS min_val, NULL::VARCHAR AS max_val, \
+     NULL::VARCHAR[] AS enumvals, setting AS boot_val, setting AS reset_val, \
+     NULL::VARCHAR AS sourcefile, NULL::INTEGER AS sourceline, false AS pending_restart \
+     FROM (SELECT unnest(map_keys(m)) AS name, unnest(map_values(m)) AS setting \
+           FROM (SELECT getvariable('sluice_settings') AS m) WHERE m IS NOT NULL) \
+     ORDER BY name";
 
 const NAMESPACE: &str =
     "SELECT oid::BIGINT AS oid, schema_name AS nspname, 10::BIGINT AS nspowner, \

@@ -3,11 +3,14 @@
 //! `json_serialize_sql` parses a query string with DuckDB's parser and returns every
 //! statement's syntax tree, or says that some statement is not a query. So:
 //! - Queries (`SELECT`, `FROM`, `WITH`, `VALUES`, `SHOW`, `DESCRIBE`, `SUMMARIZE`) are
-//!   walked: every table they name must be in a schema clients may read (the raw schema,
-//!   the model schema, `_sluice`, `pg_catalog`, `information_schema`), an unqualified name
-//!   must be a CTE or exist on the search path (else DuckDB would try it as a file: a
-//!   replacement scan), and table functions come from a short list that cannot reach the
-//!   file system (`read_csv`, `read_text`, `glob`, `query`, ... are refused).
+//!   walked: every table they name must be a CTE in scope or exist, as a table or view,
+//!   in a schema clients may read (the raw schema, the model schema, `_sluice`,
+//!   `pg_catalog`, `information_schema`); any other name DuckDB would try as a file or
+//!   URL (a replacement scan). Table functions come from a short list that cannot reach
+//!   the file system (`read_csv`, `read_text`, `glob`, `query`, ... are refused).
+//!   DuckDB's own sandbox (external access off, configuration locked:
+//!   [`sluice_state::sandbox`]) stands behind the gate, so a name the gate wrongly let
+//!   through still reads no file.
 //! - Anything that is not a query (writes, DDL, `ATTACH`, `INSTALL`, `LOAD`, `COPY`,
 //!   `EXPORT`, `PRAGMA`, `CALL`, `SET` of a DuckDB setting) is refused, unless it is one of
 //!   the [`session`] statements sluice answers itself.
@@ -26,7 +29,7 @@ use crate::rewrite;
 use crate::{session, split};
 
 mod refs;
-use refs::Refs;
+use refs::{Refs, TableRef};
 
 /// What clients may read, for one database.
 #[derive(Debug, Clone)]
@@ -71,6 +74,7 @@ pub mod sqlstate {
     pub const NO_RELATION: &str = "42P01";
     pub const SYNTAX: &str = "42601";
     pub const INTERNAL: &str = "XX000";
+    pub const CANCELED: &str = "57014";
 }
 
 /// Table functions a query may call: they read the catalog or compute, never files.
@@ -82,7 +86,6 @@ const TABLE_FUNCTIONS: &[&str] = &[
     "json_tree",
     "duckdb_columns",
     "duckdb_constraints",
-    "duckdb_databases",
     "duckdb_dependencies",
     "duckdb_functions",
     "duckdb_indexes",
@@ -105,8 +108,27 @@ const CATALOG_SCHEMAS: &[&str] = &["pg_catalog", "information_schema"];
 
 /// The statements of `text`, each allowed, or why not.
 pub fn vet(conn: &Connection, text: &str, scope: &Scope) -> Result<Vec<Vetted>, Refusal> {
+    vet_until(conn, text, scope, &|| false)
+}
+
+/// [`vet`], giving up (with a refusal the caller replaces by why it stopped) once
+/// `stopped` says so: checked between the steps of vetting, each bounded by the query's
+/// size.
+pub fn vet_until(
+    conn: &Connection,
+    text: &str,
+    scope: &Scope,
+    stopped: &dyn Fn() -> bool,
+) -> Result<Vec<Vetted>, Refusal> {
     let text = &*split::postgres_spellings(text);
-    match parse(conn, text)? {
+    let parsed = parse(conn, text)?;
+    if stopped() {
+        return Err(Refusal::new(
+            sqlstate::CANCELED,
+            "vetting the query was stopped",
+        ));
+    }
+    match parsed {
         Parsed::Queries(trees) if trees.is_empty() => Ok(Vec::new()),
         Parsed::Queries(trees) if trees.len() == 1 => {
             Ok(vec![query(conn, &trees[0], text, scope)?])
@@ -225,8 +247,8 @@ fn query(conn: &Connection, tree: &Value, sql: &str, scope: &Scope) -> Result<Ve
     }
     let mut refs = Refs::default();
     refs.collect(tree);
-    for (catalog, schema, table) in &refs.tables {
-        relation(conn, scope, &refs.ctes, catalog, schema, table)?;
+    for table in &refs.tables {
+        relation(conn, scope, table)?;
     }
     if let Some(f) = refs
         .table_functions
@@ -238,6 +260,7 @@ fn query(conn: &Connection, tree: &Value, sql: &str, scope: &Scope) -> Result<Ve
             format!("the table function {f} is not available over sluice's SQL endpoint (only the catalog functions and range/generate_series/unnest/json_each/json_tree: nothing that reads files)"),
         ));
     }
+    bounded(&refs, sql)?;
     if let Some(f) = refs
         .functions
         .iter()
@@ -249,8 +272,38 @@ fn query(conn: &Connection, tree: &Value, sql: &str, scope: &Scope) -> Result<Ve
         ));
     }
     Ok(Vetted::Query(
-        rewrite::rewrite(sql, &refs.rewritable()).trim().to_string(),
+        rewrite::rewrite(sql, &refs.mentions).trim().to_string(),
     ))
+}
+
+/// Every call of a function that makes long values becomes its bounded macro (a call
+/// written so that the rewrite cannot rename it, `x.repeat(n)` or `"repeat"(x, n)`, is
+/// refused), and every format string asks for narrow fields ([`crate::shims`]).
+fn bounded(refs: &Refs, sql: &str) -> Result<(), Refusal> {
+    let mut names: Vec<&String> = refs.bounded_calls.iter().collect();
+    names.sort();
+    names.dedup();
+    for name in names {
+        let calls = refs.bounded_calls.iter().filter(|n| *n == name).count();
+        if rewrite::renamed_calls(sql, &refs.mentions, name) < calls {
+            return Err(Refusal::new(
+                sqlstate::NOT_ALLOWED,
+                format!("write {name} as a plain call, {name}(...): sluice's SQL endpoint bounds the values it makes"),
+            ));
+        }
+    }
+    for (function, fmt) in &refs.formats {
+        let problem = match fmt {
+            Some(fmt) => crate::shims::format_problem(function, fmt),
+            None => Some(format!(
+                "{function} takes a string literal as its format over sluice's SQL endpoint"
+            )),
+        };
+        if let Some(problem) = problem {
+            return Err(Refusal::new(sqlstate::NOT_ALLOWED, problem));
+        }
+    }
+    Ok(())
 }
 
 /// `SHOW name` (a setting: DuckDB parses it as a query over its settings); sluice
@@ -260,55 +313,58 @@ fn shows_a_setting(tree: &Value) -> bool {
     from["type"] == "SHOW_REF" && from["show_type"] == "SHOW"
 }
 
-/// A table or view named by a query: readable, and (unqualified) not a file.
-fn relation(
-    conn: &Connection,
-    scope: &Scope,
-    ctes: &BTreeSet<String>,
-    catalog: &str,
-    schema: &str,
-    table: &str,
-) -> Result<(), Refusal> {
-    let name = [catalog, schema, table]
+/// A table or view named by a query: a CTE in scope, one of the Postgres catalog tables
+/// sluice answers, or a table or view that exists in a readable schema. Nothing else:
+/// DuckDB would try any other name as a file path or URL (a replacement scan), quoted,
+/// schema-qualified or not (`raw."x.csv?/../../etc/passwd"`).
+fn relation(conn: &Connection, scope: &Scope, r: &TableRef) -> Result<(), Refusal> {
+    let name = [&r.catalog, &r.schema, &r.table]
         .iter()
         .filter(|p| !p.is_empty())
-        .copied()
+        .map(|p| p.as_str())
         .collect::<Vec<_>>()
         .join(".");
-    if !catalog.is_empty() && catalog != current_database(conn)? {
-        return Err(Refusal::new(
-            sqlstate::NOT_ALLOWED,
-            format!("{name}: only the warehouse's own database can be read"),
-        ));
-    }
-    let answered = catalog.is_empty()
-        && matches!(schema.to_lowercase().as_str(), "" | "pg_catalog")
-        && crate::catalog::answers(&table.to_lowercase())
-        && !ctes.contains(&table.to_lowercase());
-    if answered {
-        return Ok(());
-    }
-    if !schema.is_empty() {
-        let schema = schema.to_lowercase();
-        if scope.schemas.contains(&schema) || CATALOG_SCHEMAS.contains(&schema.as_str()) {
-            return Ok(());
-        }
+    if !r.catalog.is_empty() && r.catalog != current_database(conn)? {
         return Err(Refusal::new(
             sqlstate::NOT_ALLOWED,
             format!(
-                "{name}: only the schemas {} (and pg_catalog, information_schema) can be read",
-                scope.schemas.join(", ")
+                "{}: only the warehouse's own database can be read",
+                shorten(&name)
             ),
         ));
     }
-    if ctes.contains(&table.to_lowercase()) || on_search_path(conn, scope, table)? {
+    let schema = r.schema.to_lowercase();
+    let answered = r.catalog.is_empty()
+        && matches!(schema.as_str(), "" | "pg_catalog")
+        && crate::catalog::answers(&r.table.to_lowercase());
+    if r.cte || answered {
+        return Ok(());
+    }
+    let schemas: Vec<String> = if schema.is_empty() {
+        let mut path = scope.search_path.clone();
+        path.extend(CATALOG_SCHEMAS.iter().map(|s| s.to_string()));
+        path
+    } else if scope.schemas.contains(&schema) || CATALOG_SCHEMAS.contains(&schema.as_str()) {
+        vec![schema]
+    } else {
+        return Err(Refusal::new(
+            sqlstate::NOT_ALLOWED,
+            format!(
+                "{}: only the schemas {} (and pg_catalog, information_schema) can be read",
+                shorten(&name),
+                scope.schemas.join(", ")
+            ),
+        ));
+    };
+    if exists(conn, &schemas, &r.table)? {
         return Ok(());
     }
     Err(Refusal::new(
         sqlstate::NO_RELATION,
         format!(
-            "relation {table} does not exist (looked in {}; files cannot be read)",
-            scope.search_path.join(", ")
+            "relation {} does not exist (looked in {}; files cannot be read)",
+            shorten(&name),
+            schemas.join(", ")
         ),
     ))
 }
@@ -318,19 +374,27 @@ fn current_database(conn: &Connection) -> Result<String, Refusal> {
         .map_err(internal)
 }
 
-/// Whether an unqualified name is a table or view on the search path or in the catalogs.
-fn on_search_path(conn: &Connection, scope: &Scope, table: &str) -> Result<bool, Refusal> {
-    let mut schemas: Vec<String> = scope.search_path.clone();
-    schemas.extend(CATALOG_SCHEMAS.iter().map(|s| s.to_string()));
+/// Whether `table` is a table or view in one of `schemas` (lower-case): the warehouse's
+/// own, or for the catalog schemas DuckDB's system ones. Never DuckDB's own system views
+/// in `main` (`duckdb_databases`, `duckdb_settings`, ...), which say more than a client
+/// needs to know.
+fn exists(conn: &Connection, schemas: &[String], table: &str) -> Result<bool, Refusal> {
     let list = schemas
         .iter()
         .map(|s| format!("'{}'", s.replace('\'', "''")))
         .collect::<Vec<_>>()
         .join(", ");
+    let catalogs = CATALOG_SCHEMAS
+        .iter()
+        .map(|s| format!("'{s}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let sql = format!(
-        "SELECT count(*) > 0 FROM (SELECT schema_name, table_name FROM duckdb_tables() \
-         UNION ALL SELECT schema_name, view_name FROM duckdb_views()) \
-         WHERE lower(schema_name) IN ({list}) AND lower(table_name) = lower(?)"
+        "SELECT count(*) > 0 FROM (SELECT database_name, schema_name, table_name FROM duckdb_tables() \
+         UNION ALL SELECT database_name, schema_name, view_name FROM duckdb_views()) \
+         WHERE lower(schema_name) IN ({list}) AND lower(table_name) = lower(?) \
+         AND (database_name = current_database() \
+              OR (database_name = 'system' AND lower(schema_name) IN ({catalogs})))"
     );
     conn.query_row(&sql, [table], |r| r.get(0))
         .map_err(internal)
@@ -392,6 +456,17 @@ fn same_tree(a: &Value, b: &Value) -> bool {
 
 fn internal(e: impl std::fmt::Display) -> Refusal {
     Refusal::new(sqlstate::INTERNAL, format!("vetting the query failed: {e}"))
+}
+
+/// A client's text for a log line: escaped (no line breaks or control characters from
+/// the client reach the log) and cut to 64 characters.
+pub fn shorten_for_log(text: &str) -> String {
+    let escaped: String = text.chars().take(64).flat_map(char::escape_debug).collect();
+    if text.chars().nth(64).is_some() {
+        format!("{escaped}...")
+    } else {
+        escaped
+    }
 }
 
 fn shorten(text: &str) -> String {

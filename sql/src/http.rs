@@ -100,7 +100,11 @@ pub async fn query(
     };
     let permit = service.slot()?;
     let reader = Arc::new(service.reader("sql-http".into())?);
-    let sql = match one_query(reader.vet(text, &service.scope).await) {
+    let sql = match one_query(
+        reader
+            .vet(text, &service.scope, service.limits.statement_timeout)
+            .await,
+    ) {
         Ok(sql) => sql,
         Err(e) => return counted(Err(e)),
     };

@@ -1,9 +1,12 @@
 //! The live SQL endpoint's metrics (documented in the README's metrics table with the
-//! daemon's): connections, statements by result, their duration, rows sent.
+//! daemon's): connections, statements by result, their duration, rows sent, failed
+//! logins and refused messages (also logged, at most once per [`LOG_EVERY`] each).
 
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use metrics::{counter, gauge, histogram};
+use tracing::warn;
 
 use crate::gate::{sqlstate, Refusal};
 
@@ -67,7 +70,60 @@ impl Metrics {
         for o in Outcome::ALL {
             counter!("sluice_sql_queries_total", "result" => o.as_str()).increment(0);
         }
+        for endpoint in ["postgres", "http"] {
+            for reason in AuthFailure::ALL {
+                counter!("sluice_sql_auth_failures_total", "endpoint" => endpoint, "reason" => reason.as_str())
+                    .increment(0);
+            }
+        }
+        for reason in ["too_long", "malformed", "unexpected"] {
+            counter!("sluice_sql_rejected_messages_total", "reason" => reason).increment(0);
+        }
+        counter!("sluice_sql_unauthenticated_refused_total").increment(0);
         Metrics
+    }
+
+    /// A login that failed: counted, and logged (at most once per [`LOG_EVERY`], with how
+    /// many others there were). `user` is what the client sent, shown escaped and cut.
+    pub fn auth_failed(&self, endpoint: &'static str, reason: AuthFailure, user: &str, peer: &str) {
+        counter!("sluice_sql_auth_failures_total", "endpoint" => endpoint, "reason" => reason.as_str())
+            .increment(1);
+        if let Some(others) = AUTH_LOG.due() {
+            warn!(
+                endpoint,
+                reason = reason.as_str(),
+                user = %crate::gate::shorten_for_log(user),
+                peer,
+                others_since_last_log = others,
+                "SQL login failed"
+            );
+        }
+    }
+
+    /// A message refused before pgwire decoded it (the connection is closed).
+    pub fn rejected_message(&self, reason: &'static str, message: &str, peer: &str) {
+        counter!("sluice_sql_rejected_messages_total", "reason" => reason).increment(1);
+        if let Some(others) = MESSAGE_LOG.due() {
+            warn!(
+                reason,
+                peer,
+                others_since_last_log = others,
+                "SQL connection closed: {message}"
+            );
+        }
+    }
+
+    /// A connection closed at once: too many connections have not logged in yet.
+    pub fn unauthenticated_refused(&self, peer: &str, limit: usize) {
+        counter!("sluice_sql_unauthenticated_refused_total").increment(1);
+        if let Some(others) = PENDING_LOG.due() {
+            warn!(
+                peer,
+                limit,
+                others_since_last_log = others,
+                "SQL connection closed: sql.max_unauthenticated connections have not logged in yet"
+            );
+        }
     }
 
     pub fn connected(&self) {
@@ -90,5 +146,85 @@ impl Metrics {
 
     pub fn rows_sent(&self, n: usize) {
         counter!("sluice_sql_rows_sent_total").increment(n as u64);
+    }
+}
+
+/// Why a login failed, the `reason` label of `sluice_sql_auth_failures_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// A user name `[sql.users]` does not have.
+    UnknownUser,
+    /// A known user with the wrong password.
+    WrongPassword,
+    /// A malformed or unexpected exchange (another mechanism, a broken SCRAM message,
+    /// no TLS where TLS is required).
+    Protocol,
+    /// Not logged in within `sql.auth_timeout`.
+    Timeout,
+}
+
+impl AuthFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthFailure::UnknownUser => "unknown_user",
+            AuthFailure::WrongPassword => "wrong_password",
+            AuthFailure::Protocol => "protocol",
+            AuthFailure::Timeout => "timeout",
+        }
+    }
+
+    const ALL: [AuthFailure; 4] = [
+        AuthFailure::UnknownUser,
+        AuthFailure::WrongPassword,
+        AuthFailure::Protocol,
+        AuthFailure::Timeout,
+    ];
+}
+
+/// How often each kind of warning about clients is logged at most: a burst of failed
+/// logins is one line (with a count) per interval, not one per attempt.
+pub const LOG_EVERY: Duration = Duration::from_secs(10);
+
+static AUTH_LOG: LogLimit = LogLimit::new();
+static MESSAGE_LOG: LogLimit = LogLimit::new();
+static PENDING_LOG: LogLimit = LogLimit::new();
+
+/// One log line per [`LOG_EVERY`]: when it is due, and how many were skipped since.
+#[derive(Debug)]
+struct LogLimit(Mutex<(Option<Instant>, u64)>);
+
+impl LogLimit {
+    const fn new() -> Self {
+        LogLimit(Mutex::new((None, 0)))
+    }
+
+    /// `Some(skipped)` when a line is due now.
+    fn due(&self) -> Option<u64> {
+        let mut state = self.0.lock().ok()?;
+        let (last, skipped) = &mut *state;
+        if last.is_some_and(|t| t.elapsed() < LOG_EVERY) {
+            *skipped += 1;
+            return None;
+        }
+        *last = Some(Instant::now());
+        Some(std::mem::take(skipped))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_logs_once_per_interval_with_a_count() {
+        let limit = LogLimit::new();
+        assert_eq!(limit.due(), Some(0));
+        for _ in 0..5 {
+            assert_eq!(limit.due(), None);
+        }
+        if let Ok(mut s) = limit.0.lock() {
+            s.0 = Instant::now().checked_sub(LOG_EVERY);
+        }
+        assert_eq!(limit.due(), Some(5));
     }
 }

@@ -2,6 +2,11 @@
 //! `postgres` scanner read the warehouse while sluice ingests.
 //!
 //! - [`server`]: the listener ([`serve`]) and cancel requests.
+//! - [`connection`]: one connection from accept to close: pgwire's message loop over a
+//!   [`guard`]ed socket, the login deadline, the client hanging up.
+//! - [`guard`] and [`frames`]: every message's length and fields checked, by phase,
+//!   before pgwire decodes it (pgwire trusts them).
+//! - [`conn`]: what a connection's parts share (logged in yet, hung up).
 //! - [`startup`]: a connection's start: TLS, passwords, the connection limit.
 //! - [`auth`]: SCRAM-SHA-256 users and the TLS certificate.
 //! - [`client`]: one connection's state: its DuckDB thread ([`crate::reader`]), its session
@@ -16,7 +21,11 @@
 
 pub mod auth;
 mod client;
+mod conn;
+mod connection;
 mod extended;
+pub mod frames;
+mod guard;
 mod server;
 mod settings;
 mod simple;
@@ -26,3 +35,4 @@ pub mod types;
 
 pub use auth::Security;
 pub use server::serve;
+pub use startup::FAILURE_DELAY as LOGIN_FAILURE_DELAY;

@@ -25,7 +25,7 @@ use duckdb::types::Value;
 use duckdb::{Connection, InterruptHandle};
 use pgwire::api::portal::Format;
 use pgwire::messages::data::DataRow;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Semaphore};
 use tracing::debug;
 
 use crate::gate::{self, sqlstate, Refusal, Scope, Vetted};
@@ -47,11 +47,23 @@ pub struct Reader {
     jobs: mpsc::Sender<Job>,
     shared: Arc<Shared>,
     next_id: std::sync::atomic::AtomicU64,
+    /// Turns to vet a large query, shared by every client ([`LARGE_QUERY`]).
+    large_vets: Arc<Semaphore>,
 }
+
+/// A query longer than this takes a turn to be vetted: parsing it makes DuckDB and the
+/// gate hold several hundred times its size for a moment (a 1 MiB `IN` list: about
+/// 600 MB for 3 s), so at most [`LARGE_VETS`] are vetted at once; shorter ones never wait.
+pub const LARGE_QUERY: usize = 64 * 1024;
+
+/// Large queries vetted at once, by all clients together.
+pub const LARGE_VETS: usize = 2;
 
 /// What the async side and the thread both see.
 struct Shared {
     interrupt: Arc<InterruptHandle>,
+    /// The gate's connection's: vetting a query is stopped like running one.
+    gate_interrupt: Arc<InterruptHandle>,
     running: Mutex<Running>,
     /// Rows a result may have (`None`: no limit).
     max_rows: Option<u64>,
@@ -83,6 +95,7 @@ pub enum Txn {
 
 enum Job {
     Vet {
+        id: u64,
         text: String,
         scope: Scope,
         reply: oneshot::Sender<Result<Vec<Vetted>, Refusal>>,
@@ -163,12 +176,14 @@ impl Reader {
         name: String,
         version: &str,
         max_rows: Option<u64>,
+        large_vets: Arc<Semaphore>,
     ) -> Result<Reader, Refusal> {
         let conn = base.try_clone().map_err(|e| internal(&e))?;
         let gate = base.try_clone().map_err(|e| internal(&e))?;
         crate::shims::create(&conn, version).map_err(|e| internal(&e))?;
         let shared = Arc::new(Shared {
             interrupt: conn.interrupt_handle(),
+            gate_interrupt: gate.interrupt_handle(),
             running: Mutex::default(),
             max_rows,
         });
@@ -189,20 +204,49 @@ impl Reader {
             jobs,
             shared,
             next_id: 1.into(),
+            large_vets,
         })
     }
 
-    pub async fn vet(&self, text: &str, scope: &Scope) -> Result<Vec<Vetted>, Refusal> {
+    /// The statements of `text` the gate lets run. Vetting is a statement of its own:
+    /// stopped by a cancel, by the client hanging up, and after `timeout` (57014).
+    pub async fn vet(
+        self: &Arc<Self>,
+        text: &str,
+        scope: &Scope,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<Vetted>, Refusal> {
+        let _turn = match text.len() > LARGE_QUERY {
+            true => Some(self.turn_to_vet(timeout).await?),
+            false => None,
+        };
+        let id = self.new_id();
+        if let Some(after) = timeout {
+            self.stop_after(id, after);
+        }
         let (reply, rx) = oneshot::channel();
-        self.send(
-            Job::Vet {
-                text: text.to_string(),
-                scope: scope.clone(),
-                reply,
-            },
-            rx,
-        )
-        .await
+        let job = Job::Vet {
+            id,
+            text: text.to_string(),
+            scope: scope.clone(),
+            reply,
+        };
+        self.send(job, rx).await
+    }
+
+    /// A turn to vet a large query, waited for at most `timeout`.
+    async fn turn_to_vet(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, Refusal> {
+        let turn = self.large_vets.clone().acquire_owned();
+        let turn = match timeout {
+            Some(t) => tokio::time::timeout(t, turn)
+                .await
+                .map_err(|_| stopped(Stop::Timeout))?,
+            None => turn.await,
+        };
+        turn.map_err(|e| internal(&e))
     }
 
     /// A new statement id (for [`Reader::run`], [`Reader::next`] and [`Reader::stop`]).
@@ -291,12 +335,20 @@ impl Reader {
     }
 }
 
+/// A reader dropped (its client gone) stops what its thread runs.
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.shared.stop(None, Stop::Cancel);
+    }
+}
+
 impl Shared {
     fn stop(&self, id: Option<u64>, why: Stop) {
         if let Ok(mut running) = self.running.lock() {
             if running.id != 0 && id.is_none_or(|id| id == running.id) {
                 running.stopped = Some(why);
                 self.interrupt.interrupt();
+                self.gate_interrupt.interrupt();
             }
         }
     }
@@ -344,8 +396,22 @@ impl Thread {
     /// Does `job`; a job that arrived while a result was open (and ended it) is returned.
     fn job(&mut self, job: Job, jobs: &mpsc::Receiver<Job>) -> Option<Job> {
         match job {
-            Job::Vet { text, scope, reply } => {
-                let _ = reply.send(gate::vet(&self.gate, &text, &scope));
+            Job::Vet {
+                id,
+                text,
+                scope,
+                reply,
+            } => {
+                self.shared.set_running(id);
+                let shared = &self.shared;
+                let vetted =
+                    gate::vet_until(&self.gate, &text, &scope, &|| shared.stopped().is_some());
+                let vetted = match self.shared.stopped() {
+                    Some(why) => Err(stopped(why)),
+                    None => vetted,
+                };
+                self.shared.set_running(0);
+                let _ = reply.send(vetted);
             }
             Job::Run {
                 id,

@@ -72,6 +72,15 @@ pub fn rewrite(sql: &str, mentions: &[Mention]) -> String {
     out
 }
 
+/// How many calls of `name` in `mentions` the rewrite renames.
+pub fn renamed_calls(sql: &str, mentions: &[Mention], name: &str) -> usize {
+    mentions
+        .iter()
+        .filter(|m| matches!(m, Mention::Call { name: n, .. } if n == name))
+        .filter(|m| edit(sql, m).is_some())
+        .count()
+}
+
 fn edit(sql: &str, mention: &Mention) -> Option<(usize, usize, String)> {
     match mention {
         Mention::Call { name, schema, at } => {

@@ -25,6 +25,30 @@ pub struct Limits {
     /// Rows one result may have; a longer one ends with an error (`54000`) after this
     /// many were sent (`None`: no limit).
     pub max_result_rows: Option<u64>,
+    /// Bytes a query's text may have (with its parameters, over Postgres); a longer one
+    /// is refused before it is buffered.
+    pub max_query_size: usize,
+    /// Postgres connections that may be open at once before logging in; more are closed
+    /// at once.
+    pub max_unauthenticated: usize,
+    /// A Postgres connection not logged in by then is closed (`sql.auth_timeout`).
+    pub auth_timeout: Duration,
+}
+
+impl Limits {
+    /// Limits for one local client (`sluice sql` without a daemon): no timeouts, one
+    /// connection.
+    pub fn local(max_query_size: usize) -> Limits {
+        Limits {
+            max_connections: 1,
+            statement_timeout: None,
+            idle_in_transaction_timeout: None,
+            max_result_rows: None,
+            max_query_size,
+            max_unauthenticated: 1,
+            auth_timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 /// The live SQL service: one per daemon.
@@ -35,6 +59,8 @@ pub struct Service {
     /// Reported as Postgres's `server_version` (`16.6 (sluice 0.1.0)`).
     pub server_version: String,
     slots: Arc<Semaphore>,
+    /// Turns to vet a large query ([`crate::reader::LARGE_VETS`]).
+    large_vets: Arc<Semaphore>,
     pub metrics: Metrics,
     /// Who may read (`None`: anyone who can connect; the listeners are loopback then).
     pub users: Option<Arc<Users>>,
@@ -62,6 +88,7 @@ impl Service {
             users,
             base: Mutex::new(base),
             slots: Arc::new(Semaphore::new(limits.max_connections)),
+            large_vets: Arc::new(Semaphore::new(crate::reader::LARGE_VETS)),
             scope,
             limits,
             server_version,
@@ -91,6 +118,12 @@ impl Service {
             message: "the warehouse connection is unusable".into(),
         })?;
         let version = format!("PostgreSQL {}", self.server_version);
-        Reader::start(&base, name, &version, self.limits.max_result_rows)
+        Reader::start(
+            &base,
+            name,
+            &version,
+            self.limits.max_result_rows,
+            self.large_vets.clone(),
+        )
     }
 }

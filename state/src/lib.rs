@@ -15,6 +15,8 @@
 //! - [`lake`]: what the lake publisher reads (the writer id, batches not published yet).
 //! - [`tables`]: tables as the database has them: raw tables (create, describe, compare
 //!   with a batch or a declaration), the tables of a schema, whether a relation exists.
+//! - [`sandbox`]: DuckDB's own sandbox for every database sluice opens (no file outside
+//!   the database, a locked configuration).
 //! - [`error`]: [`StateError`] and [`Storage`] (a full or read-only disk, told apart).
 
 pub mod error;
@@ -22,6 +24,7 @@ pub mod files;
 pub mod lake;
 pub mod ledger;
 pub mod models;
+pub mod sandbox;
 pub mod schema;
 pub mod tables;
 

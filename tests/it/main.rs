@@ -21,6 +21,9 @@
 //!   killed on either side of a commit.
 //! - [`sql`]: the live SQL endpoint with real clients (psql): reads while ingesting,
 //!   refusals, cancel and timeout, the connection limit, a streamed 10M-row result.
+//! - [`sql_attacks`]: the SQL endpoint attacked as an outsider would: file names,
+//!   oversized and malformed messages, slow and unauthenticated connections, huge values,
+//!   password guessing, over Postgres and HTTP, while the daemon ingests.
 //! - [`sql_auth`]: the SQL endpoint off loopback: SCRAM passwords and TLS (psql, openssl).
 //! - [`sql_checkpoints`]: a client holding a snapshot, DuckDB's checkpoints and the WAL.
 //! - [`sql_http`]: `POST /query` (JSON, CSV, Arrow), `GET /catalog`, `sluice sql`.
@@ -41,6 +44,7 @@ mod ops;
 mod prometheus;
 mod source_seam;
 mod sql;
+mod sql_attacks;
 mod sql_auth;
 mod sql_checkpoints;
 mod sql_http;

@@ -109,14 +109,22 @@ pub struct HttpConfig {
     /// `address:port` of the metrics, health and status endpoints; `""` disables them.
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// Connections open at once; more are closed as they arrive.
+    #[serde(default = "default_http_max_connections")]
+    pub max_connections: usize,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: default_listen(),
+            max_connections: default_http_max_connections(),
         }
     }
+}
+
+fn default_http_max_connections() -> usize {
+    128
 }
 
 /// Loopback only unless configured otherwise; 7711 is outside the 9100-9999 range
@@ -153,6 +161,17 @@ pub struct SqlConfig {
     /// many rows. `0`: no limit.
     #[serde(default = "default_max_result_rows")]
     pub max_result_rows: u64,
+    /// Bytes a query may have (its text, and over Postgres its parameters); a longer one
+    /// is refused (54000) before sluice buffers it.
+    #[serde(default = "default_max_query_size")]
+    pub max_query_size: ByteSize,
+    /// Postgres connections open at once that have not logged in yet; more are closed
+    /// at once.
+    #[serde(default = "default_max_unauthenticated")]
+    pub max_unauthenticated: usize,
+    /// A Postgres connection that has not logged in by then is closed.
+    #[serde(default = "default_auth_timeout", with = "humantime_serde")]
+    pub auth_timeout: Duration,
     /// `user = "password"`: with any, every client proves its password (SCRAM-SHA-256);
     /// required for a non-loopback `listen`. Values may be `${VAR}`.
     #[serde(default)]
@@ -192,6 +211,9 @@ impl Default for SqlConfig {
             statement_timeout: default_statement_timeout(),
             idle_in_transaction_timeout: default_idle_in_transaction_timeout(),
             max_result_rows: default_max_result_rows(),
+            max_query_size: default_max_query_size(),
+            max_unauthenticated: default_max_unauthenticated(),
+            auth_timeout: default_auth_timeout(),
             users: BTreeMap::new(),
             tls_cert: None,
             tls_key: None,
@@ -219,6 +241,17 @@ fn default_max_result_rows() -> u64 {
 }
 fn default_idle_in_transaction_timeout() -> Duration {
     Duration::from_secs(300)
+}
+/// Far above what BI tools and agents send; small enough that vetting one stays quick.
+fn default_max_query_size() -> ByteSize {
+    ByteSize::mib(1)
+}
+fn default_max_unauthenticated() -> usize {
+    32
+}
+/// Postgres's `authentication_timeout`.
+fn default_auth_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 
 /// `[parquet]`.

@@ -1,7 +1,9 @@
 //! Checks that need no I/O. Every problem is reported, with its key path.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
+use bytesize::ByteSize;
 use sluice_core::Ident;
 
 use super::{FileConfig, Problem};
@@ -19,14 +21,8 @@ pub fn validate(file: &FileConfig) -> Vec<Problem> {
     if file.data_dir.as_os_str().is_empty() {
         bad("data_dir", "must not be empty".into());
     }
-    if file.batch.max_rows == 0 {
-        bad("batch.max_rows", "must be at least 1".into());
-    }
-    if file.batch.max_bytes.as_u64() < 1024 {
-        bad("batch.max_bytes", "must be at least 1KiB".into());
-    }
-    if file.batch.max_age.is_zero() {
-        bad("batch.max_age", "must be greater than zero".into());
+    for (key, message) in ranges(file) {
+        bad(key, message);
     }
     match Ident::new(&file.duckdb.raw_schema) {
         Err(e) => bad("duckdb.raw_schema", e.to_string()),
@@ -43,9 +39,6 @@ pub fn validate(file: &FileConfig) -> Vec<Problem> {
                 format!("{limit:?} is not a size such as \"2GB\" or \"512MiB\""),
             );
         }
-    }
-    if file.duckdb.threads == Some(0) {
-        bad("duckdb.threads", "must be at least 1".into());
     }
     if let Some(lake) = &file.lake {
         // The form only: a relative directory is checked as if under an absolute data_dir.
@@ -93,9 +86,6 @@ pub fn validate(file: &FileConfig) -> Vec<Problem> {
             )
         }
         Ok(_) => {}
-    }
-    if file.sql.max_connections == 0 {
-        bad("sql.max_connections", "must be at least 1".into());
     }
     for (user, password) in &file.sql.users {
         if user.is_empty() || user.chars().any(char::is_control) {
@@ -163,6 +153,110 @@ pub fn validate(file: &FileConfig) -> Vec<Problem> {
     problems
 }
 
+/// Every number, size and duration of the file within the range where it makes sense:
+/// the key and why not, for each that is not. A value beyond a range is refused, never
+/// wrapped or clamped.
+fn ranges(file: &FileConfig) -> Vec<(&'static str, String)> {
+    let sql = &file.sql;
+    let mut out = Vec::new();
+    let mut count = |key, v: u64, (lo, hi): (u64, u64)| {
+        if !(lo..=hi).contains(&v) {
+            out.push((key, format!("{v} is outside {lo}..={hi}")));
+        }
+    };
+    count(
+        "batch.max_rows",
+        file.batch.max_rows as u64,
+        (1, 100_000_000),
+    );
+    count(
+        "duckdb.threads",
+        file.duckdb.threads.map_or(1, u64::from),
+        (1, 1024),
+    );
+    count(
+        "sql.max_connections",
+        sql.max_connections as u64,
+        (1, 10_000),
+    );
+    count(
+        "http.max_connections",
+        file.http.max_connections as u64,
+        (1, 100_000),
+    );
+    count(
+        "sql.max_unauthenticated",
+        sql.max_unauthenticated as u64,
+        (1, 10_000),
+    );
+    let mut size = |key, v: ByteSize, lo: ByteSize, hi: ByteSize| {
+        if v < lo || v > hi {
+            out.push((key, format!("{v} is outside {lo}..={hi}")));
+        }
+    };
+    size(
+        "batch.max_bytes",
+        file.batch.max_bytes,
+        ByteSize::kib(1),
+        ByteSize::gib(16),
+    );
+    size(
+        "sql.max_query_size",
+        sql.max_query_size,
+        ByteSize::kib(1),
+        ByteSize::gib(1),
+    );
+    if let Some(t) = file.duckdb.checkpoint_threshold {
+        size(
+            "duckdb.checkpoint_threshold",
+            t,
+            ByteSize::kib(1),
+            ByteSize::tib(1),
+        );
+    }
+    // Statement and idle timeouts go as far as Postgres lets a session SET them.
+    let session_max = Duration::from_millis(i32::MAX as u64);
+    let mut duration = |key, v: Duration, lo: Duration, hi: Duration| {
+        if v < lo || v > hi {
+            out.push((
+                key,
+                format!(
+                    "{} is outside {}..={}",
+                    humantime::format_duration(v),
+                    humantime::format_duration(lo),
+                    humantime::format_duration(hi)
+                ),
+            ));
+        }
+    };
+    let ms = Duration::from_millis;
+    duration(
+        "batch.max_age",
+        file.batch.max_age,
+        ms(1),
+        Duration::from_secs(3600),
+    );
+    duration(
+        "sql.statement_timeout",
+        sql.statement_timeout,
+        Duration::ZERO,
+        session_max,
+    );
+    duration(
+        "sql.idle_in_transaction_timeout",
+        sql.idle_in_transaction_timeout,
+        Duration::ZERO,
+        session_max,
+    );
+    duration(
+        "sql.auth_timeout",
+        sql.auth_timeout,
+        ms(100),
+        Duration::from_secs(3600),
+    );
+    out
+}
+
 /// DuckDB accepts a number and a unit (`2GB`, `512 MiB`, `1.5GB`).
 fn is_memory_limit(s: &str) -> bool {
     let s = s.trim();
@@ -180,6 +274,43 @@ fn is_memory_limit(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn problems(toml: &str) -> Vec<String> {
+        let file: FileConfig = toml::from_str(&format!(
+            "data_dir = \"d\"\n[sources.s]\ntype = \"csv\"\npath = \"in\"\n{toml}"
+        ))
+        .expect("parses");
+        validate(&file).into_iter().map(|p| p.key).collect()
+    }
+
+    #[test]
+    fn numbers_sizes_and_durations_out_of_range_are_refused_by_key() {
+        assert!(problems("").is_empty(), "{:?}", problems(""));
+        for (toml, key) in [
+            ("[batch]\nmax_rows = 0", "batch.max_rows"),
+            ("[batch]\nmax_bytes = \"512B\"", "batch.max_bytes"),
+            ("[batch]\nmax_bytes = \"1PiB\"", "batch.max_bytes"),
+            ("[batch]\nmax_age = \"0s\"", "batch.max_age"),
+            ("[batch]\nmax_age = \"30days\"", "batch.max_age"),
+            ("[duckdb]\nthreads = 0", "duckdb.threads"),
+            ("[sql]\nmax_connections = 0", "sql.max_connections"),
+            (
+                "[sql]\nstatement_timeout = \"25days\"",
+                "sql.statement_timeout",
+            ),
+            (
+                "[sql]\nidle_in_transaction_timeout = \"100years\"",
+                "sql.idle_in_transaction_timeout",
+            ),
+            ("[sql]\nmax_query_size = \"2GiB\"", "sql.max_query_size"),
+            ("[sql]\nmax_query_size = \"10B\"", "sql.max_query_size"),
+            ("[sql]\nmax_unauthenticated = 0", "sql.max_unauthenticated"),
+            ("[sql]\nauth_timeout = \"0s\"", "sql.auth_timeout"),
+        ] {
+            assert_eq!(problems(toml), [key], "{toml}");
+        }
+        assert!(problems("[sql]\nstatement_timeout = \"24days\"").is_empty());
+    }
 
     #[test]
     fn memory_limits() {

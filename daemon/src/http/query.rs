@@ -6,11 +6,13 @@
 //! them (401 otherwise); without users, only when the HTTP listener is on loopback (403
 //! otherwise: the warehouse is not for whoever reaches the port).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::{
     body::{Body, Bytes},
-    extract::State,
+    extract::{ConnectInfo, State},
     http::{header, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     Json,
@@ -20,6 +22,7 @@ use duckdb::types::Value;
 use futures::StreamExt;
 use serde_json::json;
 use sluice_sql::http::Output;
+use sluice_sql::metrics::AuthFailure;
 use sluice_sql::{Refusal, Service};
 
 use super::HttpState;
@@ -29,11 +32,16 @@ use super::HttpState;
 /// `application/vnd.apache.arrow.stream`.
 pub async fn query(
     State(state): State<Arc<HttpState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
-    let service = match allowed(&state, &headers) {
+    let service = match allowed(&state, &headers, peer).await {
         Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let body = match read_body(body, state.max_body).await {
+        Ok(b) => b,
         Err(r) => return *r,
     };
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
@@ -65,8 +73,12 @@ pub async fn query(
 }
 
 /// `GET /catalog`: schemas, tables, columns, row counts, models' watermarks.
-pub async fn catalog(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
-    let service = match allowed(&state, &headers) {
+pub async fn catalog(
+    State(state): State<Arc<HttpState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let service = match allowed(&state, &headers, peer).await {
         Ok(s) => s,
         Err(r) => return *r,
     };
@@ -76,8 +88,33 @@ pub async fn catalog(State(state): State<Arc<HttpState>>, headers: HeaderMap) ->
     }
 }
 
-/// The SQL service, if this request may use it.
-fn allowed(state: &HttpState, headers: &HeaderMap) -> Result<Arc<Service>, Box<Response>> {
+/// Time a request's body has to arrive once its headers have.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The request's body: at most `max` bytes (413 beyond), within [`BODY_TIMEOUT`] (408).
+async fn read_body(body: Body, max: usize) -> Result<Bytes, Box<Response>> {
+    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, max)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(Box::new(problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "54000",
+            &format!("the request body is longer than {max} bytes (sql.max_query_size and room for JSON)"),
+        ))),
+        Err(_) => Err(Box::new(problem(
+            StatusCode::REQUEST_TIMEOUT,
+            "08P01",
+            &format!("the request body did not arrive within {}s", BODY_TIMEOUT.as_secs()),
+        ))),
+    }
+}
+
+/// The SQL service, if this request may use it. Wrong credentials are counted, logged
+/// (rate-limited) and answered after the same delay as a failed Postgres login.
+async fn allowed(
+    state: &HttpState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> Result<Arc<Service>, Box<Response>> {
     let Some(service) = state.sql.get().cloned() else {
         return Err(Box::new(problem(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -87,8 +124,20 @@ fn allowed(state: &HttpState, headers: &HeaderMap) -> Result<Arc<Service>, Box<R
     };
     match &service.users {
         Some(users) => {
-            let ok = basic_credentials(headers).is_some_and(|(u, p)| users.verify(&u, &p));
+            let credentials = basic_credentials(headers);
+            let ok = credentials
+                .as_ref()
+                .is_some_and(|(u, p)| users.verify(u, p));
             if !ok {
+                let (user, reason) = match &credentials {
+                    Some((u, _)) if users.knows(u) => (u.as_str(), AuthFailure::WrongPassword),
+                    Some((u, _)) => (u.as_str(), AuthFailure::UnknownUser),
+                    None => ("", AuthFailure::Protocol),
+                };
+                service
+                    .metrics
+                    .auth_failed("http", reason, user, &peer.to_string());
+                tokio::time::sleep(sluice_sql::pg::LOGIN_FAILURE_DELAY).await;
                 let mut r = problem(
                     StatusCode::UNAUTHORIZED,
                     "28P01",

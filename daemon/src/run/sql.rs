@@ -25,6 +25,9 @@ pub fn service(config: &Config, warehouse: &Warehouse) -> anyhow::Result<Arc<slu
         statement_timeout: config.sql.statement_timeout,
         idle_in_transaction_timeout: config.sql.idle_in_transaction_timeout,
         max_result_rows: config.sql.max_result_rows,
+        max_query_size: config.sql.max_query_size,
+        max_unauthenticated: config.sql.max_unauthenticated,
+        auth_timeout: config.sql.auth_timeout,
     };
     Ok(Arc::new(sluice_sql::Service::new(
         base,

@@ -1,5 +1,6 @@
-//! What a query's parse tree names: tables, table functions, functions, CTEs, and the
-//! mentions the rewrite may rename, each with where it is written.
+//! What a query's parse tree names: tables (each knowing whether a CTE in scope answers
+//! it), table functions, functions, and the mentions the rewrite may rename, each with
+//! where it is written.
 
 use std::collections::BTreeSet;
 
@@ -7,34 +8,59 @@ use serde_json::Value;
 
 use crate::rewrite::Mention;
 
+/// A table a query names, as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct TableRef {
+    pub(super) catalog: String,
+    pub(super) schema: String,
+    pub(super) table: String,
+    /// A CTE in scope where the name is written answers it (DuckDB resolves it there).
+    pub(super) cte: bool,
+}
+
 /// What a query tree names.
 #[derive(Debug, Default)]
 pub(super) struct Refs {
-    /// (catalog, schema, table) as written.
-    pub(super) tables: Vec<(String, String, String)>,
+    pub(super) tables: Vec<TableRef>,
     /// Lower-case.
     pub(super) table_functions: BTreeSet<String>,
     /// Lower-case; table functions appear here too.
     pub(super) functions: BTreeSet<String>,
-    /// Lower-case names of the CTEs defined anywhere in the tree.
-    pub(super) ctes: BTreeSet<String>,
     /// What the rewrite may rename: calls, tables and columns, with their locations.
     pub(super) mentions: Vec<Mention>,
+    /// Calls of functions sluice bounds ([`crate::shims::MAX_VALUE_LENGTH`]), by name,
+    /// one per call wherever it is written (`x.repeat(n)` too).
+    pub(super) bounded_calls: Vec<String>,
+    /// Calls of `printf`/`format`: the name and the format when it is a string literal.
+    pub(super) formats: Vec<(String, Option<String>)>,
+    /// Lower-case names of the CTEs in scope at the node being walked: a query node's
+    /// `WITH` covers that node (its CTEs' own bodies included), nothing outside it.
+    in_scope: Vec<String>,
 }
 
 impl Refs {
     pub(super) fn collect(&mut self, node: &Value) {
         match node {
             Value::Object(map) => {
+                let scope_len = self.in_scope.len();
+                if let Some(Value::Array(entries)) = map.get("cte_map").and_then(|m| m.get("map")) {
+                    let names = entries.iter().filter_map(|e| e.get("key")?.as_str());
+                    self.in_scope.extend(names.map(str::to_lowercase));
+                }
                 let text = |k: &str| map.get(k).and_then(Value::as_str).unwrap_or_default();
                 match text("type") {
                     "BASE_TABLE" => {
-                        self.tables.push((
-                            text("catalog_name").to_string(),
-                            text("schema_name").to_string(),
-                            text("table_name").to_string(),
-                        ));
-                        self.table_mention(map);
+                        let table = TableRef {
+                            catalog: text("catalog_name").to_string(),
+                            schema: text("schema_name").to_string(),
+                            table: text("table_name").to_string(),
+                            cte: false,
+                        };
+                        let cte = table.catalog.is_empty()
+                            && table.schema.is_empty()
+                            && self.in_scope.contains(&table.table.to_lowercase());
+                        self.table_mention(map, cte);
+                        self.tables.push(TableRef { cte, ..table });
                     }
                     "COLUMN_REF" => self.column_mention(map),
                     "TYPE" => {
@@ -69,6 +95,7 @@ impl Refs {
                     _ => {}
                 }
                 if text("class") == "FUNCTION" {
+                    self.function(map);
                     self.functions.insert(text("function_name").to_lowercase());
                     if let Some((at, _)) = span(map) {
                         self.mentions.push(Mention::Call {
@@ -78,34 +105,42 @@ impl Refs {
                         });
                     }
                 }
-                if let Some(Value::Array(entries)) = map.get("cte_map").and_then(|m| m.get("map")) {
-                    for e in entries {
-                        if let Some(k) = e.get("key").and_then(Value::as_str) {
-                            self.ctes.insert(k.to_lowercase());
-                        }
-                    }
-                }
                 map.values().for_each(|v| self.collect(v));
+                self.in_scope.truncate(scope_len);
             }
             Value::Array(items) => items.iter().for_each(|v| self.collect(v)),
             _ => {}
         }
     }
 
-    /// The mentions the rewrite may rename: not a table that is one of the query's CTEs.
-    pub(super) fn rewritable(&self) -> Vec<Mention> {
-        let cte = |m: &Mention| {
-            matches!(m, Mention::Table { schema, name, .. }
-                if schema.is_empty() && self.ctes.contains(&name.to_lowercase()))
-        };
-        self.mentions.iter().filter(|m| !cte(m)).cloned().collect()
+    /// What a function call means for the value bounds.
+    fn function(&mut self, map: &serde_json::Map<String, Value>) {
+        let name = map
+            .get("function_name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_lowercase();
+        if crate::shims::is_bounded(&name) {
+            self.bounded_calls.push(name);
+        } else if matches!(name.as_str(), "printf" | "format") {
+            let first = map
+                .get("arguments")
+                .and_then(|a| a.get(0))
+                .and_then(|a| a.get("expression"))
+                .and_then(|e| e.get("literal"))
+                .filter(|l| l.get("kind").and_then(Value::as_str) == Some("STRING"))
+                .and_then(|l| l.get("text").and_then(Value::as_str))
+                .map(String::from);
+            self.formats.push((name, first));
+        }
     }
 
-    /// A table reference the rewrite may stand a catalog macro in for: catalog-less,
-    /// without column aliases or a sample.
-    fn table_mention(&mut self, map: &serde_json::Map<String, Value>) {
+    /// A table reference the rewrite may stand a catalog macro in for: catalog-less, not
+    /// a CTE, without column aliases or a sample.
+    fn table_mention(&mut self, map: &serde_json::Map<String, Value>, cte: bool) {
         let text = |k: &str| map.get(k).and_then(Value::as_str).unwrap_or_default();
-        let plain = text("catalog_name").is_empty()
+        let plain = !cte
+            && text("catalog_name").is_empty()
             && map.get("sample").is_none_or(Value::is_null)
             && map
                 .get("column_name_alias")

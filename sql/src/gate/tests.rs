@@ -89,7 +89,10 @@ fn postgres_catalog_names_become_sluice_stand_ins_where_written() {
             "with pg_class as (select 1 as oid) select oid from pg_class",
             "with pg_class as (select 1 as oid) select oid from pg_class",
         ),
-        ("select * from pg_settings", "select * from pg_settings"),
+        (
+            "select * from pg_settings",
+            "select * from sluice_pg_settings() AS \"pg_settings\"",
+        ),
         (
             "select * from pg_catalog.pg_class c(a, b)",
             "select * from pg_catalog.pg_class c(a, b)",
@@ -235,4 +238,137 @@ fn vetting_runs_nothing() {
         )
         .expect("count");
     assert_eq!(tables, 1);
+}
+
+/// Any name DuckDB would try as a file or URL (a replacement scan) is refused by the gate
+/// itself, whichever schema it is written in, however it is quoted, wherever it stands.
+#[test]
+fn a_name_that_is_no_table_is_refused_wherever_it_is_written() {
+    for text in [
+        r#"SELECT * FROM raw."x.csv?/../../../../etc/passwd""#,
+        r#"SELECT * FROM "raw"."x.csv?/../../../../etc/passwd""#,
+        r#"SELECT * FROM main."/etc/passwd""#,
+        r#"SELECT * FROM _sluice."../../etc/shadow""#,
+        r#"SELECT * FROM information_schema."/etc/passwd""#,
+        r#"SELECT * FROM pg_catalog."/etc/passwd""#,
+        r#"SELECT * FROM memory.raw."x.csv""#,
+        r#"SELECT * FROM raw."https://example.com/x.parquet""#,
+        r#"SELECT * FROM raw."s3://bucket/x.parquet""#,
+        r#"SELECT * FROM "/etc/passwd""#,
+        "SELECT * FROM 'x.csv?/../../etc/passwd'",
+        "FROM '/etc/hostname'",
+        "SELECT * FROM 'https://example.com/data.json'",
+        r#"DESCRIBE raw."x.csv""#,
+        "DESCRIBE '/etc/passwd'",
+        "SUMMARIZE '/etc/passwd'",
+        "SELECT (SELECT count(*) FROM raw.\"x.csv\")",
+        "SELECT * FROM raw.orders WHERE id IN (SELECT 1 FROM '/etc/passwd')",
+        "SELECT * FROM raw.orders JOIN 'x.csv' USING (id)",
+        "SELECT * FROM raw.no_such_table",
+        "WITH a AS (SELECT 1) SELECT * FROM a, raw.\"x.csv\"",
+        // A CTE answers a name only inside the query that defines it.
+        r#"SELECT * FROM (WITH "/etc/passwd" AS (SELECT 1) SELECT 1), "/etc/passwd""#,
+        r#"SELECT (WITH "x.csv" AS (SELECT 1) SELECT 1), * FROM "x.csv""#,
+        // DuckDB's own system views say more than a client needs (the database's path,
+        // every setting).
+        "SELECT * FROM duckdb_databases",
+        "SELECT * FROM main.duckdb_databases",
+        "SELECT * FROM duckdb_settings",
+        "SELECT * FROM sqlite_master",
+    ] {
+        let r = refused(text);
+        assert_eq!(r.sqlstate, sqlstate::NO_RELATION, "{text}: {r}");
+    }
+    assert_eq!(
+        refused("SELECT * FROM duckdb_databases()").sqlstate,
+        sqlstate::NOT_ALLOWED
+    );
+    // The message names what was refused, shortened.
+    let r = refused(&format!("SELECT * FROM raw.\"{}\"", "x".repeat(10_000)));
+    assert!(r.message.len() < 1_000, "{}", r.message.len());
+}
+
+#[test]
+fn names_that_exist_or_are_ctes_in_scope_are_read() {
+    for text in [
+        "SELECT * FROM RAW.Orders",
+        r#"SELECT * FROM "raw"."ORDERS""#,
+        r#"WITH "Q" AS (SELECT 1 AS a) SELECT * FROM q"#,
+        "WITH a AS (SELECT 1 AS x) SELECT * FROM (SELECT * FROM a) s",
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) SELECT * FROM r",
+        "WITH a AS (SELECT 1 AS x), b AS (SELECT * FROM a) SELECT * FROM b",
+        "SELECT * FROM information_schema.tables",
+        "SELECT * FROM pg_catalog.pg_namespace",
+        "SELECT * FROM memory.raw.orders",
+    ] {
+        assert_eq!(queries(text).len(), 1, "{text}");
+    }
+}
+
+/// Whatever string a name is, quoted in any readable schema or none, in any clause, the
+/// gate refuses it unless it is a table, a view or a CTE in scope: DuckDB would try it as
+/// a path or URL.
+mod replacement_scans {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn name() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("/etc/passwd".to_string()),
+            Just("..".to_string()),
+            Just("x.csv".to_string()),
+            Just("?".to_string()),
+            Just("*".to_string()),
+            Just("s3://b/k.parquet".to_string()),
+            Just("https://h/x.json".to_string()),
+            Just("file://".to_string()),
+            Just("data.parquet".to_string()),
+            "[a-z./~:?*_-]{1,8}",
+        ];
+        proptest::collection::vec(piece, 1..5)
+            .prop_map(|p| p.join("/").replace('"', ""))
+            // Something an identifier never is (a slash, a dot, ...): never a table name.
+            .prop_filter("path-like", |n| {
+                !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            })
+    }
+
+    fn place() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("SELECT * FROM {t}".to_string()),
+            Just("FROM {t}".to_string()),
+            Just("DESCRIBE {t}".to_string()),
+            Just("SUMMARIZE {t}".to_string()),
+            Just("SELECT (SELECT count(*) FROM {t})".to_string()),
+            Just("SELECT * FROM raw.orders JOIN {t} USING (id)".to_string()),
+            Just("WITH a AS (SELECT * FROM {t}) SELECT * FROM a".to_string()),
+            Just("SELECT * FROM raw.orders WHERE id IN (SELECT 1 FROM {t})".to_string()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(
+            std::env::var("SLUICE_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(300)
+        ))]
+
+        #[test]
+        fn no_path_or_url_gets_through(name in name(), place in place(), schema in prop_oneof![
+            Just(""), Just("raw."), Just("main."), Just("_sluice."), Just("pg_catalog."),
+            Just("information_schema."), Just("memory.raw.")
+        ], quote in prop_oneof![Just('"'), Just('\'')]) {
+            let table = if quote == '\'' && schema.is_empty() {
+                format!("'{}'", name.replace('\'', ""))
+            } else {
+                format!("{schema}\"{name}\"")
+            };
+            let sql = place.replace("{t}", &table);
+            let (conn, scope) = warehouse();
+            let r = vet(&conn, &sql, &scope);
+            prop_assert!(
+                matches!(&r, Err(e) if matches!(e.sqlstate, sqlstate::NO_RELATION | sqlstate::NOT_ALLOWED | sqlstate::SYNTAX)),
+                "{sql}: {r:?}"
+            );
+        }
+    }
 }

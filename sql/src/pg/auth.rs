@@ -3,8 +3,10 @@
 //!
 //! Passwords are kept only as SCRAM's salted hash (one random salt per user, made at
 //! start-up), never as text and never in `Debug` output. An unknown user gets a made-up
-//! salt and hash, so the exchange fails the way a wrong password does (`28P01`) and does
-//! not tell which user names exist.
+//! salt and hash derived from a secret of this process and the name (as Postgres's
+//! `scram_mock_salt`): the same salt on every attempt, like a real user's, and the same
+//! work, so the exchange fails the way a wrong password does (`28P01`) and tells nothing
+//! of which user names exist.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,6 +20,7 @@ use pgwire::tokio::tokio_rustls::rustls::pki_types::pem::PemObject;
 use pgwire::tokio::tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use pgwire::tokio::tokio_rustls::rustls::ServerConfig;
 use pgwire::tokio::TlsAcceptor;
+use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 
 /// SCRAM's PBKDF2 iterations: Postgres's default (and SCRAM's minimum).
@@ -26,6 +29,8 @@ const ITERATIONS: usize = 4096;
 /// The users who may connect, with their salted passwords.
 pub struct Users {
     salted: BTreeMap<String, (Vec<u8>, Vec<u8>)>,
+    /// Derives unknown users' made-up salts and hashes.
+    mock: hmac::Key,
 }
 
 impl std::fmt::Debug for Users {
@@ -45,7 +50,28 @@ impl Users {
                 Ok((user.to_string(), (salt, hash)))
             })
             .collect::<Result<_, String>>()?;
-        Ok(Users { salted })
+        let mock = hmac::Key::new(hmac::HMAC_SHA256, &random(32)?);
+        Ok(Users { salted, mock })
+    }
+
+    /// Whether `user` is one of them (for the metric's reason, never for a client).
+    pub fn knows(&self, user: &str) -> bool {
+        self.salted.contains_key(user)
+    }
+
+    /// `user`'s salt and salted password; for an unknown user, ones made up from
+    /// [`Users::mock`] and the name, computed for every user so both cost the same.
+    fn secret(&self, user: &str) -> (Vec<u8>, Vec<u8>) {
+        let derive = |what: &[u8]| {
+            hmac::sign(&self.mock, &[what, user.as_bytes()].concat())
+                .as_ref()
+                .to_vec()
+        };
+        let (mock_salt, mock_hash) = (derive(b"salt\0")[..16].to_vec(), derive(b"hash\0"));
+        match self.salted.get(user) {
+            Some((salt, hash)) => (salt.clone(), hash.clone()),
+            None => (mock_salt, mock_hash),
+        }
     }
 
     /// Whether `password` is `user`'s (for HTTP's Basic authentication): the same salted
@@ -77,15 +103,7 @@ impl Users {
 #[async_trait]
 impl AuthSource for Users {
     async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
-        let known = login.user().and_then(|u| self.salted.get(u));
-        let (salt, hash) = match known {
-            Some((salt, hash)) => (salt.clone(), hash.clone()),
-            // Matches no password: the exchange fails as for a wrong one.
-            None => (
-                random(16).unwrap_or_default(),
-                random(32).unwrap_or_default(),
-            ),
-        };
+        let (salt, hash) = self.secret(login.user().unwrap_or_default());
         Ok(Password::new(Some(salt), hash))
     }
 }
@@ -156,5 +174,23 @@ impl Security {
             scram,
             tls: tls_pair.map(|(acceptor, _)| acceptor),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_user_gets_the_same_made_up_salt_every_time_and_a_different_one_per_name() {
+        let users = Users::new([("alice", "secret")]).expect("users");
+        let (salt, hash) = users.secret("mallory");
+        assert_eq!((salt.len(), hash.len()), (16, 32));
+        assert_eq!(users.secret("mallory"), (salt.clone(), hash));
+        assert_ne!(users.secret("eve").0, salt);
+        // A known user's salt is as stable, and no different in form.
+        assert_eq!(users.secret("alice"), users.secret("alice"));
+        assert_eq!(users.secret("alice").0.len(), 16);
+        assert!(users.knows("alice") && !users.knows("mallory"));
     }
 }

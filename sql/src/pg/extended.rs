@@ -50,7 +50,11 @@ impl QueryParser for Parser {
     {
         let me = Client::of(client)?;
         let started = Instant::now();
-        let mut vetted = match me.reader.vet(sql, &me.scope()).await {
+        let mut vetted = match me
+            .reader
+            .vet(sql, &me.scope(), me.statement_timeout())
+            .await
+        {
             Ok(v) => v,
             Err(e) => return Err(statement::failed(&me, e, started)),
         };

@@ -1,6 +1,6 @@
-//! The listener: accepts connections until stopped, sets each one up at startup (a slot
-//! under `max_connections`, a DuckDB thread), and routes cancel requests to the
-//! statement they name.
+//! The listener: accepts connections until stopped (at most `sql.max_unauthenticated`
+//! of them not yet logged in), serves each one ([`super::connection`]), and routes cancel
+//! requests to the statement they name.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -12,10 +12,14 @@ use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::PgWireServerHandlers;
 use pgwire::messages::cancel::CancelRequest;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::auth::Security;
+use super::conn::Conn;
+use super::connection;
+use super::frames::Limits;
 use super::startup::Startup;
 use crate::reader::{Reader, Stop};
 use crate::service::Service;
@@ -56,6 +60,8 @@ pub async fn serve(
     stop: CancellationToken,
 ) {
     let tls = security.tls.clone();
+    let limits = service.limits.clone();
+    let unauthenticated = Arc::new(Semaphore::new(limits.max_unauthenticated));
     let shared = Arc::new(Shared {
         service,
         security,
@@ -74,13 +80,29 @@ pub async fn serve(
                 }
             },
         };
-        let handlers = handlers.clone();
+        // A place among the connections that have not logged in yet; none left: the
+        // connection is closed at once, before anything is read from it.
+        let Ok(pending) = unauthenticated.clone().try_acquire_owned() else {
+            handlers
+                .shared
+                .service
+                .metrics
+                .unauthenticated_refused(&peer.to_string(), limits.max_unauthenticated);
+            continue;
+        };
+        let setup = connection::Setup {
+            handlers: handlers.clone(),
+            tls: tls.clone(),
+            conn: Arc::new(Conn::new(Some(pending))),
+            limits: Limits::new(limits.max_query_size),
+            auth_timeout: limits.auth_timeout,
+            peer,
+        };
         let stop = stop.clone();
-        let tls = tls.clone();
         tokio::spawn(async move {
             tokio::select! {
                 _ = stop.cancelled() => {}
-                r = pgwire::tokio::process_socket(socket, tls, handlers) => {
+                r = connection::serve(socket, setup) => {
                     if let Err(e) = r {
                         debug!(peer = %peer, error = %e, "SQL connection ended with an error");
                     }

@@ -182,7 +182,12 @@ impl Settings {
     }
 }
 
-/// A timeout's value: milliseconds, or a number with a unit (`5s`, `2min`).
+/// The largest timeout a session may set, in milliseconds: Postgres's own bound
+/// (`INT_MAX`, about 24.8 days).
+const MAX_TIMEOUT_MS: u64 = i32::MAX as u64;
+
+/// A timeout's value: milliseconds, or a number with a unit (`5s`, `2min`), at most
+/// [`MAX_TIMEOUT_MS`] (a larger one is refused, never wrapped).
 fn timeout_millis(name: &str, value: &str) -> Result<u64, Refusal> {
     let v = value.trim().to_lowercase();
     let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
@@ -196,7 +201,14 @@ fn timeout_millis(name: &str, value: &str) -> Result<u64, Refusal> {
         "d" => 86_400_000,
         _ => return Err(invalid(name, value)),
     };
-    Ok(n * factor)
+    n.checked_mul(factor)
+        .filter(|ms| *ms <= MAX_TIMEOUT_MS)
+        .ok_or_else(|| Refusal {
+            sqlstate: "22003",
+            message: format!(
+                "{value} is outside the valid range for parameter \"{name}\" (0 .. {MAX_TIMEOUT_MS}ms)"
+            ),
+        })
 }
 
 fn invalid(name: &str, value: &str) -> Refusal {
@@ -214,4 +226,45 @@ fn version_num(version: &str) -> String {
     let major = parts.next().unwrap_or(0);
     let minor = parts.next().unwrap_or(0);
     (major * 10_000 + minor).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings::new(Some(Duration::from_secs(300)), None, "16.6")
+    }
+
+    #[test]
+    fn timeouts_take_units_and_refuse_what_is_out_of_range() {
+        let mut s = settings();
+        s.set("statement_timeout", "'2min'").expect("2min");
+        assert_eq!(s.statement_timeout(), Some(Duration::from_secs(120)));
+        s.set("statement_timeout", "2147483647")
+            .expect("INT_MAX ms");
+        for value in [
+            "2147483648",
+            "25d",
+            "18446744073709551615",
+            "99999999999999999999",
+            "213503982334601d",
+            "-1",
+            "1 fortnight",
+        ] {
+            let e = s.set("statement_timeout", value).expect_err(value);
+            assert!(matches!(e.sqlstate, "22003" | "22023"), "{value}: {e:?}");
+            // A refused value leaves the last one in force.
+            assert_eq!(
+                s.statement_timeout(),
+                Some(Duration::from_millis(2_147_483_647))
+            );
+        }
+        assert_eq!(
+            s.set("idle_in_transaction_session_timeout", "30d")
+                .expect_err("30d")
+                .sqlstate,
+            "22003"
+        );
+    }
 }

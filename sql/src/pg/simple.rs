@@ -94,7 +94,11 @@ where
             .await
             .inspect_err(|_| *status = status.to_error_state());
     }
-    let statements = match me.reader.vet(text, &me.scope()).await {
+    let statements = match me
+        .reader
+        .vet(text, &me.scope(), me.statement_timeout())
+        .await
+    {
         Ok(s) => s,
         Err(e) => return Err(statement::failed(me, e, started)),
     };

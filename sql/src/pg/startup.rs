@@ -1,53 +1,65 @@
 //! A connection's start: TLS if required, the password exchange if users are configured,
 //! then a slot under `max_connections` and the client's DuckDB thread.
 //!
-//! Without users, pgwire's no-authentication startup runs and [`Handlers`]'s
-//! `post_startup` sets the client up. With users, pgwire's [`AuthDriver`] runs
-//! SCRAM-SHA-256 (and -PLUS over TLS); once the password is proven the slot is taken
-//! (`53300` before anything else is sent when none is free), the startup completes and
-//! the client is set up.
+//! Both kinds of connection go through pgwire's [`AuthDriver`]: SCRAM-SHA-256 (and -PLUS
+//! over TLS) with users, [`Trust`] without. Once the password is proven the slot is taken
+//! (`53300` before anything else is sent when none is free), the connection is marked
+//! logged in (its [`Conn`]: the guard now lets queries through), the startup completes
+//! with sluice's own parameters ([`Parameters`]: read-only, not a superuser) and the
+//! client is set up. A failed login is counted and logged ([`crate::metrics`]) and
+//! answered only after [`FAILURE_DELAY`], as Postgres's `auth_delay` does.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::Sink;
 use pgwire::api::auth::driver::{AuthDriver, AuthOutcome};
-use pgwire::api::auth::mechanism::AuthMechanismFactory;
-use pgwire::api::auth::noop::NoopStartupHandler;
+use pgwire::api::auth::mechanism::{AuthMechanism, AuthMechanismFactory, AuthState};
 use pgwire::api::auth::sasl::SaslMechanisms;
 use pgwire::api::auth::{
-    protocol_negotiation, save_startup_parameters_to_metadata, DefaultServerParameterProvider,
+    protocol_negotiation, save_startup_parameters_to_metadata, ServerParameterProvider,
     StartupHandler,
 };
 use pgwire::api::ClientInfo;
 use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::startup::PasswordMessageFamily;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::auth::Security;
 use super::client::{fatal, Client};
+use super::conn::Conn;
 use super::server::{Handlers, Shared};
 use super::settings::Settings;
+use crate::metrics::AuthFailure;
+
+/// How long a failed login waits before it is answered (and its connection closed): a
+/// client guessing passwords gets at most `sql.max_unauthenticated` guesses per delay.
+pub const FAILURE_DELAY: Duration = Duration::from_secs(1);
 
 /// pgwire's startup handler for every connection.
 pub struct Startup {
     handlers: Arc<Handlers>,
+    driver: AuthDriver<Arc<Parameters>>,
     /// With users: the password exchange.
-    scram: Option<(
-        AuthDriver<Arc<DefaultServerParameterProvider>>,
-        SaslMechanisms,
-    )>,
+    scram: Option<SaslMechanisms>,
     tls_required: bool,
 }
 
 impl Startup {
     pub fn new(handlers: Arc<Handlers>, security: &Security) -> Startup {
-        let scram = security.scram.clone().map(|scram| {
-            let driver = AuthDriver::new(Arc::new(DefaultServerParameterProvider::default()));
-            (driver, SaslMechanisms::new(vec![Arc::new(scram)]))
+        let parameters = Arc::new(Parameters {
+            server_version: handlers.shared.service.server_version.clone(),
         });
+        let scram = security
+            .scram
+            .clone()
+            .map(|scram| SaslMechanisms::new(vec![Arc::new(scram)]));
         Startup {
             handlers,
+            driver: AuthDriver::new(parameters),
             scram,
             tls_required: security.tls.is_some(),
         }
@@ -66,36 +78,39 @@ impl StartupHandler for Startup {
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        if matches!(message, PgWireFrontendMessage::Startup(_))
-            && self.tls_required
-            && !client.is_secure()
-        {
-            return Err(fatal(
-                "28000",
-                "sluice's SQL endpoint requires TLS: connect with sslmode=require",
-            ));
-        }
-        let Some((driver, mechanisms)) = &self.scram else {
-            return StartupHandler::on_startup(&*self.handlers, client, message).await;
-        };
         let outcome = match message {
             PgWireFrontendMessage::Startup(ref startup) => {
-                protocol_negotiation(client, startup).await?;
                 save_startup_parameters_to_metadata(client, startup);
-                driver
-                    .begin_authentication(client, mechanisms.create())
-                    .await?
+                if self.tls_required && !client.is_secure() {
+                    let e = fatal(
+                        "28000",
+                        "sluice's SQL endpoint requires TLS: connect with sslmode=require",
+                    );
+                    return Err(self.failed(client, AuthFailure::Protocol, e).await);
+                }
+                protocol_negotiation(client, startup).await?;
+                let mechanism: Box<dyn AuthMechanism> = match &self.scram {
+                    Some(scram) => scram.create(),
+                    None => Box::new(Trust),
+                };
+                self.driver.begin_authentication(client, mechanism).await
             }
-            PgWireFrontendMessage::PasswordMessageFamily(m) => driver
-                .advance_authentication(client, m)
-                .await
-                .map_err(|e| failed_login(client, e))?,
+            PgWireFrontendMessage::PasswordMessageFamily(m) => {
+                self.driver.advance_authentication(client, m).await
+            }
             _ => return Ok(()),
+        };
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                let reason = self.reason(client, &e);
+                return Err(self.failed(client, reason, failed_login(client, e)).await);
+            }
         };
         if let AuthOutcome::Authenticated { final_message, .. } = outcome {
             let shared = &self.handlers.shared;
             let permit = slot(shared)?;
-            driver
+            self.driver
                 .complete_authentication(client, final_message)
                 .await?;
             set_up(shared, client, permit).await?;
@@ -104,21 +119,100 @@ impl StartupHandler for Startup {
     }
 }
 
-#[async_trait]
-impl NoopStartupHandler for Handlers {
-    /// Takes a connection slot and starts the client's DuckDB thread.
-    async fn post_startup<C>(
+impl Startup {
+    /// Why a login failed: a wrong password is told apart from an unknown user only
+    /// here, for the operator; the client hears the same either way.
+    fn reason<C: ClientInfo>(&self, client: &C, e: &PgWireError) -> AuthFailure {
+        let user = client.metadata().get("user").cloned().unwrap_or_default();
+        let known = |u: &str| {
+            self.handlers
+                .shared
+                .service
+                .users
+                .as_ref()
+                .is_some_and(|users| users.knows(u))
+        };
+        match e {
+            PgWireError::InvalidPassword(_) if known(&user) => AuthFailure::WrongPassword,
+            PgWireError::InvalidPassword(_) => AuthFailure::UnknownUser,
+            _ => AuthFailure::Protocol,
+        }
+    }
+
+    /// Counts and logs a failed login, then waits [`FAILURE_DELAY`] before `e` is sent.
+    async fn failed<C: ClientInfo + Sync>(
         &self,
-        client: &mut C,
-        _message: PgWireFrontendMessage,
-    ) -> PgWireResult<()>
+        client: &C,
+        reason: AuthFailure,
+        e: PgWireError,
+    ) -> PgWireError {
+        let user = client.metadata().get("user").cloned().unwrap_or_default();
+        let peer = client.socket_addr().to_string();
+        self.handlers
+            .shared
+            .service
+            .metrics
+            .auth_failed("postgres", reason, &user, &peer);
+        tokio::time::sleep(FAILURE_DELAY).await;
+        e
+    }
+}
+
+/// Logging in without a password (no `[sql.users]`; loopback only).
+struct Trust;
+
+#[async_trait]
+impl AuthMechanism for Trust {
+    async fn begin(&mut self, _client: &(dyn ClientInfo + Send + Sync)) -> PgWireResult<AuthState> {
+        Ok(AuthState::Ok {
+            final_message: None,
+            identity: None,
+        })
+    }
+
+    async fn next(
+        &mut self,
+        _client: &(dyn ClientInfo + Send + Sync),
+        _message: PasswordMessageFamily,
+    ) -> PgWireResult<AuthState> {
+        Err(PgWireError::NoAuthenticationInProgress)
+    }
+}
+
+/// What a client is told about the server at startup (`ParameterStatus`), honestly: a
+/// read-only session of a user who is not a superuser, in UTC, with the parameters
+/// `SHOW` reports ([`Settings`]).
+#[derive(Debug)]
+pub struct Parameters {
+    server_version: String,
+}
+
+impl ServerParameterProvider for Parameters {
+    fn server_parameters<C>(&self, client: &C) -> Option<HashMap<String, String>>
     where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
-        C::Error: std::fmt::Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+        C: ClientInfo,
     {
-        let permit = slot(&self.shared)?;
-        set_up(&self.shared, client, permit).await
+        let from_client = |k: &str| client.metadata().get(k).cloned().unwrap_or_default();
+        let fixed = [
+            ("server_version", self.server_version.as_str()),
+            ("server_encoding", "UTF8"),
+            ("client_encoding", "UTF8"),
+            ("DateStyle", "ISO, MDY"),
+            ("IntervalStyle", "postgres"),
+            ("TimeZone", "UTC"),
+            ("integer_datetimes", "on"),
+            ("standard_conforming_strings", "on"),
+            ("is_superuser", "off"),
+            ("default_transaction_read_only", "on"),
+            ("in_hot_standby", "off"),
+        ];
+        let mut params: HashMap<String, String> = fixed
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        params.insert("application_name".into(), from_client("application_name"));
+        params.insert("session_authorization".into(), from_client("user"));
+        Some(params)
     }
 }
 
@@ -172,6 +266,10 @@ async fn set_up<C: ClientInfo>(
         .map_err(|e| fatal(e.sqlstate, &e.message))?;
     if let Ok(mut readers) = shared.readers.lock() {
         readers.insert(key, Arc::downgrade(&new.reader));
+    }
+    if let Some(conn) = client.session_extensions().get::<Arc<Conn>>() {
+        conn.serves(Arc::downgrade(&new.reader));
+        conn.authenticated();
     }
     client.session_extensions().insert(new);
     Ok(())

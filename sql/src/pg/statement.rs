@@ -301,7 +301,7 @@ pub async fn copy_out(me: &Arc<Client>, copy: crate::copy::CopyOut) -> PgWireRes
     let started = Instant::now();
     let vetted = me
         .reader
-        .vet(&copy.query, &me.scope())
+        .vet(&copy.query, &me.scope(), me.statement_timeout())
         .await
         .map_err(|e| failed(me, e, started))?;
     let sql = match vetted.as_slice() {
