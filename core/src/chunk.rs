@@ -179,11 +179,21 @@ pub enum FileStatus {
     Partial,
     /// Every record of the file is committed (as a row or a dead letter).
     Ingested,
-    /// The file is not CSV text; it is moved to quarantine once this is recorded.
+    /// The file cannot be read as CSV (not text, a header that does not fit the table or
+    /// is too long, ...); it is moved to quarantine once this is recorded. Build it with
+    /// [`FileStatus::quarantined`], which bounds the reason.
     Quarantined { reason: String },
 }
 
 impl FileStatus {
+    /// Quarantined for `reason`, cut to [`crate::text::TEXT_LIMIT`] (a reason may quote
+    /// the file: its header, a column name).
+    pub fn quarantined(reason: impl Into<String>) -> Self {
+        FileStatus::Quarantined {
+            reason: crate::text::bounded_owned(reason.into()),
+        }
+    }
+
     /// The word stored in `_sluice.files.status`.
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -202,6 +212,7 @@ impl FileStatus {
 /// A record that could not become a row, with where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
+    /// Why, cut to [`crate::text::TEXT_LIMIT`] bytes (it may quote the record).
     pub error: String,
     /// The record as it was read, cut to [`DEAD_LETTER_RAW_LIMIT`] bytes (lossy UTF-8).
     pub raw: String,
@@ -242,7 +253,7 @@ impl Origin {
 }
 
 impl DeadLetter {
-    /// Builds a dead letter, cutting `raw` to the bound.
+    /// Builds a dead letter, cutting `raw` and `error` to their bounds.
     pub fn new(error: impl Into<String>, raw: &[u8], origin: Origin) -> Self {
         let cut = &raw[..raw.len().min(DEAD_LETTER_RAW_LIMIT)];
         let mut raw = String::from_utf8_lossy(cut).into_owned();
@@ -252,7 +263,7 @@ impl DeadLetter {
             raw.pop();
         }
         DeadLetter {
-            error: error.into(),
+            error: crate::text::bounded_owned(error.into()),
             raw,
             origin,
         }
@@ -357,6 +368,18 @@ mod tests {
             DeadLetter::new("e", &long, origin.clone()).raw.len(),
             DEAD_LETTER_RAW_LIMIT
         );
-        assert_eq!(DeadLetter::new("e", b"a,b\r\n", origin).raw, "a,b");
+        assert_eq!(DeadLetter::new("e", b"a,b\r\n", origin.clone()).raw, "a,b");
+        let error = "e".repeat(DEAD_LETTER_RAW_LIMIT * 2);
+        let dl = DeadLetter::new(error, b"x", origin);
+        assert!(
+            dl.error.len() < DEAD_LETTER_RAW_LIMIT + 32,
+            "{}",
+            dl.error.len()
+        );
+        let FileStatus::Quarantined { reason } = FileStatus::quarantined("r".repeat(1 << 20))
+        else {
+            panic!("not quarantined");
+        };
+        assert!(reason.ends_with("... (1048576 bytes)"), "{}", reason.len());
     }
 }

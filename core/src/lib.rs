@@ -17,6 +17,8 @@
 //! - [`retry`]: the one backoff policy type every retry loop uses.
 //! - [`shared`]: streams several instances read between them (a Kafka consumer group), as
 //!   a lake that many instances write needs to know them.
+//! - [`text`]: text from input (a header, a record) bounded before it reaches a reason, a
+//!   log line or a table.
 
 pub mod chunk;
 pub mod column;
@@ -27,6 +29,7 @@ pub mod meta;
 pub mod priority;
 pub mod retry;
 pub mod shared;
+pub mod text;
 
 pub use chunk::{
     Chunk, DeadLetter, FileHash, FileId, FileProgress, FileRecord, FileStatus, KeyedProgress,

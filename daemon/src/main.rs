@@ -50,6 +50,7 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     match cli.command {
         Command::Run { config, once } => {
+            raise_open_files_limit();
             with_config(&config.path, |c| run::run(c, once, stop_signals))
         }
         command => {
@@ -165,6 +166,39 @@ fn check(path: &std::path::Path) -> ExitCode {
         config.data_dir.display()
     );
     ExitCode::SUCCESS
+}
+
+/// Raises the soft limit on open files to the hard one (capped by the kernel's
+/// `fs.nr_open`): the default soft limit (often 1024) is soon reached by SQL clients,
+/// HTTP connections and DuckDB's files together, and a file that then fails to open waits
+/// for descriptors to be freed. The systemd unit sets `LimitNOFILE=`; outside it the hard
+/// limit is what the login gives. If it cannot be raised (a sandbox may refuse the
+/// system call), sluice warns and runs with the limit it has.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
+    let (soft, hard) = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok(limits) => limits,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the open-file limit; running with it as it is");
+            return;
+        }
+    };
+    let nr_open: Option<u64> = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
+    let target = match (hard, nr_open) {
+        (RLIM_INFINITY, Some(cap)) => cap,
+        (hard, Some(cap)) => hard.min(cap),
+        (hard, None) => hard,
+    };
+    if soft >= target {
+        return;
+    }
+    match setrlimit(Resource::RLIMIT_NOFILE, target, hard) {
+        Ok(()) => tracing::debug!(from = soft, to = target, "raised the open-file limit"),
+        Err(e) => tracing::warn!(limit = soft, error = %e,
+            "cannot raise the open-file limit; running with it as it is"),
+    }
 }
 
 /// Levels for other crates' log targets unless `SLUICE_LOG` names them. delta-rs and its

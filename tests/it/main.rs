@@ -6,6 +6,8 @@
 //! - [`csv_arrival`]: how files arrive: present at start, renamed in, written slowly, copies.
 //! - [`csv_changes`]: files that grow or change after (part of) them was committed.
 //! - [`csv_bad_input`]: dead letters, quarantine, symlinks, bad configuration.
+//! - [`csv_poison`]: files that try to stop the daemon: over-long lines and headers,
+//!   files that cannot be opened for a while.
 //! - [`csv_storage`]: raw table and Parquet layout, schemas, large files, reconciliation.
 //! - [`faults`]: SIGKILL at each fault point of the commit path, then a restart.
 //! - [`kafka`]: the Kafka source against librdkafka's mock cluster (a real broker when
@@ -34,6 +36,7 @@
 mod csv_arrival;
 mod csv_bad_input;
 mod csv_changes;
+mod csv_poison;
 mod csv_storage;
 mod faults;
 mod kafka;

@@ -21,7 +21,7 @@ use std::{
 };
 
 use crossbeam_channel::{bounded, RecvTimeoutError as QueueRecvError, SendTimeoutError};
-use sluice_core::{retry::Backoff, Position};
+use sluice_core::{retry::Backoff, text, Position};
 use sluice_sinks::{CommitReceipt, PendingBatch, SinkError, Staged, Storage, Warehouse};
 use sluice_sources::SourceEvent;
 use tokio_util::sync::CancellationToken;
@@ -129,7 +129,8 @@ impl<A: AfterCommit> Committer<A> {
                     if let Err(e) = &result {
                         // The batch loop and the sources learn of it through `stop`: with
                         // no more input to hand over they would otherwise wait for ever.
-                        error!(error = %e, "a commit failed for good; stopping");
+                        let error = e.to_string();
+                        error!(error = %text::bounded(&error, text::TEXT_LIMIT), "a commit failed for good; stopping");
                         stop.cancel();
                     }
                     result
@@ -249,16 +250,19 @@ struct Blocked(Option<(Storage, Instant)>);
 impl Blocked {
     fn failed(&mut self, health: &Health, table: &str, e: &SinkError) {
         let storage = e.storage().unwrap_or(Storage::Io);
+        // Bounded: a DuckDB error may quote what it was given.
+        let error = e.to_string();
+        let error = text::bounded(&error, text::TEXT_LIMIT);
         if self.0.map(|(s, _)| s) == Some(storage) {
-            debug!(%table, error = %e, "commit failed again; retrying");
+            debug!(%table, %error, "commit failed again; retrying");
             return;
         }
         if let Some((old, _)) = self.0 {
             telemetry::commits_blocked(old, false);
         }
-        warn!(%table, reason = storage.as_str(), error = %e,
+        warn!(%table, reason = storage.as_str(), %error,
             "commits blocked; nothing is lost, retrying until this passes");
-        health.set_commits_blocked(Some(format!("{}: {e}", storage.as_str())));
+        health.set_commits_blocked(Some(format!("{}: {error}", storage.as_str())));
         telemetry::commits_blocked(storage, true);
         self.0 = Some((storage, Instant::now()));
     }
@@ -343,7 +347,8 @@ impl<A: AfterCommit> CommitWorker<A> {
                     // Tried again at once first: a batch staged while the disk was full
                     // carries that failure of its Parquet file, stale once space is back.
                     telemetry::commit_failed(table.as_str());
-                    debug!(%table, error = %e, "commit failed; trying again at once");
+                    let error = e.to_string();
+                    debug!(%table, error = %text::bounded(&error, text::TEXT_LIMIT), "commit failed; trying again at once");
                     first_attempt = false;
                 }
                 Err(e) if e.is_retryable() && attempts_while_stopping < ATTEMPTS_WHILE_STOPPING => {

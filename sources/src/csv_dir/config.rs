@@ -2,6 +2,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
+use bytesize::ByteSize;
 use serde::Deserialize;
 use sluice_core::{Ident, TableSchema};
 
@@ -45,6 +46,11 @@ pub struct CsvSourceConfig {
     /// How often the directory is listed as a safety net behind inotify.
     #[serde(default = "default_rescan_interval", with = "humantime_serde")]
     pub rescan_interval: Duration,
+    /// The longest record (one line, or several with quoted line breaks) read as a record:
+    /// a longer one is a dead letter, a longer header quarantines its file. Neither is
+    /// ever held whole in memory.
+    #[serde(default = "default_max_line_bytes")]
+    pub max_line_bytes: ByteSize,
     /// Declared columns (DuckDB type names), in order; inferred when absent.
     #[serde(default)]
     pub schema: Option<DeclaredSchema>,
@@ -94,6 +100,9 @@ fn default_poll_interval() -> Duration {
 }
 fn default_rescan_interval() -> Duration {
     Duration::from_secs(30)
+}
+fn default_max_line_bytes() -> ByteSize {
+    ByteSize::mib(1)
 }
 
 impl CsvSourceConfig {
@@ -147,6 +156,9 @@ impl CsvSourceConfig {
         if self.rescan_interval.is_zero() {
             bad("rescan_interval", "must be greater than zero".into());
         }
+        if self.max_line_bytes.as_u64() == 0 {
+            bad("max_line_bytes", "must be greater than zero".into());
+        }
         if let Some(schema) = &self.schema {
             if let Err(errs) = declared_columns(schema) {
                 for (col, msg) in errs {
@@ -199,6 +211,7 @@ mod tests {
         assert_eq!(c.settle, Duration::from_secs(2));
         assert_eq!(c.after_ingest, AfterIngest::Archive);
         assert!(c.header);
+        assert_eq!(c.max_line_bytes, ByteSize::mib(1));
         assert!(c.validate("transactions").is_empty());
     }
 
@@ -218,13 +231,14 @@ mod tests {
     #[test]
     fn reports_every_problem_with_its_key() {
         let c = parse(
-            "delimiter = \";;\"\nglob = \"[\"\ntable = \"bad-name\"\n[schema]\nx = \"NOPE\"\n_sluice_line = \"BIGINT\"\n",
+            "delimiter = \";;\"\nglob = \"[\"\ntable = \"bad-name\"\nmax_line_bytes = 0\n[schema]\nx = \"NOPE\"\n_sluice_line = \"BIGINT\"\n",
         );
         let keys: Vec<_> = c.validate("s").into_iter().map(|(k, _)| k).collect();
         for key in [
             "delimiter",
             "glob",
             "table",
+            "max_line_bytes",
             "schema.x",
             "schema._sluice_line",
         ] {

@@ -5,19 +5,29 @@
 //! memory is bounded by the chunk size, not the file size. Each chunk says where reading
 //! resumes (`next_offset`, `next_line`) and the hash of the file's bytes before that
 //! offset, which is what the commit records.
+//!
+//! A record longer than `max_line_bytes` is never held whole: it becomes a dead letter
+//! naming the bound, and reading goes on after it ([`bound`]); the bytes stepped over are
+//! hashed all the same, so the hash and the offset of every chunk still agree.
 
+mod bound;
 mod hashing;
+mod start;
 
+pub use bound::RecordTooLong;
 pub use hashing::{scan, FileScan, ScanPoint};
+pub use start::{read_header, sample, Header, HeaderChanged, Layout};
 
 use std::{
     fs::File,
-    io::{self, BufReader, Seek, SeekFrom},
+    io::{self, Seek, SeekFrom},
     os::unix::fs::FileExt,
     path::Path,
     sync::Arc,
 };
 
+use bound::{is_too_long, RecordEnd};
+use bytesize::ByteSize;
 use hashing::HashingRead;
 
 use arrow::{
@@ -26,7 +36,7 @@ use arrow::{
     datatypes::{DataType, Field, Schema, SchemaRef},
     record_batch::RecordBatch,
 };
-use sluice_core::{meta, DeadLetter, FileHash, Origin, TableSchema, DEAD_LETTER_RAW_LIMIT};
+use sluice_core::{meta, DeadLetter, FileHash, Origin, DEAD_LETTER_RAW_LIMIT};
 
 use crate::typing::cast::type_columns;
 
@@ -43,6 +53,8 @@ pub struct ReadOptions {
     pub header: bool,
     pub chunk_rows: usize,
     pub chunk_bytes: usize,
+    /// The longest record parsed (`max_line_bytes`); longer ones are dead letters.
+    pub max_record: u64,
 }
 
 impl ReadOptions {
@@ -54,180 +66,6 @@ impl ReadOptions {
             .flexible(true)
             .buffer_capacity(READ_BUFFER)
             .from_reader(input)
-    }
-}
-
-/// The start of a file: its header names (if it has a header) and where data begins.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header {
-    pub names: Option<Vec<String>>,
-    /// Fields in the first record (the header, or the first data record).
-    pub fields: usize,
-    pub data_offset: u64,
-    pub data_line: u64,
-    /// The file's bytes before `data_offset`, as they were parsed: the reading pass,
-    /// which hashes them, checks it finds the same (see [`Start::expect`]).
-    pub raw: Vec<u8>,
-}
-
-/// A reader that keeps a copy of every byte it hands on.
-struct Recording<R> {
-    inner: R,
-    seen: Vec<u8>,
-}
-
-impl<R: io::Read> io::Read for Recording<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.seen.extend_from_slice(&buf[..n]);
-        Ok(n)
-    }
-}
-
-/// The header read for a file is not what the reading pass found at its place: the file
-/// was rewritten in between. Nothing of it is read; it is looked at again once settled.
-#[derive(Debug)]
-pub struct HeaderChanged;
-
-impl std::fmt::Display for HeaderChanged {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the header changed between its parse and the reading pass")
-    }
-}
-
-impl std::error::Error for HeaderChanged {}
-
-/// Reads the header (or, without one, counts the first record's fields).
-/// `Ok(Err(reason))` when the header itself is unusable.
-pub fn read_header(path: &Path, opts: &ReadOptions) -> io::Result<Result<Header, String>> {
-    let mut csv = opts.reader(Recording {
-        inner: File::open(path)?,
-        seen: Vec::new(),
-    });
-    let mut record = csv::ByteRecord::new();
-    if !csv
-        .read_byte_record(&mut record)
-        .map_err(io::Error::other)?
-    {
-        return Ok(Ok(Header {
-            names: opts.header.then(Vec::new),
-            fields: 0,
-            data_offset: 0,
-            data_line: 1,
-            raw: Vec::new(),
-        }));
-    }
-    if !opts.header {
-        return Ok(Ok(Header {
-            names: None,
-            fields: record.len(),
-            data_offset: 0,
-            data_line: 1,
-            raw: Vec::new(),
-        }));
-    }
-    let mut names = Vec::with_capacity(record.len());
-    for field in record.iter() {
-        match std::str::from_utf8(field) {
-            Ok(s) => names.push(s.to_string()),
-            Err(_) => return Ok(Err("header is not UTF-8 text".into())),
-        }
-    }
-    let next = csv.position().clone();
-    let mut raw = csv.into_inner().seen;
-    raw.truncate(next.byte() as usize);
-    Ok(Ok(Header {
-        fields: names.len(),
-        names: Some(names),
-        data_offset: next.byte(),
-        data_line: next.line(),
-        raw,
-    }))
-}
-
-/// Up to `max` records' text, one array per field (values that are not UTF-8, or the
-/// null string, are null; records with another field count are skipped).
-pub fn sample(
-    path: &Path,
-    opts: &ReadOptions,
-    header: &Header,
-    max: usize,
-) -> io::Result<Vec<StringArray>> {
-    let mut file = File::open(path)?;
-    file.seek(SeekFrom::Start(header.data_offset))?;
-    let mut csv = opts.reader(BufReader::new(file));
-    let mut builders: Vec<StringBuilder> =
-        (0..header.fields).map(|_| StringBuilder::new()).collect();
-    let mut record = csv::ByteRecord::new();
-    let mut taken = 0;
-    while taken < max
-        && csv
-            .read_byte_record(&mut record)
-            .map_err(io::Error::other)?
-    {
-        if record.len() != header.fields {
-            continue;
-        }
-        for (builder, field) in builders.iter_mut().zip(record.iter()) {
-            match std::str::from_utf8(field) {
-                Ok(s) if field != opts.null_string.as_slice() => builder.append_value(s),
-                _ => builder.append_null(),
-            }
-        }
-        taken += 1;
-    }
-    Ok(builders.iter_mut().map(|b| b.finish()).collect())
-}
-
-/// How a file's fields map to the table's data columns.
-#[derive(Debug, Clone)]
-pub struct Layout {
-    pub data: Arc<TableSchema>,
-    /// Per data column, the field index in the file (`None`: the file lacks it; NULL).
-    pub fields: Vec<Option<usize>>,
-    pub expected_fields: usize,
-}
-
-impl Layout {
-    /// Maps a file onto a table. With a header, columns are matched by name (a column the
-    /// file lacks is NULL; a column the table lacks is an error); without, by position.
-    pub fn for_file(data: Arc<TableSchema>, header: &Header) -> Result<Layout, String> {
-        let Some(names) = &header.names else {
-            return Ok(Layout {
-                fields: (0..data.len()).map(Some).collect(),
-                expected_fields: data.len(),
-                data,
-            });
-        };
-        let mut fields = vec![None; data.len()];
-        let mut unknown = Vec::new();
-        for (i, raw) in names.iter().enumerate() {
-            // Unnamed header fields are named by position, as inference names them.
-            let name = match raw.trim().is_empty() {
-                true => format!("column{i}"),
-                false => raw.clone(),
-            };
-            match data.position(&name) {
-                Some(col) if fields[col].is_some() => {
-                    return Err(format!("header names column {name:?} twice"));
-                }
-                Some(col) => fields[col] = Some(i),
-                None => unknown.push(name),
-            }
-        }
-        if !unknown.is_empty() {
-            let known: Vec<&str> = data.columns.iter().map(|c| c.name.as_str()).collect();
-            return Err(format!(
-                "header has columns the table does not: {} (table columns: {})",
-                unknown.join(", "),
-                known.join(", ")
-            ));
-        }
-        Ok(Layout {
-            data,
-            fields,
-            expected_fields: names.len(),
-        })
     }
 }
 
@@ -308,7 +146,13 @@ impl FileReader {
         let raw = file.try_clone()?;
         let len = file.metadata()?.len().min(start.limit);
         file.seek(SeekFrom::Start(start.hashed_to))?;
-        let mut input = HashingRead::new(file, start.hasher, start.hashed_to, start.limit);
+        let mut input = HashingRead::new(
+            file,
+            start.hasher,
+            start.hashed_to,
+            start.limit,
+            opts.max_record,
+        );
         if !input.skip(start.offset.saturating_sub(start.hashed_to), &start.expect)? {
             return Err(io::Error::other(HeaderChanged));
         }
@@ -366,13 +210,19 @@ impl FileReader {
         };
         let mut eof = false;
         while pending.lines.len() < self.opts.chunk_rows && pending.bytes < self.opts.chunk_bytes {
-            if !self
-                .csv
-                .read_byte_record(&mut self.record)
-                .map_err(io::Error::other)?
-            {
-                eof = true;
-                break;
+            let at = self.base_offset + self.csv.position().byte();
+            self.csv.get_mut().start_record(at);
+            match self.csv.read_byte_record(&mut self.record) {
+                Ok(true) => {}
+                Ok(false) => {
+                    eof = true;
+                    break;
+                }
+                Err(e) if is_too_long(&e) => {
+                    self.skip_long_record(&mut pending)?;
+                    continue;
+                }
+                Err(e) => return Err(io::Error::other(e)),
             }
             self.take_record(&mut pending)?;
             if pending.lines.len().is_multiple_of(HASH_EVERY) {
@@ -451,6 +301,34 @@ impl FileReader {
         pending.lines.push(line as i64);
         pending.spans.push((start, end));
         pending.row_errors.push(error);
+        Ok(())
+    }
+
+    /// The record being read is longer than the bound: steps over the rest of it (hashing
+    /// it), makes it a dead letter at its line, and resets the parser to its end.
+    fn skip_long_record(&mut self, pending: &mut Pending) -> io::Result<()> {
+        let (byte, rel_line) = self
+            .record
+            .position()
+            .map_or((0, 1), |p| (p.byte(), p.line()));
+        let from = self.base_offset + byte;
+        let (start, line) = self.record_start(from, self.base_line + rel_line - 1);
+        let end = RecordEnd::new(self.opts.delimiter, self.opts.quote);
+        let input = self.csv.get_mut();
+        let max = input.max_record();
+        let (at, line_feeds) = input.skip_record(from, end)?;
+        let mut resume = csv::Position::new();
+        resume
+            .set_byte(at - self.base_offset)
+            .set_line(rel_line + line_feeds);
+        self.csv
+            .seek_raw(SeekFrom::Current(0), resume)
+            .map_err(io::Error::other)?;
+        // The parser's record buffer grew to the bound: let it go.
+        self.record = csv::ByteRecord::new();
+        let dl = self.dead_letter(too_long(at - start, max), start, at, line)?;
+        pending.bytes += dl.raw.len();
+        pending.dead_letters.push(dl);
         Ok(())
     }
 
@@ -537,6 +415,14 @@ impl FileReader {
             },
         ))
     }
+}
+
+/// The error of a dead letter too long to parse.
+fn too_long(bytes: u64, max: u64) -> String {
+    format!(
+        "the record is {bytes} bytes, longer than max_line_bytes ({})",
+        ByteSize(max)
+    )
 }
 
 fn sorted(mut dead_letters: Vec<DeadLetter>) -> Vec<DeadLetter> {

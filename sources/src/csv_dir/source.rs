@@ -7,13 +7,15 @@
 //! begins with exactly the bytes committed under its name is read on from there (a partly
 //! committed file resumes, a grown one has its new lines read); one whose committed bytes
 //! changed is quarantined (or, once ingested and disposed of, is a new file of that name).
-//! A file whose content or name is in flight waits.
+//! A file whose content or name is in flight waits. A file that cannot be opened or read
+//! for a reason that may pass (too many open files) is tried again ([`unreadable`]).
 
 mod acks;
 mod identify;
 mod read;
 #[cfg(test)]
 mod tests;
+mod unreadable;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -40,6 +42,7 @@ use super::{
 };
 use crate::{telemetry, Result, SourceContext, SourceError, SourceStatus};
 use identify::Identity;
+use unreadable::Unreadable;
 
 /// How often a directory that could not be listed is tried again.
 const UNHEALTHY_RESCAN: Duration = Duration::from_secs(1);
@@ -90,6 +93,10 @@ pub struct CsvDirSource {
     settled: HashMap<PathBuf, Signature>,
     /// Files this run read that changed before they were disposed of.
     changed_after_read: HashSet<PathBuf>,
+    /// Files that could not be opened or read for now, waiting to be tried again.
+    unreadable: Unreadable,
+    /// Why the watched directory cannot be listed, while it cannot.
+    list_problem: Option<String>,
     sent_since_drained: bool,
     /// Makes file ids unique within the process.
     ids_made: u64,
@@ -120,6 +127,7 @@ impl CsvDirSource {
             header: cfg.header,
             chunk_rows: setup.chunk_rows.max(1),
             chunk_bytes: setup.chunk_bytes.max(1),
+            max_record: cfg.max_line_bytes.as_u64().max(1),
         };
         Ok(CsvDirSource {
             settler: Settler::new(cfg.settle),
@@ -130,6 +138,8 @@ impl CsvDirSource {
             in_flight: HashMap::new(),
             settled: HashMap::new(),
             changed_after_read: HashSet::new(),
+            unreadable: Unreadable::default(),
+            list_problem: None,
             sent_since_drained: false,
             ids_made: 0,
             records_sent: 0,
@@ -179,20 +189,8 @@ impl CsvDirSource {
                 };
                 next_rescan = Instant::now() + every;
             }
-            if ctx.once && !given_up && Instant::now() >= once_until && !self.settler.is_empty() {
-                let files: Vec<String> = self
-                    .settler
-                    .paths()
-                    .iter()
-                    .map(|p| {
-                        p.strip_prefix(self.scope.root())
-                            .unwrap_or(p)
-                            .display()
-                            .to_string()
-                    })
-                    .collect();
-                warn!(source = %self.setup.name, files = %files.join(", "),
-                    "--once: leaving files that are still being written for the next run");
+            if ctx.once && !given_up && Instant::now() >= once_until && !self.all_looked_at() {
+                self.give_up_once();
                 given_up = true;
             }
             let ready = if given_up {
@@ -201,15 +199,20 @@ impl CsvDirSource {
                 self.settler
                     .take_ready(Instant::now(), SystemTime::now(), stat)
             };
-            for path in ready {
+            let retry = match given_up {
+                true => Vec::new(),
+                false => self.unreadable.due(Instant::now()),
+            };
+            for path in ready.into_iter().chain(retry) {
                 if ctx.stop.is_cancelled() {
                     break;
                 }
                 self.ingest(&path, &ctx);
             }
-            ctx.status
-                .set_pending((self.settler.len() + self.in_flight.len()) as u64);
-            if ctx.once && (self.settler.is_empty() || given_up) {
+            ctx.status.set_pending(
+                (self.settler.len() + self.in_flight.len() + self.unreadable.len()) as u64,
+            );
+            if ctx.once && (self.all_looked_at() || given_up) {
                 if self.sent_since_drained {
                     self.drained(&ctx);
                 }
@@ -309,6 +312,36 @@ impl CsvDirSource {
         }
     }
 
+    /// Whether every file seen was looked at: none is still settling or waiting to be
+    /// tried again (`--once` ends then).
+    fn all_looked_at(&self) -> bool {
+        self.settler.is_empty() && self.unreadable.is_empty()
+    }
+
+    /// `--once` waited long enough: the files still settling or unreadable are left for
+    /// the next run (nothing is lost: they stay in the directory).
+    fn give_up_once(&self) {
+        if !self.settler.is_empty() {
+            let files: Vec<String> = self
+                .settler
+                .paths()
+                .iter()
+                .map(|p| {
+                    p.strip_prefix(self.scope.root())
+                        .unwrap_or(p)
+                        .display()
+                        .to_string()
+                })
+                .collect();
+            warn!(source = %self.setup.name, files = %files.join(", "),
+                "--once: leaving files that are still being written for the next run");
+        }
+        if !self.unreadable.is_empty() {
+            warn!(source = %self.setup.name, files = %self.unreadable.names().join(", "),
+                "--once: leaving files that cannot be read for the next run");
+        }
+    }
+
     /// Lists the directory. Returns whether it could (a directory that cannot be listed
     /// makes the source unready until it can be again).
     fn rescan(&mut self, status: &SourceStatus) -> bool {
@@ -316,23 +349,25 @@ impl CsvDirSource {
             Ok(p) => p,
             Err(e) => {
                 let problem = format!("cannot list {}: {e}", self.scope.root().display());
-                if status.problem().as_deref() != Some(problem.as_str()) {
+                if self.list_problem.as_deref() != Some(problem.as_str()) {
                     error!(source = %self.setup.name, path = %self.scope.root().display(), error = %e,
                         "cannot list the watched directory");
                 }
-                status.set_problem(Some(problem));
+                self.list_problem = Some(problem);
+                self.show_problem(status);
                 return false;
             }
         };
-        if status.problem().is_some() {
+        if self.list_problem.take().is_some() {
             info!(source = %self.setup.name, "the watched directory can be listed again");
-            status.set_problem(None);
         }
         // Forget files that are gone (deleted or moved away by someone else): memory stays
         // bounded by what is in the directory.
         let listed: HashSet<&PathBuf> = paths.iter().collect();
         self.settled.retain(|path, _| listed.contains(path));
         self.changed_after_read.retain(|path| listed.contains(path));
+        self.unreadable.retain(&listed);
+        self.show_problem(status);
         let now = Instant::now();
         for path in paths {
             if self
@@ -351,19 +386,22 @@ impl CsvDirSource {
     fn ingest(&mut self, path: &Path, ctx: &SourceContext) {
         let candidate = match self.scope.check(path) {
             Ok(c) => c,
-            Err(Refusal::Ignored) => return,
+            Err(Refusal::Ignored) => return self.readable_again(path, &ctx.status),
             Err(Refusal::Escapes(why)) => {
                 warn!(source = %self.setup.name, "refusing file: {why}");
                 telemetry::file_refused(&self.setup.name);
                 self.settle_path(path);
-                return;
+                return self.readable_again(path, &ctx.status);
             }
         };
         let Some(sig) = stat(&candidate.real) else {
-            return;
+            return self.readable_again(path, &ctx.status);
         };
-        if self.settled.get(path) == Some(&sig) {
+        if self.unreadable.holds_back(path, sig, Instant::now()) {
             return;
+        }
+        if self.settled.get(path) == Some(&sig) {
+            return self.readable_again(path, &ctx.status);
         }
         if self.in_flight.values().any(|f| f.path == path) {
             // Chunks of it are still being committed: look again once they are.
@@ -382,8 +420,7 @@ impl CsvDirSource {
         ) {
             Ok(found) => found,
             Err(identify::IdentifyError::Io(e)) => {
-                error!(source = %self.setup.name, file = %candidate.name, error = %e, "cannot read file; will retry when it changes");
-                self.settled.insert(path.to_path_buf(), sig);
+                self.cannot_read(path, &candidate.name, sig, &e, ctx);
                 return;
             }
             Err(identify::IdentifyError::Ledger(e)) => {
@@ -405,7 +442,11 @@ impl CsvDirSource {
             sig,
             limit: scanned.len,
         };
+        let attempts = self.unreadable.attempts(path);
         self.act_on(identity, &found, ctx);
+        if attempts.is_some() && self.unreadable.attempts(path) == attempts {
+            self.readable_again(path, &ctx.status);
+        }
     }
 
     /// Reads, skips, disposes of or quarantines a file, as its identity says.

@@ -1,11 +1,18 @@
 //! What a commit records beside the rows, in the same transaction: the ledger entry, the
 //! dead letters, and the positions of file, Kafka and other (keyed) sources. The caller owns the
 //! transaction; `stamp` is the commit's time as a `TIMESTAMPTZ` literal.
+//!
+//! Text that may quote input (a quarantine's reason, a dead letter's error and raw record)
+//! is bounded here too, whoever built it: a value of megabytes in one of these rows once
+//! made the commit run out of memory, and a failed commit stops the daemon.
 
 use std::collections::BTreeMap;
 
 use duckdb::{params, Connection, ToSql};
-use sluice_core::{Chunk, FileProgress, KeyedProgress, Origin, PartitionProgress, Position};
+use sluice_core::{
+    text::{bounded, TEXT_LIMIT},
+    Chunk, FileProgress, KeyedProgress, Origin, PartitionProgress, Position, DEAD_LETTER_RAW_LIMIT,
+};
 
 use crate::{error::DuckdbContext, Result};
 
@@ -91,8 +98,8 @@ pub fn record_dead_letters(
                 id,
                 &*chunk.source,
                 table,
-                dl.error,
-                dl.raw,
+                bounded(&dl.error, TEXT_LIMIT),
+                bounded(&dl.raw, DEAD_LETTER_RAW_LIMIT),
                 o.file,
                 o.line,
                 o.topic,
@@ -201,7 +208,7 @@ pub fn record_files(
     for ((source, id), delta) in files {
         let p = delta.progress;
         let reason = match &p.status {
-            sluice_core::FileStatus::Quarantined { reason } => Some(reason.as_str()),
+            sluice_core::FileStatus::Quarantined { reason } => Some(bounded(reason, TEXT_LIMIT)),
             _ => None,
         };
         stmt.execute(params![

@@ -1,7 +1,7 @@
 use std::io::Write;
 
 use arrow::array::{Array, Int64Array};
-use sluice_core::{Column, ColumnType};
+use sluice_core::{Column, ColumnType, TableSchema};
 
 use super::*;
 
@@ -13,6 +13,7 @@ fn opts(chunk_rows: usize) -> ReadOptions {
         header: true,
         chunk_rows,
         chunk_bytes: usize::MAX,
+        max_record: 1 << 20,
     }
 }
 
@@ -277,3 +278,5 @@ fn a_crlf_file_resumed_between_chunks_keeps_its_lines() {
     );
     assert_eq!(column_i64(&second.rows, "id")[0], Some(10));
 }
+
+mod long;

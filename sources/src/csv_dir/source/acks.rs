@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sluice_core::{FileHash, FileId, FileStatus, Position};
+use sluice_core::{text, FileHash, FileId, FileStatus, Position};
 use tracing::{debug, error, info, warn};
 
 use super::{stat, CsvDirSource, Signature};
@@ -138,6 +138,8 @@ impl CsvDirSource {
         self.changed_after_read.remove(path);
         match dispose::move_into(path, &self.setup.quarantine_dir, name, hash) {
             Ok(dest) => {
+                // Bounded again: a record written by an older sluice may hold any reason.
+                let reason = text::bounded(reason, text::TEXT_LIMIT);
                 warn!(source = %self.setup.name, file = %name, %reason, to = %dest.display(), "file quarantined")
             }
             Err(e) => {

@@ -1,14 +1,18 @@
 //! Reading one complete file: sniffing it, mapping its header onto the table (inferring
 //! the table's schema from the first file when none is declared), and sending its chunks
-//! to the committer. A file that is not CSV text is recorded as quarantined instead.
+//! to the committer. A file that is not CSV text (or has a header that does not fit, or
+//! cannot be read for a reason that retrying does not change) is recorded as quarantined
+//! instead; one that cannot be opened or read for now is tried again.
 
 use std::{fs::File, io::Read, path::Path, sync::Arc};
 
 use arrow::record_batch::RecordBatch;
-use sluice_core::{Chunk, FileId, FileProgress, FileRecord, FileStatus, Position, TableSchema};
+use sluice_core::{
+    text, Chunk, FileId, FileProgress, FileRecord, FileStatus, Position, TableSchema,
+};
 use tracing::{debug, error, info, warn};
 
-use super::{raw_columns, stat, CsvDirSource, Found, InFlight};
+use super::{raw_columns, unreadable::Failure, CsvDirSource, Found, InFlight};
 use crate::{
     csv_dir::{
         reader::{
@@ -43,12 +47,21 @@ impl CsvDirSource {
             self.settler.touch(found.path, std::time::Instant::now());
             return;
         }
-        if let Err(e) = result {
-            error!(source = %self.setup.name, file = %found.name, error = %e,
-                "error reading file; what was read is kept, the rest is retried when the file changes or on restart");
-            self.abandon(&id);
-            if let Some(sig) = stat(found.path) {
-                self.settled.insert(found.path.to_path_buf(), sig);
+        let Err(e) = result else {
+            return;
+        };
+        match Failure::of(&e) {
+            Failure::Gone | Failure::MayPass => {
+                // What was sent still commits; the next attempt resumes after it.
+                self.abandon(&id);
+                self.cannot_read(found.path, found.name, found.sig, &e, ctx);
+            }
+            Failure::Lasting => {
+                // After the chunks already sent (its rows so far stay committed).
+                let reason = format!("cannot be read: {e}");
+                error!(source = %self.setup.name, file = %found.name,
+                    error = %text::bounded(&reason, text::TEXT_LIMIT), "cannot read the file");
+                self.quarantine(found, id, reason, ctx);
             }
         }
     }
@@ -146,8 +159,9 @@ impl CsvDirSource {
             .iter()
             .map(|c| format!("{} {}", c.name, c.ty))
             .collect();
+        let columns = described.join(", ");
         info!(source = %self.setup.name, table = %self.setup.table, file = %name,
-            columns = %described.join(", "), "inferred the table's schema");
+            columns = %text::bounded(&columns, text::TEXT_LIMIT), "inferred the table's schema");
         self.data = Some(schema.clone());
         Ok(Ok(schema))
     }
@@ -180,7 +194,8 @@ impl CsvDirSource {
         }
     }
 
-    /// Records the file as quarantined; it is moved once that is committed.
+    /// Records the file as quarantined (after any of its chunks already sent); it is moved
+    /// once that is committed. The reason is bounded: it may quote the file.
     pub(super) fn quarantine(
         &mut self,
         found: &Found<'_>,
@@ -188,8 +203,13 @@ impl CsvDirSource {
         reason: String,
         ctx: &SourceContext,
     ) {
-        warn!(source = %self.setup.name, file = %found.name, %reason, "quarantining file");
-        self.track_in_flight(&id, found, 0);
+        let status = FileStatus::quarantined(reason);
+        if let FileStatus::Quarantined { reason } = &status {
+            warn!(source = %self.setup.name, file = %found.name, %reason, "quarantining file");
+        }
+        if !self.in_flight.contains_key(&id) {
+            self.track_in_flight(&id, found, 0);
+        }
         let empty = Arc::new(TableSchema::default());
         let rows = RecordBatch::new_empty(empty.arrow_schema());
         let progress = FileProgress {
@@ -198,7 +218,7 @@ impl CsvDirSource {
             name: found.name.to_string(),
             next_offset: 0,
             next_line: 1,
-            status: FileStatus::Quarantined { reason },
+            status,
         };
         self.send(ctx, empty, rows, Vec::new(), progress);
     }

@@ -1,0 +1,263 @@
+//! Files that try to stop the daemon: over-long lines and headers, files that cannot be
+//! opened for a while. Each must be quarantined or dead-lettered while the daemon stays up
+//! and other files land.
+
+use std::{
+    collections::HashSet,
+    fs,
+    process::{Command, Stdio},
+};
+
+use crate::{
+    faults::run_to_fault,
+    support::{
+        csv_rows, http_get, query_i64, query_strings, sluice_bin, Daemon, Deployment, SCHEMA,
+    },
+};
+
+/// Writes `content` as `name` in the inbox whole: under a hidden name, then renamed.
+fn drop_file(d: &Deployment, name: &str, content: &[u8]) {
+    let hidden = d.inbox.join(format!(".{name}.part"));
+    fs::write(&hidden, content).expect("write");
+    fs::rename(&hidden, d.inbox.join(name)).expect("rename");
+}
+
+/// A header line of `bytes` or more made of column names the table does not have.
+fn unknown_columns(bytes: usize) -> Vec<u8> {
+    let mut header = Vec::with_capacity(bytes + 16);
+    let mut i = 0;
+    while header.len() < bytes {
+        header.extend_from_slice(format!("unknown_column_{i},").as_bytes());
+        i += 1;
+    }
+    header.pop();
+    header
+}
+
+#[test]
+fn a_20_mb_single_line_file_is_quarantined_and_the_daemon_goes_on() {
+    // The memory limit with which storing the header as the reason ran out of memory.
+    let d = Deployment::new(SCHEMA, "[duckdb]\nmemory_limit = \"64MB\"\n");
+    let mut daemon = d.start();
+    daemon.wait_for_log("watching");
+    // One line, no line end: the header, 20 MB of column names.
+    drop_file(&d, "huge.csv", &unknown_columns(20 << 20));
+    // Shorter than max_line_bytes, but its reason would quote 900 kB of column names.
+    let mut wide = unknown_columns(900 << 10);
+    wide.extend_from_slice(b"\n1\n");
+    drop_file(&d, "wide.csv", &wide);
+    daemon.wait_until("both files quarantined", |_| {
+        d.moved("quarantine") == ["huge.csv", "wide.csv"]
+    });
+    drop_file(&d, "good.csv", csv_rows(1, 3).as_bytes());
+    daemon.wait_until("the next file archived", |_| {
+        d.moved("archive") == ["good.csv"]
+    });
+    let (status, log) = daemon.terminate();
+    assert!(status.success(), "{status}\n{log}");
+    assert!(
+        log.lines().all(|l| l.len() < 16 << 10),
+        "a log line quotes the input"
+    );
+    let db = d.db();
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM raw.src"), 3);
+    let reasons = query_strings(
+        &db,
+        "SELECT original_name, status, reason FROM _sluice.files ORDER BY original_name",
+    );
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    let (huge, wide) = (&reasons[1], &reasons[2]);
+    assert_eq!(
+        (huge[0].as_str(), huge[1].as_str(), huge[2].as_str()),
+        (
+            "huge.csv",
+            "quarantined",
+            "the header is longer than max_line_bytes (1.0 MiB)"
+        )
+    );
+    assert_eq!(
+        (wide[0].as_str(), wide[1].as_str()),
+        ("wide.csv", "quarantined")
+    );
+    assert!(
+        wide[2].starts_with("header has columns the table does not: unknown_column_0, ")
+            && wide[2].len() <= 4096 + 32
+            && wide[2].ends_with(" bytes)"),
+        "{}",
+        &wide[2][wide[2].len().saturating_sub(200)..]
+    );
+}
+
+/// `csv_rows(1, rows)` with a line of `long` bytes inserted after the `after`-th row.
+fn rows_with_a_long_line(rows: i64, after: i64, long: usize) -> Vec<u8> {
+    let body = csv_rows(1, rows);
+    let mut lines: Vec<&str> = body.lines().collect();
+    let long_line = format!("{},{}", rows + 1, "x".repeat(long));
+    lines.insert(after as usize + 1, &long_line);
+    let mut out = lines.join("\n").into_bytes();
+    out.push(b'\n');
+    out
+}
+
+/// Rows 1..=rows once each, and the long line's dead letter once, at `line`.
+fn assert_rows_once_and_one_long_dead_letter(d: &Deployment, rows: i64, line: i64) {
+    let db = d.db();
+    let counts = query_strings(
+        &db,
+        "SELECT count(*), count(DISTINCT id), min(id), max(id) FROM raw.src",
+    );
+    assert_eq!(
+        counts,
+        [[
+            rows.to_string(),
+            rows.to_string(),
+            "1".into(),
+            rows.to_string()
+        ]]
+    );
+    let parquet = query_i64(
+        &db,
+        &format!(
+            "SELECT count(*) FROM read_parquet('{}')",
+            d.parquet_glob("src")
+        ),
+    );
+    assert_eq!(parquet, rows);
+    let dead = query_strings(
+        &db,
+        "SELECT line, file, error, strlen(raw) FROM _sluice.dead_letters",
+    );
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(
+        (dead[0][0].as_str(), dead[0][1].as_str()),
+        (line.to_string().as_str(), "long.csv")
+    );
+    assert!(
+        dead[0][2].ends_with("bytes, longer than max_line_bytes (64.0 KiB)"),
+        "{dead:?}"
+    );
+    assert_eq!(dead[0][3], "4096");
+    let file = query_strings(&db, "SELECT status, rows, dead_letters FROM _sluice.files");
+    assert_eq!(
+        file,
+        [["ingested".to_string(), rows.to_string(), "1".into()]]
+    );
+}
+
+#[test]
+fn an_over_long_line_is_a_dead_letter_and_the_rows_around_it_land_once() {
+    let source = format!("max_line_bytes = \"64KiB\"\n{SCHEMA}");
+    let d = Deployment::new(&source, "");
+    // Line 1 is the header, rows 1..=500 are lines 2..=501: the long line is 502.
+    drop_file(&d, "long.csv", &rows_with_a_long_line(1000, 500, 2 << 20));
+    d.run_once();
+    assert_rows_once_and_one_long_dead_letter(&d, 1000, 502);
+}
+
+#[test]
+fn killed_on_either_side_of_a_long_line_every_row_lands_once() {
+    let source = format!("max_line_bytes = \"64KiB\"\n{SCHEMA}");
+    // Batches of 100 rows: the long line is in the sixth.
+    for fault in ["commit.after@3", "commit.before@6", "commit.after@6"] {
+        let d = Deployment::new(&source, "[batch]\nmax_rows = 100\n");
+        drop_file(&d, "long.csv", &rows_with_a_long_line(1000, 550, 2 << 20));
+        run_to_fault(&d, fault);
+        d.run_once();
+        assert_rows_once_and_one_long_dead_letter(&d, 1000, 552);
+    }
+}
+
+/// The soft and hard limits on open files of process `pid`.
+fn open_files_limit(pid: i32) -> (u64, u64) {
+    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("the open files line");
+    let numbers: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (numbers[0], numbers[1])
+}
+
+/// Sets process `pid`'s soft limit on open files (with `prlimit`, util-linux).
+fn set_open_files(pid: i32, soft: u64, hard: u64) {
+    let status = Command::new("prlimit")
+        .arg(format!("--pid={pid}"))
+        .arg(format!("--nofile={soft}:{hard}"))
+        .status()
+        .expect("prlimit");
+    assert!(status.success(), "prlimit {soft}:{hard}: {status}");
+}
+
+/// The lowest descriptor number process `pid` has free: the next it opens.
+fn lowest_free_fd(pid: i32) -> u64 {
+    let open: HashSet<u64> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("fds")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    (0..).find(|n| !open.contains(n)).unwrap_or(0)
+}
+
+#[test]
+fn a_file_that_cannot_be_opened_for_a_while_is_ingested_once_it_can() {
+    // No rescan while the test holds the daemon's descriptors: it would open the
+    // directory, and nothing but the retry may find the file again.
+    let d = Deployment::new(&format!("rescan_interval = \"1h\"\n{SCHEMA}"), "");
+    let mut daemon = d.start();
+    daemon.wait_for_log("watching");
+    let url = format!("{}/readyz", daemon.http_addr());
+    daemon.wait_until("ready", |_| http_get(&url).0 == 200);
+    let pid = daemon.pid().as_raw();
+    let (soft, hard) = open_files_limit(pid);
+    // No descriptor left: the file cannot even be opened to be identified.
+    set_open_files(pid, 3, hard);
+    drop_file(&d, "late.csv", csv_rows(1, 5).as_bytes());
+    daemon.wait_for_log("cannot read the file; trying it again");
+    // One descriptor left, for /readyz: the file still cannot be read (reading it takes
+    // two), and the source says so.
+    set_open_files(pid, lowest_free_fd(pid) + 1, hard);
+    let (code, body) = http_get(&url);
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body.contains("late.csv") && body.contains("os error 24"),
+        "{body}"
+    );
+    // Descriptors back: the unchanged file is read at its next attempt.
+    set_open_files(pid, soft, hard);
+    daemon.wait_until("the file archived", |_| d.moved("archive") == ["late.csv"]);
+    daemon.wait_until("ready again", |_| http_get(&url).0 == 200);
+    let (status, log) = daemon.terminate();
+    assert!(status.success(), "{status}\n{log}");
+    assert_eq!(
+        log.matches("cannot read the file; trying it again").count(),
+        1,
+        "{log}"
+    );
+    assert!(log.contains("the file can be read again"), "{log}");
+    assert_eq!(query_i64(&d.db(), "SELECT count(*) FROM raw.src"), 5);
+}
+
+#[test]
+fn the_open_files_limit_is_raised_to_the_hard_limit_at_start() {
+    let d = Deployment::new(SCHEMA, "");
+    let log = d.dir.path().join("sluice.log");
+    let child = Command::new("prlimit")
+        .arg("--nofile=256:4096")
+        .arg("--")
+        .arg(sluice_bin())
+        .args(["run", "--config"])
+        .arg(&d.config)
+        .env("SLUICE_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawn sluice under prlimit");
+    let mut daemon = Daemon { child, log };
+    daemon.wait_for_log("ready");
+    assert_eq!(open_files_limit(daemon.pid().as_raw()), (4096, 4096));
+    let (status, _) = daemon.terminate();
+    assert!(status.success());
+}
