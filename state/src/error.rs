@@ -37,6 +37,10 @@ pub enum Storage {
     ReadOnly,
     /// Another I/O error.
     Io,
+    /// DuckDB's `memory_limit` is reached, often by a client's query on the SQL endpoint
+    /// (a commit needs buffer memory too): commits wait for memory as for disk space,
+    /// rather than stop the daemon for what a client did.
+    Memory,
 }
 
 impl Storage {
@@ -46,6 +50,7 @@ impl Storage {
             Storage::Full => "disk_full",
             Storage::ReadOnly => "read_only",
             Storage::Io => "io",
+            Storage::Memory => "memory",
         }
     }
 
@@ -59,6 +64,8 @@ impl Storage {
             Some(Storage::ReadOnly)
         } else if text.contains("IO Error") || text.contains("Could not write") {
             Some(Storage::Io)
+        } else if text.contains("Out of Memory Error") {
+            Some(Storage::Memory)
         } else {
             None
         }
@@ -111,6 +118,12 @@ mod tests {
         assert_eq!(
             Storage::in_message("IO Error: Cannot open file \"x\": Read-only file system"),
             Some(Storage::ReadOnly)
+        );
+        assert_eq!(
+            Storage::in_message(
+                "Out of Memory Error: could not allocate block of size 256.0 KiB (64.0 MiB/64.0 MiB used)"
+            ),
+            Some(Storage::Memory)
         );
         assert_eq!(
             Storage::in_message("Constraint Error: NOT NULL constraint failed"),
