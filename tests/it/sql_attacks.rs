@@ -213,6 +213,20 @@ fn clients_hear_what_is_theirs_not_the_servers_settings_or_paths() {
         "none"
     );
     assert_eq!(rows("SHOW is_superuser"), "off");
+    // A timeout too large to hold is refused, never wrapped around to a small one.
+    for value in ["'99999999999999s'", "'25d'", "18446744073709551616"] {
+        let out = psql(
+            port,
+            "sluice",
+            "",
+            &format!("SET statement_timeout = {value}"),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("22003") || err.contains("22023"),
+            "{value}: {err}"
+        );
+    }
     // What the startup message says, as psycopg reads it.
     let python = std::env::var("SLUICE_TEST_PYTHON").expect("SLUICE_TEST_PYTHON (scripts/test.sh)");
     let script = format!(
@@ -492,6 +506,9 @@ fn huge_values_are_refused_before_duckdb_builds_them() {
     let (d, mut daemon, writer) = attacked("[duckdb]\nmemory_limit = \"512MB\"\n");
     let port = daemon.sql_port();
     let (rss, _) = memory_mib(&daemon);
+    // 6,000 UNION branches: 114 KB (under the 128 KiB of one command-line argument) that
+    // DuckDB would take over a gigabyte to plan.
+    let union = vec!["SELECT 1"; 6000].join(" UNION ALL ");
     for (sql, code) in [
         ("SELECT length(repeat('x', 2000000000))", "22023"),
         ("SELECT length(lpad('x', 2000000000, 'y'))", "22023"),
@@ -500,6 +517,7 @@ fn huge_values_are_refused_before_duckdb_builds_them() {
         ("SELECT length(\"repeat\"('x', 2000000000))", "42501"),
         ("SELECT length(printf('%2000000000d', 1))", "42501"),
         ("SELECT length(format('{:>2000000000}', 1))", "42501"),
+        (union.as_str(), "54001"),
     ] {
         let started = Instant::now();
         let out = psql(port, "sluice", "", sql);

@@ -33,6 +33,8 @@ pub(super) struct Refs {
     pub(super) bounded_calls: Vec<String>,
     /// Calls of `printf`/`format`: the name and the format when it is a string literal.
     pub(super) formats: Vec<(String, Option<String>)>,
+    /// `SELECT`s in the statement (each branch of a `UNION`, each subquery and CTE).
+    pub(super) selects: usize,
     /// Lower-case names of the CTEs in scope at the node being walked: a query node's
     /// `WITH` covers that node (its CTEs' own bodies included), nothing outside it.
     in_scope: Vec<String>,
@@ -49,6 +51,7 @@ impl Refs {
                 }
                 let text = |k: &str| map.get(k).and_then(Value::as_str).unwrap_or_default();
                 match text("type") {
+                    "SELECT_NODE" => self.selects += 1,
                     "BASE_TABLE" => {
                         let table = TableRef {
                             catalog: text("catalog_name").to_string(),

@@ -289,6 +289,14 @@ fn a_name_that_is_no_table_is_refused_wherever_it_is_written() {
 }
 
 #[test]
+fn statements_with_too_many_selects_are_refused_before_duckdb_plans_them() {
+    let many = vec!["SELECT 1"; MAX_SELECTS + 1].join(" UNION ALL ");
+    assert_eq!(refused(&many).sqlstate, sqlstate::TOO_COMPLEX);
+    let enough = vec!["SELECT 1"; MAX_SELECTS].join(" UNION ALL ");
+    assert_eq!(queries(&enough).len(), 1);
+}
+
+#[test]
 fn names_that_exist_or_are_ctes_in_scope_are_read() {
     for text in [
         "SELECT * FROM RAW.Orders",
