@@ -128,11 +128,19 @@ impl LakeConfig {
         if let Err(e) = self.root_url(data_dir) {
             problems.push(("uri", e));
         }
-        if self.checkpoint_interval == 0 {
-            problems.push(("checkpoint_interval", "must be at least 1".into()));
+        if !(1..=1_000_000).contains(&self.checkpoint_interval) {
+            problems.push(("checkpoint_interval", "must be 1 to 1000000".into()));
         }
-        if self.target_file_size.as_u64() < 1 << 20 {
-            problems.push(("target_file_size", "must be at least 1 MiB".into()));
+        if self.target_file_size < ByteSize::mib(1) || self.target_file_size > ByteSize::gib(16) {
+            problems.push(("target_file_size", "must be 1 MiB to 16 GiB".into()));
+        }
+        // Ages are subtracted from dates: beyond a century they would overflow them.
+        let century = Duration::from_secs(100 * 365 * 86_400);
+        if self.vacuum_retention > century {
+            problems.push(("vacuum_retention", "must be at most 100 years".into()));
+        }
+        if self.retention.is_some_and(|r| r > century) {
+            problems.push(("retention", "must be at most 100 years".into()));
         }
         if self.compact_after == 1 {
             problems.push(("compact_after", "must be 0 (never) or at least 2".into()));
@@ -153,6 +161,26 @@ impl LakeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_counts_and_ages_out_of_range_are_refused() {
+        for (extra, key) in [
+            ("checkpoint_interval = 0", "checkpoint_interval"),
+            ("target_file_size = \"1TiB\"", "target_file_size"),
+            ("vacuum_retention = \"1000years\"", "vacuum_retention"),
+            ("retention = \"1000years\"", "retention"),
+        ] {
+            let c: LakeConfig =
+                toml::from_str(&format!("format = \"delta\"\nuri = \"lake\"\n{extra}\n"))
+                    .expect("parses");
+            let keys: Vec<&str> = c
+                .problems(Path::new("/d"))
+                .into_iter()
+                .map(|p| p.0)
+                .collect();
+            assert_eq!(keys, [key], "{extra}");
+        }
+    }
 
     fn config(uri: &str) -> LakeConfig {
         toml::from_str(&format!(

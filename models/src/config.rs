@@ -127,6 +127,9 @@ impl ConfigLayer {
                 let text = scalar(key, &value)?;
                 let d = humantime::parse_duration(text)
                     .map_err(|e| format!("min_interval = {text:?}: {e} (e.g. \"5s\")"))?;
+                if d > Duration::from_secs(86_400) {
+                    return Err(format!("min_interval = {text:?} is more than a day"));
+                }
                 self.min_interval = Some(d);
             }
             "enabled" => {
@@ -258,6 +261,10 @@ mod tests {
             .set("post_hook", s("x"))
             .unwrap_err()
             .contains("post_hook"));
+        assert!(c
+            .set("min_interval", s("1000years"))
+            .unwrap_err()
+            .contains("more than a day"));
         assert!(c.set("unique_key", s("a; drop")).is_err());
         c.set("materialized", s("incremental")).unwrap();
         c.set("incremental_strategy", s("merge")).unwrap();

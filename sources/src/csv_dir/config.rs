@@ -150,14 +150,25 @@ impl CsvSourceConfig {
         if matches!(delim, Some(b'\n' | b'\r')) {
             bad("delimiter", "must not be a line break".into());
         }
-        if self.poll_interval.is_zero() {
-            bad("poll_interval", "must be greater than zero".into());
+        // Beyond a day, an interval is a typo (and large enough ones overflow clocks).
+        let day = Duration::from_secs(86_400);
+        for (key, d) in [
+            ("settle", self.settle),
+            ("poll_interval", self.poll_interval),
+            ("rescan_interval", self.rescan_interval),
+        ] {
+            if d > day || (d.is_zero() && key != "settle") {
+                bad(
+                    key,
+                    format!("{d:?} is not within 0s (exclusive; settle may be 0) and 1 day"),
+                );
+            }
         }
-        if self.rescan_interval.is_zero() {
-            bad("rescan_interval", "must be greater than zero".into());
-        }
-        if self.max_line_bytes.as_u64() == 0 {
-            bad("max_line_bytes", "must be greater than zero".into());
+        if self.max_line_bytes.as_u64() == 0 || self.max_line_bytes > ByteSize::gib(1) {
+            bad(
+                "max_line_bytes",
+                format!("{} must be above 0 and at most 1 GiB", self.max_line_bytes),
+            );
         }
         if let Some(schema) = &self.schema {
             if let Err(errs) = declared_columns(schema) {
@@ -198,6 +209,28 @@ fn single_byte(s: &str) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn intervals_and_sizes_out_of_range_are_refused() {
+        let parse = |extra: &str| -> CsvSourceConfig {
+            toml::from_str(&format!("path = \"in\"\n{extra}")).expect("parses")
+        };
+        for (extra, key) in [
+            ("poll_interval = \"0s\"", "poll_interval"),
+            ("rescan_interval = \"2days\"", "rescan_interval"),
+            ("settle = \"1000years\"", "settle"),
+            ("max_line_bytes = \"0B\"", "max_line_bytes"),
+            ("max_line_bytes = \"2GiB\"", "max_line_bytes"),
+        ] {
+            let keys: Vec<String> = parse(extra)
+                .validate("s")
+                .into_iter()
+                .map(|p| p.0)
+                .collect();
+            assert_eq!(keys, [key], "{extra}");
+        }
+        assert!(parse("settle = \"0s\"").validate("s").is_empty());
+    }
 
     fn parse(extra: &str) -> CsvSourceConfig {
         let text = format!("path = \"in\"\n{extra}");
