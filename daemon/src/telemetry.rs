@@ -49,7 +49,12 @@ pub fn register(source: &str, kind: SourceKind, table: &str) {
     counter!("sluice_commit_failures_total", "table" => table.to_string()).increment(0);
     counter!("sluice_parquet_files_written_total").increment(0);
     counter!("sluice_parquet_bytes_written_total").increment(0);
-    for storage in [Storage::Full, Storage::ReadOnly, Storage::Io, Storage::Memory] {
+    for storage in [
+        Storage::Full,
+        Storage::ReadOnly,
+        Storage::Io,
+        Storage::Memory,
+    ] {
         commits_blocked(storage, false);
     }
     sluice_sources::telemetry::register(source, kind.backlog() == Backlog::Files);

@@ -6,10 +6,12 @@
 //!   poison messages into dead letters; [`decode::Messages`] is how a partition's polled
 //!   messages are buffered until then (one byte buffer for their keys and payloads).
 //! - [`consumer`]: the librdkafka consumer and its rebalance handling: every assigned
-//!   partition starts at the offset stored with the data.
+//!   partition starts at the furthest of the offset stored with the data, the group's and
+//!   the lake's, and the broker is never told an offset below the group's.
 //! - [`commit`]: an offset commit to the broker whose answer is waited for (on stop).
 //! - [`source`]: the loop: poll, buffer per partition, hand chunks on, commit offsets to
-//!   the broker once DuckDB has them (for lag tools only).
+//!   the broker once DuckDB has them (for lag tools only); `source/once.rs` decides when
+//!   a `run --once` is done (every assigned partition at its target).
 //!
 //! Exactly once: a chunk carries its partition's next offset; the committer writes it to
 //! `_sluice.offsets` in the same transaction as the rows. After a crash, consumption

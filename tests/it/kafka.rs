@@ -7,9 +7,13 @@
 //!   SIGKILL, offset gaps, messages delivered twice, secrets.
 //! - [`group`]: the group and the brokers: an unreachable broker, a second instance, a
 //!   member SIGKILLed mid-stream, injected errors, a committer slower than the topic.
+//! - [`once`]: `run --once` in a group whose partitions other instances consumed (stopped
+//!   or SIGKILLed), with stored offsets behind or ahead of the group's, with a rebalance
+//!   during the run.
 
 mod delivery;
 mod group;
+pub mod once;
 
 use std::time::Duration;
 
@@ -38,6 +42,10 @@ impl Kafka {
             producer,
             topic: topic.into(),
         }
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
     }
 
     pub fn brokers(&self) -> String {
@@ -149,4 +157,64 @@ pub fn assert_each_message_once(db: &duckdb::Connection, n: i64) {
         n,
         "distinct ids"
     );
+}
+
+/// Whether the daemon at `base` reports lag 0 for each of `partitions` partitions.
+pub fn caught_up(base: &str, partitions: usize) -> bool {
+    let (_, scrape) = http_get(&format!("{base}/metrics"));
+    let lags: Vec<f64> = scrape
+        .lines()
+        .filter(|l| l.starts_with("sluice_kafka_lag_messages{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    lags.len() == partitions && lags.iter().all(|&lag| lag == 0.0)
+}
+
+/// The group's (`it`) offsets of `topic` as the broker stores them, by partition (-1: none).
+pub fn broker_offsets(k: &Kafka, topic: &str, partitions: i32) -> Vec<i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", k.brokers())
+        .set("group.id", "it")
+        .create()
+        .expect("consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(tpl, PATIENCE)
+        .expect("committed offsets");
+    (0..partitions)
+        .map(|p| {
+            let e = committed.find_partition(topic, p).expect("partition");
+            e.offset().to_raw().unwrap_or(-1)
+        })
+        .collect()
+}
+
+/// One in-memory DuckDB with the instances' warehouses attached under their aliases.
+pub fn attach(instances: &[(&str, &Deployment)]) -> duckdb::Connection {
+    let db = duckdb::Connection::open_in_memory().expect("duckdb");
+    for (alias, d) in instances {
+        let path = d.data.join("warehouse.duckdb");
+        db.execute_batch(&format!(
+            "ATTACH '{}' AS {alias} (READ_ONLY)",
+            path.display()
+        ))
+        .expect("attach");
+    }
+    db
+}
+
+/// No attached warehouse of `aliases` holds a message (partition, offset) twice.
+pub fn assert_no_message_twice_in(db: &duckdb::Connection, aliases: &[&str]) {
+    for alias in aliases {
+        let sql = format!("SELECT count(*) - count(DISTINCT (_sluice_partition, _sluice_offset)) FROM {alias}.raw.src");
+        assert_eq!(
+            query_i64(db, &sql),
+            0,
+            "instance {alias} holds a message twice"
+        );
+    }
 }

@@ -2,6 +2,7 @@
 //! is re-assigned at the offset stored in DuckDB (or, for a partition another instance of
 //! the group consumed meanwhile, the broker's newer committed offset), after checking the
 //! offset is still on the broker; on revocation the source is told to drop what it holds.
+//! The broker is never told an offset below the group's committed one.
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -51,8 +52,14 @@ pub struct Gap {
 /// What the rebalance callbacks and the source loop share.
 #[derive(Debug, Default)]
 pub struct Shared {
-    /// The next offset of each partition, as durable in DuckDB.
+    /// The next offset of each partition: as durable in DuckDB, raised on assignment to
+    /// where the group or the lake holds the partition when another instance consumed it
+    /// further (everything below is then durable in that instance). It only grows.
     pub committed: HashMap<PartitionKey, i64>,
+    /// The group's committed offset of each partition when it was last assigned here: the
+    /// broker is never told less, which would move the group back over messages another
+    /// instance consumed.
+    pub group: HashMap<PartitionKey, i64>,
     pub assigned: BTreeSet<PartitionKey>,
     /// Assigned partitions that had no offset, stored or on the broker, and started at
     /// their end (`start_from = "latest"`): `--once` has nothing to read from them.
@@ -64,6 +71,9 @@ pub struct Shared {
     pub fatal: Option<String>,
     /// Assignments received so far.
     pub assignments: u64,
+    /// Partitions were revoked and the next assignment has not come yet (an eager
+    /// rebalance revokes every partition first).
+    pub rebalancing: bool,
     /// Acknowledgements from the committer (shared so a revocation can wait for them).
     pub acks: Option<Receiver<Position>>,
     /// Input bytes of chunks sent and not yet acknowledged, by (partition, next offset).
@@ -115,7 +125,9 @@ impl Shared {
                 .in_flight
                 .remove(&(key.clone(), p.next_offset))
                 .unwrap_or(0);
-            self.committed.insert(key, p.next_offset);
+            // An acknowledgement from before a rebalance must not lower a raised offset.
+            let next = self.committed.entry(key).or_insert(p.next_offset);
+            *next = (*next).max(p.next_offset);
             out.push((p, bytes));
         }
         out
@@ -127,16 +139,15 @@ impl Shared {
     }
 
     /// The offset the broker may be told for `key`: durable in DuckDB and, with a lake,
-    /// held by the lake (`None`: nothing to tell).
+    /// held by the lake, and not below the group's (`None`: nothing to tell).
     pub fn broker_offset(&self, key: &PartitionKey) -> Option<i64> {
         let durable = *self.committed.get(key)?;
-        match &self.lake {
-            None => Some(durable),
-            Some(lake) => lake
-                .ledger
-                .known(&lake.stream_id(key))
-                .map(|held| held.min(durable)),
-        }
+        let offset = match &self.lake {
+            None => durable,
+            Some(lake) => lake.ledger.known(&lake.stream_id(key))?.min(durable),
+        };
+        let group = self.group.get(key).copied().unwrap_or(0);
+        (offset >= group).then_some(offset)
     }
 
     /// The offsets of `partitions` the broker may be told, for a broker commit.
@@ -383,6 +394,7 @@ impl ConsumerContext for GroupContext {
                     shared.started_at_end.remove(&key);
                     shared.revoked.push(key);
                 }
+                shared.rebalancing = true;
                 self.revocations.store(true, Ordering::Release);
                 info!(source = %self.source, partitions = tpl.count(), "partitions revoked");
             }
@@ -404,21 +416,12 @@ impl GroupContext {
         let in_lake = self.lake_positions(tpl);
         for e in tpl.elements() {
             let key: PartitionKey = (e.topic().into(), e.partition());
-            let stored = self.shared().committed.get(&key).copied();
             let theirs = broker
                 .as_ref()
                 .and_then(|b| b.find_partition(e.topic(), e.partition()))
                 .and_then(|p| p.offset().to_raw())
                 .filter(|o| *o >= 0);
-            // Another instance of the group may have consumed the partition since this one
-            // last had it; the broker's offset is only ever committed after its DuckDB commit
-            // (and, with a lake, once the lake holds it), and the lake holds what any
-            // instance published.
-            let resume = [stored, theirs, in_lake.get(&key).copied()]
-                .into_iter()
-                .flatten()
-                .max();
-            let offset = match resume {
+            let offset = match self.resume(&key, theirs, in_lake.get(&key).copied()) {
                 Some(next) => {
                     self.shared().started_at_end.remove(&key);
                     self.checked(consumer, &key, next)
@@ -447,7 +450,26 @@ impl GroupContext {
         let mut shared = self.shared();
         shared.assigned.extend(assigned);
         shared.assignments += 1;
+        shared.rebalancing = false;
         info!(source = %self.source, partitions = tpl.count(), "partitions assigned at their stored offsets");
+    }
+
+    /// Where `key` resumes: the furthest of the offset stored in DuckDB, the group's
+    /// committed one (`theirs`) and the lake's (`None`: none is known). Another instance of
+    /// the group may have consumed the partition since this one last had it; the broker's
+    /// offset is only ever committed after its DuckDB commit (and, with a lake, once the
+    /// lake holds it), and the lake holds what any instance published. So everything below
+    /// is durable somewhere: [`Shared::committed`] is raised to it, and the group's offset
+    /// becomes the least the broker is told.
+    fn resume(&self, key: &PartitionKey, theirs: Option<i64>, lake: Option<i64>) -> Option<i64> {
+        let mut shared = self.shared();
+        if let Some(theirs) = theirs {
+            shared.group.insert(key.clone(), theirs);
+        }
+        let stored = shared.committed.get(key).copied();
+        let resume = [stored, theirs, lake].into_iter().flatten().max()?;
+        shared.committed.insert(key.clone(), resume);
+        Some(resume)
     }
 
     /// How far the lake holds each partition of `tpl` (empty without a lake). A lake that

@@ -6,9 +6,10 @@
 //! and the loop keeps polling (so the group membership stays alive) until the chunk fits.
 //!
 //! [`held`] keeps what the loop holds between polls (buffers, what was sent, revocations,
-//! offset jumps).
+//! offset jumps); [`once`] decides when a `--once` run is over.
 
 mod held;
+mod once;
 
 use std::{
     collections::HashMap,
@@ -32,6 +33,7 @@ use super::{
 };
 use crate::{telemetry, SourceContext, SourceError, SourceEvent};
 use held::{Buffer, Held};
+use once::Once;
 
 /// How long a partition's buffer may wait before it is handed on.
 const FLUSH_AGE: Duration = Duration::from_millis(200);
@@ -41,8 +43,6 @@ const POLL: Duration = Duration::from_millis(100);
 const STOP_WAIT: Duration = Duration::from_secs(10);
 /// Longest a stopping source waits for the broker to confirm its last offset commit.
 const BROKER_COMMIT_WAIT: Duration = Duration::from_secs(5);
-/// Longest a `--once` run waits for its first partition assignment.
-const ONCE_ASSIGNMENT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Everything a Kafka source needs, prepared by the daemon.
 #[derive(Debug)]
@@ -119,7 +119,8 @@ impl KafkaSource {
         self.shared.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Consumes until stopped (or, with `--once`, up to the high watermarks seen at start).
+    /// Consumes until stopped (or, with `--once`, until every assigned partition is read
+    /// up to its high watermark and committed; see [`once`]).
     pub fn run(mut self, mut ctx: SourceContext) -> Result<(), SourceError> {
         // Acknowledgements are shared with the rebalance callbacks (see consumer.rs).
         let (_closed, none) = std::sync::mpsc::channel();
@@ -130,11 +131,7 @@ impl KafkaSource {
             .subscribe(&topics)
             .map_err(|e| config_error(&self.setup.name, describe(&e, &self.redactor)))?;
         info!(source = %self.setup.name, topics = ?topics, group = %self.setup.config.group_id, "consuming");
-        let mut once = ctx.once.then(|| Once {
-            started: Instant::now(),
-            targets: None,
-            drained: false,
-        });
+        let mut once = ctx.once.then(Once::new);
         loop {
             self.take_acks();
             self.take_revoked(&ctx);
@@ -428,44 +425,6 @@ impl KafkaSource {
         }
     }
 
-    /// The high watermark of every assigned partition, now; not of those that started at
-    /// their end (`start_from = "latest"`), where there is nothing to read up to.
-    fn high_watermarks(&self) -> HashMap<PartitionKey, i64> {
-        let assigned: Vec<PartitionKey> = {
-            let shared = self.shared();
-            shared
-                .assigned
-                .difference(&shared.started_at_end)
-                .cloned()
-                .collect()
-        };
-        assigned
-            .into_iter()
-            .filter_map(|k| {
-                let (_, high) = self
-                    .consumer
-                    .fetch_watermarks(&k.0, k.1, Duration::from_secs(10))
-                    .ok()?;
-                Some((k, high))
-            })
-            .collect()
-    }
-
-    /// Whether every target partition is at its target by `at` (sent or committed).
-    fn reached(
-        &self,
-        targets: &HashMap<PartitionKey, i64>,
-        at: impl Fn(&Shared, &PartitionKey) -> Option<i64>,
-    ) -> bool {
-        let shared = self.shared();
-        targets.iter().all(|(k, high)| {
-            let start = shared.committed.get(k).copied().unwrap_or(0);
-            *high <= start
-                || at(&shared, k).is_some_and(|o| o >= *high)
-                || !shared.assigned.contains(k)
-        })
-    }
-
     /// On stop: waits (bounded) until what was sent is committed, then commits the offsets
     /// to the broker and waits (bounded) for its answer, so the partitions' next owner
     /// starts where this one ended. Returns whether the broker confirmed the offsets.
@@ -526,49 +485,6 @@ impl KafkaSource {
             warn!(source = %self.setup.name, error = %describe(&e, &self.redactor), "committing offsets to the broker failed (DuckDB has them)");
         }
         sluice_core::fault::point("kafka.after_broker_commit");
-    }
-}
-
-/// Where a `--once` run stands: the high watermarks to reach, and whether the committer
-/// was told that everything up to them is sent.
-struct Once {
-    started: Instant,
-    targets: Option<HashMap<PartitionKey, i64>>,
-    drained: bool,
-}
-
-impl Once {
-    /// `Some` when the run is over (every target committed, or no assignment in time).
-    fn step(
-        &mut self,
-        src: &mut KafkaSource,
-        ctx: &SourceContext,
-    ) -> Option<Result<(), SourceError>> {
-        if self.targets.is_none() && src.shared().assignments > 0 {
-            self.targets = Some(src.high_watermarks());
-        }
-        let Some(targets) = &self.targets else {
-            if self.started.elapsed() > ONCE_ASSIGNMENT_TIMEOUT {
-                return Some(Err(config_error(
-                    &src.setup.name,
-                    format!("no partition was assigned within {ONCE_ASSIGNMENT_TIMEOUT:?}: are the brokers reachable and the topics there?"),
-                )));
-            }
-            return None;
-        };
-        if src.reached(targets, |s, k| s.committed.get(k).copied()) {
-            let _ = src.commit_to_broker_now(); // a run that ends here closes the client as usual
-            return Some(Ok(()));
-        }
-        if !self.drained && src.reached(targets, |_, k| src.held.sent.get(k).copied()) {
-            src.flush(ctx, true);
-            let _ = ctx.events.send(SourceEvent::Drained {
-                source: src.setup.name.clone(),
-            });
-            self.drained = true;
-            debug!(source = %src.setup.name, "every partition read up to its high watermark; committing");
-        }
-        None
     }
 }
 

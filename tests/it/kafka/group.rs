@@ -1,10 +1,12 @@
 //! The consumer group and the brokers: unreachable, shared with another instance,
 //! failing requests, faster than the committer.
 
-use super::{assert_each_message_once, order, rows_ingested, Kafka, SCHEMA};
+use super::{
+    assert_each_message_once, assert_no_message_twice_in, attach, broker_offsets, caught_up, order,
+    rows_ingested, Kafka, SCHEMA,
+};
 use crate::support::{
     documented_metrics, http_get, metric, metric_names, output, query_i64, query_strings,
-    Deployment,
 };
 
 #[test]
@@ -79,7 +81,6 @@ fn an_unreachable_broker_is_reported_and_consumption_resumes_when_it_returns() {
     assert_eq!(query_i64(&d.db(), "SELECT count(*) FROM raw.src"), 50);
 }
 
-/// One in-memory DuckDB with the two instances' warehouses attached as `a` and `b`.
 #[test]
 fn sigterm_with_the_broker_gone_stops_cleanly_and_keeps_what_was_committed() {
     let k = Kafka::new("gone", 2);
@@ -109,42 +110,6 @@ fn sigterm_with_the_broker_gone_stops_cleanly_and_keeps_what_was_committed() {
         started.elapsed()
     );
     assert_eq!(query_i64(&d.db(), "SELECT count(*) FROM raw.src"), 20);
-}
-
-/// Whether the daemon at `base` reports lag 0 for each of `partitions` partitions.
-fn caught_up(base: &str, partitions: usize) -> bool {
-    let (_, scrape) = http_get(&format!("{base}/metrics"));
-    let lags: Vec<f64> = scrape
-        .lines()
-        .filter(|l| l.starts_with("sluice_kafka_lag_messages{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
-        .collect();
-    lags.len() == partitions && lags.iter().all(|&lag| lag == 0.0)
-}
-
-fn attach_both(a: &Deployment, b: &Deployment) -> duckdb::Connection {
-    let db = duckdb::Connection::open_in_memory().expect("duckdb");
-    for (alias, d) in [("a", a), ("b", b)] {
-        let path = d.data.join("warehouse.duckdb");
-        db.execute_batch(&format!(
-            "ATTACH '{}' AS {alias} (READ_ONLY)",
-            path.display()
-        ))
-        .expect("attach");
-    }
-    db
-}
-
-/// Neither attached warehouse holds a message (partition, offset) twice.
-fn assert_no_message_twice_in_either(db: &duckdb::Connection) {
-    for alias in ["a", "b"] {
-        let sql = format!("SELECT count(*) - count(DISTINCT (_sluice_partition, _sluice_offset)) FROM {alias}.raw.src");
-        assert_eq!(
-            query_i64(db, &sql),
-            0,
-            "instance {alias} holds a message twice"
-        );
-    }
 }
 
 #[test]
@@ -181,7 +146,7 @@ fn a_second_instance_joining_and_leaving_loses_nothing_and_doubles_only_after_a_
     });
     let (status, log_a) = first.terminate();
     assert!(status.success(), "{log_a}");
-    let db = attach_both(&a, &b);
+    let db = attach(&[("a", &a), ("b", &b)]);
     let union = "SELECT _sluice_partition AS p, _sluice_offset AS o FROM a.raw.src \
                  UNION ALL SELECT _sluice_partition, _sluice_offset FROM b.raw.src";
     assert!(
@@ -196,7 +161,7 @@ fn a_second_instance_joining_and_leaving_loses_nothing_and_doubles_only_after_a_
         9000,
         "nothing lost"
     );
-    assert_no_message_twice_in_either(&db);
+    assert_no_message_twice_in(&db, &["a", "b"]);
     // Across the two databases a message lands once, unless the coordinator refused the
     // revoking instance's last offset commit (it may, during a rebalance): then the new
     // owner starts from the previous commit and both databases hold those messages.
@@ -304,7 +269,7 @@ fn a_member_killed_mid_stream_loses_nothing_and_doubles_only_its_last_commits() 
     let (status, log_a) = first.terminate();
     assert!(status.success(), "{log_a}");
 
-    let db = attach_both(&a, &b);
+    let db = attach(&[("a", &a), ("b", &b)]);
     let union = "SELECT 'a' AS db, _sluice_partition AS p, _sluice_offset AS o FROM a.raw.src \
                  UNION ALL SELECT 'b', _sluice_partition, _sluice_offset FROM b.raw.src";
     assert_eq!(
@@ -315,7 +280,7 @@ fn a_member_killed_mid_stream_loses_nothing_and_doubles_only_its_last_commits() 
         total,
         "nothing lost"
     );
-    assert_no_message_twice_in_either(&db);
+    assert_no_message_twice_in(&db, &["a", "b"]);
     // A message in both databases is one the killed member committed to DuckDB but not
     // yet to the broker (README, Scale-out): per partition, the doubled offsets are
     // exactly the tail of what the killed member holds. (The one other way, the mock
@@ -341,29 +306,6 @@ fn a_member_killed_mid_stream_loses_nothing_and_doubles_only_its_last_commits() 
         "{doubled} doubled, more than the killed member held"
     );
     eprintln!("messages in both databases after the kill: {doubled}");
-}
-
-/// The group's offsets as the broker stores them, by partition.
-fn broker_offsets(k: &Kafka, topic: &str, partitions: i32) -> Vec<i64> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", k.brokers())
-        .set("group.id", "it")
-        .create()
-        .expect("consumer");
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
-    }
-    let committed = consumer
-        .committed_offsets(tpl, crate::support::PATIENCE)
-        .expect("committed offsets");
-    (0..partitions)
-        .map(|p| {
-            let e = committed.find_partition(topic, p).expect("partition");
-            e.offset().to_raw().unwrap_or(-1)
-        })
-        .collect()
 }
 
 #[test]

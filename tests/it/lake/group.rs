@@ -1,14 +1,18 @@
 //! Several instances of one Kafka consumer group publishing one Delta table: members
-//! SIGKILLed mid-stream, restarted, a third joining. The Delta table must hold every
-//! message exactly once by (partition, offset), and each instance's DuckDB no message
-//! twice. On a shared local directory and on the S3 server.
+//! SIGKILLed mid-stream, restarted, a third joining; `run --once` after another instance
+//! consumed the partitions. The Delta table must hold every message exactly once by
+//! (partition, offset), and each instance's DuckDB no message twice. On a shared local
+//! directory and on the S3 server.
 
 use crate::{
-    kafka::{order, rows_ingested, Kafka, SCHEMA},
-    support::{query_i64, Deployment},
+    kafka::{
+        once::{self, consume_in_a_pair, Stop},
+        order, rows_ingested, Kafka, SCHEMA,
+    },
+    support::{query_i64, query_strings, Deployment},
 };
 
-use super::{read_delta, S3Server};
+use super::{read_delta, writer_app, S3Server};
 
 const PARTITIONS: i32 = 6;
 const TOTAL: i64 = 120_000;
@@ -157,4 +161,72 @@ fn chaos(lake: &Shared) {
             "each instance took part"
         );
     }
+}
+
+#[test]
+fn once_with_a_lake_ends_and_publishes_after_another_instance_consumed_the_partitions() {
+    let lake = tempfile::tempdir().expect("lake dir");
+    let top = format!(
+        "[lake]\nformat = \"delta\"\nuri = \"{}\"\n",
+        lake.path().display()
+    );
+    let k = Kafka::new("handed", once::PARTITIONS);
+    let [a, b] = [0; 2].map(|_| k.deployment_with("", SCHEMA, &top, ""));
+    consume_in_a_pair(&k, &a, &b, Stop::Terminate);
+    let uri = lake.path().join("src").display().to_string();
+    let apps: Vec<String> = (0..once::PARTITIONS)
+        .map(|p| format!("kafka:it/handed/{p}"))
+        .collect();
+    let read =
+        |apps: &[String]| read_delta(&uri, "_sluice_partition,_sluice_offset", "id", apps, &[]);
+    let seen = read(&apps);
+    for app in &apps {
+        assert_eq!(seen["txn"][app], once::END, "{app} at its end: {seen}");
+    }
+    // The partitions the other instance read last are at their ends, and this one's
+    // offsets of them are behind (without the fix, the run never ends). More messages for
+    // the others, so that the run has rows to publish.
+    let mine: Vec<i64> = query_strings(
+        &a.db(),
+        &format!(
+            "SELECT \"partition\" FROM _sluice.offsets WHERE next_offset = {} ORDER BY 1",
+            once::END
+        ),
+    )
+    .iter()
+    .map(|r| r[0].parse().expect("partition"))
+    .collect();
+    assert!(
+        !mine.is_empty() && mine.len() < once::PARTITIONS as usize,
+        "each instance read some partitions last: {mine:?}"
+    );
+    let more = 1_000;
+    let total = once::TOTAL + more * mine.len() as i64;
+    for (n, id) in (once::TOTAL..total).enumerate() {
+        k.send(mine[n % mine.len()] as i32, &format!("k{id}"), &order(id));
+    }
+    k.flush();
+    a.run_once();
+    let db = a.db();
+    let writer = writer_app(&db);
+    let seen = read(&[apps.clone(), vec![writer.clone()]].concat());
+    for reader in ["deltalake", "polars"] {
+        assert_eq!(seen[reader]["rows"], total, "{reader}: {seen}");
+        assert_eq!(seen[reader]["distinct"], total, "{reader}: {seen}");
+        assert_eq!(
+            seen[reader]["sum"],
+            (0..total).sum::<i64>(),
+            "{reader}: {seen}"
+        );
+    }
+    for (p, app) in apps.iter().enumerate() {
+        let end = once::END + if mine.contains(&(p as i64)) { more } else { 0 };
+        assert_eq!(seen["txn"][app], end, "{app}: {seen}");
+    }
+    assert_eq!(
+        seen["txn"][&writer],
+        query_i64(&db, "SELECT max(batch_id) FROM _sluice.batches"),
+        "the run published every batch it committed: {seen}"
+    );
+    assert_eq!(no_message_twice(&a), 0, "an instance holds a message twice");
 }
