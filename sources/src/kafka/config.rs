@@ -170,8 +170,12 @@ impl KafkaSourceConfig {
         if self.group_id.trim().is_empty() {
             bad("group_id", "must not be empty".into());
         }
-        if self.max_message_bytes.as_u64() == 0 {
-            bad("max_message_bytes", "must be greater than zero".into());
+        // Kafka's own bound on a message is 2 GiB; one held whole must fit far below it.
+        if self.max_message_bytes.as_u64() == 0 || self.max_message_bytes > ByteSize::gib(1) {
+            bad(
+                "max_message_bytes",
+                "must be above 0 and at most 1 GiB".into(),
+            );
         }
         for key in self.librdkafka.keys() {
             if MANAGED.contains(&key.as_str()) {
@@ -282,5 +286,16 @@ mod tests {
         assert!(c.declared_schema().is_none());
         let raw = parse("brokers = \"k:9092\"\ntopics = [\"t\"]\nformat = \"raw\"\n");
         assert_eq!(raw.declared_schema().unwrap().columns[0].name, PAYLOAD);
+    }
+
+    #[test]
+    fn a_message_bound_out_of_range_is_refused() {
+        for size in ["0B", "2GiB"] {
+            let c = parse(&format!(
+                "brokers = \"k:9092\"\ntopics = [\"t\"]\nmax_message_bytes = \"{size}\"\n"
+            ));
+            let keys: Vec<String> = c.validate("t").into_iter().map(|(k, _)| k).collect();
+            assert_eq!(keys, ["max_message_bytes"], "{size}");
+        }
     }
 }
