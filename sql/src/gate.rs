@@ -96,7 +96,6 @@ const TABLE_FUNCTIONS: &[&str] = &[
     "duckdb_tables",
     "duckdb_types",
     "duckdb_views",
-    "pragma_database_size",
     "pragma_table_info",
     "pragma_version",
 ];
@@ -118,8 +117,8 @@ pub fn vet(conn: &Connection, text: &str, scope: &Scope) -> Result<Vec<Vetted>, 
 }
 
 /// [`vet`], giving up (with a refusal the caller replaces by why it stopped) once
-/// `stopped` says so: checked between the steps of vetting, each bounded by the query's
-/// size.
+/// `stopped` says so: checked after each parse (each bounded by the query's size), so
+/// between the statements of a string too.
 pub fn vet_until(
     conn: &Connection,
     text: &str,
@@ -127,14 +126,17 @@ pub fn vet_until(
     stopped: &dyn Fn() -> bool,
 ) -> Result<Vec<Vetted>, Refusal> {
     let text = &*split::postgres_spellings(text);
-    let parsed = parse(conn, text)?;
-    if stopped() {
-        return Err(Refusal::new(
-            sqlstate::CANCELED,
-            "vetting the query was stopped",
-        ));
-    }
-    match parsed {
+    let parse = |text: &str| {
+        let parsed = parse(conn, text)?;
+        match stopped() {
+            true => Err(Refusal::new(
+                sqlstate::CANCELED,
+                "vetting the query was stopped",
+            )),
+            false => Ok(parsed),
+        }
+    };
+    match parse(text)? {
         Parsed::Queries(trees) if trees.is_empty() => Ok(Vec::new()),
         Parsed::Queries(trees) if trees.len() == 1 => {
             Ok(vec![query(conn, &trees[0], text, scope)?])
@@ -147,7 +149,7 @@ pub fn vet_until(
             pieces
                 .into_iter()
                 .zip(&trees)
-                .map(|(piece, tree)| match parse(conn, piece)? {
+                .map(|(piece, tree)| match parse(piece)? {
                     // The piece's own tree: its locations are offsets into the piece.
                     Parsed::Queries(mine) if mine.len() == 1 && same_tree(&mine[0], tree) => {
                         query(conn, &mine[0], piece, scope)
@@ -159,7 +161,7 @@ pub fn vet_until(
         Parsed::NotOnlyQueries | Parsed::Syntax(_) if split::statements(text).len() > 1 => {
             split::statements(text)
                 .into_iter()
-                .map(|piece| one(conn, piece, scope))
+                .map(|piece| one(conn, piece, scope, stopped))
                 .collect()
         }
         Parsed::NotOnlyQueries => Ok(vec![not_a_query(conn, text)?]),
@@ -171,8 +173,13 @@ pub fn vet_until(
 }
 
 /// One statement of several, vetted on its own.
-fn one(conn: &Connection, piece: &str, scope: &Scope) -> Result<Vetted, Refusal> {
-    let mut vetted = vet(conn, piece, scope)?;
+fn one(
+    conn: &Connection,
+    piece: &str,
+    scope: &Scope,
+    stopped: &dyn Fn() -> bool,
+) -> Result<Vetted, Refusal> {
+    let mut vetted = vet_until(conn, piece, scope, stopped)?;
     match (vetted.pop(), vetted.is_empty()) {
         (Some(v), true) => Ok(v),
         _ => Err(cannot_split(piece)),
@@ -265,6 +272,7 @@ fn query(conn: &Connection, tree: &Value, sql: &str, scope: &Scope) -> Result<Ve
     for table in &refs.tables {
         relation(conn, scope, table)?;
     }
+    answered_by_sluice(&refs, sql)?;
     if let Some(f) = refs
         .table_functions
         .iter()
@@ -291,6 +299,32 @@ fn query(conn: &Connection, tree: &Value, sql: &str, scope: &Scope) -> Result<Ve
     ))
 }
 
+/// Every name of Postgres's catalog that sluice answers itself becomes its stand-in: one
+/// written so that the rewrite cannot rename it (column aliases, a sample, a comment
+/// inside) would read DuckDB's own `pg_catalog` (its `pg_settings` lists every setting).
+fn answered_by_sluice(refs: &Refs, sql: &str) -> Result<(), Refusal> {
+    let answered: Vec<&TableRef> = refs.tables.iter().filter(|t| answered(t)).collect();
+    if rewrite::renamed_catalog_tables(sql, &refs.mentions) < answered.len() {
+        let names: Vec<&str> = answered.iter().map(|t| t.table.as_str()).collect();
+        return Err(Refusal::new(
+            sqlstate::NOT_ALLOWED,
+            format!(
+                "write {} plainly ([pg_catalog.]name [AS alias], no column aliases or sample): sluice answers it itself",
+                names.join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A table of Postgres's catalog that sluice answers ([`crate::catalog`]).
+fn answered(r: &TableRef) -> bool {
+    r.catalog.is_empty()
+        && !r.cte
+        && matches!(r.schema.to_lowercase().as_str(), "" | "pg_catalog")
+        && crate::catalog::answers(&r.table.to_lowercase())
+}
+
 /// Every call of a function that makes long values becomes its bounded macro (a call
 /// written so that the rewrite cannot rename it, `x.repeat(n)` or `"repeat"(x, n)`, is
 /// refused), and every format string asks for narrow fields ([`crate::shims`]).
@@ -305,6 +339,23 @@ fn bounded(refs: &Refs, sql: &str) -> Result<(), Refusal> {
                 sqlstate::NOT_ALLOWED,
                 format!("write {name} as a plain call, {name}(...): sluice's SQL endpoint bounds the values it makes"),
             ));
+        }
+    }
+    for length in &refs.scalar_ranges {
+        match length {
+            Some(n) if *n <= crate::shims::MAX_VALUE_LENGTH => {}
+            Some(n) => {
+                return Err(Refusal::new(
+                    "54000",
+                    format!("range/generate_series would make a list of {n} elements (at most {} over sluice's SQL endpoint); FROM range(...) streams rows instead", crate::shims::MAX_VALUE_LENGTH),
+                ))
+            }
+            None => {
+                return Err(Refusal::new(
+                    sqlstate::NOT_ALLOWED,
+                    "range/generate_series as a list takes integer literals over sluice's SQL endpoint; FROM range(...) or FROM generate_series(...) streams rows for any arguments",
+                ))
+            }
         }
     }
     for (function, fmt) in &refs.formats {
@@ -349,10 +400,7 @@ fn relation(conn: &Connection, scope: &Scope, r: &TableRef) -> Result<(), Refusa
         ));
     }
     let schema = r.schema.to_lowercase();
-    let answered = r.catalog.is_empty()
-        && matches!(schema.as_str(), "" | "pg_catalog")
-        && crate::catalog::answers(&r.table.to_lowercase());
-    if r.cte || answered {
+    if r.cte || answered(r) {
         return Ok(());
     }
     let schemas: Vec<String> = if schema.is_empty() {

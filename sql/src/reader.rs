@@ -80,6 +80,9 @@ struct Running {
     /// The statement running or streaming (0: none).
     id: u64,
     stopped: Option<Stop>,
+    /// A stop for a statement not started yet (its timer fired while it waited its turn
+    /// on the thread): it is stopped as it starts.
+    early: Option<(u64, Stop)>,
 }
 
 /// Transaction control, run on the client's connection.
@@ -216,13 +219,15 @@ impl Reader {
         scope: &Scope,
         timeout: Option<Duration>,
     ) -> Result<Vec<Vetted>, Refusal> {
+        let started = std::time::Instant::now();
         let _turn = match text.len() > LARGE_QUERY {
             true => Some(self.turn_to_vet(timeout).await?),
             false => None,
         };
         let id = self.new_id();
         if let Some(after) = timeout {
-            self.stop_after(id, after);
+            // The wait for a turn counts.
+            self.stop_after(id, after.saturating_sub(started.elapsed()));
         }
         let (reply, rx) = oneshot::channel();
         let job = Job::Vet {
@@ -349,13 +354,19 @@ impl Shared {
                 running.stopped = Some(why);
                 self.interrupt.interrupt();
                 self.gate_interrupt.interrupt();
+            } else if let Some(id) = id.filter(|id| *id > running.id) {
+                running.early = Some((id, why));
             }
         }
     }
 
     fn set_running(&self, id: u64) {
         if let Ok(mut running) = self.running.lock() {
-            *running = Running { id, stopped: None };
+            let early = running.early.take();
+            let stopped = early.filter(|(at, _)| *at == id).map(|(_, why)| why);
+            running.early = early.filter(|(at, _)| *at > id);
+            running.id = id;
+            running.stopped = stopped;
         }
     }
 
@@ -490,6 +501,15 @@ impl Thread {
             }
         }
         self.shared.set_running(id);
+        if let Some(why) = self.shared.stopped() {
+            // Stopped before it could start (its timeout passed while it waited).
+            self.shared.set_running(0);
+            let _ = reply.send(Err(stopped(why)));
+            if own_txn {
+                let _ = self.conn.execute_batch("ROLLBACK");
+            }
+            return None;
+        }
         let (pending, ok) = stream(&self.conn, &self.shared, id, statement, reply, jobs);
         self.shared.set_running(0);
         if own_txn {

@@ -72,6 +72,16 @@ pub fn rewrite(sql: &str, mentions: &[Mention]) -> String {
     out
 }
 
+/// How many tables of Postgres's catalog that sluice answers ([`catalog::answers`]) the
+/// rewrite renames to their stand-ins.
+pub fn renamed_catalog_tables(sql: &str, mentions: &[Mention]) -> usize {
+    mentions
+        .iter()
+        .filter(|m| matches!(m, Mention::Table { .. }))
+        .filter(|m| edit(sql, m).is_some())
+        .count()
+}
+
 /// How many calls of `name` in `mentions` the rewrite renames.
 pub fn renamed_calls(sql: &str, mentions: &[Mention], name: &str) -> usize {
     mentions

@@ -35,9 +35,15 @@ pub(super) struct Refs {
     pub(super) formats: Vec<(String, Option<String>)>,
     /// `SELECT`s in the statement (each branch of a `UNION`, each subquery and CTE).
     pub(super) selects: usize,
-    /// Lower-case names of the CTEs in scope at the node being walked: a query node's
-    /// `WITH` covers that node (its CTEs' own bodies included), nothing outside it.
+    /// Scalar (list-making) calls of `range`/`generate_series`: how many elements each
+    /// makes when its arguments are integer literals (`None`: not known before running).
+    pub(super) scalar_ranges: Vec<Option<u64>>,
+    /// Lower-case names of the CTEs in scope at the node being walked, as DuckDB binds
+    /// them: a query node's `WITH` covers that node; a CTE's body sees only the CTEs
+    /// before it, and a recursive one itself in its recursive branch only.
     in_scope: Vec<String>,
+    /// The function node next walked is a table function's call.
+    in_table_call: bool,
 }
 
 impl Refs {
@@ -45,10 +51,8 @@ impl Refs {
         match node {
             Value::Object(map) => {
                 let scope_len = self.in_scope.len();
-                if let Some(Value::Array(entries)) = map.get("cte_map").and_then(|m| m.get("map")) {
-                    let names = entries.iter().filter_map(|e| e.get("key")?.as_str());
-                    self.in_scope.extend(names.map(str::to_lowercase));
-                }
+                let ctes = cte_names(map);
+                self.in_scope.extend(ctes.iter().cloned());
                 let text = |k: &str| map.get(k).and_then(Value::as_str).unwrap_or_default();
                 match text("type") {
                     "SELECT_NODE" => self.selects += 1,
@@ -98,7 +102,8 @@ impl Refs {
                     _ => {}
                 }
                 if text("class") == "FUNCTION" {
-                    self.function(map);
+                    let table = std::mem::take(&mut self.in_table_call);
+                    self.function(map, table);
                     self.functions.insert(text("function_name").to_lowercase());
                     if let Some((at, _)) = span(map) {
                         self.mentions.push(Mention::Call {
@@ -108,7 +113,23 @@ impl Refs {
                         });
                     }
                 }
-                map.values().for_each(|v| self.collect(v));
+                let recursive =
+                    (text("type") == "RECURSIVE_CTE_NODE").then(|| text("cte_name").to_lowercase());
+                for (key, value) in map {
+                    match key.as_str() {
+                        "cte_map" => self.cte_bodies(value, scope_len, &ctes),
+                        "function" if text("type") == "TABLE_FUNCTION" => {
+                            self.in_table_call = true;
+                            self.collect(value);
+                        }
+                        "right" if recursive.is_some() => {
+                            self.in_scope.extend(recursive.clone());
+                            self.collect(value);
+                            self.in_scope.pop();
+                        }
+                        _ => self.collect(value),
+                    }
+                }
                 self.in_scope.truncate(scope_len);
             }
             Value::Array(items) => items.iter().for_each(|v| self.collect(v)),
@@ -116,13 +137,30 @@ impl Refs {
         }
     }
 
-    /// What a function call means for the value bounds.
-    fn function(&mut self, map: &serde_json::Map<String, Value>) {
+    /// The bodies of a `WITH`'s CTEs (`cte_map`), each seeing those before it: `outer`
+    /// is the scope outside the query node, `names` its CTEs in order.
+    fn cte_bodies(&mut self, cte_map: &Value, outer: usize, names: &[String]) {
+        let all = self.in_scope.split_off(outer);
+        let entries = cte_map.get("map").and_then(Value::as_array);
+        for (i, entry) in entries.into_iter().flatten().enumerate() {
+            self.in_scope.extend(names.iter().take(i).cloned());
+            self.collect(entry);
+            self.in_scope.truncate(outer);
+        }
+        self.in_scope.extend(all);
+    }
+
+    /// What a function call means for the value bounds. `table`: the call of a table
+    /// function (`FROM range(10)`, rows streamed), not a scalar one (`range(10)`, a list).
+    fn function(&mut self, map: &serde_json::Map<String, Value>, table: bool) {
         let name = map
             .get("function_name")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_lowercase();
+        if !table && matches!(name.as_str(), "range" | "generate_series") {
+            self.scalar_ranges.push(range_length(map));
+        }
         if crate::shims::is_bounded(&name) {
             self.bounded_calls.push(name);
         } else if matches!(name.as_str(), "printf" | "format") {
@@ -175,6 +213,40 @@ impl Refs {
             self.mentions.push(Mention::Column { parts, at, len });
         }
     }
+}
+
+/// The names of a query node's CTEs, lower-case, in order.
+fn cte_names(map: &serde_json::Map<String, Value>) -> Vec<String> {
+    map.get("cte_map")
+        .and_then(|m| m.get("map"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.get("key")?.as_str())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// How many elements a scalar `range`/`generate_series` call makes, when every argument
+/// is an integer literal (`range(n)`, `range(a, b)`, `range(a, b, step)`).
+fn range_length(map: &serde_json::Map<String, Value>) -> Option<u64> {
+    let args: Vec<i128> = map
+        .get("arguments")?
+        .as_array()?
+        .iter()
+        .map(|a| {
+            let literal = a.get("expression")?.get("literal")?;
+            (literal.get("kind")?.as_str()? == "INTEGER")
+                .then(|| literal.get("text")?.as_str()?.parse::<i128>().ok())?
+        })
+        .collect::<Option<_>>()?;
+    let (from, to, step) = match args.as_slice() {
+        [n] => (0, *n, 1),
+        [a, b] => (*a, *b, 1),
+        [a, b, s] if *s != 0 => (*a, *b, *s),
+        _ => return None,
+    };
+    u64::try_from(((to - from) / step).max(0)).ok()
 }
 
 /// Where a node is written: its location and length in the text, when DuckDB gives both.

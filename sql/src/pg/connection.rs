@@ -14,8 +14,10 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 use pgwire::api::{ClientInfo, PgWireConnectionState, PgWireServerHandlers};
+use pgwire::error::ErrorInfo;
+use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::PgWireFrontendMessage;
 use pgwire::tokio::server::{negotiate_tls, process_error, process_message, MaybeTls};
 use pgwire::tokio::TlsAcceptor;
@@ -43,6 +45,8 @@ pub struct Setup {
 
 /// Serves one client until it leaves, is refused, or does not log in in time.
 pub async fn serve(tcp: TcpStream, setup: Setup) -> io::Result<()> {
+    // However this ends (the listener stopping drops it), the watcher ends with it.
+    let _ended = setup.conn.gone.clone().drop_guard();
     let metrics = setup.handlers.shared.service.metrics.clone();
     let peer = setup.peer.to_string();
     if let Some(watch) = duplicate(&tcp) {
@@ -119,12 +123,13 @@ async fn messages(
     let conn = &setup.conn;
     loop {
         let msg = tokio::select! {
+            biased;
+            msg = socket.next() => msg,
             _ = &mut login, if !conn.is_authenticated() => return Err(Ended::LoginTimeout),
             _ = conn.gone.cancelled() => return Ok(()),
-            msg = socket.next() => msg,
         };
         let Some(Ok(msg)) = msg else {
-            return Ok(());
+            return refused(socket, conn).await;
         };
         if matches!(msg, PgWireFrontendMessage::Terminate(_)) {
             return Ok(());
@@ -159,8 +164,22 @@ async fn messages(
     }
 }
 
-/// Waits for the client to hang up (the socket's read side closed, seen on a duplicate
-/// of its descriptor, from which nothing is read), then stops what it runs.
+/// The end of a connection whose read failed: if the guard refused a message, the client
+/// hears why (a `FATAL` error, after whatever pgwire had queued).
+async fn refused(socket: &mut Socket, conn: &Conn) -> Result<(), Ended> {
+    if let Some(v) = conn.violation() {
+        let info = ErrorInfo::new("FATAL".into(), v.sqlstate.into(), v.message);
+        let _ = socket
+            .send(PgWireBackendMessage::ErrorResponse(info.into()))
+            .await;
+    }
+    Ok(())
+}
+
+/// Waits for the client to hang up (its socket's read side closed, seen on a duplicate of
+/// its descriptor, from which nothing is read; a client that only shuts down its writing
+/// side counts as gone too, as with Postgres's `client_connection_check_interval`), then
+/// stops what it runs.
 async fn watch_hang_up(watch: TcpStream, conn: Arc<Conn>) {
     loop {
         tokio::select! {

@@ -80,7 +80,6 @@ const SSL_REQUEST: u32 = 80_877_103;
 const GSSENC_REQUEST: u32 = 80_877_104;
 const CANCEL_REQUEST: u32 = 80_877_102;
 const PROTOCOL_3_0: u32 = 196_608;
-const PROTOCOL_3_2: u32 = 196_610;
 
 /// The bytes of a message's header in `phase`: the length field, after a type byte
 /// except for the startup packet.
@@ -229,7 +228,8 @@ fn startup(r: &mut Fields<'_>) -> Result<(), Violation> {
             }
             r.rest();
         }
-        PROTOCOL_3_0 | PROTOCOL_3_2 => {
+        // Any 3.x: pgwire answers a minor it lacks with NegotiateProtocolVersion.
+        code if code >> 16 == PROTOCOL_3_0 >> 16 => {
             // Name/value pairs, ended by an empty name.
             while !r.cstr()?.is_empty() {
                 r.cstr()?;
@@ -331,4 +331,4 @@ impl<'a> Fields<'a> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -9,15 +9,16 @@
 //! then password messages until the connection's [`Conn`] says the password is proven,
 //! then queries.
 //!
-//! A refused message ends the connection: the client gets a `FATAL` error response
-//! naming why, and pgwire reads an error, which closes the socket.
+//! A refused message ends the connection: the read fails, and the connection's loop
+//! ([`super::connection`]) sends the client a `FATAL` error response naming why, through
+//! pgwire's sink after whatever pgwire had queued, then closes the socket.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::conn::Conn;
@@ -40,9 +41,7 @@ pub struct Guard<S> {
     sasl_initial: bool,
     limits: Limits,
     conn: Arc<Conn>,
-    /// A refusal being written to the client, and how much of it is written.
-    refusing: Option<(Vec<u8>, usize)>,
-    /// The connection was refused: every later read fails.
+    /// The connection was refused: every later read fails with this.
     refused: Option<String>,
 }
 
@@ -57,7 +56,6 @@ impl<S> Guard<S> {
             sasl_initial: true,
             limits,
             conn,
-            refusing: None,
             refused: None,
         }
     }
@@ -101,7 +99,6 @@ impl<S> Guard<S> {
 
     fn refuse(&mut self, v: Violation) {
         self.conn.violated(&v);
-        self.refusing = Some((fatal(&v), 0));
         self.refused = Some(v.message);
         self.buf.clear();
         self.release = 0;
@@ -113,44 +110,6 @@ fn is_protocol(code: &[u8]) -> bool {
     code.first() == Some(&0) && code.get(1) == Some(&3)
 }
 
-/// A `FATAL` ErrorResponse for `v`, as Postgres sends before closing.
-fn fatal(v: &Violation) -> Vec<u8> {
-    let mut body = Vec::new();
-    for (field, value) in [
-        (b'S', "FATAL"),
-        (b'V', "FATAL"),
-        (b'C', v.sqlstate),
-        (b'M', v.message.as_str()),
-    ] {
-        body.put_u8(field);
-        body.extend_from_slice(value.as_bytes());
-        body.put_u8(0);
-    }
-    body.put_u8(0);
-    let mut m = vec![b'E'];
-    m.extend_from_slice(&(body.len() as i32 + 4).to_be_bytes());
-    m.extend_from_slice(&body);
-    m
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Guard<S> {
-    /// Writes the refusal, then fails the read.
-    fn poll_refusal(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if let Some((bytes, written)) = &mut self.refusing {
-            while *written < bytes.len() {
-                match ready!(Pin::new(&mut self.inner).poll_write(cx, &bytes[*written..])) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => *written += n,
-                }
-            }
-            let _ = ready!(Pin::new(&mut self.inner).poll_flush(cx));
-            self.refusing = None;
-        }
-        let message = self.refused.clone().unwrap_or_default();
-        Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, message)))
-    }
-}
-
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guard<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -159,8 +118,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guard<S> {
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         loop {
-            if this.refused.is_some() {
-                return this.poll_refusal(cx);
+            if let Some(message) = &this.refused {
+                let e = io::Error::new(io::ErrorKind::InvalidData, message.clone());
+                return Poll::Ready(Err(e));
             }
             if this.release > 0 {
                 let n = this.release.min(out.remaining());
@@ -212,6 +172,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guard<S> {
 
 #[cfg(test)]
 mod tests {
+    use pgwire::messages::{DecodeContext, PgWireFrontendMessage};
+    use proptest::prelude::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
@@ -233,12 +195,21 @@ mod tests {
 
     /// What the guard hands on, and what it writes back, for `sent`.
     async fn through(sent: Vec<u8>, authenticated: bool) -> (Vec<u8>, Vec<u8>, io::Result<()>) {
+        let (got, back, result, _) = through_with(sent, authenticated).await;
+        (got, back, result)
+    }
+
+    /// [`through`], and the connection's state after.
+    async fn through_with(
+        sent: Vec<u8>,
+        authenticated: bool,
+    ) -> (Vec<u8>, Vec<u8>, io::Result<()>, Arc<Conn>) {
         let (mut client, server) = tokio::io::duplex(1 << 20);
         let conn = Arc::new(Conn::new(None));
         if authenticated {
             conn.authenticated();
         }
-        let mut guard = Guard::new(server, BytesMut::new(), Limits::new(64), conn);
+        let mut guard = Guard::new(server, BytesMut::new(), Limits::new(64), conn.clone());
         client.write_all(&sent).await.expect("write");
         client.shutdown().await.expect("shutdown");
         let mut got = Vec::new();
@@ -246,7 +217,7 @@ mod tests {
         drop(guard);
         let mut back = Vec::new();
         client.read_to_end(&mut back).await.expect("read back");
-        (got, back, result)
+        (got, back, result, conn)
     }
 
     #[tokio::test]
@@ -270,9 +241,8 @@ mod tests {
         assert_eq!(got, sent[..ok], "only the startup packet is handed on");
         let e = result.expect_err("refused");
         assert!(e.to_string().contains("sql.max_query_size"), "{e}");
-        assert_eq!(back[0], b'E');
-        let text = String::from_utf8_lossy(&back);
-        assert!(text.contains("54000") && text.contains("FATAL"), "{text}");
+        // The guard writes nothing itself: the loop sends the error after pgwire's queue.
+        assert!(back.is_empty());
     }
 
     #[tokio::test]
@@ -280,8 +250,70 @@ mod tests {
         let mut sent = startup();
         let ok = sent.len();
         sent.extend(typed(b'Q', b"SELECT 1\0"));
-        let (got, _, result) = through(sent.clone(), false).await;
+        let (got, _, result, conn) = through_with(sent.clone(), false).await;
         assert_eq!(got, sent[..ok]);
         assert!(result.is_err());
+        let v = conn
+            .violation()
+            .expect("the violation is kept for the loop");
+        assert_eq!((v.sqlstate, v.reason), ("08P01", "unexpected"));
+    }
+
+    /// A session's start and then messages of any shape, with lengths a little off.
+    fn stream() -> impl Strategy<Value = (bool, Vec<u8>)> {
+        let message = (frames::tests::tag(), frames::tests::pieces(), -3i32..4).prop_map(
+            |(tag, body, off)| {
+                let mut m = vec![tag];
+                m.extend_from_slice(&(body.len() as i32 + 4 + off).to_be_bytes());
+                m.extend_from_slice(&body);
+                m
+            },
+        );
+        (any::<bool>(), proptest::collection::vec(message, 1..6)).prop_map(|(auth, ms)| {
+            let mut sent = startup();
+            sent.extend(ms.concat());
+            (auth, sent)
+        })
+    }
+
+    /// pgwire decodes, message by message, what the guard handed on, as it would on a
+    /// connection: it must not panic, and must find whole messages only.
+    fn pgwire_takes(handed: &[u8], authenticated: bool) {
+        let mut ctx = DecodeContext::default();
+        ctx.awaiting_frontend_ssl = false;
+        let mut buf = BytesMut::from(handed);
+        let mut first_password = true;
+        while !buf.is_empty() {
+            let decoded = PgWireFrontendMessage::decode(&mut buf, &ctx);
+            ctx.awaiting_frontend_startup = false;
+            let Ok(Some(message)) = decoded else {
+                panic!("the guard handed on a part of a message: {decoded:?}");
+            };
+            if let (false, PgWireFrontendMessage::PasswordMessageFamily(p)) =
+                (authenticated, message)
+            {
+                let _ = match std::mem::take(&mut first_password) {
+                    true => p.into_sasl_initial_response().map(|_| ()),
+                    false => p.into_sasl_response().map(|_| ()),
+                };
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(frames::tests::cases() / 4))]
+
+        /// Whatever a client sends, what the guard hands on is whole messages that
+        /// pgwire's decoders take without panicking, and a prefix of what was sent.
+        #[test]
+        fn what_the_guard_hands_on_never_panics_pgwire((authenticated, sent) in stream()) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let (handed, _, _) = runtime.block_on(through(sent.clone(), authenticated));
+            prop_assert!(sent.starts_with(&handed));
+            pgwire_takes(&handed, authenticated);
+        }
     }
 }

@@ -3,10 +3,10 @@
 //!
 //! Both kinds of connection go through pgwire's [`AuthDriver`]: SCRAM-SHA-256 (and -PLUS
 //! over TLS) with users, [`Trust`] without. Once the password is proven the slot is taken
-//! (`53300` before anything else is sent when none is free), the connection is marked
-//! logged in (its [`Conn`]: the guard now lets queries through), the startup completes
-//! with sluice's own parameters ([`Parameters`]: read-only, not a superuser) and the
-//! client is set up. A failed login is counted and logged ([`crate::metrics`]) and
+//! (`53300` before anything else is sent when none is free), the startup completes with
+//! sluice's own parameters ([`Parameters`]: read-only, not a superuser), and the client is
+//! set up and its connection marked logged in (its [`Conn`]: the guard lets queries
+//! through from the next message on). A failed login is counted and logged ([`crate::metrics`]) and
 //! answered only after [`FAILURE_DELAY`], as Postgres's `auth_delay` does.
 
 use std::collections::HashMap;

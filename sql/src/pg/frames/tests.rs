@@ -157,9 +157,8 @@ fn phase() -> impl Strategy<Value = Phase> {
     ]
 }
 
-/// Messages built from the pieces the decoders read (names, counts, lengths), with
-/// lengths often a little off, so that most mistakes are near the boundaries.
-fn message() -> impl Strategy<Value = (Phase, Vec<u8>)> {
+/// A message's body from the pieces the decoders read (names, counts, lengths).
+pub(crate) fn pieces() -> impl Strategy<Value = Vec<u8>> {
     let piece = prop_oneof![
         proptest::collection::vec(any::<u8>(), 0..12),
         Just(b"\0".to_vec()),
@@ -169,7 +168,12 @@ fn message() -> impl Strategy<Value = (Phase, Vec<u8>)> {
         Just(PROTOCOL_3_0.to_be_bytes().to_vec()),
         Just(CANCEL_REQUEST.to_be_bytes().to_vec()),
     ];
-    let tag = prop_oneof![
+    proptest::collection::vec(piece, 0..8).prop_map(|p| p.concat())
+}
+
+/// A frontend message's type, mostly the ones pgwire decodes.
+pub(crate) fn tag() -> impl Strategy<Value = u8> {
+    prop_oneof![
         Just(b'p'),
         Just(b'Q'),
         Just(b'P'),
@@ -182,29 +186,27 @@ fn message() -> impl Strategy<Value = (Phase, Vec<u8>)> {
         Just(b'f'),
         Just(b'c'),
         any::<u8>(),
-    ];
-    (
-        phase(),
-        tag,
-        proptest::collection::vec(piece, 0..8),
-        -3i32..4,
-    )
-        .prop_map(|(phase, tag, pieces, off)| {
-            let body: Vec<u8> = pieces.concat();
-            let length = body.len() as i32 + 4 + off;
-            let mut m = Vec::new();
-            if phase != Phase::Startup {
-                m.push(tag);
-            }
-            m.extend_from_slice(&length.to_be_bytes());
-            m.extend_from_slice(&body);
-            (phase, m)
-        })
+    ]
+}
+
+/// Messages built from [`pieces`], with lengths often a little off, so that most
+/// mistakes are near the boundaries.
+fn message() -> impl Strategy<Value = (Phase, Vec<u8>)> {
+    (phase(), tag(), pieces(), -3i32..4).prop_map(|(phase, tag, body, off)| {
+        let length = body.len() as i32 + 4 + off;
+        let mut m = Vec::new();
+        if phase != Phase::Startup {
+            m.push(tag);
+        }
+        m.extend_from_slice(&length.to_be_bytes());
+        m.extend_from_slice(&body);
+        (phase, m)
+    })
 }
 
 /// Cases per property: a short run in the suite; `SLUICE_FUZZ_CASES` sets a long one
 /// (`scripts/bench.sh fuzz`).
-fn cases() -> u32 {
+pub(crate) fn cases() -> u32 {
     std::env::var("SLUICE_FUZZ_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
