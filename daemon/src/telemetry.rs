@@ -65,6 +65,16 @@ pub fn commits_blocked(storage: Storage, on: bool) {
     gauge!("sluice_commits_blocked", "reason" => storage.as_str()).set(f64::from(u8::from(on)));
 }
 
+/// The HTTP listener is up: its refusals are counted from zero.
+pub fn http_listening() {
+    counter!("sluice_http_connections_refused_total").increment(0);
+}
+
+/// An HTTP connection closed as it arrived: `http.max_connections` were open.
+pub fn http_connection_refused() {
+    counter!("sluice_http_connections_refused_total").increment(1);
+}
+
 /// A commit failed and will be retried.
 pub fn commit_failed(table: &str) {
     counter!("sluice_commit_failures_total", "table" => table.to_string()).increment(1);

@@ -521,23 +521,9 @@ fn internal(e: impl std::fmt::Display) -> Refusal {
     Refusal::new(sqlstate::INTERNAL, format!("vetting the query failed: {e}"))
 }
 
-/// A client's text for a log line: escaped (no line breaks or control characters from
-/// the client reach the log) and cut to 64 characters.
-pub fn shorten_for_log(text: &str) -> String {
-    let escaped: String = text.chars().take(64).flat_map(char::escape_debug).collect();
-    if text.chars().nth(64).is_some() {
-        format!("{escaped}...")
-    } else {
-        escaped
-    }
-}
-
+/// A client's text as quoted back in a refusal: at most 200 bytes of it.
 fn shorten(text: &str) -> String {
-    let text = text.trim();
-    match text.char_indices().nth(200) {
-        Some((i, _)) => format!("{}...", &text[..i]),
-        None => text.to_string(),
-    }
+    sluice_core::text::bounded(text.trim(), 200).into_owned()
 }
 
 #[cfg(test)]

@@ -2,10 +2,10 @@
 //! daemon's): connections, statements by result, their duration, rows sent, failed
 //! logins and refused messages (also logged, at most once per [`LOG_EVERY`] each).
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use metrics::{counter, gauge, histogram};
+use sluice_core::text::{for_log, LogLimit};
 use tracing::warn;
 
 use crate::gate::{sqlstate, Refusal};
@@ -92,7 +92,7 @@ impl Metrics {
             warn!(
                 endpoint,
                 reason = reason.as_str(),
-                user = %crate::gate::shorten_for_log(user),
+                user = %for_log(user, 64),
                 peer,
                 others_since_last_log = others,
                 "SQL login failed"
@@ -185,46 +185,6 @@ impl AuthFailure {
 /// logins is one line (with a count) per interval, not one per attempt.
 pub const LOG_EVERY: Duration = Duration::from_secs(10);
 
-static AUTH_LOG: LogLimit = LogLimit::new();
-static MESSAGE_LOG: LogLimit = LogLimit::new();
-static PENDING_LOG: LogLimit = LogLimit::new();
-
-/// One log line per [`LOG_EVERY`]: when it is due, and how many were skipped since.
-#[derive(Debug)]
-struct LogLimit(Mutex<(Option<Instant>, u64)>);
-
-impl LogLimit {
-    const fn new() -> Self {
-        LogLimit(Mutex::new((None, 0)))
-    }
-
-    /// `Some(skipped)` when a line is due now.
-    fn due(&self) -> Option<u64> {
-        let mut state = self.0.lock().ok()?;
-        let (last, skipped) = &mut *state;
-        if last.is_some_and(|t| t.elapsed() < LOG_EVERY) {
-            *skipped += 1;
-            return None;
-        }
-        *last = Some(Instant::now());
-        Some(std::mem::take(skipped))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_burst_logs_once_per_interval_with_a_count() {
-        let limit = LogLimit::new();
-        assert_eq!(limit.due(), Some(0));
-        for _ in 0..5 {
-            assert_eq!(limit.due(), None);
-        }
-        if let Ok(mut s) = limit.0.lock() {
-            s.0 = Instant::now().checked_sub(LOG_EVERY);
-        }
-        assert_eq!(limit.due(), Some(5));
-    }
-}
+static AUTH_LOG: LogLimit = LogLimit::new(LOG_EVERY);
+static MESSAGE_LOG: LogLimit = LogLimit::new(LOG_EVERY);
+static PENDING_LOG: LogLimit = LogLimit::new(LOG_EVERY);

@@ -13,11 +13,13 @@ use axum::{Extension, Router};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use metrics::counter;
+use sluice_core::text::LogLimit;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
+
+use crate::telemetry;
 
 /// Time a connection has to send a request's headers, from when sluice starts waiting
 /// for them (a new connection, or the previous response sent).
@@ -33,9 +35,10 @@ pub async fn serve(
     max_connections: usize,
     stop: CancellationToken,
 ) {
-    counter!("sluice_http_connections_refused_total").increment(0);
+    telemetry::http_listening();
     let slots = Arc::new(Semaphore::new(max_connections));
-    let mut warned = false;
+    // Clients can make this happen at will: one line per interval, with a count.
+    let refusals = LogLimit::new(Duration::from_secs(10));
     loop {
         let (tcp, peer) = tokio::select! {
             _ = stop.cancelled() => break,
@@ -50,10 +53,10 @@ pub async fn serve(
             },
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            counter!("sluice_http_connections_refused_total").increment(1);
-            if !warned {
-                warn!(%peer, max_connections, "HTTP connection closed: http.max_connections are open");
-                warned = true;
+            telemetry::http_connection_refused();
+            if let Some(others) = refusals.due() {
+                warn!(%peer, max_connections, others_since_last_log = others,
+                    "HTTP connection closed: http.max_connections are open");
             }
             continue;
         };
