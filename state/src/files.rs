@@ -26,8 +26,10 @@ impl SourceFiles {
         self.newest("hash", &hash.0, "")
     }
 
-    /// The newest record of this source's file read under `name` (quarantined files were
-    /// not read).
+    /// The newest record of this source's file read under `name`, quarantine records
+    /// aside: they hold no committed bytes. (A file quarantined after some of its rows were
+    /// committed keeps them under its own record, left as it was, and this finds it; the
+    /// quarantine is recorded beside it.)
     pub fn by_name(&self, name: &str) -> Result<Option<FileRecord>> {
         self.newest("original_name", name, "AND status <> 'quarantined'")
     }

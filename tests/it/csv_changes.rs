@@ -1,10 +1,15 @@
 //! Files that change after (part of) them was committed: a file that grows has only its
 //! new lines read; one whose committed bytes changed is quarantined, never doubled; a
-//! file rewritten after a SIGKILL in its middle likewise. Each row exactly once.
+//! file rewritten after a SIGKILL in its middle likewise; a file quarantined after part
+//! of it was committed keeps that part, and the same name dropped again corrected is
+//! read on after it. Each row exactly once.
 
 use std::{fs, io::Write};
 
-use crate::support::{csv_rows, query_i64, query_strings, Deployment, SCHEMA};
+use crate::{
+    faults::run_to_fault,
+    support::{csv_rows, query_i64, query_strings, Deployment, SCHEMA},
+};
 
 fn keep() -> Deployment {
     Deployment::new(&format!("after_ingest = \"keep\"\n{SCHEMA}"), "")
@@ -234,4 +239,137 @@ fn a_file_that_grows_while_it_is_read_is_not_archived_before_its_new_lines_are_r
     assert!(status.success(), "{log}");
     let n = rows + 1_000;
     assert_eq!(ids(&d), (n, n, n * (n + 1) / 2));
+}
+
+/// The ledger's records of `name`: status, rows, next_offset, reason (oldest first).
+fn records(d: &Deployment, name: &str) -> Vec<Vec<String>> {
+    query_strings(
+        &d.db(),
+        &format!(
+            "SELECT status, rows, next_offset, coalesce(reason, '') FROM _sluice.files \
+             WHERE original_name = '{name}' ORDER BY updated_at, status"
+        ),
+    )
+}
+
+#[test]
+fn a_kept_file_grown_with_binary_is_quarantined_and_dropped_again_corrected_read_on_once() {
+    let d = keep();
+    let first = csv_rows(1, 3);
+    d.write("daily.csv", &first);
+    d.run_once();
+    assert_eq!(ids(&d), (3, 3, 6));
+
+    // What is appended is not text: the file is quarantined, after its rows 1-3.
+    append(&d, "daily.csv", &format!("{}\0\0\0\n", lines(4, 1)));
+    d.run_once();
+    assert_eq!(ids(&d), (3, 3, 6));
+    assert_eq!(d.moved("quarantine"), ["daily.csv"]);
+    let after_quarantine = records(&d, "daily.csv");
+    assert_eq!(after_quarantine.len(), 2, "{after_quarantine:?}");
+    // The record of the committed rows stays as it was: where they end, their hash.
+    let committed = [
+        "ingested".to_string(),
+        "3".into(),
+        first.len().to_string(),
+        String::new(),
+    ];
+    assert_eq!(after_quarantine[0], committed);
+    assert_eq!(
+        query_strings(
+            &d.db(),
+            "SELECT hash FROM _sluice.files WHERE status = 'ingested'"
+        ),
+        [[b3(first.as_bytes())]]
+    );
+    let quarantine = &after_quarantine[1];
+    assert_eq!(
+        (quarantine[0].as_str(), quarantine[1].as_str()),
+        ("quarantined", "0")
+    );
+    let nul_at = first.len() + lines(4, 1).len();
+    assert_eq!(
+        quarantine[3],
+        format!(
+            "binary content: NUL byte at offset {nul_at}; {} bytes of it (lines before 5) \
+             were committed before, and their rows stay",
+            first.len()
+        )
+    );
+
+    // The producer drops the file again, corrected and grown: its rows 1-3 are not read
+    // again, its rows 4-5 are read once.
+    d.write("daily.csv", &csv_rows(1, 5));
+    d.run_once();
+    assert_eq!(ids(&d), (5, 5, 15));
+    let db = d.db();
+    let lines = query_strings(&db, "SELECT id, _sluice_line FROM raw.src ORDER BY id");
+    let expected: Vec<Vec<String>> = (1..=5)
+        .map(|id| vec![id.to_string(), (id + 1).to_string()])
+        .collect();
+    assert_eq!(lines, expected);
+}
+
+#[test]
+fn a_file_quarantined_after_a_kill_in_its_middle_is_read_on_once_when_dropped_again_corrected() {
+    let d = Deployment::new(SCHEMA, "[batch]\nmax_rows = 100\n");
+    let rows = 300;
+    let whole = csv_rows(1, rows);
+    d.write("part.csv", &whole);
+    run_to_fault(&d, "commit.after@1");
+    let at_kill = records(&d, "part.csv");
+    assert_eq!(at_kill.len(), 1, "{at_kill:?}");
+    assert_eq!(
+        (at_kill[0][0].as_str(), at_kill[0][1].as_str()),
+        ("partial", "100")
+    );
+    assert_eq!(ids(&d), (100, 100, 5050));
+
+    // Before the restart, a line after the rows committed became binary: the file is
+    // quarantined, and what was committed of it stays recorded.
+    let broken = whole.replace(&lines(250, 1), "\0\0\0\n");
+    assert_ne!(broken, whole);
+    d.write("part.csv", &broken);
+    d.run_once();
+    assert_eq!(ids(&d), (100, 100, 5050));
+    assert_eq!(d.moved("quarantine"), ["part.csv"]);
+    let after_quarantine = records(&d, "part.csv");
+    assert_eq!(after_quarantine.len(), 2, "{after_quarantine:?}");
+    assert_eq!(after_quarantine[0], at_kill[0]);
+    assert_eq!(after_quarantine[1][0], "quarantined");
+    assert!(
+        after_quarantine[1][3].starts_with("binary content: NUL byte")
+            && after_quarantine[1][3].contains(&format!(
+                "{} bytes of it (lines before 102) were committed before",
+                at_kill[0][2]
+            )),
+        "{after_quarantine:?}"
+    );
+
+    // Dropped again corrected: rows 101-300 are read, 1-100 are not read again.
+    d.write("part.csv", &whole);
+    d.run_once();
+    assert_eq!(ids(&d), (rows, rows, rows * (rows + 1) / 2));
+    let parquet = query_i64(
+        &d.db(),
+        &format!(
+            "SELECT count(*) FROM read_parquet('{}')",
+            d.parquet_glob("src")
+        ),
+    );
+    assert_eq!(parquet, rows);
+    assert_eq!(d.moved("archive"), ["part.csv"]);
+    // The file's one record of rows: ingested whole.
+    let done = query_strings(
+        &d.db(),
+        "SELECT status, rows, next_offset FROM _sluice.files WHERE status <> 'quarantined'",
+    );
+    assert_eq!(
+        done,
+        [[
+            "ingested".to_string(),
+            rows.to_string(),
+            whole.len().to_string()
+        ]]
+    );
 }

@@ -3,8 +3,9 @@
 //! and other files land.
 
 use std::{
-    collections::HashSet,
     fs,
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpStream,
     process::{Command, Stdio},
 };
 
@@ -157,13 +158,65 @@ fn an_over_long_line_is_a_dead_letter_and_the_rows_around_it_land_once() {
 #[test]
 fn killed_on_either_side_of_a_long_line_every_row_lands_once() {
     let source = format!("max_line_bytes = \"64KiB\"\n{SCHEMA}");
-    // Batches of 100 rows: the long line is in the sixth.
-    for fault in ["commit.after@3", "commit.before@6", "commit.after@6"] {
+    // Batches of 100 rows: the long line, after row 550, is in the sixth. Per kill: the
+    // batches committed before it, and whether the long line's dead letter is among them.
+    for (fault, batches, dead) in [
+        ("commit.after@3", 3, 0),
+        ("commit.before@6", 5, 0),
+        ("commit.after@6", 6, 1),
+    ] {
         let d = Deployment::new(&source, "[batch]\nmax_rows = 100\n");
         drop_file(&d, "long.csv", &rows_with_a_long_line(1000, 550, 2 << 20));
         run_to_fault(&d, fault);
+        let db = d.db();
+        let committed = query_strings(
+            &db,
+            "SELECT count(*), coalesce(sum(rows), 0), coalesce(sum(dead_letters), 0) \
+             FROM _sluice.batches",
+        );
+        let rows = batches * 100;
+        assert_eq!(
+            committed,
+            [[batches.to_string(), rows.to_string(), dead.to_string()]],
+            "{fault}"
+        );
+        let at_kill = query_strings(
+            &db,
+            "SELECT count(*), count(DISTINCT id), coalesce(max(id), 0) FROM raw.src",
+        );
+        assert_eq!(
+            at_kill,
+            [[rows.to_string(), rows.to_string(), rows.to_string()]],
+            "{fault}"
+        );
+        assert_eq!(
+            query_i64(&db, "SELECT count(*) FROM _sluice.dead_letters"),
+            dead,
+            "{fault}"
+        );
+        drop(db);
+
         d.run_once();
         assert_rows_once_and_one_long_dead_letter(&d, 1000, 552);
+        let db = d.db();
+        // The rest came after the kill, each once.
+        assert_eq!(
+            query_i64(
+                &db,
+                &format!("SELECT count(*) FROM raw.src WHERE _sluice_batch > {batches}")
+            ),
+            1000 - rows,
+            "{fault}"
+        );
+        // The dead letter is in the sixth batch, with rows 501..=600 around it: committed
+        // before the kill after it, by the next run for a kill before it.
+        let batch = query_strings(
+            &db,
+            "SELECT b.batch_id, b.rows, b.dead_letters, min(r.id), max(r.id) \
+             FROM _sluice.dead_letters dl JOIN _sluice.batches b USING (batch_id) \
+             JOIN raw.src r ON r._sluice_batch = b.batch_id GROUP BY ALL",
+        );
+        assert_eq!(batch, [["6", "100", "1", "501", "600"]], "{fault}");
     }
 }
 
@@ -191,13 +244,44 @@ fn set_open_files(pid: i32, soft: u64, hard: u64) {
     assert!(status.success(), "prlimit {soft}:{hard}: {status}");
 }
 
-/// The lowest descriptor number process `pid` has free: the next it opens.
-fn lowest_free_fd(pid: i32) -> u64 {
-    let open: HashSet<u64> = fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("fds")
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
-    (0..).find(|n| !open.contains(n)).unwrap_or(0)
+/// An HTTP/1.1 connection kept open, to ask the daemon while it cannot open another
+/// descriptor (accepting a new connection would take one).
+struct KeptConnection(TcpStream);
+
+impl KeptConnection {
+    fn open(addr: &str) -> KeptConnection {
+        KeptConnection(TcpStream::connect(addr).expect("connect"))
+    }
+
+    /// GET `path` on this connection: the status code and the body.
+    fn get(&mut self, path: &str) -> (u16, String) {
+        write!(self.0, "GET {path} HTTP/1.1\r\nHost: sluice\r\n\r\n").expect("send");
+        let mut reader = BufReader::new(&self.0);
+        let mut status = String::new();
+        reader.read_line(&mut status).expect("status line");
+        let code = status
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("no status in {status:?} (the connection was closed?)"));
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("header");
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().expect("content-length");
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).expect("body");
+        (code, String::from_utf8_lossy(&body).into_owned())
+    }
 }
 
 #[test]
@@ -207,18 +291,21 @@ fn a_file_that_cannot_be_opened_for_a_while_is_ingested_once_it_can() {
     let d = Deployment::new(&format!("rescan_interval = \"1h\"\n{SCHEMA}"), "");
     let mut daemon = d.start();
     daemon.wait_for_log("watching");
-    let url = format!("{}/readyz", daemon.http_addr());
+    let addr = daemon.http_addr();
+    let url = format!("{addr}/readyz");
     daemon.wait_until("ready", |_| http_get(&url).0 == 200);
+    // Asked on a connection opened now: /readyz needs no descriptor of its own later, so
+    // none is left at all, and no attempt at the file can succeed whatever else the
+    // daemon opens or closes meanwhile.
+    let mut kept = KeptConnection::open(addr.trim_start_matches("http://"));
+    assert_eq!(kept.get("/readyz").0, 200);
     let pid = daemon.pid().as_raw();
     let (soft, hard) = open_files_limit(pid);
-    // No descriptor left: the file cannot even be opened to be identified.
+    // Descriptors 0-2 only, all open: the file cannot even be opened to be identified.
     set_open_files(pid, 3, hard);
     drop_file(&d, "late.csv", csv_rows(1, 5).as_bytes());
     daemon.wait_for_log("cannot read the file; trying it again");
-    // One descriptor left, for /readyz: the file still cannot be read (reading it takes
-    // two), and the source says so.
-    set_open_files(pid, lowest_free_fd(pid) + 1, hard);
-    let (code, body) = http_get(&url);
+    let (code, body) = kept.get("/readyz");
     assert_eq!(code, 503, "{body}");
     assert!(
         body.contains("late.csv") && body.contains("os error 24"),
@@ -228,6 +315,7 @@ fn a_file_that_cannot_be_opened_for_a_while_is_ingested_once_it_can() {
     set_open_files(pid, soft, hard);
     daemon.wait_until("the file archived", |_| d.moved("archive") == ["late.csv"]);
     daemon.wait_until("ready again", |_| http_get(&url).0 == 200);
+    drop(kept);
     let (status, log) = daemon.terminate();
     assert!(status.success(), "{status}\n{log}");
     assert_eq!(

@@ -47,8 +47,10 @@ pub struct CsvSourceConfig {
     #[serde(default = "default_rescan_interval", with = "humantime_serde")]
     pub rescan_interval: Duration,
     /// The longest record (one line, or several with quoted line breaks) read as a record:
-    /// a longer one is a dead letter, a longer header quarantines its file. Neither is
-    /// ever held whole in memory.
+    /// a longer one is a dead letter, a longer header quarantines its file, and so does a
+    /// longer first record of a file without a header when the table's columns are to be
+    /// inferred from that file (they cannot be counted). Neither is ever held whole in
+    /// memory.
     #[serde(default = "default_max_line_bytes")]
     pub max_line_bytes: ByteSize,
     /// Declared columns (DuckDB type names), in order; inferred when absent.

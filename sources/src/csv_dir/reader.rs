@@ -249,10 +249,7 @@ impl FileReader {
     }
 
     fn take_record(&mut self, pending: &mut Pending) -> io::Result<()> {
-        let (byte, rel_line) = self
-            .record
-            .position()
-            .map_or((0, 1), |p| (p.byte(), p.line()));
+        let (byte, rel_line) = record_position(&self.record)?;
         let (start, line) =
             self.record_start(self.base_offset + byte, self.base_line + rel_line - 1);
         let end = self.base_offset + self.csv.position().byte();
@@ -307,10 +304,7 @@ impl FileReader {
     /// The record being read is longer than the bound: steps over the rest of it (hashing
     /// it), makes it a dead letter at its line, and resets the parser to its end.
     fn skip_long_record(&mut self, pending: &mut Pending) -> io::Result<()> {
-        let (byte, rel_line) = self
-            .record
-            .position()
-            .map_or((0, 1), |p| (p.byte(), p.line()));
+        let (byte, rel_line) = record_position(&self.record)?;
         let from = self.base_offset + byte;
         let (start, line) = self.record_start(from, self.base_line + rel_line - 1);
         let end = RecordEnd::new(self.opts.delimiter, self.opts.quote);
@@ -415,6 +409,17 @@ impl FileReader {
             },
         ))
     }
+}
+
+/// Where the parser began looking for the record just read (byte and line, from where
+/// this reader started). The parser sets it before reading any record, even one that
+/// fails; without it neither the record's offset nor its line is known, and a guess would
+/// commit a wrong position, so reading the file fails instead.
+fn record_position(record: &csv::ByteRecord) -> io::Result<(u64, u64)> {
+    record
+        .position()
+        .map(|p| (p.byte(), p.line()))
+        .ok_or_else(|| io::Error::other("the CSV parser gave no position for a record"))
 }
 
 /// The error of a dead letter too long to parse.

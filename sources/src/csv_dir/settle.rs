@@ -52,6 +52,11 @@ impl Settler {
         }
     }
 
+    /// Whether `path` is waited for (seen, not yet complete).
+    pub fn holds(&self, path: &Path) -> bool {
+        self.files.contains_key(path)
+    }
+
     pub fn forget(&mut self, path: &Path) {
         self.files.remove(path);
     }

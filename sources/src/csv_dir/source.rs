@@ -76,6 +76,10 @@ struct InFlight {
     unacked: usize,
     /// The file offset its last acknowledged chunk ended at (where reading started, before).
     acked_offset: u64,
+    /// Where the ledger's record of this id ends (`next_offset`, `next_line`): where a
+    /// resumed file's commits ended, then where the last chunk sent ends (it commits before
+    /// anything sent after it). `None`: nothing is recorded under this id.
+    recorded: Option<(u64, u64)>,
     /// Reading it failed part-way: no more chunks follow the ones sent.
     abandoned: bool,
 }
@@ -201,7 +205,7 @@ impl CsvDirSource {
             };
             let retry = match given_up {
                 true => Vec::new(),
-                false => self.unreadable.due(Instant::now()),
+                false => self.retries_due(Instant::now(), &ctx.status),
             };
             for path in ready.into_iter().chain(retry) {
                 if ctx.stop.is_cancelled() {

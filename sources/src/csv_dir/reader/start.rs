@@ -22,9 +22,14 @@ use super::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
     pub names: Option<Vec<String>>,
-    /// Fields in the first record (the header, or the first data record; 0 in a file
-    /// without a header whose first record is longer than `max_line_bytes`).
+    /// Fields in the first record (the header, or the first data record); 0 in an empty
+    /// file, and in a file without a header whose first record is too long.
     pub fields: usize,
+    /// Without a header: the first record is longer than `max_line_bytes`, so its fields
+    /// were not counted. When the table's columns are known it is a dead letter of the
+    /// reading pass; when they would be inferred from this file, there is nothing to
+    /// infer them from, and the file is quarantined saying so.
+    pub first_too_long: bool,
     pub data_offset: u64,
     pub data_line: u64,
     /// The file's bytes before `data_offset`, as they were parsed: the reading pass,
@@ -80,9 +85,13 @@ pub fn read_header(path: &Path, opts: &ReadOptions) -> io::Result<Result<Header,
                 ByteSize(opts.max_record)
             )));
         }
-        // The first record is data: too long, it is a dead letter of the reading pass
-        // (and its field count unknown).
-        Err(e) if is_too_long(&e) => return Ok(Ok(before_data(opts, 0))),
+        // The first record is data, too long to count its fields (see `first_too_long`).
+        Err(e) if is_too_long(&e) => {
+            return Ok(Ok(Header {
+                first_too_long: true,
+                ..before_data(opts, 0)
+            }))
+        }
         Err(e) => return Err(io::Error::other(e)),
     };
     if !first || !opts.header {
@@ -101,6 +110,7 @@ pub fn read_header(path: &Path, opts: &ReadOptions) -> io::Result<Result<Header,
     Ok(Ok(Header {
         fields: names.len(),
         names: Some(names),
+        first_too_long: false,
         data_offset: next.byte(),
         data_line: next.line(),
         raw,
@@ -112,6 +122,7 @@ fn before_data(opts: &ReadOptions, fields: usize) -> Header {
     Header {
         names: opts.header.then(Vec::new),
         fields,
+        first_too_long: false,
         data_offset: 0,
         data_line: 1,
         raw: Vec::new(),
@@ -120,7 +131,8 @@ fn before_data(opts: &ReadOptions, fields: usize) -> Header {
 
 /// Up to `max` records' text, one array per field (values that are not UTF-8, or the
 /// null string, are null; records with another field count are skipped). Sampling stops
-/// at a record longer than `max_line_bytes` (the reading pass makes it a dead letter).
+/// at a record longer than `max_line_bytes` (the reading pass makes it a dead letter; a
+/// first record without a header that is too long is [`Header::first_too_long`]).
 pub fn sample(
     path: &Path,
     opts: &ReadOptions,

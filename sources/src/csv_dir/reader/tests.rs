@@ -213,6 +213,7 @@ fn header_maps_columns_by_name_and_refuses_unknown_ones() {
     let header = Header {
         names: Some(vec!["note".into(), "ID".into()]),
         fields: 2,
+        first_too_long: false,
         data_offset: 0,
         data_line: 2,
         raw: Vec::new(),
@@ -225,6 +226,21 @@ fn header_maps_columns_by_name_and_refuses_unknown_ones() {
     };
     let err = Layout::for_file(schema(), &header).expect_err("unknown column");
     assert!(err.contains("other"), "{err}");
+}
+
+#[test]
+fn a_record_without_a_position_fails_the_read_instead_of_guessing_one() {
+    let mut record = csv::ByteRecord::from(vec!["1", "a"]);
+    record.set_position(None);
+    let err = record_position(&record).expect_err("no position, no offset");
+    assert_eq!(
+        err.to_string(),
+        "the CSV parser gave no position for a record"
+    );
+    let mut at = csv::Position::new();
+    at.set_byte(12).set_line(3);
+    record.set_position(Some(at));
+    assert_eq!(record_position(&record).expect("position"), (12, 3));
 }
 
 /// Lines and dead-letter texts of `content` (header `id,note`), read whole.

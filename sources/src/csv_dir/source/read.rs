@@ -57,7 +57,8 @@ impl CsvDirSource {
                 self.cannot_read(found.path, found.name, found.sig, &e, ctx);
             }
             Failure::Lasting => {
-                // After the chunks already sent (its rows so far stay committed).
+                // After the chunks already sent: their rows stay committed, and so does
+                // the record of how far they reach (see `quarantine`).
                 let reason = format!("cannot be read: {e}");
                 error!(source = %self.setup.name, file = %found.name,
                     error = %text::bounded(&reason, text::TEXT_LIMIT), "cannot read the file");
@@ -74,6 +75,12 @@ impl CsvDirSource {
         ctx: &SourceContext,
     ) -> std::io::Result<()> {
         let (real, name) = (found.real, found.name);
+        // Tracked from the start, with where the ledger's record of a resumed file ends: a
+        // quarantine from here on must leave that record as it is.
+        let recorded = resume
+            .as_ref()
+            .map(|(record, ..)| (record.next_offset, record.next_line));
+        self.track_in_flight(id, found, recorded);
         if let Some(reason) = sniff(real)? {
             self.quarantine(found, id.clone(), reason, ctx);
             return Ok(());
@@ -101,10 +108,8 @@ impl CsvDirSource {
         };
         let start = start_of(&header, resume, found.limit);
         let source = &*self.setup.name;
-        let acked_offset = start.hashed_to;
         let mut reader = FileReader::open(real, name, source, layout, self.opts.clone(), start)?;
         let raw_columns = Arc::new(raw_columns(&data));
-        self.track_in_flight(id, found, acked_offset);
         loop {
             let chunk = reader.next_chunk()?;
             let status = match chunk.done {
@@ -143,6 +148,9 @@ impl CsvDirSource {
         if let Some(data) = &self.data {
             return Ok(Ok(data.clone()));
         }
+        if header.first_too_long {
+            return Ok(Err(first_too_long(self.opts.max_record)));
+        }
         if header.fields == 0 {
             return Ok(Err(
                 "the file is empty, so no schema can be inferred from it".into(),
@@ -176,6 +184,9 @@ impl CsvDirSource {
     ) {
         if let Some(f) = self.in_flight.get_mut(&progress.id) {
             f.unacked += 1;
+            if !matches!(progress.status, FileStatus::Quarantined { .. }) {
+                f.recorded = Some((progress.next_offset, progress.next_line));
+            }
         }
         let chunk = Chunk {
             source: self.setup.name.clone(),
@@ -196,6 +207,15 @@ impl CsvDirSource {
 
     /// Records the file as quarantined (after any of its chunks already sent); it is moved
     /// once that is committed. The reason is bounded: it may quote the file.
+    ///
+    /// A file with rows committed under `id` (sent in this pass, or committed before it was
+    /// resumed) is quarantined under an id of its own, as a changed file is: `id`'s record
+    /// keeps its position and the hash of the bytes committed, so the same name dropped
+    /// again is read on after them if it begins with them, and quarantined as changed if
+    /// not; either way no committed row is read twice. (Recorded under `id`, the quarantine
+    /// would overwrite them: a later file of that name would be new, read from its start.)
+    /// The quarantine's own record has the hash of the whole file, so the same content is
+    /// quarantined again under any name without being read.
     pub(super) fn quarantine(
         &mut self,
         found: &Found<'_>,
@@ -203,12 +223,23 @@ impl CsvDirSource {
         reason: String,
         ctx: &SourceContext,
     ) {
+        let (id, reason) = match self.in_flight.get(&id).and_then(|f| f.recorded) {
+            None => (id, reason),
+            Some((offset, line)) => {
+                self.abandon(&id);
+                let reason = format!(
+                    "{reason}; {offset} bytes of it (lines before {line}) were committed \
+                     before, and their rows stay"
+                );
+                (self.new_file_id(found.name, &found.content), reason)
+            }
+        };
         let status = FileStatus::quarantined(reason);
         if let FileStatus::Quarantined { reason } = &status {
             warn!(source = %self.setup.name, file = %found.name, %reason, "quarantining file");
         }
         if !self.in_flight.contains_key(&id) {
-            self.track_in_flight(&id, found, 0);
+            self.track_in_flight(&id, found, None);
         }
         let empty = Arc::new(TableSchema::default());
         let rows = RecordBatch::new_empty(empty.arrow_schema());
@@ -223,16 +254,23 @@ impl CsvDirSource {
         self.send(ctx, empty, rows, Vec::new(), progress);
     }
 
-    /// Remembers that chunks of file `id` are being sent, from file offset `from`, until
-    /// its final one is acknowledged.
-    pub(super) fn track_in_flight(&mut self, id: &FileId, found: &Found<'_>, from: u64) {
+    /// Remembers that chunks of file `id` are being sent until its final one is
+    /// acknowledged. `recorded`: where the ledger's record of `id` ends (`next_offset`,
+    /// `next_line`), for a file resumed after it; `None` for a file read from its start.
+    pub(super) fn track_in_flight(
+        &mut self,
+        id: &FileId,
+        found: &Found<'_>,
+        recorded: Option<(u64, u64)>,
+    ) {
         let flight = InFlight {
             path: found.path.to_path_buf(),
             name: found.name.to_string(),
             content: found.content.clone(),
             sig: found.sig,
             unacked: 0,
-            acked_offset: from,
+            acked_offset: recorded.map_or(0, |(offset, _)| offset),
+            recorded,
             abandoned: false,
         };
         self.in_flight.insert(id.clone(), flight);
@@ -265,6 +303,16 @@ fn start_of(header: &Header, resume: Option<Resume>, limit: u64) -> Start {
         limit,
         expect: unparsed_header.to_vec(),
     }
+}
+
+/// Why a file without a header whose first record is longer than `max_line_bytes`
+/// cannot give the table its columns (once they are known, that record is a dead letter).
+fn first_too_long(max_record: u64) -> String {
+    format!(
+        "the first record is longer than max_line_bytes ({}), so its columns cannot be \
+         counted and the table's schema cannot be inferred from this file",
+        bytesize::ByteSize(max_record)
+    )
 }
 
 /// Reads the start of a file and says why it is not CSV text, if it is not.

@@ -2,13 +2,16 @@
 
 use std::{
     fs,
+    io::Write,
     path::Path,
     sync::{mpsc, Arc, Mutex},
+    time::{Duration, Instant},
 };
 
+use arrow::array::{Array, Int64Array};
 use sluice_core::{
     FileHash, FileId, FileLedger, FileProgress, FileRecord, FileStatus, Ident, LookupError,
-    Position,
+    Position, TableSchema,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -41,10 +44,15 @@ impl FileLedger for SharedLedger {
 }
 
 fn source(root: &Path, ledger: impl FileLedger + 'static) -> CsvDirSource {
+    source_with(root, ledger, "")
+}
+
+/// [`source`] with more config keys.
+fn source_with(root: &Path, ledger: impl FileLedger + 'static, extra: &str) -> CsvDirSource {
     let inbox = root.join("inbox");
     fs::create_dir_all(&inbox).expect("inbox");
     let text = format!(
-        "path = {:?}\nsettle = \"10ms\"",
+        "path = {:?}\nsettle = \"10ms\"\n{extra}",
         inbox.display().to_string()
     );
     let config: CsvSourceConfig = toml::from_str(&text).expect("config");
@@ -215,7 +223,7 @@ fn a_file_abandoned_part_way_is_no_longer_waited_for_once_its_chunks_are_acknowl
         })
     };
     // Two chunks sent, then reading fails: the file waits for their acknowledgements only.
-    src.track_in_flight(&id, &found, 0);
+    src.track_in_flight(&id, &found, None);
     src.in_flight.get_mut(&id).expect("in flight").unacked = 2;
     src.abandon(&id);
     src.on_ack(partial(10));
@@ -224,7 +232,272 @@ fn a_file_abandoned_part_way_is_no_longer_waited_for_once_its_chunks_are_acknowl
     assert!(src.in_flight.is_empty());
 
     // Nothing sent before the failure: nothing to wait for.
-    src.track_in_flight(&id, &found, 0);
+    src.track_in_flight(&id, &found, None);
     src.abandon(&id);
     assert!(src.in_flight.is_empty());
+}
+
+fn hash(bytes: &[u8]) -> FileHash {
+    FileHash(blake3::hash(bytes).to_hex().to_string())
+}
+
+/// Runs the source with `--once`, playing the committer and its part of the ledger: each
+/// chunk's position is recorded as `_sluice.files` records it (one record per file id,
+/// the last position winning, newest last), then acknowledged. Returns the `id` values
+/// of the rows sent.
+fn run_committing(source: CsvDirSource, ledger: &SharedLedger) -> Vec<i64> {
+    let (events, received) = mpsc::sync_channel(64);
+    let (acks_tx, acks) = mpsc::channel();
+    let ctx = SourceContext {
+        events,
+        acks,
+        stop: CancellationToken::new(),
+        once: true,
+        status: Arc::default(),
+    };
+    let runner = std::thread::spawn(move || source.run(ctx));
+    let mut ids = Vec::new();
+    while let Ok(event) = received.recv() {
+        let SourceEvent::Chunk(chunk) = event else {
+            continue;
+        };
+        if let Some(column) = chunk.rows.column_by_name("id") {
+            let column = column
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("id is BIGINT");
+            ids.extend(column.iter().flatten());
+        }
+        let Position::File(p) = &chunk.position else {
+            panic!("a file source sent {:?}", chunk.position);
+        };
+        let mut records = ledger.records.lock().expect("lock");
+        records.retain(|r| r.id != p.id);
+        records.push(FileRecord {
+            id: p.id.clone(),
+            hash: Some(p.hash.clone()),
+            original_name: p.name.clone(),
+            status: p.status.clone(),
+            next_offset: p.next_offset,
+            next_line: p.next_line,
+        });
+        drop(records);
+        acks_tx.send(chunk.position.clone()).expect("ack");
+    }
+    runner.join().expect("join").expect("run");
+    ids
+}
+
+#[test]
+fn a_file_quarantined_after_rows_were_committed_keeps_their_record_and_none_comes_twice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ledger = SharedLedger::default();
+    let first = source(dir.path(), ledger.clone());
+    // A crash left f.csv partly committed: rows 1 and 2.
+    let committed = b"id\n1\n2\n";
+    let partial = FileRecord {
+        id: FileId("f".into()),
+        hash: Some(hash(committed)),
+        original_name: "f.csv".into(),
+        status: FileStatus::Partial,
+        next_offset: committed.len() as u64,
+        next_line: 4,
+    };
+    ledger.records.lock().expect("lock").push(partial.clone());
+    // Before the restart, what followed became something that is not CSV text.
+    let broken = [&committed[..], b"3\n\0\0\0\n"].concat();
+    fs::write(dir.path().join("inbox/f.csv"), &broken).expect("write");
+
+    assert_eq!(run_committing(first, &ledger), Vec::<i64>::new());
+
+    assert_eq!(count(&dir.path().join("quarantine")), 1);
+    let records = ledger.records.lock().expect("lock").clone();
+    assert!(
+        records.contains(&partial),
+        "the committed rows' record changed: {records:?}"
+    );
+    let quarantined: Vec<&FileRecord> = records
+        .iter()
+        .filter(|r| matches!(r.status, FileStatus::Quarantined { .. }))
+        .collect();
+    assert_eq!(quarantined.len(), 1, "{records:?}");
+    assert_eq!(quarantined[0].hash, Some(hash(&broken)));
+    let FileStatus::Quarantined { reason } = &quarantined[0].status else {
+        unreachable!()
+    };
+    assert!(
+        reason.starts_with("binary content: NUL byte at offset 9")
+            && reason.contains("7 bytes of it (lines before 4) were committed"),
+        "{reason}"
+    );
+
+    // The corrected file under the same name: read on after the rows committed.
+    fs::write(dir.path().join("inbox/f.csv"), b"id\n1\n2\n3\n4\n").expect("write");
+    assert_eq!(
+        run_committing(source(dir.path(), ledger.clone()), &ledger),
+        [3, 4]
+    );
+    let records = ledger.records.lock().expect("lock").clone();
+    let f = records
+        .iter()
+        .find(|r| r.id == partial.id)
+        .expect("f's record");
+    assert_eq!((&f.status, f.next_offset), (&FileStatus::Ingested, 11));
+
+    // The broken content again, under another name: quarantined, nothing read.
+    fs::write(dir.path().join("inbox/g.csv"), &broken).expect("write");
+    assert_eq!(
+        run_committing(source(dir.path(), ledger.clone()), &ledger),
+        Vec::<i64>::new()
+    );
+    assert_eq!(count(&dir.path().join("quarantine")), 2);
+}
+
+#[test]
+fn a_quarantine_after_chunks_were_sent_is_recorded_apart_from_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut src = source(dir.path(), SharedLedger::default());
+    let path = dir.path().join("inbox/a.csv");
+    fs::write(&path, "id\n1\n2\n").expect("write");
+    let (events, received) = mpsc::sync_channel(8);
+    let (_acks_tx, acks) = mpsc::channel();
+    let ctx = SourceContext {
+        events,
+        acks,
+        stop: CancellationToken::new(),
+        once: true,
+        status: Arc::default(),
+    };
+    let found = super::Found {
+        path: &path,
+        real: &path,
+        name: "a.csv",
+        content: hash(b"id\n1\n2\n"),
+        sig: super::stat(&path).expect("stat"),
+        limit: 9,
+    };
+    let id = FileId("a".into());
+    let empty = Arc::new(TableSchema::default());
+    let rows = arrow::record_batch::RecordBatch::new_empty(empty.arrow_schema());
+    let sent = FileProgress {
+        id: id.clone(),
+        hash: hash(b"id\n1\n"),
+        name: "a.csv".into(),
+        next_offset: 5,
+        next_line: 3,
+        status: FileStatus::Partial,
+    };
+    // A chunk sent, then reading fails for good.
+    src.track_in_flight(&id, &found, None);
+    src.send(&ctx, empty, rows, Vec::new(), sent.clone());
+    src.quarantine(&found, id.clone(), "cannot be read: broken".into(), &ctx);
+
+    let positions: Vec<FileProgress> = received
+        .try_iter()
+        .filter_map(|e| match e {
+            SourceEvent::Chunk(c) => match c.position {
+                Position::File(p) => Some(p),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(positions.len(), 2);
+    assert_eq!(positions[0], sent);
+    let q = &positions[1];
+    assert_ne!(
+        q.id, id,
+        "the quarantine would overwrite the chunk's position"
+    );
+    assert_eq!((&q.hash, q.next_offset), (&found.content, 0));
+    assert!(
+        matches!(&q.status, FileStatus::Quarantined { reason }
+            if reason == "cannot be read: broken; 5 bytes of it (lines before 3) were committed before, and their rows stay"),
+        "{:?}",
+        q.status
+    );
+    // The chunk's acknowledgement ends the wait for `a`; the quarantine's moves the file.
+    src.on_ack(Position::File(sent));
+    assert!(!src.in_flight.contains_key(&id));
+    src.on_ack(Position::File(q.clone()));
+    assert!(src.in_flight.is_empty());
+    assert_eq!(count(&dir.path().join("quarantine")), 1);
+}
+
+#[test]
+fn a_retry_leaves_to_the_settler_a_file_it_holds_or_that_changed_since_it_failed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut src = source(dir.path(), SharedLedger::default());
+    let status = crate::SourceStatus::default();
+    let path = dir.path().join("inbox/a.csv");
+    fs::write(&path, "id\n1\n").expect("write");
+    let failed_as = super::stat(&path).expect("stat");
+    let t0 = Instant::now();
+    let emfile = std::io::Error::from_raw_os_error(24);
+    src.unreadable
+        .failed(&path, "a.csv", failed_as, &emfile, t0);
+    src.show_problem(&status);
+    assert!(status.problem().is_some());
+    let due = t0 + Duration::from_secs(1);
+
+    // Being written (the settler saw it again): not tried on the retry's schedule.
+    src.settler.touch(&path, t0);
+    assert_eq!(
+        src.retries_due(due, &status),
+        Vec::<std::path::PathBuf>::new()
+    );
+    assert_eq!(src.unreadable.attempts(&path), Some(1), "still waits");
+    // Unchanged and not held: tried.
+    src.settler.forget(&path);
+    assert_eq!(src.retries_due(due, &status), std::slice::from_ref(&path));
+
+    // Written to since it failed: no longer a retry, the settler's to hand on.
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .expect("open");
+    f.write_all(b"2,half").expect("append");
+    assert_eq!(
+        src.retries_due(due, &status),
+        Vec::<std::path::PathBuf>::new()
+    );
+    assert_eq!(src.unreadable.attempts(&path), None);
+    assert!(src.settler.holds(&path));
+    assert_eq!(status.problem(), None);
+}
+
+#[test]
+fn a_headerless_file_whose_first_record_is_too_long_gives_no_schema_and_says_why() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ledger = SharedLedger::default();
+    let src = source_with(
+        dir.path(),
+        ledger.clone(),
+        "header = false\nmax_line_bytes = \"16B\"",
+    );
+    // Its columns would be inferred from it, but the first record cannot be counted.
+    fs::write(
+        dir.path().join("inbox/a.csv"),
+        "1,aaaaaaaaaaaaaaaaaaaaaaaa\n2,b\n",
+    )
+    .expect("write");
+
+    assert_eq!(run_committing(src, &ledger), Vec::<i64>::new());
+
+    let records = ledger.records.lock().expect("lock").clone();
+    let reasons: Vec<&str> = records
+        .iter()
+        .filter_map(|r| match &r.status {
+            FileStatus::Quarantined { reason } => Some(reason.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "the first record is longer than max_line_bytes (16 B), so its columns cannot be \
+          counted and the table's schema cannot be inferred from this file"
+        ]
+    );
+    assert_eq!(count(&dir.path().join("quarantine")), 1);
 }

@@ -3,8 +3,10 @@
 //! at again after a growing wait, unchanged or not (a file is not rewritten because the
 //! process ran out of descriptors); while any waits the source reports a problem, so
 //! `/readyz` is not ready; each is logged once when it fails and once when it can be read.
-//! A file that is gone is forgotten; anything else (the content itself) is the reader's
-//! to quarantine.
+//! A retry never reads a file that may still be written: one the settler is waiting for
+//! is read when the settler hands it on, and one that changed since it failed waits no
+//! more here, it is the settler's again. A file that is gone is forgotten; anything else
+//! (the content itself) is the reader's to quarantine.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -16,7 +18,7 @@ use std::{
 use sluice_core::{retry::Backoff, text};
 use tracing::{debug, error, info};
 
-use super::CsvDirSource;
+use super::{stat, CsvDirSource};
 use crate::{csv_dir::settle::Signature, SourceContext, SourceStatus};
 
 /// How long a file that could not be read waits before the next attempt.
@@ -121,12 +123,12 @@ impl Unreadable {
             .is_some_and(|w| w.sig == sig && now < w.next)
     }
 
-    /// The files whose next attempt is due.
-    pub(super) fn due(&self, now: Instant) -> Vec<PathBuf> {
+    /// The files whose next attempt is due, with their signature when they failed.
+    pub(super) fn due(&self, now: Instant) -> Vec<(PathBuf, Signature)> {
         self.files
             .iter()
             .filter(|(_, w)| now >= w.next)
-            .map(|(p, _)| p.clone())
+            .map(|(p, w)| (p.clone(), w.sig))
             .collect()
     }
 
@@ -167,6 +169,33 @@ impl Unreadable {
 }
 
 impl CsvDirSource {
+    /// The files to try again now: due, and as they were when they failed. One the settler
+    /// waits for is left to it (it is being written, or was just seen again); one that
+    /// changed since it failed no longer waits here and becomes the settler's, so that it
+    /// is read once complete, not half-written on a retry's schedule. A file gone is
+    /// tried (the attempt forgets it).
+    pub(super) fn retries_due(&mut self, now: Instant, status: &SourceStatus) -> Vec<PathBuf> {
+        let mut due = Vec::new();
+        for (path, failed_as) in self.unreadable.due(now) {
+            if self.settler.holds(&path) {
+                continue;
+            }
+            match stat(&path) {
+                Some(sig) if sig != failed_as => {
+                    if let Some((name, _)) = self.unreadable.forget(&path) {
+                        info!(source = %self.setup.name, file = %name,
+                            "the file changed since it could not be read; reading it once it is complete");
+                    }
+                    self.settler.touch(&path, now);
+                    self.show_problem(status);
+                }
+                _ => due.push(path),
+            }
+        }
+        due.sort();
+        due
+    }
+
     /// Reports what keeps the source from working (the directory cannot be listed, files
     /// cannot be read), or that nothing does.
     pub(super) fn show_problem(&self, status: &SourceStatus) {
@@ -244,7 +273,10 @@ mod tests {
             !u.holds_back(path, (4, SystemTime::UNIX_EPOCH), t0),
             "changed"
         );
-        assert_eq!(u.due(t0 + Duration::from_secs(1)), [path]);
+        assert_eq!(
+            u.due(t0 + Duration::from_secs(1)),
+            [(path.to_path_buf(), sig)]
+        );
         let t1 = t0 + Duration::from_secs(1);
         assert!(
             !u.failed(path, "a.csv", sig, &emfile, t1),
