@@ -83,7 +83,8 @@ fn options_of(text: &str) -> Result<Options, String> {
                     Some("binary") => opts.0 = CopyFormat::Binary,
                     other => {
                         return Err(format!(
-                            "COPY format {other:?} is not supported (text, csv or binary)"
+                            "COPY format {} is not supported (text, csv or binary)",
+                            other.unwrap_or("(none)")
                         ))
                     }
                 }

@@ -105,6 +105,12 @@ const TABLE_FUNCTIONS: &[&str] = &[
 /// interrupt lands only after that); 1,000 take 100 MB and a tenth of a second.
 pub const MAX_SELECTS: usize = 1000;
 
+/// How deep a statement's parentheses may nest: DuckDB's own `max_expression_depth`. Its
+/// parse tree is serialized and walked recursively, and 20,000 nested subqueries (a
+/// 320 KB query) overflowed the client thread's stack (which is large besides:
+/// [`crate::reader`]).
+pub const MAX_NESTING: usize = 1000;
+
 /// Functions with effects beyond the query, or that read the environment.
 const DENIED_FUNCTIONS: &[&str] = &["getenv", "nextval", "setseed"];
 
@@ -126,6 +132,14 @@ pub fn vet_until(
     stopped: &dyn Fn() -> bool,
 ) -> Result<Vec<Vetted>, Refusal> {
     let text = &*split::postgres_spellings(text);
+    // Before DuckDB sees it: its parse tree is walked recursively, on the client's thread.
+    let depth = split::nesting(text);
+    if depth > MAX_NESTING {
+        return Err(Refusal::new(
+            sqlstate::TOO_COMPLEX,
+            format!("parentheses nest {depth} deep; sluice's SQL endpoint allows {MAX_NESTING}"),
+        ));
+    }
     let parse = |text: &str| {
         let parsed = parse(conn, text)?;
         match stopped() {
@@ -337,7 +351,7 @@ fn bounded(refs: &Refs, sql: &str) -> Result<(), Refusal> {
         if rewrite::renamed_calls(sql, &refs.mentions, name) < calls {
             return Err(Refusal::new(
                 sqlstate::NOT_ALLOWED,
-                format!("write {name} as a plain call, {name}(...): sluice's SQL endpoint bounds the values it makes"),
+                format!("write {name} as a plain call, {name}(...): sluice's SQL endpoint answers it with its own (bounded) version"),
             ));
         }
     }
@@ -518,6 +532,14 @@ fn same_tree(a: &Value, b: &Value) -> bool {
 }
 
 fn internal(e: impl std::fmt::Display) -> Refusal {
+    let e = e.to_string();
+    if e.contains("Out of Memory") {
+        // DuckDB's message names its memory_limit and how to change it: not the client's.
+        return Refusal::new(
+            crate::reader::OUT_OF_MEMORY,
+            "out of memory vetting the query: send a smaller one",
+        );
+    }
     Refusal::new(sqlstate::INTERNAL, format!("vetting the query failed: {e}"))
 }
 

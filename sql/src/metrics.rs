@@ -71,8 +71,8 @@ impl Metrics {
             counter!("sluice_sql_queries_total", "result" => o.as_str()).increment(0);
         }
         for endpoint in ["postgres", "http"] {
-            for reason in AuthFailure::ALL {
-                counter!("sluice_sql_auth_failures_total", "endpoint" => endpoint, "reason" => reason.as_str())
+            for reason in AuthFailure::LABELS {
+                counter!("sluice_sql_auth_failures_total", "endpoint" => endpoint, "reason" => reason)
                     .increment(0);
             }
         }
@@ -86,7 +86,7 @@ impl Metrics {
     /// A login that failed: counted, and logged (at most once per [`LOG_EVERY`], with how
     /// many others there were). `user` is what the client sent, shown escaped and cut.
     pub fn auth_failed(&self, endpoint: &'static str, reason: AuthFailure, user: &str, peer: &str) {
-        counter!("sluice_sql_auth_failures_total", "endpoint" => endpoint, "reason" => reason.as_str())
+        counter!("sluice_sql_auth_failures_total", "endpoint" => endpoint, "reason" => reason.label())
             .increment(1);
         if let Some(others) = AUTH_LOG.due() {
             warn!(
@@ -149,7 +149,9 @@ impl Metrics {
     }
 }
 
-/// Why a login failed, the `reason` label of `sluice_sql_auth_failures_total`.
+/// Why a login failed. The log says which; the metric's `reason` label
+/// ([`AuthFailure::label`]) does not tell an unknown user from a wrong password: anyone
+/// who can scrape `/metrics` could otherwise tell which user names exist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthFailure {
     /// A user name `[sql.users]` does not have.
@@ -173,12 +175,15 @@ impl AuthFailure {
         }
     }
 
-    const ALL: [AuthFailure; 4] = [
-        AuthFailure::UnknownUser,
-        AuthFailure::WrongPassword,
-        AuthFailure::Protocol,
-        AuthFailure::Timeout,
-    ];
+    /// The metric's label: `password` for an unknown user and a wrong password alike.
+    pub fn label(self) -> &'static str {
+        match self {
+            AuthFailure::UnknownUser | AuthFailure::WrongPassword => "password",
+            other => other.as_str(),
+        }
+    }
+
+    const LABELS: [&'static str; 3] = ["password", "protocol", "timeout"];
 }
 
 /// How often each kind of warning about clients is logged at most: a burst of failed

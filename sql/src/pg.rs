@@ -14,6 +14,7 @@
 //! - [`simple`] and [`extended`]: the two query protocols (pgwire's handler traits),
 //!   both going through [`crate::gate`] before DuckDB sees a statement.
 //! - [`statement`]: what one vetted statement does in either protocol.
+//! - [`prepared`]: how much one connection may keep prepared.
 //! - [`settings`]: `SET`/`SHOW`/`RESET` of session parameters, answered by sluice.
 //! - [`types`]: DuckDB types as Postgres OIDs, values in text and binary formats.
 //!
@@ -26,6 +27,7 @@ mod connection;
 mod extended;
 pub mod frames;
 mod guard;
+mod prepared;
 mod server;
 mod settings;
 mod simple;

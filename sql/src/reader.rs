@@ -52,9 +52,15 @@ pub struct Reader {
 }
 
 /// A query longer than this takes a turn to be vetted: parsing it makes DuckDB and the
-/// gate hold several hundred times its size for a moment (a 1 MiB `IN` list: about
-/// 600 MB for 3 s), so at most [`LARGE_VETS`] are vetted at once; shorter ones never wait.
+/// gate hold over a thousand times its size for a moment (a 250 KB `IN` list: about
+/// 450 MB for 2 s), so at most [`LARGE_VETS`] are vetted at once; shorter ones never wait.
 pub const LARGE_QUERY: usize = 64 * 1024;
+
+/// A client thread's stack. DuckDB serializes and binds a statement's tree recursively on
+/// the calling thread, and sluice walks it recursively: a long chain (`FROM t, t, t, ...`
+/// or `a + b + c + ...` within `sql.max_query_size`) goes thousands of frames deep, and
+/// an overflow aborts the whole daemon. Address space only: pages are used as touched.
+const STACK: usize = 256 << 20;
 
 /// Large queries vetted at once, by all clients together.
 pub const LARGE_VETS: usize = 2;
@@ -62,6 +68,9 @@ pub const LARGE_VETS: usize = 2;
 /// What the async side and the thread both see.
 struct Shared {
     interrupt: Arc<InterruptHandle>,
+    /// The last statement stopped while its result was open ([`Running::ended`]), for a
+    /// check per row of what the async side still holds of it.
+    ended_id: std::sync::atomic::AtomicU64,
     /// The gate's connection's: vetting a query is stopped like running one.
     gate_interrupt: Arc<InterruptHandle>,
     running: Mutex<Running>,
@@ -83,6 +92,8 @@ struct Running {
     /// A stop for a statement not started yet (its timer fired while it waited its turn
     /// on the thread): it is stopped as it starts.
     early: Option<(u64, Stop)>,
+    /// The last statement stopped while its result was open: what its next fetch hears.
+    ended: Option<(u64, Stop)>,
 }
 
 /// Transaction control, run on the client's connection.
@@ -186,6 +197,7 @@ impl Reader {
         crate::shims::create(&conn, version).map_err(|e| internal(&e))?;
         let shared = Arc::new(Shared {
             interrupt: conn.interrupt_handle(),
+            ended_id: 0.into(),
             gate_interrupt: gate.interrupt_handle(),
             running: Mutex::default(),
             max_rows,
@@ -194,6 +206,7 @@ impl Reader {
         let thread_shared = shared.clone();
         thread::Builder::new()
             .name(name)
+            .stack_size(STACK)
             .spawn(move || {
                 // A client's query yields the CPU to ingestion (sluice_core::priority):
                 // ingestion keeps its pace under heavy queries.
@@ -321,6 +334,17 @@ impl Reader {
         });
     }
 
+    /// Why the rows of result `id` the async side still holds must not be sent: the
+    /// statement was stopped (its timeout passed while a slow client, or a suspended
+    /// portal, held them); `None` otherwise. Cheap: checked for every row.
+    pub fn stopped_result(&self, id: u64) -> Option<Refusal> {
+        let ended = self
+            .shared
+            .ended_id
+            .load(std::sync::atomic::Ordering::Acquire);
+        (ended == id).then(|| self.shared.ended(id))
+    }
+
     /// Interrupts statement `id` if it is still running (or streaming).
     pub fn stop(&self, id: Option<u64>, why: Stop) {
         self.shared.stop(id, why);
@@ -372,6 +396,24 @@ impl Shared {
 
     fn stopped(&self) -> Option<Stop> {
         self.running.lock().ok().and_then(|r| r.stopped)
+    }
+
+    /// Statement `id` was stopped while its result was open, and has ended.
+    fn end_stopped(&self, id: u64, why: Stop) {
+        if let Ok(mut running) = self.running.lock() {
+            running.ended = Some((id, why));
+        }
+        self.ended_id
+            .store(id, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Why a fetch from result `id`, no longer open, fails.
+    fn ended(&self, id: u64) -> Refusal {
+        let ended = self.running.lock().ok().and_then(|r| r.ended);
+        match ended {
+            Some((at, why)) if at == id => stopped(why),
+            _ => closed(),
+        }
     }
 }
 
@@ -429,8 +471,8 @@ impl Thread {
                 statement,
                 reply,
             } => return self.run(id, statement, reply, jobs),
-            Job::Next { reply, .. } => Want::Rows(reply).fail(closed()),
-            Job::NextBatch { reply, .. } => Want::Batch(reply).fail(closed()),
+            Job::Next { id, reply } => Want::Rows(reply).fail(self.shared.ended(id)),
+            Job::NextBatch { id, reply } => Want::Batch(reply).fail(self.shared.ended(id)),
             Job::Txn { txn, reply } => {
                 let _ = reply.send(self.txn(txn));
             }
@@ -532,11 +574,22 @@ fn stopped(why: Stop) -> Refusal {
     }
 }
 
+/// Postgres's `out_of_memory`.
+pub const OUT_OF_MEMORY: &str = "53200";
+
 /// A DuckDB error as the Postgres error closest to it.
 pub fn error(e: &duckdb::Error, stopped_for: Option<Stop>) -> Refusal {
     let message = e.to_string();
     if let Some(why) = stopped_for.filter(|_| message.contains("nterrupt")) {
         return stopped(why);
+    }
+    if message.contains("Out of Memory Error") {
+        // DuckDB's message names its memory_limit, its temporary directory and how to
+        // change them: the server's business, not the client's.
+        return Refusal {
+            sqlstate: OUT_OF_MEMORY,
+            message: "out of memory: the query needs more than the warehouse's memory limit allows; aggregate or filter it".into(),
+        };
     }
     let sqlstate = [
         ("Parser Error", "42601"),

@@ -102,6 +102,13 @@ pub fn is_bounded(name: &str) -> bool {
     BOUNDED.iter().any(|(shim, ..)| *shim == name)
 }
 
+/// Whether every call of `name` (lower-case) must become sluice's stand-in, or the query
+/// is refused: the bounded functions, and DuckDB's own that would tell a client what is
+/// not its business (`current_setting('temp_directory')` is a path on the server).
+pub fn must_be_shimmed(name: &str) -> bool {
+    is_bounded(name) || name == "current_setting"
+}
+
 /// The widest field a `printf`/`format` string may ask for: a width is padding DuckDB
 /// builds outside its `memory_limit`, like `repeat`'s.
 pub const MAX_FORMAT_WIDTH: u64 = 10_000;
@@ -117,6 +124,7 @@ pub fn format_problem(function: &str, fmt: &str) -> Option<String> {
             None => return Some(format!("{function}: a width taken from an argument")),
         }
     };
+    let mut total: u64 = 0;
     for spec in specs {
         let head: String = spec
             .chars()
@@ -134,6 +142,13 @@ pub fn format_problem(function: &str, fmt: &str) -> Option<String> {
         if widest > MAX_FORMAT_WIDTH {
             return Some(format!(
                 "{function}: a field of width {widest} (at most {MAX_FORMAT_WIDTH} over sluice's SQL endpoint)"
+            ));
+        }
+        // Many narrow fields make one long value too (`%1$9999s` repeated).
+        total = total.saturating_add(widest);
+        if total > MAX_VALUE_LENGTH {
+            return Some(format!(
+                "{function}: fields {total} wide in all (at most {MAX_VALUE_LENGTH} over sluice's SQL endpoint)"
             ));
         }
     }
@@ -248,6 +263,7 @@ mod tests {
             ("format", "{:>2000000000}"),
             ("format", "{0:.50000}"),
             ("format", "{:{}}"),
+            ("printf", &"%1$9999s".repeat(200)),
         ] {
             assert!(format_problem(f, fmt).is_some(), "{f}({fmt:?})");
         }

@@ -27,6 +27,33 @@ pub fn statements(text: &str) -> Vec<&str> {
     out
 }
 
+/// How deep parentheses nest in `text`, outside string literals, quoted identifiers,
+/// dollar quotes and comments.
+pub fn nesting(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    let (mut depth, mut deepest, mut i) = (0usize, 0usize, 0);
+    while i < bytes.len() {
+        i = match bytes[i] {
+            b'(' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+                i + 1
+            }
+            b')' => {
+                depth = depth.saturating_sub(1);
+                i + 1
+            }
+            b'\'' => quoted(bytes, i, b'\'', backslashes(bytes, i)),
+            b'"' => quoted(bytes, i, b'"', false),
+            b'-' if bytes.get(i + 1) == Some(&b'-') => line_end(bytes, i),
+            b'/' if bytes.get(i + 1) == Some(&b'*') => block_end(bytes, i),
+            b'$' => dollar_end(text, i),
+            _ => i + 1,
+        };
+    }
+    deepest
+}
+
 /// `text` with two spellings psql uses in its catalog queries made plain, outside quotes
 /// and comments: `COLLATE pg_catalog.default` (or `COLLATE "default"`), which only says
 /// "the default collation" and which DuckDB does not know by that name, is dropped; and
@@ -217,7 +244,18 @@ fn dollar_end(text: &str, open: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::{postgres_spellings, statements};
+
+    use super::{nesting, postgres_spellings, statements};
+
+    #[test]
+    fn nesting_counts_parentheses_outside_quotes_and_comments() {
+        assert_eq!(nesting("select 1"), 0);
+        assert_eq!(nesting("select ((1)), (2)"), 2);
+        assert_eq!(
+            nesting("select '((((', \"((\" -- ((((\n, /* (( */ $x$((($x$ (1)"),
+            1
+        );
+    }
 
     #[test]
     fn psql_spellings_are_made_plain_outside_quotes_only() {

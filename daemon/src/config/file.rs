@@ -242,9 +242,10 @@ fn default_max_result_rows() -> u64 {
 fn default_idle_in_transaction_timeout() -> Duration {
     Duration::from_secs(300)
 }
-/// Far above what BI tools and agents send; small enough that vetting one stays quick.
+/// Far above what BI tools and agents send (ClickHouse's default `max_query_size` too);
+/// vetting one takes DuckDB and the gate a few hundred times its size for a moment.
 fn default_max_query_size() -> ByteSize {
-    ByteSize::mib(1)
+    ByteSize::kib(256)
 }
 fn default_max_unauthenticated() -> usize {
     32

@@ -40,7 +40,7 @@ pub async fn query(
         Ok(s) => s,
         Err(r) => return *r,
     };
-    let body = match read_body(body, state.max_body).await {
+    let body = match read_body(&headers, body, state.max_body).await {
         Ok(b) => b,
         Err(r) => return *r,
     };
@@ -91,21 +91,38 @@ pub async fn catalog(
 /// Time a request's body has to arrive once its headers have.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The request's body: at most `max` bytes (413 beyond), within [`BODY_TIMEOUT`] (408).
-async fn read_body(body: Body, max: usize) -> Result<Bytes, Box<Response>> {
+/// The request's body: at most `max` bytes (413 beyond, at once when its length says so),
+/// within [`BODY_TIMEOUT`] (408).
+async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes, Box<Response>> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(Box::new(too_large(max)));
+    }
     match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, max)).await {
         Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(_)) => Err(Box::new(problem(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "54000",
-            &format!("the request body is longer than {max} bytes (sql.max_query_size and room for JSON)"),
-        ))),
+        Ok(Err(_)) => Err(Box::new(too_large(max))),
         Err(_) => Err(Box::new(problem(
             StatusCode::REQUEST_TIMEOUT,
             "08P01",
-            &format!("the request body did not arrive within {}s", BODY_TIMEOUT.as_secs()),
+            &format!(
+                "the request body did not arrive within {}s",
+                BODY_TIMEOUT.as_secs()
+            ),
         ))),
     }
+}
+
+fn too_large(max: usize) -> Response {
+    problem(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "54000",
+        &format!(
+            "the request body is longer than {max} bytes (sql.max_query_size and room for JSON)"
+        ),
+    )
 }
 
 /// The SQL service, if this request may use it. Wrong credentials are counted, logged

@@ -28,8 +28,9 @@ pub(super) struct Refs {
     pub(super) functions: BTreeSet<String>,
     /// What the rewrite may rename: calls, tables and columns, with their locations.
     pub(super) mentions: Vec<Mention>,
-    /// Calls of functions sluice bounds ([`crate::shims::MAX_VALUE_LENGTH`]), by name,
-    /// one per call wherever it is written (`x.repeat(n)` too).
+    /// Calls of functions that must become sluice's stand-ins
+    /// ([`crate::shims::must_be_shimmed`]), by name, one per call wherever it is written
+    /// (`x.repeat(n)` too).
     pub(super) bounded_calls: Vec<String>,
     /// Calls of `printf`/`format`: the name and the format when it is a string literal.
     pub(super) formats: Vec<(String, Option<String>)>,
@@ -161,7 +162,7 @@ impl Refs {
         if !table && matches!(name.as_str(), "range" | "generate_series") {
             self.scalar_ranges.push(range_length(map));
         }
-        if crate::shims::is_bounded(&name) {
+        if crate::shims::must_be_shimmed(&name) {
             self.bounded_calls.push(name);
         } else if matches!(name.as_str(), "printf" | "format") {
             let first = map

@@ -299,6 +299,19 @@ fn catalog_tables_sluice_answers_are_never_read_from_duckdbs_own_catalog() {
 }
 
 #[test]
+fn duckdbs_own_current_setting_is_never_reached() {
+    assert_eq!(queries("select current_setting('search_path')").len(), 1);
+    for text in [
+        r#"select "current_setting"('temp_directory')"#,
+        "select main.current_setting('allowed_paths')",
+        "select current_setting /**/ ('threads')",
+        "select system.main.current_setting('memory_limit')",
+    ] {
+        assert_eq!(refused(text).sqlstate, sqlstate::NOT_ALLOWED, "{text}");
+    }
+}
+
+#[test]
 fn lists_from_range_are_bounded_and_rows_from_range_are_not() {
     assert_eq!(
         queries("select range(10), generate_series(1, 5, 2)").len(),

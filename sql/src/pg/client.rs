@@ -26,6 +26,8 @@ pub struct Client {
     pub settings: Mutex<Settings>,
     /// The result a `Describe` of a portal started, for the `Execute` that follows.
     pub open: Mutex<Option<Open>>,
+    /// The named statements it keeps, bounded.
+    pub prepared: super::prepared::Prepared,
     /// A `ROLLBACK TO SAVEPOINT` just ended the transaction's error state (the protocol
     /// handlers then report the transaction as open again).
     pub restored: std::sync::atomic::AtomicBool,
@@ -64,6 +66,7 @@ impl Client {
             reader: Arc::new(reader),
             settings: Mutex::new(settings),
             open: Mutex::default(),
+            prepared: Default::default(),
             restored: Default::default(),
             activity: Default::default(),
             terminated: Default::default(),
@@ -173,6 +176,12 @@ impl Client {
                 let shared = shared.clone();
                 async move {
                     loop {
+                        if let Some(e) = reader.stopped_result(id) {
+                            let outcome = Outcome::of(&e);
+                            shared.service.metrics.statement(outcome, started.elapsed());
+                            let none = Vec::new().into_iter();
+                            return Some((Err(user_error(e)), (reader, none, true)));
+                        }
                         if let Some(row) = chunk.next() {
                             return Some((Ok(row), (reader, chunk, done)));
                         }

@@ -16,6 +16,9 @@ use crate::gate::Refusal;
 pub struct Settings {
     values: BTreeMap<String, String>,
     defaults: BTreeMap<String, String>,
+    /// The operator's `statement_timeout` and `idle_in_transaction_session_timeout`
+    /// (`sql.*`): a session may lower them, never raise or remove them.
+    ceilings: (Option<Duration>, Option<Duration>),
 }
 
 /// Parameters with fixed values: shown, never changed.
@@ -62,6 +65,7 @@ impl Settings {
         Settings {
             values: defaults.clone(),
             defaults,
+            ceilings: (statement_timeout, idle_in_transaction),
         }
     }
 
@@ -148,12 +152,17 @@ impl Settings {
             .collect()
     }
 
+    /// The statement timeout in force: the session's, within the operator's.
     pub fn statement_timeout(&self) -> Option<Duration> {
-        self.millis("statement_timeout")
+        within(self.millis("statement_timeout"), self.ceilings.0)
     }
 
+    /// The idle-in-transaction timeout in force: the session's, within the operator's.
     pub fn idle_in_transaction_timeout(&self) -> Option<Duration> {
-        self.millis("idle_in_transaction_session_timeout")
+        within(
+            self.millis("idle_in_transaction_session_timeout"),
+            self.ceilings.1,
+        )
     }
 
     fn millis(&self, name: &str) -> Option<Duration> {
@@ -179,6 +188,15 @@ impl Settings {
         } else {
             set
         }
+    }
+}
+
+/// A session's timeout (`None`: none) within the operator's (`None`: none).
+fn within(session: Option<Duration>, ceiling: Option<Duration>) -> Option<Duration> {
+    match (session, ceiling) {
+        (Some(s), Some(c)) => Some(s.min(c)),
+        (s, None) => s,
+        (None, c) => c,
     }
 }
 
@@ -238,7 +256,7 @@ mod tests {
 
     #[test]
     fn timeouts_take_units_and_refuse_what_is_out_of_range() {
-        let mut s = settings();
+        let mut s = Settings::new(None, None, "16.6");
         s.set("statement_timeout", "'2min'").expect("2min");
         assert_eq!(s.statement_timeout(), Some(Duration::from_secs(120)));
         s.set("statement_timeout", "2147483647")
@@ -266,5 +284,22 @@ mod tests {
                 .sqlstate,
             "22003"
         );
+    }
+
+    #[test]
+    fn a_session_lowers_the_operators_timeouts_but_never_raises_or_removes_them() {
+        let mut s = settings();
+        let five_minutes = Some(Duration::from_secs(300));
+        s.set("statement_timeout", "2s").expect("lower");
+        assert_eq!(s.statement_timeout(), Some(Duration::from_secs(2)));
+        for raise in ["0", "1h"] {
+            s.set("statement_timeout", raise)
+                .expect("accepted, as Postgres does");
+            assert_eq!(s.statement_timeout(), five_minutes, "{raise}");
+        }
+        // Without an operator's timeout, the session's is the only one.
+        let mut open = Settings::new(None, None, "16.6");
+        open.set("statement_timeout", "1h").expect("1h");
+        assert_eq!(open.statement_timeout(), Some(Duration::from_secs(3600)));
     }
 }

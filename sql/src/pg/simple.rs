@@ -167,10 +167,50 @@ where
             Ok(())
         }
         Response::Error(e) => Err(PgWireError::UserError(e)),
-        Response::CopyOut(copy) => pgwire::api::copy::send_copy_out_response(client, copy).await,
+        Response::CopyOut(copy) => send_copy_out(client, copy).await,
         _ => Err(user_error(crate::gate::Refusal {
             sqlstate: "0A000",
             message: "sluice's SQL endpoint only copies out: COPY (query) TO STDOUT".into(),
         })),
     }
+}
+
+/// pgwire's `send_copy_out_response`, but a failure mid-way (a timeout, a cancel) ends the
+/// copy with an ErrorResponse, as Postgres does: pgwire sends `CopyFail`, a message only
+/// clients may send (psql: "unexpected response from server").
+async fn send_copy_out<C>(
+    client: &mut C,
+    resp: pgwire::api::results::CopyResponse,
+) -> PgWireResult<()>
+where
+    C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    use futures::StreamExt;
+    use pgwire::api::results::Tag;
+    use pgwire::messages::copy::{CopyDone, CopyOutResponse};
+
+    let formats = resp.column_formats();
+    let copy_out = CopyOutResponse::new(resp.format, resp.columns as i16, formats);
+    client
+        .send(PgWireBackendMessage::CopyOutResponse(copy_out))
+        .await?;
+    let mut data = resp.data_stream;
+    let mut rows = 0;
+    while let Some(item) = data.next().await {
+        let item = item?;
+        if !item.data.is_empty() {
+            rows += usize::from(item.data.as_ref() != [0xFF, 0xFF]);
+            client.feed(PgWireBackendMessage::CopyData(item)).await?;
+        }
+    }
+    client
+        .send(PgWireBackendMessage::CopyDone(CopyDone::new()))
+        .await?;
+    let tag = Tag::new("COPY").with_rows(rows);
+    client
+        .send(PgWireBackendMessage::CommandComplete(tag.into()))
+        .await?;
+    Ok(())
 }

@@ -178,7 +178,10 @@ async fn answer<S: PortalStore>(
         }
         Command::Deallocate { name } => {
             match name {
-                Some(n) => store.rm_statement(&n),
+                Some(n) => {
+                    store.rm_statement(&n);
+                    me.prepared.remove(&n);
+                }
                 // Named statements hold only their text here (no DuckDB resources); open
                 // portals are what DEALLOCATE ALL frees.
                 None => store.clear_portals(),

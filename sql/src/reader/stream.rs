@@ -3,6 +3,7 @@
 //! `max_result_rows`, or another job arrives.
 
 use std::sync::mpsc;
+use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
 use duckdb::types::Value;
@@ -85,11 +86,9 @@ pub(super) fn stream(
     }
     let mut sent: u64 = 0;
     loop {
-        let want = match jobs.recv() {
-            Ok(Job::Next { id: next, reply }) if next == id => Want::Rows(reply),
-            Ok(Job::NextBatch { id: next, reply }) if next == id => Want::Batch(reply),
-            Ok(other) => return (Some(other), true),
-            Err(_) => return (None, true),
+        let want = match next_request(shared, id, jobs) {
+            Ok(want) => want,
+            Err(pending) => return pending,
         };
         if let Some(why) = shared.stopped() {
             want.fail(stopped(why));
@@ -123,6 +122,35 @@ pub(super) fn stream(
         };
         if !ok {
             return (None, false);
+        }
+    }
+}
+
+/// How often a result waiting for its client to ask for more checks whether it was
+/// stopped: a timeout or cancel ends it (and lets go of its snapshot) within this, not
+/// when a slow client next asks.
+const STOP_CHECK: Duration = Duration::from_millis(100);
+
+/// The next request for result `id`; else what ends the stream: another job (returned),
+/// the client gone, or a stop while waiting (the result ends now; its next fetch hears
+/// why, [`Shared::ended`]).
+fn next_request(
+    shared: &Shared,
+    id: u64,
+    jobs: &mpsc::Receiver<Job>,
+) -> Result<Want, (Option<Job>, bool)> {
+    loop {
+        match jobs.recv_timeout(STOP_CHECK) {
+            Ok(Job::Next { id: next, reply }) if next == id => return Ok(Want::Rows(reply)),
+            Ok(Job::NextBatch { id: next, reply }) if next == id => return Ok(Want::Batch(reply)),
+            Ok(other) => return Err((Some(other), true)),
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Err((None, true)),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Some(why) = shared.stopped() {
+                    shared.end_stopped(id, why);
+                    return Err((None, false));
+                }
+            }
         }
     }
 }

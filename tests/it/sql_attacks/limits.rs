@@ -4,7 +4,7 @@
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use super::wire::{typed, Wire};
+use super::wire::{first_error, typed, Wire};
 use super::{attacked, psql, psql_as, scrape, survived, FILES};
 use crate::support::{http_get, metric, output, Daemon};
 
@@ -98,7 +98,8 @@ fn query_threads(daemon: &Daemon) -> usize {
 
 #[test]
 fn a_statement_stops_when_its_client_hangs_up_and_vetting_counts_in_its_timeout() {
-    let (d, mut daemon, writer) = attacked("");
+    let (d, mut daemon, writer) =
+        attacked("[sql]\nlisten = \"127.0.0.1:0\"\nmax_query_size = \"2MiB\"\n");
     let port = daemon.sql_port();
     writer.join().expect("writer");
     daemon.wait_until("every file archived", |_| {
@@ -142,4 +143,149 @@ fn a_statement_stops_when_its_client_hangs_up_and_vetting_counts_in_its_timeout(
     );
     let (exit, log) = daemon.terminate();
     assert!(exit.success(), "{log}");
+}
+
+/// `Parse`, `Bind`, `Execute` (at most `rows` rows) of `sql`, and `Flush`: no `Sync`, so
+/// the portal stays suspended.
+fn execute_suspended(sql: &str, rows: i32) -> Vec<u8> {
+    let mut parse = b"\0".to_vec();
+    parse.extend_from_slice(sql.as_bytes());
+    parse.extend_from_slice(&[0, 0, 0]);
+    let mut bind = b"\0\0".to_vec();
+    bind.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    let mut execute = b"\0".to_vec();
+    execute.extend_from_slice(&rows.to_be_bytes());
+    [
+        typed(b'P', &parse),
+        typed(b'B', &bind),
+        typed(b'E', &execute),
+        typed(b'H', b""),
+    ]
+    .concat()
+}
+
+#[test]
+fn a_slow_reader_or_a_suspended_portal_does_not_outlive_its_statement_timeout() {
+    let (d, mut daemon, writer) = attacked("");
+    let port = daemon.sql_port();
+    let set = typed(b'Q', b"SET statement_timeout = '1s'\0");
+    // A client that stops reading a long result: the result ends with 57014 once the
+    // timeout passes, instead of streaming for as long as the client takes.
+    let mut slow = Wire::login(port);
+    slow.send(&set).expect("set");
+    slow.until_ready();
+    slow.send(&typed(
+        b'Q',
+        b"SELECT range, repeat('x', 100) FROM range(100000000)\0",
+    ))
+    .expect("query");
+    std::thread::sleep(Duration::from_secs(3)); // the attack: not reading
+    let got = slow.until_ready();
+    let rows = got.iter().filter(|m| m.0 == b'D').count();
+    assert_eq!(
+        first_error(&got).map(|e| e.0),
+        Some("57014".into()),
+        "{rows} rows"
+    );
+    assert!(rows < 10_000_000, "{rows} rows");
+    // A portal executed for one row and left suspended: its next Execute hears 57014.
+    let mut portal = Wire::login(port);
+    portal.send(&set).expect("set");
+    portal.until_ready();
+    portal
+        .send(&execute_suspended("SELECT * FROM range(1000000)", 1))
+        .expect("execute");
+    let mut first = Vec::new();
+    while let Some(m) = portal.read() {
+        let suspended = m.0 == b's';
+        first.push(m);
+        if suspended {
+            break;
+        }
+    }
+    assert!(first.iter().any(|m| m.0 == b'D'), "{first:?}");
+    std::thread::sleep(Duration::from_secs(3)); // the attack: holding the portal
+    let mut again = b"\0".to_vec();
+    again.extend_from_slice(&1i32.to_be_bytes());
+    portal
+        .send(&[typed(b'E', &again), typed(b'S', b"")].concat())
+        .expect("execute again");
+    let got = portal.until_ready();
+    assert_eq!(
+        first_error(&got).map(|e| e.0),
+        Some("57014".into()),
+        "{got:?}"
+    );
+    survived(&d, daemon, writer);
+}
+
+#[test]
+fn deep_queries_floods_of_statements_and_oversized_bodies_are_refused_and_the_daemon_lives() {
+    let (d, mut daemon, writer) = attacked("");
+    let port = daemon.sql_port();
+    let http = daemon.http_addr();
+    // 15,000 nested subqueries (240 KB): their tree overflowed the client thread's stack,
+    // aborting the daemon. And 15,000 tables in one FROM: a tree as deep, not nested.
+    let nested = format!(
+        "SELECT * FROM {}raw.src{}",
+        "(SELECT * FROM ".repeat(15_000),
+        ")".repeat(15_000)
+    );
+    let joined = format!(
+        "SELECT 1 FROM {}",
+        (0..15_000)
+            .map(|i| format!("raw.src a{i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for (sql, code) in [(nested, "54001"), (joined, "XX000")] {
+        let file = d.dir.path().join("deep.sql");
+        std::fs::write(&file, &sql).expect("deep.sql");
+        let out = output(psql_as(port, "sluice", "").arg("-f").arg(&file));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(code), "{err}");
+        assert_eq!(psql(port, "sluice", "", "SELECT 1").status.code(), Some(0));
+    }
+    // Statements prepared without end: refused once the connection holds 64 MiB of them.
+    let mut w = Wire::login(port);
+    let text = format!("SELECT 1 -- {}", "x".repeat(200_000));
+    let mut refused = None;
+    for i in 0..400 {
+        let mut parse = format!("s{i}\0{text}\0").into_bytes();
+        parse.extend_from_slice(&[0, 0]);
+        w.send(&[typed(b'P', &parse), typed(b'H', b"")].concat())
+            .expect("parse");
+        let (tag, body) = w.read().expect("an answer");
+        if tag == b'E' {
+            refused = Some((i, super::wire::error(&body).0));
+            break;
+        }
+    }
+    let (at, code) = refused.expect("never refused");
+    assert_eq!(code, "54000");
+    assert!((300..=340).contains(&at), "refused at the {at}th");
+    // An HTTP body declared too long is refused at once, unread.
+    let mut s = TcpStream::connect(http.trim_start_matches("http://")).expect("connect");
+    std::io::Write::write_all(
+        &mut s,
+        b"POST /query HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\nSELECT",
+    )
+    .expect("request");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut head = [0u8; 12];
+    std::io::Read::read_exact(&mut s, &mut head).expect("an answer at once");
+    assert_eq!(&head, b"HTTP/1.1 413");
+    // A COPY stopped by its timeout ends with an error, not a message only clients send.
+    let out = output(
+        psql_as(port, "sluice", "")
+            .args(["-o", "/dev/null", "-c", "SET statement_timeout = '500ms'"])
+            .args(["-c", "COPY (SELECT * FROM range(10000000000)) TO STDOUT"]),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("57014") && !err.contains("unexpected response"),
+        "{err}"
+    );
+    survived(&d, daemon, writer);
 }
