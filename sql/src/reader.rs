@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
 use duckdb::types::Value;
-use duckdb::{Connection, InterruptHandle};
+use duckdb::Connection;
 use pgwire::api::portal::Format;
 use pgwire::messages::data::DataRow;
 use tokio::sync::{oneshot, Semaphore};
@@ -31,8 +31,10 @@ use tracing::debug;
 use crate::gate::{self, sqlstate, Refusal, Scope, Vetted};
 use crate::pg::types::Column;
 
+mod stops;
 mod stream;
-use stream::{closed, stream, Want};
+use stops::{stopped, Shared};
+use stream::{stream, Want};
 
 /// Why a running statement was stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,37 +66,6 @@ const STACK: usize = 256 << 20;
 
 /// Large queries vetted at once, by all clients together.
 pub const LARGE_VETS: usize = 2;
-
-/// What the async side and the thread both see.
-struct Shared {
-    interrupt: Arc<InterruptHandle>,
-    /// The last statement stopped while its result was open ([`Running::ended`]), for a
-    /// check per row of what the async side still holds of it.
-    ended_id: std::sync::atomic::AtomicU64,
-    /// The gate's connection's: vetting a query is stopped like running one.
-    gate_interrupt: Arc<InterruptHandle>,
-    running: Mutex<Running>,
-    /// Rows a result may have (`None`: no limit).
-    max_rows: Option<u64>,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").finish_non_exhaustive()
-    }
-}
-
-#[derive(Debug, Default)]
-struct Running {
-    /// The statement running or streaming (0: none).
-    id: u64,
-    stopped: Option<Stop>,
-    /// A stop for a statement not started yet (its timer fired while it waited its turn
-    /// on the thread): it is stopped as it starts.
-    early: Option<(u64, Stop)>,
-    /// The last statement stopped while its result was open: what its next fetch hears.
-    ended: Option<(u64, Stop)>,
-}
 
 /// Transaction control, run on the client's connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -371,52 +342,6 @@ impl Drop for Reader {
     }
 }
 
-impl Shared {
-    fn stop(&self, id: Option<u64>, why: Stop) {
-        if let Ok(mut running) = self.running.lock() {
-            if running.id != 0 && id.is_none_or(|id| id == running.id) {
-                running.stopped = Some(why);
-                self.interrupt.interrupt();
-                self.gate_interrupt.interrupt();
-            } else if let Some(id) = id.filter(|id| *id > running.id) {
-                running.early = Some((id, why));
-            }
-        }
-    }
-
-    fn set_running(&self, id: u64) {
-        if let Ok(mut running) = self.running.lock() {
-            let early = running.early.take();
-            let stopped = early.filter(|(at, _)| *at == id).map(|(_, why)| why);
-            running.early = early.filter(|(at, _)| *at > id);
-            running.id = id;
-            running.stopped = stopped;
-        }
-    }
-
-    fn stopped(&self) -> Option<Stop> {
-        self.running.lock().ok().and_then(|r| r.stopped)
-    }
-
-    /// Statement `id` was stopped while its result was open, and has ended.
-    fn end_stopped(&self, id: u64, why: Stop) {
-        if let Ok(mut running) = self.running.lock() {
-            running.ended = Some((id, why));
-        }
-        self.ended_id
-            .store(id, std::sync::atomic::Ordering::Release);
-    }
-
-    /// Why a fetch from result `id`, no longer open, fails.
-    fn ended(&self, id: u64) -> Refusal {
-        let ended = self.running.lock().ok().and_then(|r| r.ended);
-        match ended {
-            Some((at, why)) if at == id => stopped(why),
-            _ => closed(),
-        }
-    }
-}
-
 /// The thread's side.
 struct Thread {
     conn: Connection,
@@ -561,16 +486,6 @@ impl Thread {
             }
         }
         pending
-    }
-}
-
-fn stopped(why: Stop) -> Refusal {
-    Refusal {
-        sqlstate: "57014",
-        message: match why {
-            Stop::Cancel => "canceling statement due to user request".into(),
-            Stop::Timeout => "canceling statement due to statement timeout".into(),
-        },
     }
 }
 
