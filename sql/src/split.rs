@@ -6,22 +6,11 @@
 
 /// The statements of `text`, each without its terminating semicolon.
 pub fn statements(text: &str) -> Vec<&str> {
-    let bytes = text.as_bytes();
-    let (mut out, mut start, mut i) = (Vec::new(), 0, 0);
-    while i < bytes.len() {
-        i = match bytes[i] {
-            b';' => {
-                push(&mut out, &text[start..i]);
-                start = i + 1;
-                i + 1
-            }
-            b'\'' => quoted(bytes, i, b'\'', backslashes(bytes, i)),
-            b'"' => quoted(bytes, i, b'"', false),
-            b'-' if bytes.get(i + 1) == Some(&b'-') => line_end(bytes, i),
-            b'/' if bytes.get(i + 1) == Some(&b'*') => block_end(bytes, i),
-            b'$' => dollar_end(text, i),
-            _ => i + 1,
-        };
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, _) in Unquoted::new(text).filter(|(_, b)| *b == b';') {
+        push(&mut out, &text[start..i]);
+        start = i + 1;
     }
     push(&mut out, &text[start..]);
     out
@@ -30,28 +19,54 @@ pub fn statements(text: &str) -> Vec<&str> {
 /// How deep parentheses nest in `text`, outside string literals, quoted identifiers,
 /// dollar quotes and comments.
 pub fn nesting(text: &str) -> usize {
-    let bytes = text.as_bytes();
-    let (mut depth, mut deepest, mut i) = (0usize, 0usize, 0);
-    while i < bytes.len() {
-        i = match bytes[i] {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    for (_, b) in Unquoted::new(text) {
+        match b {
             b'(' => {
                 depth += 1;
                 deepest = deepest.max(depth);
-                i + 1
             }
-            b')' => {
-                depth = depth.saturating_sub(1);
-                i + 1
-            }
-            b'\'' => quoted(bytes, i, b'\'', backslashes(bytes, i)),
-            b'"' => quoted(bytes, i, b'"', false),
-            b'-' if bytes.get(i + 1) == Some(&b'-') => line_end(bytes, i),
-            b'/' if bytes.get(i + 1) == Some(&b'*') => block_end(bytes, i),
-            b'$' => dollar_end(text, i),
-            _ => i + 1,
-        };
+            b')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
     }
     deepest
+}
+
+/// The bytes of a query string (with their positions) outside string literals, quoted
+/// identifiers, dollar quotes and comments.
+struct Unquoted<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Unquoted<'a> {
+    fn new(text: &'a str) -> Self {
+        Unquoted { text, at: 0 }
+    }
+}
+
+impl Iterator for Unquoted<'_> {
+    type Item = (usize, u8);
+
+    fn next(&mut self) -> Option<(usize, u8)> {
+        let bytes = self.text.as_bytes();
+        while let Some(&b) = bytes.get(self.at) {
+            let i = self.at;
+            self.at = match b {
+                b'\'' => quoted(bytes, i, b'\'', backslashes(bytes, i)),
+                b'"' => quoted(bytes, i, b'"', false),
+                b'-' if bytes.get(i + 1) == Some(&b'-') => line_end(bytes, i),
+                b'/' if bytes.get(i + 1) == Some(&b'*') => block_end(bytes, i),
+                b'$' => dollar_end(self.text, i),
+                _ => {
+                    self.at = i + 1;
+                    return Some((i, b));
+                }
+            };
+        }
+        None
+    }
 }
 
 /// `text` with two spellings psql uses in its catalog queries made plain, outside quotes

@@ -70,9 +70,13 @@ fn source_with(root: &Path, ledger: impl FileLedger + 'static, extra: &str) -> C
     .expect("source")
 }
 
-/// Runs the source with `--once`, playing the committer: every chunk is acknowledged.
-/// Returns the chunks' row counts.
-fn run_acking(source: CsvDirSource) -> Vec<usize> {
+/// A `--once` run's context, with the receiving end of its events and the sending end of
+/// its acknowledgements (the test plays the committer).
+fn once_context() -> (
+    SourceContext,
+    mpsc::Receiver<SourceEvent>,
+    mpsc::Sender<Position>,
+) {
     let (events, received) = mpsc::sync_channel(64);
     let (acks_tx, acks) = mpsc::channel();
     let ctx = SourceContext {
@@ -82,6 +86,13 @@ fn run_acking(source: CsvDirSource) -> Vec<usize> {
         once: true,
         status: Arc::default(),
     };
+    (ctx, received, acks_tx)
+}
+
+/// Runs the source with `--once`, playing the committer: every chunk is acknowledged.
+/// Returns the chunks' row counts.
+fn run_acking(source: CsvDirSource) -> Vec<usize> {
+    let (ctx, received, acks_tx) = once_context();
     let runner = std::thread::spawn(move || source.run(ctx));
     let mut chunks = Vec::new();
     while let Ok(event) = received.recv() {
@@ -246,15 +257,7 @@ fn hash(bytes: &[u8]) -> FileHash {
 /// the last position winning, newest last), then acknowledged. Returns the `id` values
 /// of the rows sent.
 fn run_committing(source: CsvDirSource, ledger: &SharedLedger) -> Vec<i64> {
-    let (events, received) = mpsc::sync_channel(64);
-    let (acks_tx, acks) = mpsc::channel();
-    let ctx = SourceContext {
-        events,
-        acks,
-        stop: CancellationToken::new(),
-        once: true,
-        status: Arc::default(),
-    };
+    let (ctx, received, acks_tx) = once_context();
     let runner = std::thread::spawn(move || source.run(ctx));
     let mut ids = Vec::new();
     while let Ok(event) = received.recv() {
