@@ -105,6 +105,10 @@ const TABLE_FUNCTIONS: &[&str] = &[
 /// interrupt lands only after that); 1,000 take 100 MB and a tenth of a second.
 pub const MAX_SELECTS: usize = 1000;
 
+/// Tables one statement may name (each join's sides, each subquery's): DuckDB plans a
+/// join of each with the others.
+pub const MAX_TABLES: usize = 1000;
+
 /// How deep a statement's parentheses may nest: DuckDB's own `max_expression_depth`. Its
 /// parse tree is serialized and walked recursively, and 20,000 nested subqueries (a
 /// 320 KB query) overflowed the client thread's stack (which is large besides:
@@ -283,8 +287,20 @@ fn query(conn: &Connection, tree: &Value, sql: &str, scope: &Scope) -> Result<Ve
             ),
         ));
     }
+    if refs.tables.len() > MAX_TABLES {
+        return Err(Refusal::new(
+            sqlstate::TOO_COMPLEX,
+            format!(
+                "the statement names {} tables; sluice's SQL endpoint plans at most {MAX_TABLES} in one statement",
+                refs.tables.len()
+            ),
+        ));
+    }
+    let mut checked = BTreeSet::new();
     for table in &refs.tables {
-        relation(conn, scope, table)?;
+        if checked.insert(table) {
+            relation(conn, scope, table)?;
+        }
     }
     answered_by_sluice(&refs, sql)?;
     if let Some(f) = refs
@@ -493,7 +509,11 @@ fn parse(conn: &Connection, text: &str) -> Result<Parsed, Refusal> {
             r.get(0)
         })
         .map_err(internal)?;
-    let value: Value = serde_json::from_str(&json).map_err(internal)?;
+    // As deep as DuckDB's tree goes (bounded by MAX_NESTING, DuckDB's own expression
+    // depth and the query's size), on the client thread's large stack.
+    let mut reader = serde_json::Deserializer::from_str(&json);
+    reader.disable_recursion_limit();
+    let value: Value = serde::Deserialize::deserialize(&mut reader).map_err(internal)?;
     if value.get("error").and_then(Value::as_bool) != Some(true) {
         let trees = match value.get("statements") {
             Some(Value::Array(s)) => s.clone(),

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::rewrite::Mention;
 
 /// A table a query names, as written.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) struct TableRef {
     pub(super) catalog: String,
     pub(super) schema: String,

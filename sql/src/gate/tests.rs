@@ -350,6 +350,21 @@ fn a_cte_is_not_in_scope_in_its_own_body_or_earlier_ones() {
 }
 
 #[test]
+fn deep_expressions_are_read_and_statements_with_too_many_tables_are_refused() {
+    // DuckDB's tree of a 900-term sum is thousands of levels deep.
+    let sum = vec!["1"; 900].join(" + ");
+    assert_eq!(queries(&format!("select {sum}")).len(), 1);
+    let many = (0..=MAX_TABLES)
+        .map(|i| format!("raw.orders o{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    assert_eq!(
+        refused(&format!("select 1 from {many}")).sqlstate,
+        sqlstate::TOO_COMPLEX
+    );
+}
+
+#[test]
 fn statements_with_too_many_selects_are_refused_before_duckdb_plans_them() {
     let many = vec!["SELECT 1"; MAX_SELECTS + 1].join(" UNION ALL ");
     assert_eq!(refused(&many).sqlstate, sqlstate::TOO_COMPLEX);

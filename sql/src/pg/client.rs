@@ -176,7 +176,9 @@ impl Client {
                 let shared = shared.clone();
                 async move {
                     loop {
-                        if let Some(e) = reader.stopped_result(id) {
+                        // Rows fetched before the statement was stopped are not sent
+                        // (an ended result has already said why, once).
+                        if let Some(e) = reader.stopped_result(id).filter(|_| !done) {
                             let outcome = Outcome::of(&e);
                             shared.service.metrics.statement(outcome, started.elapsed());
                             let none = Vec::new().into_iter();
