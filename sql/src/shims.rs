@@ -69,10 +69,12 @@ const SHIMS: &[(&str, &str, &str)] = &[
 
 /// The most a value-making function may make over the SQL endpoint: characters of a
 /// string (`repeat`, `lpad`, `rpad`) or elements of a list (`repeat`, `list_resize`,
-/// `array_resize`). DuckDB builds such a value outside its `memory_limit`, whole, before
-/// anything can interrupt it (`repeat('x', 2e9)` takes 4 GB), so the bound is checked
-/// before the call; a longer result is an error (`22023`).
-pub const MAX_VALUE_LENGTH: u64 = 1 << 20;
+/// `array_resize`, `range`). DuckDB builds such a value outside its `memory_limit`, whole,
+/// before anything can interrupt it (`repeat('x', 2e9)` takes 4 GB), and a whole vector of
+/// 2,048 of them at once (`repeat('x', 1e6) FROM range(...)`: 2 GB), so the bound is
+/// checked before the call, small enough that a vector stays within 256 MB (2,048 lists
+/// of 16,384 BIGINTs); a longer result is an error (`22023`).
+pub const MAX_VALUE_LENGTH: u64 = 16_384;
 
 /// The functions that make a value longer than their arguments, each as a macro that
 /// checks the length first. `{max}` is [`MAX_VALUE_LENGTH`]; `{n}` wraps the length

@@ -133,6 +133,11 @@ fn huge_values_are_refused_before_duckdb_builds_them() {
     let union = vec!["SELECT 1"; 6000].join(" UNION ALL ");
     for (sql, code) in [
         ("SELECT length(repeat('x', 2000000000))", "22023"),
+        // Each under the old bound, but 2,048 at once are 2 GB.
+        (
+            "SELECT max(length(repeat('x', 1000000))) FROM range(100000)",
+            "22023",
+        ),
         ("SELECT length(lpad('x', 2000000000, 'y'))", "22023"),
         ("SELECT len(list_resize([1], 300000000))", "22023"),
         ("SELECT length('x'.repeat(2000000000))", "22023"),
