@@ -183,6 +183,15 @@ pub enum FileStatus {
     /// is too long, ...); it is moved to quarantine once this is recorded. Build it with
     /// [`FileStatus::quarantined`], which bounds the reason.
     Quarantined { reason: String },
+    /// Never in the ledger: the committer's answer to chunks of a file that cannot be
+    /// committed for a reason tied to the file's own rows (DuckDB refused one of its
+    /// values; see the daemon's `pipeline/committer/isolate.rs`). It comes back to the
+    /// source on its acknowledgements in place of a committed position: nothing of that
+    /// chunk, nor of any later chunk of the file, is committed, and the source records the
+    /// file as quarantined with this reason. Build it with [`FileStatus::refused`]. (A
+    /// `Box<str>`: beside `Quarantined`'s `String` it keeps the status, and so every
+    /// chunk, the size it was.)
+    Refused { reason: Box<str> },
 }
 
 impl FileStatus {
@@ -194,12 +203,21 @@ impl FileStatus {
         }
     }
 
-    /// The word stored in `_sluice.files.status`.
+    /// Refused for `reason`, cut to [`crate::text::TEXT_LIMIT`] (the error may quote a
+    /// value of the file).
+    pub fn refused(reason: impl Into<String>) -> Self {
+        FileStatus::Refused {
+            reason: crate::text::bounded_owned(reason.into()).into(),
+        }
+    }
+
+    /// The word stored in `_sluice.files.status` (`refused` is never stored, only logged).
     pub fn as_str(&self) -> &'static str {
         match self {
             FileStatus::Partial => "partial",
             FileStatus::Ingested => "ingested",
             FileStatus::Quarantined { .. } => "quarantined",
+            FileStatus::Refused { .. } => "refused",
         }
     }
 

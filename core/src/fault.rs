@@ -18,10 +18,18 @@ pub const POINTS: &[&str] = &[
     "commit.before",
     // Committed; the source has not been told.
     "commit.after",
+    // A batch's commit failed for a reason tied to its rows (DuckDB refused a value); its
+    // files are about to be committed one at a time. Nothing of the batch is committed.
+    "isolate.before",
+    // ... each file's chunks committed on their own, but for the file(s) whose own commit
+    // failed; their sources are about to be told to quarantine them.
+    "isolate.refused",
     // A file's last rows are committed; it is about to be archived or deleted.
     "file.before_dispose",
     // ... archived or deleted.
     "file.after_dispose",
+    // A file's quarantine is committed; it is about to be moved to quarantine.
+    "file.before_quarantine",
     // Kafka offsets are committed in DuckDB; about to be committed to the broker.
     "kafka.before_broker_commit",
     // ... committed to the broker.

@@ -55,6 +55,27 @@ impl SinkError {
         self.storage().is_some()
     }
 
+    /// Whether DuckDB refused a value of the rows being appended (a conversion, a
+    /// constraint, a value out of range): a failure tied to the input, which committing
+    /// the same rows again repeats and which other rows need not share. The committer then
+    /// commits the batch one file at a time to find the file it belongs to. Anything else
+    /// (a missing table, a defect, a storage problem) is not tied to some rows.
+    pub fn is_refused_value(&self) -> bool {
+        const REFUSALS: [&str; 4] = [
+            "Conversion Error",
+            "Constraint Error",
+            "Invalid Input Error",
+            "Out of Range Error",
+        ];
+        match self {
+            SinkError::Duckdb { source, .. } => {
+                let text = source.to_string();
+                REFUSALS.iter().any(|r| text.contains(r)) && Storage::in_message(&text).is_none()
+            }
+            _ => false,
+        }
+    }
+
     /// The storage problem behind this error, if it is one. File errors are classified
     /// by errno. DuckDB's are by message: duckdb-rs reports every failure with the same
     /// generic code and DuckDB's message text (which carries the OS's `strerror` text),

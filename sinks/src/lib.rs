@@ -9,6 +9,9 @@
 //!    batch ledger, file positions and dead letters together, and commits only once the
 //!    Parquet file is in place ([`Warehouse::commit_staged`]). Nothing is durable before it.
 //!
+//! A batch staged but not to be committed as it is (the committer splits one whose commit
+//! failed) is taken back, newest first, with [`Warehouse::unstage`].
+//!
 //! On start, [`Warehouse::reconcile`] removes Parquet files the ledger does not know (a crash
 //! between the two steps) and reports ledger entries whose file is missing.
 //!

@@ -276,6 +276,24 @@ impl Warehouse {
         })
     }
 
+    /// Takes back the batch staged last, uncommitted, with its Parquet file removed: its id
+    /// goes to the next batch staged. Batches staged after a failed one are unstaged newest
+    /// first, then the failed one, so that its chunks can be staged again in other batches
+    /// (the committer commits a failed batch one file at a time).
+    pub fn unstage(&mut self, staged: Staged) -> Result<PendingBatch> {
+        if let Some(id) = staged.id {
+            if id != self.last_staged {
+                return Err(SinkError::OutOfOrder {
+                    table: staged.batch.table.to_string(),
+                    id,
+                    last: self.last_batch,
+                });
+            }
+            self.last_staged = id - 1;
+        }
+        Ok(staged.into_batch())
+    }
+
     /// Commits a staged batch: its Parquet file must be in place, then one DuckDB
     /// transaction holds the rows, the ledger entry, the file positions and the dead
     /// letters. On error nothing of the batch is in DuckDB and its Parquet file is

@@ -29,7 +29,10 @@ pub enum SourceEvent {
 #[derive(Debug)]
 pub struct SourceContext {
     pub events: SyncSender<SourceEvent>,
-    /// Positions of this source that are now committed, in commit order.
+    /// Positions of this source that are now committed, in commit order. For a file
+    /// source, a position may instead say that the file's chunks are refused
+    /// (`FileStatus::Refused`: DuckDB refused a value of its rows); nothing of it from that
+    /// chunk on is committed, and the source is to quarantine the file.
     pub acks: Receiver<Position>,
     /// Cancelled on shutdown: stop reading, wait for acknowledgements, return.
     pub stop: CancellationToken,

@@ -17,7 +17,8 @@
 //! - [`reader`]: streaming records of one file into chunks, hashing what was parsed.
 //! - [`dispose`]: archive, delete or keep; quarantine.
 //! - [`source`]: the source's thread: events, rescans, deciding what to do with a file;
-//!   `source/read.rs` reads one file into chunks, `source/acks.rs` acts on acknowledgements.
+//!   `source/read.rs` reads one file into chunks, `source/acks.rs` acts on acknowledgements
+//!   (and on the committer's refusal of a file's chunks: the file is quarantined).
 
 mod component;
 pub mod config;

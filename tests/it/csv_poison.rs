@@ -1,6 +1,7 @@
 //! Files that try to stop the daemon: over-long lines and headers, files that cannot be
-//! opened for a while. Each must be quarantined or dead-lettered while the daemon stays up
-//! and other files land.
+//! opened for a while, a value DuckDB refuses on insert (the file is found by committing
+//! its batch one file at a time). Each must be quarantined or dead-lettered while the
+//! daemon stays up and other files land.
 
 use std::{
     fs,
@@ -348,4 +349,186 @@ fn the_open_files_limit_is_raised_to_the_hard_limit_at_start() {
     assert_eq!(open_files_limit(daemon.pid().as_raw()), (4096, 4096));
     let (status, _) = daemon.terminate();
     assert!(status.success());
+}
+
+/// A table with a JSON column: DuckDB refuses, on insert, a JSON string holding a lone
+/// surrogate escape (`"\ud800"`) that the CSV typing lets through.
+const JSON_SCHEMA: &str = "[sources.src.schema]\nid = \"BIGINT\"\nj = \"JSON\"\n";
+
+/// Rows `first..first + rows` as `id,j`, the row of id `bad` (if any) with a JSON value
+/// DuckDB refuses.
+fn json_rows(first: i64, rows: i64, bad: Option<i64>) -> String {
+    let mut s = String::from("id,j\n");
+    for id in first..first + rows {
+        match Some(id) == bad {
+            true => s.push_str(&format!("{id},\"\"\"\\ud800\"\"\"\n")),
+            false => s.push_str(&format!("{id},\"{{\"\"n\"\": {id}}}\"\n")),
+        }
+    }
+    s
+}
+
+/// One batch of 15 rows: each file is one chunk of 5 rows, and the batch closes when the
+/// third comes; never by age.
+const THREE_FILES_A_BATCH: &str = "[batch]\nmax_rows = 15\nmax_age = \"1h\"\n";
+
+/// Rows of ids `ids` once each, and no other (count, distinct ids, sum, in DuckDB and in
+/// Parquet).
+fn assert_rows_once(d: &Deployment, ids: &[std::ops::RangeInclusive<i64>]) {
+    let db = d.db();
+    let (n, sum): (i64, i64) = ids.iter().fold((0, 0), |(n, s), r| {
+        (n + r.clone().count() as i64, s + r.clone().sum::<i64>())
+    });
+    let raw = query_strings(
+        &db,
+        "SELECT count(*), count(DISTINCT id), coalesce(sum(id), 0) FROM raw.src",
+    );
+    assert_eq!(raw, [[n.to_string(), n.to_string(), sum.to_string()]]);
+    let glob = d.parquet_glob("src");
+    let parquet = format!("SELECT count(*), count(DISTINCT id) FROM read_parquet('{glob}')");
+    assert_eq!(
+        query_strings(&db, &parquet),
+        [[n.to_string(), n.to_string()]]
+    );
+    assert_eq!(query_i64(&db, "SELECT sum(rows) FROM _sluice.batches"), n);
+}
+
+/// The one quarantine record (of `name`), its reason naming DuckDB's refusal.
+fn assert_quarantined_once(d: &Deployment, name: &str) -> String {
+    let records = query_strings(
+        &d.db(),
+        "SELECT original_name, reason FROM _sluice.files WHERE status = 'quarantined'",
+    );
+    assert_eq!(records.len(), 1, "{records:?}");
+    let (file, reason) = (&records[0][0], &records[0][1]);
+    assert_eq!(file, name);
+    assert!(
+        reason.starts_with("cannot be committed: duckdb: appending rows to raw.src: ")
+            && reason.contains("Malformed JSON")
+            && reason.len() <= 4096 + 32,
+        "{reason}"
+    );
+    assert_eq!(d.moved("quarantine"), [name]);
+    reason.clone()
+}
+
+#[test]
+fn a_file_duckdb_refuses_is_quarantined_and_the_other_files_of_its_batch_land() {
+    let d = Deployment::new(JSON_SCHEMA, THREE_FILES_A_BATCH);
+    let mut daemon = d.start();
+    daemon.wait_for_log("watching");
+    drop_file(&d, "a.csv", json_rows(1, 5, None).as_bytes());
+    drop_file(&d, "b.csv", json_rows(6, 5, Some(8)).as_bytes());
+    drop_file(&d, "c.csv", json_rows(11, 5, None).as_bytes());
+    daemon.wait_until("a and c archived", |_| {
+        d.moved("archive") == ["a.csv", "c.csv"]
+    });
+    // The source has sent b's quarantine record: the next full batch takes it along.
+    daemon.wait_for_log("quarantining file");
+    drop_file(&d, "d.csv", json_rows(16, 15, None).as_bytes());
+    daemon.wait_until("b quarantined, d archived", |_| {
+        d.moved("quarantine") == ["b.csv"] && d.moved("archive").len() == 3
+    });
+    let (status, log) = daemon.terminate();
+    assert!(status.success(), "{status}\n{log}");
+    assert!(
+        log.contains("committing its files one at a time") && log.contains("files=3"),
+        "the three files were not in one batch:\n{log}"
+    );
+    assert!(!log.contains("failed for good"), "{log}");
+    assert_rows_once(&d, &[1..=5, 11..=30]);
+    assert_quarantined_once(&d, "b.csv");
+    // a and c were committed one file at a time, then d.
+    let batches = query_strings(
+        &d.db(),
+        "SELECT rows FROM _sluice.batches ORDER BY batch_id",
+    );
+    assert_eq!(batches, [["5"], ["5"], ["15"]]);
+}
+
+#[test]
+fn a_file_refused_part_way_keeps_its_committed_rows_and_no_later_chunk_lands() {
+    // Batches of one 15-row chunk: b's fourth (ids 46..=60) holds the refused value.
+    let d = Deployment::new(JSON_SCHEMA, "[batch]\nmax_rows = 15\n");
+    let b = json_rows(1, 100, Some(50));
+    drop_file(&d, "b.csv", b.as_bytes());
+    drop_file(&d, "c.csv", json_rows(1001, 5, None).as_bytes());
+    d.run_once();
+    assert_rows_once(&d, &[1..=45, 1001..=1005]);
+    let db = d.db();
+    // b's record stays as its commits left it, the quarantine beside it says so.
+    let committed: usize = b.lines().take(46).map(|l| l.len() + 1).sum();
+    let record = query_strings(
+        &db,
+        "SELECT status, next_offset, next_line, rows FROM _sluice.files \
+         WHERE original_name = 'b.csv' AND status <> 'quarantined'",
+    );
+    assert_eq!(record, [["partial", &committed.to_string(), "47", "45"]]);
+    let reason = assert_quarantined_once(&d, "b.csv");
+    assert!(
+        reason.ends_with(&format!(
+            "; {committed} bytes of it (lines before 47) were committed before, and their rows stay"
+        )),
+        "{reason}"
+    );
+}
+
+#[test]
+fn files_that_each_fail_on_their_own_stop_the_daemon_and_nothing_is_lost() {
+    let d = Deployment::new(JSON_SCHEMA, THREE_FILES_A_BATCH);
+    drop_file(&d, "a.csv", json_rows(1, 5, Some(1)).as_bytes());
+    drop_file(&d, "b.csv", json_rows(6, 5, Some(6)).as_bytes());
+    drop_file(&d, "c.csv", json_rows(11, 5, Some(11)).as_bytes());
+    let out = d.run_once_with(&[]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("every file of the batch failed on its own")
+            && log.contains("failed for good"),
+        "{log}"
+    );
+    // Not tied to one file: nothing is quarantined, all stays for the next start.
+    let db = d.db();
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM _sluice.files"), 0);
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM raw.src"), 0);
+    assert!(d.moved("quarantine").is_empty());
+    assert_eq!(fs::read_dir(&d.inbox).expect("inbox").count(), 3);
+}
+
+#[test]
+fn killed_around_a_per_file_retry_every_good_row_lands_once_and_the_file_is_quarantined() {
+    // Per kill: the batches committed at the kill, and whether b's quarantine is recorded.
+    for (fault, batches, quarantined) in [
+        ("isolate.before", 0, 0),
+        ("commit.after@1", 1, 0),
+        ("isolate.refused", 2, 0),
+        ("file.before_quarantine", 2, 1),
+    ] {
+        let d = Deployment::new(JSON_SCHEMA, THREE_FILES_A_BATCH);
+        drop_file(&d, "a.csv", json_rows(1, 5, None).as_bytes());
+        drop_file(&d, "b.csv", json_rows(6, 5, Some(8)).as_bytes());
+        drop_file(&d, "c.csv", json_rows(11, 5, None).as_bytes());
+        run_to_fault(&d, fault);
+        let db = d.db();
+        let at_kill = query_strings(
+            &db,
+            "SELECT (SELECT count(*) FROM _sluice.batches), \
+               (SELECT count(*) FROM raw.src), \
+               (SELECT count(*) FROM _sluice.files WHERE status = 'quarantined')",
+        );
+        let rows = batches * 5;
+        let want = [
+            batches.to_string(),
+            rows.to_string(),
+            quarantined.to_string(),
+        ];
+        assert_eq!(at_kill, [want], "{fault}");
+        assert!(d.moved("quarantine").is_empty(), "{fault}");
+        drop(db);
+
+        d.run_once();
+        assert_rows_once(&d, &[1..=5, 11..=15]);
+        assert_quarantined_once(&d, "b.csv");
+        assert_eq!(d.moved("archive"), ["a.csv", "c.csv"], "{fault}");
+    }
 }

@@ -235,25 +235,28 @@ fn every_row_exactly_once_across_sigkills_at_random_moments() {
 
 #[test]
 fn a_commit_that_cannot_succeed_stops_the_daemon_with_its_error() {
-    let d = Deployment::new(SCHEMA, "");
+    // One batch (a long max_age) for the two files that follow.
+    let d = Deployment::new(SCHEMA, "[batch]\nmax_age = \"1h\"\n");
     d.write("a.csv", &csv_rows(1, 3));
     d.run_once();
-    // Someone tightens the raw table; the next file has a row that breaks the rule.
+    // Someone tightens the raw table; each of the next files has a row that breaks the
+    // rule. A failure tied to one file would quarantine it (tests/it/csv_poison.rs); one
+    // that every file of the batch hits on its own is the table's, and stops sluice.
     let db = duckdb::Connection::open(d.data.join("warehouse.duckdb")).expect("open");
     db.execute_batch("ALTER TABLE raw.src ALTER COLUMN name SET NOT NULL")
         .expect("alter");
     drop(db);
     d.write("b.csv", "id,name,amount\n4,,1.00\n");
+    d.write("c.csv", "id,name,amount\n5,,1.00\n");
 
-    let mut daemon = d.start();
-    let status = daemon.wait_exit();
-
-    let log = daemon.log_text();
-    assert!(!status.success(), "{log}");
+    let out = d.run_once_with(&[]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{log}");
     assert!(log.contains("NOT NULL") && log.contains("src"), "{log}");
-    // Nothing of the failed batch is committed or acknowledged: b.csv waits in the inbox.
+    // Nothing of the failed batch is committed or acknowledged: the files wait.
     assert_eq!(query_i64(&d.db(), "SELECT count(*) FROM raw.src"), 3);
-    assert!(d.inbox.join("b.csv").exists());
+    assert!(d.inbox.join("b.csv").exists() && d.inbox.join("c.csv").exists());
+    assert!(d.moved("quarantine").is_empty());
 }
 
 /// The signal mask bits of SIGHUP (1), SIGINT (2) and SIGTERM (15) in /proc/<pid>/status:

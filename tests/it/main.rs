@@ -7,7 +7,7 @@
 //! - [`csv_changes`]: files that grow or change after (part of) them was committed.
 //! - [`csv_bad_input`]: dead letters, quarantine, symlinks, bad configuration.
 //! - [`csv_poison`]: files that try to stop the daemon: over-long lines and headers,
-//!   files that cannot be opened for a while.
+//!   files that cannot be opened for a while, a file whose rows DuckDB refuses.
 //! - [`csv_storage`]: raw table and Parquet layout, schemas, large files, reconciliation.
 //! - [`faults`]: SIGKILL at each fault point of the commit path, then a restart.
 //! - [`kafka`]: the Kafka source against librdkafka's mock cluster (a real broker when

@@ -3,9 +3,11 @@
 //! chunk's position back to its source.
 //!
 //! A commit that fails for a reason that may pass (I/O, a full disk) is retried with
-//! backoff while the sources wait on the bounded channel; any other failure stops the
-//! daemon with an error naming the table. Either way nothing uncommitted is acknowledged,
-//! so a restart reads it again.
+//! backoff while the sources wait on the bounded channel ([`blocked`] reports it). One that
+//! DuckDB refused for a value of its rows is committed again one file at a time, and the
+//! file(s) it belongs to are refused: their sources quarantine them ([`isolate`]). Any other
+//! failure stops the daemon with an error naming the table. Either way nothing uncommitted
+//! is acknowledged, so a restart reads it again.
 //!
 //! Between commits the worker runs the step it was handed ([`AfterCommit`]: the models):
 //! it owns the only read-write connection, so a model round never races a commit. The
@@ -22,13 +24,18 @@ use std::{
 
 use crossbeam_channel::{bounded, RecvTimeoutError as QueueRecvError, SendTimeoutError};
 use sluice_core::{retry::Backoff, text, Position};
-use sluice_sinks::{CommitReceipt, PendingBatch, SinkError, Staged, Storage, Warehouse};
+use sluice_sinks::{CommitReceipt, PendingBatch, SinkError, Staged, Warehouse};
 use sluice_sources::SourceEvent;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info};
 
 use super::batcher::{Batcher, Limits};
 use crate::{health::Health, telemetry};
+use blocked::Blocked;
+use isolate::Refused;
+
+mod blocked;
+mod isolate;
 
 /// Longest wait for a chunk before checking ages and the stop signal again.
 const IDLE_TICK: Duration = Duration::from_millis(250);
@@ -79,6 +86,26 @@ struct CommitWorker<A> {
     acks: HashMap<Arc<str>, Sender<Position>>,
     health: Arc<Health>,
     after: Option<A>,
+    /// Files whose chunks were refused: their chunks still on their way are dropped.
+    refused: Refused,
+}
+
+/// A batch whose commit failed for good, handed back uncommitted, and why (boxed where it
+/// travels: a staged batch and a DuckDB error are large).
+#[derive(Debug)]
+struct Failed {
+    staged: Staged,
+    error: SinkError,
+}
+
+impl Failed {
+    /// The failure as the error that stops the daemon.
+    fn fatal(self) -> CommitError {
+        CommitError {
+            table: self.staged.batch().table.to_string(),
+            cause: Box::new(self.error),
+        }
+    }
 }
 
 /// What the committer hands back when ingestion ends: the warehouse and the step it was
@@ -100,6 +127,7 @@ impl<A: AfterCommit> Committer<A> {
                 acks,
                 health: health.clone(),
                 after,
+                refused: Refused::default(),
             },
             batcher: Batcher::new(limits),
             health,
@@ -241,41 +269,6 @@ fn send_alive<T>(worker: &crossbeam_channel::Sender<T>, mut batch: T, health: &H
     }
 }
 
-/// Whether commits are blocked by a storage problem, and since when. Reported once per
-/// change of state (log, `/readyz`, gauge), not once per attempt: a disk can stay full
-/// for hours.
-#[derive(Debug, Default)]
-struct Blocked(Option<(Storage, Instant)>);
-
-impl Blocked {
-    fn failed(&mut self, health: &Health, table: &str, e: &SinkError) {
-        let storage = e.storage().unwrap_or(Storage::Io);
-        // Bounded: a DuckDB error may quote what it was given.
-        let error = e.to_string();
-        let error = text::bounded(&error, text::TEXT_LIMIT);
-        if self.0.map(|(s, _)| s) == Some(storage) {
-            debug!(%table, %error, "commit failed again; retrying");
-            return;
-        }
-        if let Some((old, _)) = self.0 {
-            telemetry::commits_blocked(old, false);
-        }
-        warn!(%table, reason = storage.as_str(), %error,
-            "commits blocked; nothing is lost, retrying until this passes");
-        health.set_commits_blocked(Some(format!("{}: {error}", storage.as_str())));
-        telemetry::commits_blocked(storage, true);
-        self.0 = Some((storage, Instant::now()));
-    }
-
-    fn passed(&mut self, health: &Health, table: &str) {
-        if let Some((storage, since)) = self.0.take() {
-            info!(%table, reason = storage.as_str(), blocked_for = ?since.elapsed(), "commits resumed");
-            health.set_commits_blocked(None);
-            telemetry::commits_blocked(storage, false);
-        }
-    }
-}
-
 impl<A: AfterCommit> CommitWorker<A> {
     fn run(
         mut self,
@@ -287,7 +280,10 @@ impl<A: AfterCommit> CommitWorker<A> {
             let staged = match ahead.take() {
                 Some(staged) => staged,
                 None => match queue.recv_timeout(IDLE_TICK) {
-                    Ok(batch) => self.stage(batch)?,
+                    Ok(batch) => match self.stage(batch)? {
+                        Some(staged) => staged,
+                        None => continue,
+                    },
                     Err(QueueRecvError::Timeout) => {
                         if let Some(after) = self.after.as_mut().filter(|_| !stop.is_cancelled()) {
                             after.idle(self.warehouse.for_queries());
@@ -299,11 +295,14 @@ impl<A: AfterCommit> CommitWorker<A> {
             };
             // A batch already waiting is staged now, so its Parquet file is written while
             // this one commits. A staging error is reported once this commit is done.
-            let next = queue.try_recv().ok().map(|batch| self.stage(batch));
-            self.commit(staged, stop)?;
-            ahead = match next.transpose()? {
+            let next = self.stage_waiting(&queue);
+            let next = match self.commit(staged, stop) {
+                Ok(()) => next?,
+                Err(failed) => self.recover(failed, next, stop)?,
+            };
+            ahead = match next {
                 Some(staged) => Some(staged),
-                None => queue.try_recv().ok().map(|b| self.stage(b)).transpose()?,
+                None => self.stage_waiting(&queue)?,
             };
             // A batch already waiting means more are coming: models may wait for it.
             if let Some(after) = self.after.as_mut().filter(|_| !stop.is_cancelled()) {
@@ -313,9 +312,29 @@ impl<A: AfterCommit> CommitWorker<A> {
         Ok((self.warehouse, self.after))
     }
 
-    fn stage(&mut self, batch: PendingBatch) -> Result<Staged, CommitError> {
+    /// The batch waiting in the queue, if any, staged.
+    fn stage_waiting(
+        &mut self,
+        queue: &crossbeam_channel::Receiver<PendingBatch>,
+    ) -> Result<Option<Staged>, CommitError> {
+        match queue.try_recv() {
+            Ok(batch) => self.stage(batch),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Stages a batch without the chunks of files refused meanwhile (see [`isolate`]);
+    /// `None` when nothing else is left of it.
+    fn stage(&mut self, mut batch: PendingBatch) -> Result<Option<Staged>, CommitError> {
+        let dropped = self.refused.drop_chunks(&mut batch);
+        if dropped > 0 {
+            debug!(table = %batch.table, dropped, "dropped chunks of refused files");
+        }
+        if batch.chunks.is_empty() {
+            return Ok(None);
+        }
         let table = batch.table.to_string();
-        self.warehouse.stage(batch).map_err(|source| {
+        self.warehouse.stage(batch).map(Some).map_err(|source| {
             telemetry::commit_failed(&table);
             CommitError {
                 table,
@@ -324,7 +343,44 @@ impl<A: AfterCommit> CommitWorker<A> {
         })
     }
 
-    fn commit(&mut self, mut staged: Staged, stop: &CancellationToken) -> Result<(), CommitError> {
+    /// Takes back the batch staged last (see [`Warehouse::unstage`]).
+    fn unstage(&mut self, staged: Staged) -> Result<PendingBatch, CommitError> {
+        let table = staged.batch().table.to_string();
+        self.warehouse
+            .unstage(staged)
+            .map_err(|source| CommitError {
+                table,
+                cause: Box::new(source),
+            })
+    }
+
+    /// After a commit failed for good: the batch staged behind it is taken back (it holds
+    /// the next id), the failed one is committed one file at a time where its failure may
+    /// be tied to a file ([`isolate`]; else its error is returned), and the batch behind it
+    /// is staged again, without the chunks of the files refused.
+    fn recover(
+        &mut self,
+        failed: Box<Failed>,
+        next: Result<Option<Staged>, CommitError>,
+        stop: &CancellationToken,
+    ) -> Result<Option<Staged>, CommitError> {
+        let later = match next {
+            Ok(Some(staged)) => Some(self.unstage(staged)?),
+            Ok(None) => None,
+            // The failed commit is the error to report.
+            Err(_) => return Err(failed.fatal()),
+        };
+        self.isolate(failed, stop)?;
+        match later {
+            Some(batch) => self.stage(batch),
+            None => Ok(None),
+        }
+    }
+
+    /// Commits a staged batch, retrying while the failure may pass (storage, memory).
+    /// A failure that retrying does not change (or that outlasts a stop) hands the batch
+    /// back with its error, uncommitted.
+    fn commit(&mut self, mut staged: Staged, stop: &CancellationToken) -> Result<(), Box<Failed>> {
         let mut wait = None;
         let mut attempts_while_stopping = 0;
         let mut blocked = Blocked::default();
@@ -361,12 +417,9 @@ impl<A: AfterCommit> CommitWorker<A> {
                     std::thread::sleep(next);
                     wait = Some(next);
                 }
-                Err(source) => {
+                Err(error) => {
                     telemetry::commit_failed(table.as_str());
-                    return Err(CommitError {
-                        table: table.to_string(),
-                        cause: Box::new(source),
-                    });
+                    return Err(Box::new(Failed { staged, error }));
                 }
             }
         }

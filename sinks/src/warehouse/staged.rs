@@ -36,6 +36,19 @@ impl Staged {
     pub fn batch(&self) -> &PendingBatch {
         &self.batch
     }
+
+    /// The batch's chunks back, its Parquet file (written or being written) removed.
+    pub(super) fn into_batch(mut self) -> PendingBatch {
+        if let Some(job) = self.parquet.as_mut() {
+            job.remove();
+        }
+        let empty = PendingBatch {
+            table: self.batch.table.clone(),
+            raw_columns: self.batch.raw_columns.clone(),
+            chunks: Vec::new(),
+        };
+        std::mem::replace(&mut self.batch, empty)
+    }
 }
 
 /// One batch's Parquet file: where it goes and the thread writing it.

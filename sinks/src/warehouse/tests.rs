@@ -534,3 +534,5 @@ fn small_chunks_are_joined_in_order_and_large_ones_pass_through() {
         320_000
     );
 }
+
+mod refused;

@@ -8,7 +8,9 @@
 //! committed file resumes, a grown one has its new lines read); one whose committed bytes
 //! changed is quarantined (or, once ingested and disposed of, is a new file of that name).
 //! A file whose content or name is in flight waits. A file that cannot be opened or read
-//! for a reason that may pass (too many open files) is tried again ([`unreadable`]).
+//! for a reason that may pass (too many open files) is tried again ([`unreadable`]). A file
+//! whose chunks the committer refuses (DuckDB refused one of its values) is quarantined, as
+//! [`acks`] says.
 
 mod acks;
 mod identify;
@@ -74,8 +76,10 @@ struct InFlight {
     /// Its size and mtime then: a file that changed since is not disposed of.
     sig: Signature,
     unacked: usize,
-    /// The file offset its last acknowledged chunk ended at (where reading started, before).
-    acked_offset: u64,
+    /// Where the ledger's record of this id ends (`next_offset`, `next_line`) as far as
+    /// acknowledgements tell: a resumed file's record, then each acknowledged chunk's end.
+    /// `None`: nothing is committed under this id.
+    committed: Option<(u64, u64)>,
     /// Where the ledger's record of this id ends (`next_offset`, `next_line`): where a
     /// resumed file's commits ended, then where the last chunk sent ends (it commits before
     /// anything sent after it). `None`: nothing is recorded under this id.

@@ -8,7 +8,7 @@ use std::{fs::File, io::Read, path::Path, sync::Arc};
 
 use arrow::record_batch::RecordBatch;
 use sluice_core::{
-    text, Chunk, FileId, FileProgress, FileRecord, FileStatus, Position, TableSchema,
+    text, Chunk, FileHash, FileId, FileProgress, FileRecord, FileStatus, Position, TableSchema,
 };
 use tracing::{debug, error, info, warn};
 
@@ -135,6 +135,11 @@ impl CsvDirSource {
                 return Ok(());
             }
             self.take_acks(ctx);
+            if !self.in_flight.contains_key(id) {
+                // Refused by the committer: its quarantine is sent, no more of it is read
+                // (see `on_refused`).
+                return Ok(());
+            }
         }
     }
 
@@ -234,19 +239,32 @@ impl CsvDirSource {
                 (self.new_file_id(found.name, &found.content), reason)
             }
         };
-        let status = FileStatus::quarantined(reason);
-        if let FileStatus::Quarantined { reason } = &status {
-            warn!(source = %self.setup.name, file = %found.name, %reason, "quarantining file");
-        }
         if !self.in_flight.contains_key(&id) {
             self.track_in_flight(&id, found, None);
+        }
+        self.send_quarantine(ctx, id, found.content.clone(), found.name, reason);
+    }
+
+    /// Sends the record of file `id` (in flight) as quarantined: `content` is the hash of
+    /// the whole file, so that the same content is quarantined again under any name.
+    pub(super) fn send_quarantine(
+        &mut self,
+        ctx: &SourceContext,
+        id: FileId,
+        content: FileHash,
+        name: &str,
+        reason: String,
+    ) {
+        let status = FileStatus::quarantined(reason);
+        if let FileStatus::Quarantined { reason } = &status {
+            warn!(source = %self.setup.name, file = %name, %reason, "quarantining file");
         }
         let empty = Arc::new(TableSchema::default());
         let rows = RecordBatch::new_empty(empty.arrow_schema());
         let progress = FileProgress {
             id,
-            hash: found.content.clone(),
-            name: found.name.to_string(),
+            hash: content,
+            name: name.to_string(),
             next_offset: 0,
             next_line: 1,
             status,
@@ -269,7 +287,7 @@ impl CsvDirSource {
             content: found.content.clone(),
             sig: found.sig,
             unacked: 0,
-            acked_offset: recorded.map_or(0, |(offset, _)| offset),
+            committed: recorded,
             recorded,
             abandoned: false,
         };

@@ -234,12 +234,13 @@ fn a_file_abandoned_part_way_is_no_longer_waited_for_once_its_chunks_are_acknowl
         })
     };
     // Two chunks sent, then reading fails: the file waits for their acknowledgements only.
+    let (ctx, _events, _acks) = once_context();
     src.track_in_flight(&id, &found, None);
     src.in_flight.get_mut(&id).expect("in flight").unacked = 2;
     src.abandon(&id);
-    src.on_ack(partial(10));
+    src.on_ack(partial(10), &ctx);
     assert!(src.in_flight.contains_key(&id));
-    src.on_ack(partial(20));
+    src.on_ack(partial(20), &ctx);
     assert!(src.in_flight.is_empty());
 
     // Nothing sent before the failure: nothing to wait for.
@@ -420,9 +421,9 @@ fn a_quarantine_after_chunks_were_sent_is_recorded_apart_from_them() {
         q.status
     );
     // The chunk's acknowledgement ends the wait for `a`; the quarantine's moves the file.
-    src.on_ack(Position::File(sent));
+    src.on_ack(Position::File(sent), &ctx);
     assert!(!src.in_flight.contains_key(&id));
-    src.on_ack(Position::File(q.clone()));
+    src.on_ack(Position::File(q.clone()), &ctx);
     assert!(src.in_flight.is_empty());
     assert_eq!(count(&dir.path().join("quarantine")), 1);
 }
@@ -504,3 +505,5 @@ fn a_headerless_file_whose_first_record_is_too_long_gives_no_schema_and_says_why
     );
     assert_eq!(count(&dir.path().join("quarantine")), 1);
 }
+
+mod refused;
