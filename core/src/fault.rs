@@ -14,6 +14,11 @@ pub const POINTS: &[&str] = &[
     "parquet.before_rename",
     // ... renamed into place (and the directory fsynced); nothing in DuckDB yet.
     "parquet.after_rename",
+    // A batch that changes its raw table's columns: its transaction is open, the next
+    // ALTER TABLE not yet run (`@2` for the second change of the batch).
+    "schema.before_alter",
+    // ... that ALTER TABLE run in the transaction, not yet recorded nor committed.
+    "schema.after_alter",
     // Rows, ledger and positions are in the DuckDB transaction, not yet committed.
     "commit.before",
     // Committed; the source has not been told.

@@ -8,6 +8,8 @@
 //! Layout:
 //! - [`ident`]: validated SQL identifiers and the single quoting helper all SQL goes through.
 //! - [`column`]: column types as DuckDB names them, their Arrow twins, and table schemas.
+//! - [`evolve`]: schemas that change: the widening lattice of column types, and how a
+//!   table's schema takes in a batch's new columns and wider types.
 //! - [`chunk`]: what a source hands on: rows, dead letters and the position they advance.
 //! - [`fault`]: named points in the commit path where tests kill the process (test builds).
 //! - [`ledger`]: what a running file source asks of the ledger (a file's record, by the
@@ -22,6 +24,7 @@
 
 pub mod chunk;
 pub mod column;
+pub mod evolve;
 pub mod fault;
 pub mod ident;
 pub mod ledger;
@@ -36,6 +39,7 @@ pub use chunk::{
     Origin, PartitionProgress, Position, DEAD_LETTER_RAW_LIMIT,
 };
 pub use column::{Column, ColumnType, TableSchema};
+pub use evolve::SchemaChange;
 pub use ident::{quote_ident, Ident, IdentError};
 pub use ledger::{FileLedger, LookupError};
 pub use shared::{SharedLedger, SharedLedgerError, SharedStreams};

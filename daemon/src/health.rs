@@ -63,6 +63,17 @@ pub struct BatchSummary {
     pub duration_ms: u64,
 }
 
+/// A raw table's latest schema change, as `/status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastSchemaChange {
+    pub column: String,
+    pub change: &'static str,
+    pub old_type: Option<String>,
+    pub new_type: String,
+    pub batch_id: Option<i64>,
+    pub changed_at: DateTime<Utc>,
+}
+
 /// The daemon's view of itself.
 #[derive(Debug)]
 pub struct Health {
@@ -77,6 +88,8 @@ pub struct Health {
     commits_blocked: Mutex<Option<String>>,
     sources: BTreeMap<String, SourceHealth>,
     recent: Mutex<VecDeque<BatchSummary>>,
+    /// Per raw table, its latest schema change.
+    schema_changes: Mutex<BTreeMap<String, LastSchemaChange>>,
     pub models: models::ModelsHealth,
     pub lake: LakeHealth,
     /// Wakes whoever follows commits (the lake thread).
@@ -96,6 +109,7 @@ impl Health {
             commits_blocked: Mutex::new(None),
             sources: BTreeMap::new(),
             recent: Mutex::new(VecDeque::new()),
+            schema_changes: Mutex::new(BTreeMap::new()),
             models: models::ModelsHealth::default(),
             lake: LakeHealth::default(),
             commits: CommitSignal::default(),
@@ -207,6 +221,21 @@ impl Health {
                 }
             }
         }
+        if let (Some(change), Ok(mut last)) =
+            (receipt.schema_changes.last(), self.schema_changes.lock())
+        {
+            last.insert(
+                receipt.table.to_string(),
+                LastSchemaChange {
+                    column: sluice_core::text::bounded(&change.column, 200).into_owned(),
+                    change: change.kind(),
+                    old_type: change.old.as_ref().map(|t| t.to_string()),
+                    new_type: change.new.to_string(),
+                    batch_id: receipt.batch_id,
+                    changed_at: receipt.committed_at,
+                },
+            );
+        }
         let Some(batch_id) = receipt.batch_id else {
             return;
         };
@@ -248,6 +277,14 @@ impl Health {
     }
 
     /// The most recent batches, newest last.
+    /// Per raw table, its latest schema change since start-up.
+    pub fn schema_changes(&self) -> BTreeMap<String, LastSchemaChange> {
+        self.schema_changes
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default()
+    }
+
     pub fn recent_batches(&self) -> Vec<BatchSummary> {
         self.recent
             .lock()

@@ -7,7 +7,7 @@
 mod query;
 mod server;
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, sync::Arc};
 
 use axum::{
     extract::State,
@@ -194,6 +194,9 @@ async fn status(State(state): State<Arc<HttpState>>) -> Response {
                 "files_pending": (backlog == Backlog::Files).then(|| s.status.pending()),
                 "lag_messages": (backlog == Backlog::Messages).then(|| s.status.pending()),
                 "positions": (backlog != Backlog::Files).then(|| s.status.positions()),
+                "schema_refused": s.status.refused().into_iter()
+                    .map(|(reason, r)| (reason, json!({"values": r.values, "last_column": r.last_column})))
+                    .collect::<BTreeMap<_, _>>(),
             })
         })
         .collect();
@@ -205,6 +208,7 @@ async fn status(State(state): State<Arc<HttpState>>) -> Response {
         "unready_reasons": health.unready_reasons(),
         "sources": sources,
         "recent_batches": health.recent_batches(),
+        "schema_changes": health.schema_changes(),
         "models": health.models.snapshot(),
         "lake": health.lake.snapshot(),
     }))

@@ -33,6 +33,10 @@ pub fn batch_committed(
                 .increment(*dead);
         }
     }
+    for change in &receipt.schema_changes {
+        counter!("sluice_schema_changes_total", "table" => receipt.table.to_string(), "change" => change.kind())
+            .increment(1);
+    }
     if let Some(file) = &receipt.parquet {
         counter!("sluice_parquet_files_written_total").increment(1);
         counter!("sluice_parquet_bytes_written_total").increment(file.bytes);
@@ -47,6 +51,10 @@ pub fn register(source: &str, kind: SourceKind, table: &str) {
         .increment(0);
     counter!("sluice_batches_committed_total", "table" => table.to_string()).increment(0);
     counter!("sluice_commit_failures_total", "table" => table.to_string()).increment(0);
+    for change in ["add_column", "widen_column"] {
+        counter!("sluice_schema_changes_total", "table" => table.to_string(), "change" => change)
+            .increment(0);
+    }
     counter!("sluice_parquet_files_written_total").increment(0);
     counter!("sluice_parquet_bytes_written_total").increment(0);
     for storage in [

@@ -295,6 +295,20 @@ impl Publisher {
     fn ensure_open(&mut self, conn: &Connection, spec: &TableSpec) -> Result<bool, LakeError> {
         let name = spec.table.as_str();
         if let Some(open) = self.open.get_mut(name) {
+            let now = tables::describe(conn, &self.raw_schema, &spec.table)?;
+            if now.as_ref() != Some(&open.columns) {
+                // Publishing the columns it was opened with would leave the new ones out of
+                // the lake without a word: it waits instead, every row kept in DuckDB.
+                return Err(LakeError::Table {
+                    table: name.to_string(),
+                    detail: format!(
+                        "the raw table's columns changed ({}); the lake does not change a Delta \
+                         table's schema yet, so it stops publishing this table (its rows stay in \
+                         DuckDB and Parquet)",
+                        now.map_or("dropped".into(), |c| c.to_string())
+                    ),
+                });
+            }
             self.runtime
                 .block_on(open.delta.update_state())
                 .map_err(LakeError::delta(name))?;

@@ -67,13 +67,14 @@ impl SinkError {
             "Invalid Input Error",
             "Out of Range Error",
         ];
-        match self {
-            SinkError::Duckdb { source, .. } => {
-                let text = source.to_string();
-                REFUSALS.iter().any(|r| text.contains(r)) && Storage::in_message(&text).is_none()
-            }
-            _ => false,
-        }
+        let source = match self {
+            SinkError::Duckdb { source, .. } => source,
+            // A schema change the table's stored values refuse (`tables::evolve`).
+            SinkError::State(sluice_state::StateError::ChangeRefused { .. }) => return true,
+            _ => return false,
+        };
+        let text = source.to_string();
+        REFUSALS.iter().any(|r| text.contains(r)) && Storage::in_message(&text).is_none()
     }
 
     /// The storage problem behind this error, if it is one. File errors are classified

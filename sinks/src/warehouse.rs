@@ -5,7 +5,7 @@ use std::{collections::HashMap, path::PathBuf, sync::Arc};
 
 use chrono::{DateTime, Utc};
 use duckdb::{Config, Connection};
-use sluice_core::{Chunk, Ident, Position, TableSchema};
+use sluice_core::{Chunk, Ident, Position, SchemaChange, TableSchema};
 use tracing::{debug, warn};
 
 use sluice_state::{ledger, tables, SourceFiles};
@@ -68,6 +68,8 @@ pub struct CommitReceipt {
     pub committed_at: DateTime<Utc>,
     /// The positions now durable, by source, in the order the chunks arrived.
     pub positions: Vec<(Arc<str>, Position)>,
+    /// Columns the raw table gained and types it widened to, in the commit.
+    pub schema_changes: Vec<SchemaChange>,
 }
 
 /// The DuckDB database: raw tables plus sluice's state.
@@ -188,13 +190,13 @@ impl Warehouse {
         Ok(tables::describe(&self.conn, &self.raw_schema, table)?)
     }
 
-    /// The data columns a source writes to `table`: the declared ones, which must match
-    /// an existing table's; else the existing table's; `None` for a new, undeclared one.
+    /// The data columns a source writes to `table`, and what a declaration changes of an
+    /// existing table (see `sluice_state::tables::data_columns`).
     pub fn data_columns(
         &self,
         table: &Ident,
         declared: Option<TableSchema>,
-    ) -> Result<Option<TableSchema>> {
+    ) -> Result<(Option<TableSchema>, Vec<SchemaChange>)> {
         Ok(tables::data_columns(
             &self.conn,
             &self.raw_schema,
@@ -240,8 +242,8 @@ impl Warehouse {
     /// follow that order); a staged batch that is dropped uncommitted leaves a gap that
     /// [`Warehouse::commit_staged`] refuses, so only drop one when giving up on the warehouse.
     pub fn stage(&mut self, batch: PendingBatch) -> Result<Staged> {
-        let columns = match batch.rows() {
-            0 => batch.raw_columns.clone(),
+        let (columns, changes) = match batch.rows() {
+            0 => (batch.raw_columns.clone(), Vec::new()),
             _ => self.ensure_table(&batch)?,
         };
         let has_content = batch.rows() > 0 || batch.dead_letters() > 0;
@@ -273,6 +275,7 @@ impl Warehouse {
             now,
             full,
             parquet,
+            changes,
         })
     }
 
@@ -281,6 +284,8 @@ impl Warehouse {
     /// first, then the failed one, so that its chunks can be staged again in other batches
     /// (the committer commits a failed batch one file at a time).
     pub fn unstage(&mut self, staged: Staged) -> Result<PendingBatch> {
+        // Its schema changes are not the table's: learn the table's columns again.
+        self.tables.remove(&staged.batch.table);
         if let Some(id) = staged.id {
             if id != self.last_staged {
                 return Err(SinkError::OutOfOrder {
@@ -312,8 +317,11 @@ impl Warehouse {
             if let Some(job) = staged.parquet.as_mut() {
                 job.remove();
             }
+            // The table's cached columns stay as they are: they hold this batch's changes
+            // and those of batches staged after it, which are either committed in order
+            // (this one retried whole) or unstaged, which forgets them.
         }
-        let parquet = result?;
+        let (parquet, schema_changes) = result?;
         if let Some(id) = staged.id {
             self.last_batch = id;
         }
@@ -330,30 +338,43 @@ impl Warehouse {
                 .iter()
                 .map(|c| (c.source.clone(), c.position.clone()))
                 .collect(),
+            schema_changes,
         })
     }
 
-    /// Creates the raw table on its first batch; checks every batch against its columns.
-    /// Returns the table's columns in the table's order, which the rows are written in.
-    fn ensure_table(&mut self, batch: &PendingBatch) -> Result<Arc<TableSchema>> {
-        if let Some(known) = self.tables.get(&batch.table) {
-            let name = format!("{}.{}", self.raw_schema, batch.table);
-            tables::check_same(&name, known, &batch.raw_columns)?;
-            return Ok(known.clone());
+    /// Creates the raw table on its first batch. Returns the table's columns as the batch
+    /// is to be written (the table's order; new columns last, types widened: see
+    /// `sluice_core::evolve`) and the changes that takes, applied in the batch's commit.
+    fn ensure_table(
+        &mut self,
+        batch: &PendingBatch,
+    ) -> Result<(Arc<TableSchema>, Vec<SchemaChange>)> {
+        let known = match self.tables.get(&batch.table) {
+            Some(known) => known.clone(),
+            None => Arc::new(tables::ensure(
+                &self.conn,
+                &self.raw_schema,
+                &batch.table,
+                &batch.raw_columns,
+            )?),
+        };
+        if Arc::ptr_eq(&known, &batch.raw_columns) {
+            return Ok((known, Vec::new()));
         }
-        let columns = tables::ensure(
-            &self.conn,
-            &self.raw_schema,
-            &batch.table,
-            &batch.raw_columns,
-        )?;
-        let columns = Arc::new(columns);
+        let (evolved, changes) = known.evolve(&batch.raw_columns);
+        let columns = match changes.is_empty() {
+            true => known,
+            false => Arc::new(evolved),
+        };
         self.tables.insert(batch.table.clone(), columns.clone());
-        Ok(columns)
+        Ok((columns, changes))
     }
 
     /// One DuckDB transaction; it commits only once the Parquet file is durably in place.
-    fn transaction(&mut self, staged: &mut Staged) -> Result<Option<WrittenFile>> {
+    fn transaction(
+        &mut self,
+        staged: &mut Staged,
+    ) -> Result<(Option<WrittenFile>, Vec<SchemaChange>)> {
         let batch = &staged.batch;
         let table = format!("{}.{}", self.raw_schema, batch.table);
         let started = std::time::Instant::now();
@@ -361,6 +382,18 @@ impl Warehouse {
             .conn
             .transaction()
             .ctx(|| format!("starting the commit of {table}"))?;
+        let changes = match (staged.id, staged.changes.is_empty()) {
+            (Some(batch_id), false) => {
+                let at = tables::evolve::Target {
+                    schema: &self.raw_schema,
+                    table: &batch.table,
+                    batch_id,
+                    stamp: &timestamp_literal(staged.now),
+                };
+                tables::evolve::apply(&tx, at, &staged.changes, &batch.chunks)?
+            }
+            _ => Vec::new(),
+        };
         if !staged.full.is_empty() {
             // Scanned straight from the Arrow batches: an appender would first copy them
             // into a buffer of its own (a batch more in memory, a copy more of CPU).
@@ -406,7 +439,7 @@ impl Warehouse {
             append_ms = ms(appended), parquet_wait_ms = ms(parquet_waited - appended),
             ledger_ms = ms(recorded - parquet_waited), commit_ms = ms(started.elapsed() - recorded),
             "commit phases");
-        Ok(written)
+        Ok((written, changes))
     }
 }
 

@@ -50,6 +50,16 @@ pub struct SourceStatus {
     pending: AtomicU64,
     /// Committed positions by name (`topic/partition` -> next offset, for Kafka).
     positions: Mutex<std::collections::BTreeMap<String, i64>>,
+    /// What the schema contract kept out, by reason.
+    refused: Mutex<std::collections::BTreeMap<&'static str, Refused>>,
+}
+
+/// Values a schema contract kept out for one reason (see `typing::contract`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Refused {
+    pub values: u64,
+    /// The column (or field) of the latest.
+    pub last_column: String,
 }
 
 impl SourceStatus {
@@ -84,5 +94,19 @@ impl SourceStatus {
 
     pub fn positions(&self) -> std::collections::BTreeMap<String, i64> {
         self.positions.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    /// Counts `n` values of `column` the schema contract kept out for `reason`.
+    pub fn record_refused(&self, reason: &'static str, column: &str, n: u64) {
+        if let Ok(mut r) = self.refused.lock() {
+            let entry = r.entry(reason).or_default();
+            entry.values += n;
+            entry.last_column = sluice_core::text::bounded(column, 200).into_owned();
+        }
+    }
+
+    /// What the schema contract kept out, by reason.
+    pub fn refused(&self) -> std::collections::BTreeMap<&'static str, Refused> {
+        self.refused.lock().map(|r| r.clone()).unwrap_or_default()
     }
 }

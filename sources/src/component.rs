@@ -13,7 +13,7 @@ use std::{collections::HashMap, path::Path, sync::Arc};
 use serde::Deserialize;
 use sluice_core::{FileLedger, Ident, IdentError, SharedLedger, SharedStreams, TableSchema};
 
-use crate::{SourceContext, SourceError, SourceStatus};
+use crate::{typing::contract::SchemaContract, SourceContext, SourceError, SourceStatus};
 
 /// What a source type is called in the configuration (`type = "..."`) and what its
 /// backlog counts. Each type declares its own as a constant.
@@ -109,6 +109,10 @@ pub trait SourceType {
     fn validate(&self, name: &str) -> Vec<(String, String)>;
     /// Declared data columns, if any (and valid).
     fn declared_schema(&self) -> Option<TableSchema>;
+    /// What new columns and values of other types do.
+    fn schema_contract(&self) -> SchemaContract {
+        SchemaContract::default()
+    }
     /// Whether columns are declared at all (sources sharing a table must not).
     fn declares_schema(&self) -> bool;
     /// Makes relative paths relative to `base` (the configuration file's directory).

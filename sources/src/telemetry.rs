@@ -13,6 +13,10 @@ pub fn bytes_ingested(source: &str, bytes: u64) {
 /// `files`: whether the source reads files (the `sluice_files_*` series).
 pub fn register(source: &str, files: bool) {
     counter!("sluice_bytes_ingested_total", "source" => source.to_string()).increment(0);
+    for reason in ["frozen_column", "too_many_columns", "frozen_type"] {
+        counter!("sluice_schema_refused_total", "source" => source.to_string(), "reason" => reason)
+            .increment(0);
+    }
     if !files {
         return;
     }
@@ -26,6 +30,13 @@ pub fn register(source: &str, files: bool) {
     ] {
         counter!(name, "source" => source.to_string()).increment(0);
     }
+}
+
+/// Values a schema contract kept out of a table (dead letters, dropped rows, dropped
+/// values), by reason (`typing::contract::Refusal::label`).
+pub fn schema_refused(source: &str, reason: &'static str, values: u64) {
+    counter!("sluice_schema_refused_total", "source" => source.to_string(), "reason" => reason)
+        .increment(values);
 }
 
 /// A file's last chunk was committed.

@@ -20,6 +20,10 @@ pub enum StateError {
     /// A table's columns are not what they must be.
     #[error("table {table}: {detail}")]
     Schema { table: String, detail: String },
+    /// A schema change the table's stored values do not allow (a widening that would
+    /// alter some): tied to the input that asked for it, as a value DuckDB refuses is.
+    #[error("table {table}: {detail}")]
+    ChangeRefused { table: String, detail: String },
     #[error("duckdb: {context}: {source}")]
     Duckdb {
         context: String,
@@ -79,7 +83,8 @@ impl StateError {
             StateError::Duckdb { source, .. } => Storage::in_message(&source.to_string()),
             StateError::Locked { .. }
             | StateError::StateVersion { .. }
-            | StateError::Schema { .. } => None,
+            | StateError::Schema { .. }
+            | StateError::ChangeRefused { .. } => None,
         }
     }
 }

@@ -13,7 +13,8 @@ use duckdb::{params, Connection};
 use crate::{error::DuckdbContext, Result};
 
 pub use record::{
-    record_batch, record_dead_letters, record_files, record_offsets, record_positions,
+    position_json, record_batch, record_dead_letters, record_files, record_offsets,
+    record_positions,
 };
 
 /// The highest committed batch id (0 before the first commit).

@@ -12,6 +12,8 @@
 //!   resumes (see `sluice_core::KeyedProgress`).
 //! - `_sluice.models`: per model, its SQL's hash, its watermark and its last build.
 //! - `_sluice.test_results`: the latest result of every data test.
+//! - `_sluice.schema_changes`: every column a raw table gained and every type it widened
+//!   to, with the batch (and its positions) that brought it.
 
 use std::path::Path;
 
@@ -49,7 +51,9 @@ pub fn open(path: &Path, config: Config) -> Result<Connection> {
 /// did the version: a database written since reads with the sluice before.)
 /// 3: `_sluice.positions` (positions of source types other than files and Kafka), and
 ///    `_sluice.dead_letters.stream` / `stream_position` for their dead letters.
-pub const STATE_VERSION: i64 = 3;
+/// 4: `_sluice.schema_changes`; raw tables may have gained columns and wider types that
+///    a sluice of version 3 would refuse.
+pub const STATE_VERSION: i64 = 4;
 
 const META_DDL: &str = r#"
 CREATE SCHEMA IF NOT EXISTS _sluice;
@@ -123,6 +127,9 @@ fn migrate_2_to_3() -> String {
     )
 }
 
+/// State version 3 -> 4: `_sluice.schema_changes` (created with the rest by [`ensure`]).
+const MIGRATE_3_TO_4: &str = "UPDATE _sluice.meta SET value = '4' WHERE key = 'state_version';";
+
 /// Everything else, as of the current version (each statement idempotent).
 const DDL: &str = r#"
 CREATE TABLE IF NOT EXISTS _sluice.batches (
@@ -164,6 +171,17 @@ CREATE TABLE IF NOT EXISTS _sluice.offsets (
     last_batch BIGINT,
     updated_at TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (source, topic, "partition")
+);
+CREATE TABLE IF NOT EXISTS _sluice.schema_changes (
+    table_name VARCHAR NOT NULL,
+    column_name VARCHAR NOT NULL,
+    change VARCHAR NOT NULL,
+    old_type VARCHAR,
+    new_type VARCHAR NOT NULL,
+    batch_id BIGINT NOT NULL,
+    source VARCHAR,
+    position JSON,
+    changed_at TIMESTAMPTZ NOT NULL
 );
 "#;
 
@@ -208,8 +226,13 @@ pub fn ensure(conn: &Connection) -> Result<()> {
         Some(1) => {
             migrate(conn, &migrate_1_to_2(), 1)?;
             migrate(conn, &migrate_2_to_3(), 2)?;
+            migrate(conn, MIGRATE_3_TO_4, 3)?;
         }
-        Some(2) => migrate(conn, &migrate_2_to_3(), 2)?,
+        Some(2) => {
+            migrate(conn, &migrate_2_to_3(), 2)?;
+            migrate(conn, MIGRATE_3_TO_4, 3)?;
+        }
+        Some(3) => migrate(conn, MIGRATE_3_TO_4, 3)?,
         Some(STATE_VERSION) => {}
         Some(v) => {
             return Err(StateError::StateVersion {
@@ -313,7 +336,7 @@ mod tests {
         let one = |sql: &str| -> String { conn.query_row(sql, [], |r| r.get(0)).expect(sql) };
         assert_eq!(
             one("SELECT value FROM _sluice.meta WHERE key = 'state_version'"),
-            "3"
+            STATE_VERSION.to_string()
         );
         assert_eq!(
             one(

@@ -2,13 +2,14 @@
 //! table, holding the data columns and sluice's provenance columns), the tables of a
 //! schema, and whether a relation exists.
 //!
-//! A raw table is created on its first batch; afterwards every batch must
-//! have exactly the table's columns and types, so a schema change is an error rather than a
-//! silently wrong table. The order may differ: rows are written in the table's order, so a
-//! column an operator added with `ALTER TABLE ... ADD COLUMN` (placed last by DuckDB) works.
+//! A raw table is created on its first batch. A later batch may bring new columns and wider
+//! types ([`evolve`] applies them in its commit); rows are written in the table's order, so
+//! a column added by `ALTER TABLE ... ADD COLUMN` (placed last by DuckDB) works.
+
+pub mod evolve;
 
 use duckdb::{params, Connection};
-use sluice_core::{quote_ident, Column, ColumnType, Ident, TableSchema};
+use sluice_core::{quote_ident, Column, ColumnType, Ident, SchemaChange, TableSchema};
 
 use crate::{error::DuckdbContext, Result, StateError};
 
@@ -42,8 +43,8 @@ pub fn describe(conn: &Connection, schema: &Ident, table: &Ident) -> Result<Opti
     Ok(Some(TableSchema::new(columns)))
 }
 
-/// Creates `schema.table` with `columns` unless it exists; if it exists, checks that it has
-/// exactly `columns` (in any order). Returns the table's columns, in the table's order.
+/// Creates `schema.table` with `columns` unless it exists. Returns the table's columns,
+/// in the table's order.
 pub fn ensure(
     conn: &Connection,
     schema: &Ident,
@@ -55,10 +56,7 @@ pub fn ensure(
             create(conn, schema, table, columns)?;
             Ok(columns.clone())
         }
-        Some(existing) => {
-            check_same(&format!("{schema}.{table}"), &existing, columns)?;
-            Ok(existing)
-        }
+        Some(existing) => Ok(existing),
     }
 }
 
@@ -76,22 +74,6 @@ fn create(conn: &Connection, schema: &Ident, table: &Ident, columns: &TableSchem
     );
     conn.execute_batch(&sql)
         .ctx(|| format!("creating {schema}.{table}"))
-}
-
-/// Checks that `wanted` has the table's `existing` columns and types, in any order; if not,
-/// says how they differ.
-pub fn check_same(table: &str, existing: &TableSchema, wanted: &TableSchema) -> Result<()> {
-    if existing.same_columns(wanted) {
-        return Ok(());
-    }
-    Err(StateError::Schema {
-        table: table.to_string(),
-        detail: format!(
-            "the table has columns ({}) but the batch has ({}); sluice does not alter raw \
-             tables: declare the table's columns, or rename the table",
-            existing, wanted
-        ),
-    })
 }
 
 /// The names of the tables in `schema` (an empty set if it does not exist).
@@ -121,15 +103,18 @@ pub fn relation_kind(conn: &Connection, schema: &str, name: &str) -> Result<Opti
     .ctx(|| format!("checking whether {schema}.{name} exists"))
 }
 
-/// The data columns a source writes to `schema.table`: the declared ones, which must be
-/// those of the existing table (sluice's own columns aside); else the existing table's;
-/// `None` for a new table without a declaration (its columns are inferred).
+/// The data columns a source writes to `schema.table`: the existing table's (sluice's
+/// own aside), each widened to its declared type and with the declared columns it lacks
+/// added, in the declaration's order, with the changes that takes (made with the first
+/// batch); the declared ones for a new table; the existing table's without a declaration;
+/// `None` for a new table without one (its columns are inferred). A column the declaration
+/// no longer has stays in the table (NULL in new rows); none ever narrows.
 pub fn data_columns(
     conn: &Connection,
     schema: &Ident,
     table: &Ident,
     declared: Option<TableSchema>,
-) -> Result<Option<TableSchema>> {
+) -> Result<(Option<TableSchema>, Vec<SchemaChange>)> {
     let existing = describe(conn, schema, table)?.map(|s| {
         TableSchema::new(
             s.columns
@@ -138,15 +123,22 @@ pub fn data_columns(
                 .collect(),
         )
     });
-    match (declared, existing) {
-        (Some(d), Some(e)) if !d.same_columns(&e) => Err(StateError::Schema {
-            table: format!("{schema}.{table}"),
-            detail: format!(
-                "the declared schema ({d}) differs from the existing raw table ({e}); \
-                 sluice does not alter raw tables: restore the declaration or use a new table"
-            ),
-        }),
-        (Some(d), _) => Ok(Some(d)),
-        (None, e) => Ok(e),
-    }
+    Ok(match (declared, existing) {
+        (Some(d), Some(e)) => {
+            // The declaration's order (a file without a header is read by position),
+            // with the table's wider types.
+            let (evolved, changes) = e.evolve(&d);
+            let columns = d
+                .columns
+                .iter()
+                .map(|c| match evolved.position(&c.name) {
+                    Some(i) => evolved.columns[i].clone(),
+                    None => c.clone(),
+                })
+                .collect();
+            (Some(TableSchema::new(columns)), changes)
+        }
+        (Some(d), None) => (Some(d), Vec::new()),
+        (None, e) => (e, Vec::new()),
+    })
 }

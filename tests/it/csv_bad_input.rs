@@ -82,13 +82,30 @@ fn a_binary_file_is_quarantined_and_the_rest_goes_on() {
 }
 
 #[test]
-fn a_header_with_columns_the_table_lacks_is_quarantined() {
+fn a_header_column_the_table_lacks_is_added_and_one_named_twice_quarantines_its_file() {
     let d = Deployment::new(SCHEMA, "");
-    d.write("extra.csv", "id,name,amount,surprise\n1,a,1.00,x\n");
+    d.write("first.csv", "id,name,amount\n0,z,0.50\n");
     d.run_once();
-    assert_eq!(d.moved("quarantine"), ["extra.csv"]);
-    let reason = query_strings(&d.db(), "SELECT reason FROM _sluice.files");
-    assert!(reason[0][0].contains("surprise"), "{reason:?}");
+    d.write("extra.csv", "id,name,amount,surprise\n1,a,1.00,x\n");
+    d.write("twice.csv", "id,name,amount,Name\n2,b,2.00,c\n");
+    d.run_once();
+    assert_eq!(d.moved("quarantine"), ["twice.csv"]);
+    let reason = query_strings(
+        &d.db(),
+        "SELECT reason FROM _sluice.files WHERE status = 'quarantined'",
+    );
+    assert!(reason[0][0].contains("twice"), "{reason:?}");
+    assert_eq!(
+        query_strings(&d.db(), "SELECT id, surprise FROM raw.src ORDER BY id"),
+        [["0", "NULL"], ["1", "x"]]
+    );
+    assert_eq!(
+        query_strings(
+            &d.db(),
+            "SELECT column_name, change, new_type FROM _sluice.schema_changes"
+        ),
+        [["surprise", "add_column", "VARCHAR"]]
+    );
 }
 
 #[test]

@@ -201,23 +201,18 @@ fn a_utf8_bom_is_not_part_of_the_header_and_offsets_stay_right() {
 }
 
 #[test]
-fn a_column_added_by_alter_table_takes_the_quarantined_files_that_have_it() {
+fn a_header_column_the_table_lacks_is_added_with_its_batch_and_parquet_reads_by_name() {
     let d = Deployment::new("", "");
     d.write("a.csv", "id,name\n1,a\n");
     d.run_once();
     d.write("b.csv", "id,name,note\n2,b,hello\n");
     d.run_once();
-    assert_eq!(d.moved("quarantine"), vec!["b.csv"]);
-
-    // The README's recovery: add the column, forget the quarantine, put the file back.
-    let db = duckdb::Connection::open(d.data.join("warehouse.duckdb")).expect("open");
-    db.execute_batch(
-        "ALTER TABLE raw.src ADD COLUMN note VARCHAR; \
-         DELETE FROM _sluice.files WHERE source = 'src' AND status = 'quarantined';",
-    )
-    .expect("alter");
-    drop(db);
-    fs::rename(d.data.join("quarantine/src/b.csv"), d.inbox.join("b.csv")).expect("move back");
+    assert!(d.moved("quarantine").is_empty());
+    let batch = query_strings(
+        &d.db(),
+        "SELECT batch_id::VARCHAR = (SELECT max(_sluice_batch)::VARCHAR FROM raw.src) FROM _sluice.schema_changes",
+    );
+    assert_eq!(batch, [["true"]], "recorded with the batch that brought it");
     d.write("c.csv", "id,name\n3,c\n");
     d.run_once();
 

@@ -20,7 +20,8 @@ use crate::{
     lifecycle::write_inbox,
     support::{http_get, metric, output, query_i64, query_strings, Deployment, SCHEMA},
 };
-use s3::{lake_python, S3Server};
+pub(crate) use s3::lake_python;
+use s3::S3Server;
 
 const FILES: i64 = 3;
 const ROWS: i64 = 2_500;

@@ -45,6 +45,7 @@ mod lifecycle;
 mod models;
 mod ops;
 mod prometheus;
+mod schema_change;
 mod source_seam;
 mod sql;
 mod sql_attacks;

@@ -94,6 +94,10 @@ fn code_keys() -> Vec<String> {
         ("lake.", fields_of::<sluice_lake::LakeConfig>()),
         ("sources.<name>.", fields_of::<CsvSourceConfig>()),
         ("sources.<name>.", fields_of::<KafkaSourceConfig>()),
+        (
+            "sources.<name>.schema_contract.",
+            fields_of::<sluice_sources::typing::contract::SchemaContract>(),
+        ),
     ];
     for (prefix, fields) in sections {
         for f in fields {
@@ -105,6 +109,9 @@ fn code_keys() -> Vec<String> {
                 .contains(&f)
             {
                 continue;
+            }
+            if prefix == "sources.<name>." && f == "schema_contract" {
+                continue; // documented through its keys
             }
             let key = format!("{prefix}{f}");
             // Keys both source types have (table, schema) are documented once.

@@ -101,8 +101,18 @@ impl Batcher {
                 since,
             });
         buf.since = buf.since.min(since);
-        if buf.raw_columns.is_none() && rows > 0 {
-            buf.raw_columns = Some(chunk.raw_columns.clone());
+        if rows > 0 {
+            // Chunks typed before and after a schema change share a batch: it takes the
+            // columns of both (see `sluice_core::evolve`).
+            buf.raw_columns = Some(match buf.raw_columns.take() {
+                Some(cols)
+                    if !Arc::ptr_eq(&cols, &chunk.raw_columns) && *cols != *chunk.raw_columns =>
+                {
+                    Arc::new(cols.evolve(&chunk.raw_columns).0)
+                }
+                Some(cols) => cols,
+                None => chunk.raw_columns.clone(),
+            });
         }
         buf.rows += rows;
         buf.bytes += chunk.rows.get_array_memory_size();

@@ -449,6 +449,12 @@ impl<A: AfterCommit> CommitWorker<A> {
                 dead_letters = receipt.dead_letters, ms = took.as_millis() as u64,
                 age_ms = age.map(|a| a.as_millis() as u64), "committed");
         }
+        for change in &receipt.schema_changes {
+            info!(table = %receipt.table, batch = receipt.batch_id,
+                column = %sluice_core::text::bounded(&change.column, 200), change = change.kind(),
+                old_type = change.old.as_ref().map(|t| t.to_string()), new_type = %change.new,
+                "the raw table's schema changed");
+        }
         for (source, position) in receipt.positions {
             if let Some(tx) = self.acks.get(&source) {
                 // A source that already stopped no longer needs its acknowledgements.

@@ -61,9 +61,11 @@ pub fn build(
     for (name, source) in &config.sources {
         let source = source.component();
         let table = source.table_ident(name)?;
-        let data_schema = warehouse
-            .data_columns(&table, source.declared_schema())
+        let declared = source.declared_schema();
+        let (data_schema, changes) = warehouse
+            .data_columns(&table, declared.clone())
             .with_context(|| format!("source {name}"))?;
+        check_declared(name, &table, declared.as_ref(), &changes)?;
         let shared_ledger = ledgers.get(table.as_str()).cloned();
         let ctx = BuildContext {
             name,
@@ -82,6 +84,37 @@ pub fn build(
         });
     }
     Ok(sources)
+}
+
+/// A declaration that adds columns to an existing table, or widens them, is taken (with
+/// the first batch); one whose type no type but VARCHAR holds together with the table's is
+/// refused, as the user asked for another. A declared type that the table's column does
+/// not hold widens the column to the least type that holds both (logged).
+fn check_declared(
+    name: &str,
+    table: &sluice_core::Ident,
+    declared: Option<&sluice_core::TableSchema>,
+    changes: &[sluice_core::SchemaChange],
+) -> anyhow::Result<()> {
+    for change in changes {
+        let asked = declared.and_then(|d| d.position(&change.column).map(|i| &d.columns[i].ty));
+        if let (Some(old), Some(asked)) = (&change.old, asked) {
+            use sluice_core::evolve::{holds, is_last_resort};
+            let same = holds(asked, &change.new) && holds(&change.new, asked);
+            if !same && is_last_resort(old, &change.new) {
+                anyhow::bail!(
+                    "source {name}: column {} of raw table {table} is {old} and is declared \
+                     {asked}; no type but VARCHAR holds both: declare {old} or VARCHAR, or \
+                     use a new table",
+                    change.column,
+                );
+            }
+        }
+        tracing::info!(source = name, %table, column = %change.column, change = change.kind(),
+            declared = %asked.map_or(String::new(), |t| t.to_string()), new_type = %change.new,
+            "the declared schema changes the raw table (with its next batch)");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -30,6 +30,8 @@ pub struct Staged {
     /// The rows with every column of the raw table, one record batch per chunk.
     pub(super) full: Vec<RecordBatch>,
     pub(super) parquet: Option<ParquetJob>,
+    /// What the raw table's columns change by in the commit (new columns, wider types).
+    pub(super) changes: Vec<sluice_core::SchemaChange>,
 }
 
 impl Staged {

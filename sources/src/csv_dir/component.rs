@@ -20,6 +20,9 @@ impl SourceType for CsvSourceConfig {
     fn validate(&self, name: &str) -> Vec<(String, String)> {
         CsvSourceConfig::validate(self, name)
     }
+    fn schema_contract(&self) -> crate::typing::contract::SchemaContract {
+        self.schema_contract
+    }
     fn declared_schema(&self) -> Option<TableSchema> {
         CsvSourceConfig::declared_schema(self)
     }

@@ -6,7 +6,10 @@ use bytesize::ByteSize;
 use serde::Deserialize;
 use sluice_core::{Ident, TableSchema};
 
-use crate::typing::declared::{declared_columns, DeclaredSchema};
+use crate::typing::{
+    contract::SchemaContract,
+    declared::{declared_columns, DeclaredSchema},
+};
 
 /// `[sources.<name>]` with `type = "csv"`. Paths are resolved by the daemon before use.
 #[derive(Debug, Clone, Deserialize)]
@@ -56,6 +59,9 @@ pub struct CsvSourceConfig {
     /// Declared columns (DuckDB type names), in order; inferred when absent.
     #[serde(default)]
     pub schema: Option<DeclaredSchema>,
+    /// What new header columns and values of other types do (see `typing::contract`).
+    #[serde(default)]
+    pub schema_contract: SchemaContract,
 }
 
 /// What happens to a file once all its rows are committed.
@@ -179,6 +185,7 @@ impl CsvSourceConfig {
                 }
             }
         }
+        problems.extend(self.schema_contract.validate());
         problems
     }
 

@@ -11,6 +11,7 @@
 //! hashed all the same, so the hash and the offset of every chunk still agree.
 
 mod bound;
+mod evolve;
 mod hashing;
 mod start;
 
@@ -36,9 +37,12 @@ use arrow::{
     datatypes::{DataType, Field, Schema, SchemaRef},
     record_batch::RecordBatch,
 };
-use sluice_core::{meta, DeadLetter, FileHash, Origin, DEAD_LETTER_RAW_LIMIT};
+use sluice_core::{meta, DeadLetter, FileHash, Origin, TableSchema, DEAD_LETTER_RAW_LIMIT};
 
-use crate::typing::cast::type_columns;
+use crate::typing::{
+    cast::{type_columns, CellError},
+    contract::{Refused, SchemaContract},
+};
 
 const READ_BUFFER: usize = 1 << 20;
 /// Records between two hashing steps within a chunk.
@@ -55,6 +59,8 @@ pub struct ReadOptions {
     pub chunk_bytes: usize,
     /// The longest record parsed (`max_line_bytes`); longer ones are dead letters.
     pub max_record: u64,
+    /// What new header columns and values of other types do.
+    pub contract: SchemaContract,
 }
 
 impl ReadOptions {
@@ -81,6 +87,8 @@ pub struct ReadChunk {
     pub hash: FileHash,
     /// No records follow.
     pub done: bool,
+    /// What the schema contract kept out of the chunk.
+    pub refused: Refused,
 }
 
 /// Where a [`FileReader`] starts, and what of the file is hashed already.
@@ -130,6 +138,7 @@ struct Pending {
     row_errors: Vec<Option<String>>,
     dead_letters: Vec<DeadLetter>,
     bytes: usize,
+    refused: Refused,
 }
 
 impl FileReader {
@@ -158,24 +167,6 @@ impl FileReader {
         }
         let (offset, line) = (start.offset.max(start.hashed_to), start.line);
         let csv = opts.reader(input);
-        let mut fields: Vec<Field> = layout
-            .data
-            .arrow_schema()
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect();
-        fields.push(Field::new(meta::SOURCE, DataType::Utf8, true));
-        fields.push(Field::new(
-            crate::csv_dir::provenance::FILE,
-            DataType::Utf8,
-            true,
-        ));
-        fields.push(Field::new(
-            crate::csv_dir::provenance::LINE,
-            DataType::Int64,
-            true,
-        ));
         Ok(FileReader {
             csv,
             raw,
@@ -184,12 +175,18 @@ impl FileReader {
             base_line: line,
             name: name.to_string(),
             source: source.to_string(),
+            schema: chunk_schema(&layout.data),
             layout,
             opts,
-            schema: Arc::new(Schema::new(fields)),
             record: csv::ByteRecord::new(),
             text_bytes: Vec::new(),
         })
+    }
+
+    /// The table's data columns as this reader types them (widened as it goes, when the
+    /// contract allows).
+    pub fn data(&self) -> &Arc<TableSchema> {
+        &self.layout.data
     }
 
     /// The next chunk; the last one has `done` set (it may have no rows).
@@ -207,6 +204,7 @@ impl FileReader {
             row_errors: Vec::new(),
             dead_letters: Vec::new(),
             bytes: 0,
+            refused: Refused::new(),
         };
         let mut eof = false;
         while pending.lines.len() < self.opts.chunk_rows && pending.bytes < self.opts.chunk_bytes {
@@ -237,7 +235,8 @@ impl FileReader {
         let next_line = self.base_line + next.line() - 1;
         let done = eof || next_offset >= self.len;
         let hash = self.csv.get_mut().hash_to(next_offset);
-        let (rows, dead_letters) = self.finish(pending)?;
+        let refused = std::mem::take(&mut pending.refused);
+        let (rows, dead_letters, refused) = self.finish(pending, refused)?;
         Ok(ReadChunk {
             rows,
             dead_letters,
@@ -245,6 +244,7 @@ impl FileReader {
             next_line,
             hash,
             done,
+            refused,
         })
     }
 
@@ -265,6 +265,13 @@ impl FileReader {
             return Ok(());
         }
         let mut error = None;
+        if !self.layout.unknown.is_empty() {
+            match self.refusal(&mut pending.refused) {
+                evolve::Fate::Land => {}
+                evolve::Fate::Drop => return Ok(()),
+                evolve::Fate::Dead(why) => error = Some(why),
+            }
+        }
         // One UTF-8 check for the whole record; a field then needs only its bounds to be
         // character boundaries (checked by `str::get`), else it is checked alone.
         let whole = std::str::from_utf8(self.record.as_slice()).ok();
@@ -339,13 +346,28 @@ impl FileReader {
         (at, line)
     }
 
-    fn finish(&mut self, mut pending: Pending) -> io::Result<(RecordBatch, Vec<DeadLetter>)> {
+    fn finish(
+        &mut self,
+        mut pending: Pending,
+        mut refused: Refused,
+    ) -> io::Result<(RecordBatch, Vec<DeadLetter>, Refused)> {
         let n = pending.lines.len();
         let text: Vec<StringArray> = pending.text.iter_mut().map(|b| b.finish()).collect();
         self.text_bytes = text.iter().map(|a| a.value_data().len()).collect();
-        let (mut columns, cell_errors) =
-            type_columns(text, &self.layout.data).map_err(io::Error::other)?;
-        for e in cell_errors {
+        let (mut columns, mut cell_errors) =
+            type_columns(text.clone(), &self.layout.data).map_err(io::Error::other)?;
+        // Only rows that would otherwise land widen a column: a row that is a dead letter
+        // for another reason (a refused header field, a field that is not UTF-8) does not.
+        let landing: Vec<CellError> = cell_errors
+            .iter()
+            .filter(|e| e.is_bad() && pending.row_errors[e.row].is_none())
+            .cloned()
+            .collect();
+        if !landing.is_empty() && self.widen(&text, &columns, &landing, &mut refused) {
+            (columns, cell_errors) =
+                type_columns(text, &self.layout.data).map_err(io::Error::other)?;
+        }
+        for e in cell_errors.into_iter().filter(CellError::is_bad) {
             pending.row_errors[e.row].get_or_insert(e.message);
         }
         for (col, field) in self.layout.fields.iter().enumerate() {
@@ -366,7 +388,7 @@ impl FileReader {
         let rows = RecordBatch::try_new(self.schema.clone(), columns).map_err(io::Error::other)?;
         let mut dead_letters = std::mem::take(&mut pending.dead_letters);
         if pending.row_errors.iter().all(Option::is_none) {
-            return Ok((rows, sorted(dead_letters)));
+            return Ok((rows, sorted(dead_letters), refused));
         }
         let keep: BooleanArray = pending
             .row_errors
@@ -386,7 +408,7 @@ impl FileReader {
             }
         }
         let rows = filter_record_batch(&rows, &keep).map_err(io::Error::other)?;
-        Ok((rows, sorted(dead_letters)))
+        Ok((rows, sorted(dead_letters), refused))
     }
 
     fn dead_letter(
@@ -428,6 +450,28 @@ fn too_long(bytes: u64, max: u64) -> String {
         "the record is {bytes} bytes, longer than max_line_bytes ({})",
         ByteSize(max)
     )
+}
+
+/// A chunk's columns: the data, then `_sluice_source`, `_sluice_file`, `_sluice_line`.
+fn chunk_schema(data: &TableSchema) -> SchemaRef {
+    let mut fields: Vec<Field> = data
+        .arrow_schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new(meta::SOURCE, DataType::Utf8, true));
+    fields.push(Field::new(
+        crate::csv_dir::provenance::FILE,
+        DataType::Utf8,
+        true,
+    ));
+    fields.push(Field::new(
+        crate::csv_dir::provenance::LINE,
+        DataType::Int64,
+        true,
+    ));
+    Arc::new(Schema::new(fields))
 }
 
 fn sorted(mut dead_letters: Vec<DeadLetter>) -> Vec<DeadLetter> {

@@ -86,6 +86,9 @@ struct InFlight {
     recorded: Option<(u64, u64)>,
     /// Reading it failed part-way: no more chunks follow the ones sent.
     abandoned: bool,
+    /// The table's columns as the source knew them when the file was found: a file whose
+    /// commit is refused takes back what it widened (see `acks::on_refused`).
+    typed_from: Option<Arc<TableSchema>>,
 }
 
 /// A running CSV directory source.
@@ -110,6 +113,8 @@ pub struct CsvDirSource {
     ids_made: u64,
     /// Records (rows and dead letters) sent to the committer by this run.
     records_sent: u64,
+    /// What the schema contract kept out, reported.
+    refusals: crate::typing::contract::RefusalLog,
 }
 
 impl CsvDirSource {
@@ -136,6 +141,7 @@ impl CsvDirSource {
             chunk_rows: setup.chunk_rows.max(1),
             chunk_bytes: setup.chunk_bytes.max(1),
             max_record: cfg.max_line_bytes.as_u64().max(1),
+            contract: cfg.schema_contract,
         };
         Ok(CsvDirSource {
             settler: Settler::new(cfg.settle),
@@ -151,6 +157,7 @@ impl CsvDirSource {
             sent_since_drained: false,
             ids_made: 0,
             records_sent: 0,
+            refusals: Default::default(),
         })
     }
 

@@ -24,6 +24,9 @@ impl SourceType for KafkaSourceConfig {
     fn validate(&self, name: &str) -> Vec<(String, String)> {
         KafkaSourceConfig::validate(self, name)
     }
+    fn schema_contract(&self) -> crate::typing::contract::SchemaContract {
+        KafkaSourceConfig::schema_contract(self)
+    }
     fn declared_schema(&self) -> Option<TableSchema> {
         KafkaSourceConfig::declared_schema(self)
     }

@@ -6,7 +6,10 @@ use bytesize::ByteSize;
 use serde::Deserialize;
 use sluice_core::{Column, ColumnType, Ident, TableSchema};
 
-use crate::typing::declared::{declared_columns, DeclaredSchema};
+use crate::typing::{
+    contract::{ColumnsPolicy, SchemaContract},
+    declared::{declared_columns, DeclaredSchema},
+};
 
 /// librdkafka properties sluice sets itself: overriding them would break exactly-once.
 const MANAGED: &[&str] = &[
@@ -51,9 +54,14 @@ pub struct KafkaSourceConfig {
     /// Larger messages become dead letters.
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: ByteSize,
-    /// JSON fields that no column takes: dropped, or kept in `_sluice_extra` (JSON).
+    /// JSON fields that no column takes, when `schema_contract.columns = "discard_value"`:
+    /// dropped (`ignore`), or kept in `_sluice_extra` (`keep`, JSON). Setting it alone
+    /// implies that contract.
     #[serde(default)]
-    pub unknown_fields: UnknownFields,
+    pub unknown_fields: Option<UnknownFields>,
+    /// What new fields and values of other types do (see `typing::contract`).
+    #[serde(default)]
+    pub schema_contract: Option<SchemaContract>,
     /// JSON: what an inferred column of nested objects becomes (declared columns say it
     /// themselves, `JSON` or `STRUCT(...)`).
     #[serde(default)]
@@ -198,11 +206,22 @@ impl KafkaSourceConfig {
                 "\"struct\" applies to format = \"json\" only".into(),
             );
         }
-        if self.unknown_fields == UnknownFields::Keep && self.format != Format::Json {
+        if self.unknown_fields == Some(UnknownFields::Keep) && self.format != Format::Json {
             bad(
                 "unknown_fields",
                 "\"keep\" applies to format = \"json\" only".into(),
             );
+        }
+        if let (Some(_), Some(c)) = (self.unknown_fields, &self.schema_contract) {
+            if c.columns != ColumnsPolicy::DiscardValue {
+                bad(
+                    "unknown_fields",
+                    "applies to fields a contract discards: set schema_contract.columns = \"discard_value\", or remove unknown_fields".into(),
+                );
+            }
+        }
+        for (key, msg) in self.schema_contract().validate() {
+            bad(&key, msg);
         }
         match (self.format, self.declared_schema()) {
             (Format::Csv, None) => bad(
@@ -232,6 +251,25 @@ impl KafkaSourceConfig {
             )])),
             (_, d) => d,
         }
+    }
+
+    /// The schema contract: as written; else, with `unknown_fields` set, fields no column
+    /// takes are discarded (or kept); else the default (evolve).
+    pub fn schema_contract(&self) -> SchemaContract {
+        match (self.schema_contract, self.unknown_fields) {
+            (Some(c), _) => c,
+            (None, Some(_)) => SchemaContract {
+                columns: ColumnsPolicy::DiscardValue,
+                ..SchemaContract::default()
+            },
+            (None, None) => SchemaContract::default(),
+        }
+    }
+
+    /// Whether fields no column takes are kept in `_sluice_extra`.
+    pub fn keeps_unknown(&self) -> bool {
+        self.unknown_fields == Some(UnknownFields::Keep)
+            && self.schema_contract().columns == ColumnsPolicy::DiscardValue
     }
 
     /// The topics to subscribe to (a pattern is one `^...` entry).

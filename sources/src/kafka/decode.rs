@@ -18,8 +18,11 @@ use arrow::{
 use serde_json::Value;
 use sluice_core::{Column, ColumnType, DeadLetter, Origin, TableSchema, DEAD_LETTER_RAW_LIMIT};
 
-use super::config::Format;
-use crate::typing::cast::type_columns;
+use super::config::{Format, Nested};
+use crate::typing::{
+    cast::{type_columns, CellError},
+    contract::SchemaContract,
+};
 
 /// What a partition's messages decode to.
 #[derive(Debug)]
@@ -27,6 +30,24 @@ pub struct Decoded {
     /// Data columns plus the Kafka provenance columns.
     pub rows: RecordBatch,
     pub dead_letters: Vec<DeadLetter>,
+    /// JSON fields no column takes, by message index (only messages that have some).
+    pub unknown: Vec<(usize, serde_json::Map<String, Value>)>,
+    /// Values their column's type does not hold, and STRUCT values with new fields.
+    pub missed: Vec<Miss>,
+}
+
+/// A value its column's type does not hold (or a STRUCT value with new fields).
+#[derive(Debug)]
+pub struct Miss {
+    /// The data column's index.
+    pub column: usize,
+    /// The message's index in the decoded messages.
+    pub message: usize,
+    /// The value's text.
+    pub text: String,
+    /// The value does not parse as the column's type (a STRUCT value with new fields
+    /// does): its message is a dead letter unless the column widens.
+    pub bad: bool,
 }
 
 /// Decodes messages of one partition against the table's data columns.
@@ -38,6 +59,10 @@ pub struct Decoder {
     pub keep_unknown: bool,
     pub max_message_bytes: usize,
     pub source: Arc<str>,
+    /// What new fields and values of other types do ([`Decoder::decode_evolving`]).
+    pub contract: SchemaContract,
+    /// What a new field of objects becomes.
+    pub nested: Nested,
 }
 
 /// Where the messages come from.
@@ -78,6 +103,7 @@ impl Decoder {
         let mut row_msg: Vec<usize> = Vec::new();
         let mut extra = StringBuilder::new();
         let mut dead_letters = Vec::new();
+        let mut unknown = Vec::new();
         let mut scratch = JsonScratch::new(n_cols);
         for (i, m) in messages.iter().enumerate() {
             let payload = m.payload.unwrap_or_default();
@@ -92,9 +118,13 @@ impl Decoder {
             }
             if self.format == Format::Json {
                 // The hot path: fields go to one reused buffer, then straight to the builders.
-                match scratch.parse(payload, &self.data, self.keep_unknown) {
+                match scratch.parse(payload, &self.data) {
                     Ok(()) => {
-                        scratch.append_to(&mut text, &mut extra);
+                        if let Some(fields) =
+                            scratch.append_to(&mut text, &mut extra, self.keep_unknown)
+                        {
+                            unknown.push((i, fields));
+                        }
                         row_msg.push(i);
                     }
                     Err(error) => dead_letters.push(dead_letter(error, at, &m)),
@@ -127,10 +157,19 @@ impl Decoder {
         let (mut typed, cell_errors) = if blob {
             (vec![Arc::new(blobs.finish()) as ArrayRef], Vec::new())
         } else {
-            type_columns(text, &self.data)?
+            type_columns(text.clone(), &self.data)?
         };
+        let missed = cell_errors
+            .iter()
+            .map(|e| Miss {
+                column: e.column,
+                message: row_msg[e.row],
+                text: text[e.column].value(e.row).to_string(),
+                bad: e.is_bad(),
+            })
+            .collect();
         let mut bad = vec![false; row_msg.len()];
-        for e in cell_errors {
+        for e in cell_errors.into_iter().filter(CellError::is_bad) {
             if !bad[e.row] {
                 bad[e.row] = true;
                 dead_letters.push(dead_letter(e.message, at, &messages.get(row_msg[e.row])));
@@ -159,7 +198,12 @@ impl Decoder {
             rows
         };
         dead_letters.sort_by_key(|d| d.origin.ordinal());
-        Ok(Decoded { rows, dead_letters })
+        Ok(Decoded {
+            rows,
+            dead_letters,
+            unknown,
+            missed,
+        })
     }
 
     /// The records of a CSV or raw payload, each a text value (or NULL) per data column.
@@ -252,7 +296,7 @@ impl JsonScratch {
     }
 
     /// Parses one payload; on error nothing of it is kept.
-    fn parse(&mut self, payload: &[u8], data: &TableSchema, keep: bool) -> Result<(), String> {
+    fn parse(&mut self, payload: &[u8], data: &TableSchema) -> Result<(), String> {
         self.text.clear();
         self.spans.iter_mut().for_each(|s| *s = None);
         self.unknown.clear();
@@ -260,7 +304,6 @@ impl JsonScratch {
         let row = Row {
             data,
             scratch: self,
-            keep,
         };
         serde::de::DeserializeSeed::deserialize(row, &mut de)
             .and_then(|()| de.end())
@@ -272,25 +315,33 @@ impl JsonScratch {
             })
     }
 
-    /// Appends the parsed row to the column builders.
-    fn append_to(&mut self, columns: &mut [StringBuilder], extra: &mut StringBuilder) {
+    /// Appends the parsed row to the column builders (and, when `keep`, its unknown
+    /// fields to `extra`); returns the unknown fields, if any.
+    fn append_to(
+        &mut self,
+        columns: &mut [StringBuilder],
+        extra: &mut StringBuilder,
+        keep: bool,
+    ) -> Option<serde_json::Map<String, Value>> {
         for (b, span) in columns.iter_mut().zip(&self.spans) {
             b.append_option(span.map(|(from, to)| &self.text[from..to]));
         }
         if self.unknown.is_empty() {
             extra.append_null();
-        } else {
-            let unknown = std::mem::take(&mut self.unknown);
-            extra.append_value(Value::Object(unknown).to_string());
+            return None;
         }
+        let unknown = std::mem::take(&mut self.unknown);
+        if keep {
+            extra.append_value(Value::Object(unknown.clone()).to_string());
+        }
+        Some(unknown)
     }
 }
 
-/// Fills one row's text values from a JSON object.
+/// Fills one row's text values from a JSON object; fields no column takes are collected.
 struct Row<'a> {
     data: &'a TableSchema,
     scratch: &'a mut JsonScratch,
-    keep: bool,
 }
 
 impl<'de> serde::de::DeserializeSeed<'de> for Row<'_> {
@@ -323,12 +374,9 @@ impl<'de> serde::de::Visitor<'de> for Row<'_> {
                     let present = map.next_value_seed(AsText(&mut self.scratch.text))?;
                     self.scratch.spans[i] = present.then_some((from, self.scratch.text.len()));
                 }
-                None if self.keep => {
+                None => {
                     let value = map.next_value::<Value>()?;
                     self.scratch.unknown.insert(key.into_owned(), value);
-                }
-                None => {
-                    map.next_value::<serde::de::IgnoredAny>()?;
                 }
             }
         }
@@ -421,6 +469,7 @@ fn csv_records(payload: &[u8], fields: usize) -> Result<Vec<Vec<Option<String>>>
     Ok(out)
 }
 
+mod evolve;
 mod infer;
 mod messages;
 #[cfg(test)]

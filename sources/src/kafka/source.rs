@@ -27,11 +27,11 @@ use tracing::{debug, error, info, warn};
 
 use super::{
     commit::{self, Answer},
-    config::{Format, KafkaSourceConfig, UnknownFields},
+    config::{Format, KafkaSourceConfig},
     consumer::{self, describe, KafkaConsumer, Lake, PartitionKey, Redactor, Shared},
     decode::{infer_json, Decoder, Partition},
 };
-use crate::{telemetry, SourceContext, SourceError, SourceEvent};
+use crate::{telemetry, typing::contract::RefusalLog, SourceContext, SourceError, SourceEvent};
 use held::{Buffer, Held};
 use once::Once;
 
@@ -70,6 +70,7 @@ pub struct KafkaSource {
     redactor: Redactor,
     paused: bool,
     status: Arc<crate::SourceStatus>,
+    refusals: RefusalLog,
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -112,6 +113,7 @@ impl KafkaSource {
             held,
             paused: false,
             status,
+            refusals: RefusalLog::default(),
         })
     }
 
@@ -288,18 +290,23 @@ impl KafkaSource {
                 self.decoder = Some(decoder(&self.setup, schema));
             }
         }
-        let decoder = match &self.decoder {
-            Some(d) => d.clone(),
-            // No JSON object yet to infer from: every message so far is a dead letter.
-            None => decoder(&self.setup, TableSchema::default()),
-        };
-        let mut decoded = decoder.decode(
+        // No JSON object yet to infer from: every message so far is a dead letter.
+        let decoder = self
+            .decoder
+            .get_or_insert_with(|| decoder(&self.setup, TableSchema::default()));
+        let (mut decoded, refused) = decoder.decode_evolving(
             Partition {
                 topic: &key.0,
                 partition: key.1,
             },
             &buf.messages,
         )?;
+        let raw_columns = Arc::new(decoder.raw_columns());
+        if decoder.data.is_empty() {
+            self.decoder = None; // inferred from the next JSON object
+        }
+        let (name, table) = (&*self.setup.name, self.setup.table.as_str());
+        self.refusals.report(name, table, &self.status, &refused);
         let mut dead_letters = buf.gaps;
         dead_letters.append(&mut decoded.dead_letters);
         let next_offset = last + 1;
@@ -310,7 +317,7 @@ impl KafkaSource {
         Ok(Some(Chunk {
             source: self.setup.name.clone(),
             table: self.setup.table.clone(),
-            raw_columns: Arc::new(decoder.raw_columns()),
+            raw_columns,
             rows: decoded.rows,
             dead_letters,
             position: Position::Kafka(PartitionProgress {
@@ -492,9 +499,11 @@ fn decoder(setup: &KafkaSetup, data: TableSchema) -> Decoder {
     Decoder {
         format: setup.config.format,
         data: Arc::new(data),
-        keep_unknown: setup.config.unknown_fields == UnknownFields::Keep,
+        keep_unknown: setup.config.keeps_unknown(),
         max_message_bytes: setup.config.max_message_bytes.as_u64() as usize,
         source: setup.name.clone(),
+        contract: setup.config.schema_contract(),
+        nested: setup.config.nested,
     }
 }
 

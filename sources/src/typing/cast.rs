@@ -18,11 +18,42 @@ use arrow::{
 use serde_json::Value;
 use sluice_core::{Column, ColumnType, TableSchema};
 
-/// A value that does not parse as its column's type.
+/// A value that does not parse as its column's type, or (in a STRUCT column) an object
+/// with a field the struct lacks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CellError {
     pub row: usize,
     pub message: String,
+    /// The top-level column, by index into the schema.
+    pub column: usize,
+    /// The value does not parse (the row is bad), or it only has new struct fields (the
+    /// row is good; the fields were left out).
+    pub kind: Miss,
+}
+
+/// What a [`CellError`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Miss {
+    /// The value does not parse as the column's type: its row is bad.
+    Type,
+    /// A STRUCT value has fields the struct lacks (left out; the row is good).
+    NewField,
+}
+
+impl CellError {
+    fn new(row: usize, message: String) -> Self {
+        CellError {
+            row,
+            message,
+            column: 0,
+            kind: Miss::Type,
+        }
+    }
+
+    /// Whether the row cannot land as it is.
+    pub fn is_bad(&self) -> bool {
+        self.kind == Miss::Type
+    }
 }
 
 /// Casts each text column to the type of the same column in `schema`. Returns the typed
@@ -33,8 +64,10 @@ pub fn type_columns(
 ) -> Result<(Vec<ArrayRef>, Vec<CellError>), arrow::error::ArrowError> {
     let mut typed = Vec::with_capacity(text.len());
     let mut errors = Vec::new();
-    for (column, values) in schema.columns.iter().zip(text) {
+    for (i, (column, values)) in schema.columns.iter().zip(text).enumerate() {
+        let from = errors.len();
         let array = type_column(&column.name, &column.ty, values, &mut errors)?;
+        errors[from..].iter_mut().for_each(|e| e.column = i);
         typed.push(array);
     }
     Ok((typed, errors))
@@ -53,10 +86,10 @@ fn type_column(
         ColumnType::Json => {
             for (row, v) in values.iter().enumerate() {
                 if let Some(Err(e)) = v.map(serde_json::from_str::<serde::de::IgnoredAny>) {
-                    errors.push(CellError {
+                    errors.push(CellError::new(
                         row,
-                        message: format!("column {name}: not valid JSON: {e}"),
-                    });
+                        format!("column {name}: not valid JSON: {e}"),
+                    ));
                 }
             }
             return Ok(Arc::new(values));
@@ -79,26 +112,26 @@ fn type_column(
         // takes dates only, so that no value is silently truncated.
         for (row, v) in values.iter().enumerate() {
             if v.is_some_and(|v| v.trim().len() > "YYYY-MM-DD".len()) {
-                errors.push(CellError {
+                errors.push(CellError::new(
                     row,
-                    message: format!(
+                    format!(
                         "column {name}: cannot parse {:?} as DATE",
                         shorten(v.unwrap_or_default())
                     ),
-                });
+                ));
             }
         }
     }
     if typed.null_count() != values.null_count() {
         for row in 0..values.len() {
             if values.is_valid(row) && typed.is_null(row) {
-                errors.push(CellError {
+                errors.push(CellError::new(
                     row,
-                    message: format!(
+                    format!(
                         "column {name}: cannot parse {:?} as {ty}",
                         shorten(values.value(row))
                     ),
-                });
+                ));
             }
         }
     }
@@ -131,7 +164,8 @@ fn cast_text(values: &StringArray, ty: &ColumnType) -> Result<ArrayRef, arrow::e
 /// A STRUCT column from JSON objects (one per value, as text): each declared field is
 /// typed like a column, so a field value that does not parse marks its row as bad, as at
 /// the top level. A missing field or a JSON null is NULL; fields the struct does not
-/// declare are ignored; a value that is not a JSON object marks its row as bad.
+/// declare are left out and reported ([`Miss::NewField`]); a value that is not a JSON
+/// object marks its row as bad.
 fn type_struct(
     name: &str,
     fields: &[Column],
@@ -151,10 +185,21 @@ fn type_struct(
                     shorten(text),
                     why.unwrap_or_default()
                 );
-                errors.push(CellError { row, message });
+                errors.push(CellError::new(row, message));
                 None
             }
         };
+        if let Some(o) = &object {
+            let unknown = o
+                .keys()
+                .find(|k| !fields.iter().any(|f| f.name.eq_ignore_ascii_case(k)));
+            if let Some(k) = unknown {
+                errors.push(CellError {
+                    kind: Miss::NewField,
+                    ..CellError::new(row, format!("column {name}: new field {:?}", shorten(k)))
+                });
+            }
+        }
         for (b, field) in text.iter_mut().zip(fields) {
             let value = object.as_ref().and_then(|o| {
                 o.iter()
@@ -280,7 +325,7 @@ fn type_boolean(name: &str, values: &StringArray, errors: &mut Vec<CellError>) -
             let parsed = parse_boolean(v);
             if parsed.is_none() {
                 let message = format!("column {name}: cannot parse {:?} as BOOLEAN", shorten(v));
-                errors.push(CellError { row, message });
+                errors.push(CellError::new(row, message));
             }
             parsed
         })
@@ -321,7 +366,8 @@ pub fn json_text(v: Value) -> Option<String> {
 /// Whether every present value of `values` parses as `ty`.
 pub fn fits(values: &StringArray, ty: &ColumnType) -> bool {
     let mut errors = Vec::new();
-    type_column("", ty, values.clone(), &mut errors).is_ok() && errors.is_empty()
+    type_column("", ty, values.clone(), &mut errors).is_ok()
+        && !errors.iter().any(CellError::is_bad)
 }
 
 fn shorten(s: &str) -> String {

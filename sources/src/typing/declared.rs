@@ -63,6 +63,9 @@ pub fn declared_columns(schema: &DeclaredSchema) -> Result<TableSchema, Vec<(Str
     }
 }
 
+/// The longest data column name, in bytes.
+pub const MAX_COLUMN_NAME_BYTES: usize = 255;
+
 /// Whether a data column name is acceptable (it is quoted in SQL, so only emptiness, NUL
 /// and sluice's reserved prefix are refused).
 pub fn check_column_name(name: &str) -> Result<(), String> {
@@ -71,6 +74,11 @@ pub fn check_column_name(name: &str) -> Result<(), String> {
     }
     if name.contains('\0') {
         return Err("a column name must not contain NUL".into());
+    }
+    if name.len() > MAX_COLUMN_NAME_BYTES {
+        return Err(format!(
+            "a column name must be at most {MAX_COLUMN_NAME_BYTES} bytes long"
+        ));
     }
     if meta::is_reserved(name) {
         return Err(format!(

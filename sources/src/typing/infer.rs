@@ -1,7 +1,10 @@
 //! A schema for a table nobody declared: column names from the header (or `column0`,
 //! `column1`, ... without one, as DuckDB names them) and, per column, the first type in
 //! [`CANDIDATES`] that every sampled value parses as, else VARCHAR. The inferred schema
-//! is kept for the table from then on; later values that do not fit become dead letters.
+//! is the table's start; later values that do not fit widen it as far as the source's
+//! schema contract allows (`typing::contract`), else they are dead letters. An integer a
+//! DOUBLE would round (beyond 2^53) does not fit DOUBLE: a column of integers too large
+//! for BIGINT is VARCHAR, never rounded.
 
 use arrow::array::{Array, StringArray};
 use sluice_core::{Column, ColumnType, TableSchema};
@@ -54,7 +57,9 @@ pub fn infer(names: Vec<String>, samples: &[StringArray]) -> TableSchema {
     TableSchema::new(columns)
 }
 
-fn infer_type(values: &StringArray) -> ColumnType {
+/// The first of [`CANDIDATES`] every present value parses as, else VARCHAR (also for no
+/// present value).
+pub fn infer_type(values: &StringArray) -> ColumnType {
     if values.null_count() == values.len() {
         return ColumnType::Varchar;
     }

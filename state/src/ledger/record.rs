@@ -24,6 +24,23 @@ fn dead_letter_count(chunks: &[Chunk]) -> i64 {
     chunks.iter().map(|c| c.dead_letters.len() as i64).sum()
 }
 
+/// A chunk's source and position, as `_sluice.batches.provenance` lists them.
+pub fn position_json(c: &Chunk) -> serde_json::Value {
+    match &c.position {
+        Position::File(p) => serde_json::json!({
+            "source": &*c.source, "file": p.name, "file_id": p.id.0, "hash": p.hash.0,
+            "next_offset": p.next_offset, "next_line": p.next_line,
+        }),
+        Position::Kafka(p) => serde_json::json!({
+            "source": &*c.source, "topic": &*p.topic, "partition": p.partition,
+            "next_offset": p.next_offset,
+        }),
+        Position::Keyed(p) => serde_json::json!({
+            "source": &*c.source, "key": p.key, "next": p.next,
+        }),
+    }
+}
+
 /// The ledger entry of batch `id` of `table`: its rows, dead letters, Parquet file
 /// (relative path and bytes) and the positions of every chunk.
 pub fn record_batch(
@@ -34,22 +51,7 @@ pub fn record_batch(
     parquet: Option<(&str, u64)>,
     stamp: &str,
 ) -> Result<()> {
-    let provenance: Vec<serde_json::Value> = chunks
-        .iter()
-        .map(|c| match &c.position {
-            Position::File(p) => serde_json::json!({
-                "source": &*c.source, "file": p.name, "file_id": p.id.0, "hash": p.hash.0,
-                "next_offset": p.next_offset, "next_line": p.next_line,
-            }),
-            Position::Kafka(p) => serde_json::json!({
-                "source": &*c.source, "topic": &*p.topic, "partition": p.partition,
-                "next_offset": p.next_offset,
-            }),
-            Position::Keyed(p) => serde_json::json!({
-                "source": &*c.source, "key": p.key, "next": p.next,
-            }),
-        })
-        .collect();
+    let provenance: Vec<serde_json::Value> = chunks.iter().map(position_json).collect();
     // Cached: the same few statements run in every commit, and preparing them again
     // (parse, bind, plan) cost as much as running them.
     tx.prepare_cached(

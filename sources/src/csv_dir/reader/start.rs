@@ -13,6 +13,8 @@ use arrow::array::{StringArray, StringBuilder};
 use bytesize::ByteSize;
 use sluice_core::TableSchema;
 
+use crate::typing::contract::Refusal;
+
 use super::{
     bound::{is_too_long, RecordBound},
     ReadOptions,
@@ -182,48 +184,47 @@ pub struct Layout {
     /// Per data column, the field index in the file (`None`: the file lacks it; NULL).
     pub fields: Vec<Option<usize>>,
     pub expected_fields: usize,
+    /// Header fields no column takes: their index, name, and what the schema contract
+    /// makes of a value there (the reader applies it; `None`: not decided yet).
+    pub unknown: Vec<(usize, String, Option<Refusal>)>,
 }
 
 impl Layout {
     /// Maps a file onto a table. With a header, columns are matched by name (a column the
-    /// file lacks is NULL; a column the table lacks is an error); without, by position.
-    /// Errors quote the header; they are bounded where they are kept or shown.
+    /// file lacks is NULL; a field the table lacks is listed in `unknown`); without, by
+    /// position. Errors quote the header; they are bounded where they are kept or shown.
     pub fn for_file(data: Arc<TableSchema>, header: &Header) -> Result<Layout, String> {
         let Some(names) = &header.names else {
             return Ok(Layout {
                 fields: (0..data.len()).map(Some).collect(),
                 expected_fields: data.len(),
                 data,
+                unknown: Vec::new(),
             });
         };
         let mut fields = vec![None; data.len()];
-        let mut unknown = Vec::new();
+        let mut unknown: Vec<(usize, String, Option<Refusal>)> = Vec::new();
         for (i, raw) in names.iter().enumerate() {
             // Unnamed header fields are named by position, as inference names them.
             let name = match raw.trim().is_empty() {
                 true => format!("column{i}"),
                 false => raw.clone(),
             };
+            let twice = || format!("header names column {name:?} twice");
             match data.position(&name) {
-                Some(col) if fields[col].is_some() => {
-                    return Err(format!("header names column {name:?} twice"));
-                }
+                Some(col) if fields[col].is_some() => return Err(twice()),
                 Some(col) => fields[col] = Some(i),
-                None => unknown.push(name),
+                None if unknown.iter().any(|u| u.1.eq_ignore_ascii_case(&name)) => {
+                    return Err(twice())
+                }
+                None => unknown.push((i, name, None)),
             }
-        }
-        if !unknown.is_empty() {
-            let known: Vec<&str> = data.columns.iter().map(|c| c.name.as_str()).collect();
-            return Err(format!(
-                "header has columns the table does not: {} (table columns: {})",
-                unknown.join(", "),
-                known.join(", ")
-            ));
         }
         Ok(Layout {
             data,
             fields,
             expected_fields: names.len(),
+            unknown,
         })
     }
 }

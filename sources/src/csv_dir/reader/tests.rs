@@ -14,6 +14,7 @@ fn opts(chunk_rows: usize) -> ReadOptions {
         chunk_rows,
         chunk_bytes: usize::MAX,
         max_record: 1 << 20,
+        contract: Default::default(),
     }
 }
 
@@ -209,7 +210,7 @@ fn a_header_rewritten_after_its_parse_is_not_read_under_the_old_layout() {
 }
 
 #[test]
-fn header_maps_columns_by_name_and_refuses_unknown_ones() {
+fn header_maps_columns_by_name_and_lists_unknown_ones() {
     let header = Header {
         names: Some(vec!["note".into(), "ID".into()]),
         fields: 2,
@@ -224,8 +225,16 @@ fn header_maps_columns_by_name_and_refuses_unknown_ones() {
         names: Some(vec!["id".into(), "other".into()]),
         ..header
     };
-    let err = Layout::for_file(schema(), &header).expect_err("unknown column");
-    assert!(err.contains("other"), "{err}");
+    let layout = Layout::for_file(schema(), &header).expect("layout");
+    assert_eq!(layout.fields, [Some(0), None]);
+    assert_eq!(layout.unknown, [(1, "other".to_string(), None)]);
+    let header = Header {
+        names: Some(vec!["id".into(), "other".into(), "OTHER".into()]),
+        fields: 3,
+        ..header
+    };
+    let err = Layout::for_file(schema(), &header).expect_err("twice");
+    assert!(err.contains("twice"), "{err}");
 }
 
 #[test]
@@ -296,3 +305,40 @@ fn a_crlf_file_resumed_between_chunks_keeps_its_lines() {
 }
 
 mod long;
+
+#[test]
+fn a_row_that_is_a_dead_letter_widens_no_other_column_and_its_refusal_is_counted() {
+    let data = Arc::new(TableSchema::new(vec![
+        Column::new("id", ColumnType::BigInt),
+        Column::new("n", ColumnType::BigInt),
+    ]));
+    let read = |content: &[u8]| {
+        let f = file(content);
+        let o = opts(100);
+        let header = read_header(f.path(), &o).expect("io").expect("header");
+        let layout = Layout::for_file(data.clone(), &header).expect("layout");
+        let mut r = FileReader::open(f.path(), "f.csv", "s", layout, o, from_header(&header))
+            .expect("open");
+        let chunk = r.next_chunk().expect("chunk");
+        (r.data().columns[1].ty.clone(), chunk)
+    };
+    // "x" needs VARCHAR, refused by default: line 3 is a dead letter and its 2.5 must not
+    // turn n DOUBLE.
+    let (n, chunk) = read(b"id,n\n1,2\nx,2.5\n3,4\n");
+    assert_eq!(n, ColumnType::BigInt);
+    assert_eq!(column_i64(&chunk.rows, "id"), [Some(1), Some(3)]);
+    assert_eq!(lines(&chunk).map(|(l, _)| l).collect::<Vec<_>>(), [3]);
+    assert_eq!(
+        chunk.refused,
+        [(
+            "id".to_string(),
+            crate::typing::contract::Refusal::FrozenType,
+            1
+        )]
+    );
+    // The same 2.5 in a row that lands widens n.
+    let (n, chunk) = read(b"id,n\n1,2\n2,2.5\n");
+    assert_eq!(n, ColumnType::Double);
+    assert!(chunk.refused.is_empty(), "{:?}", chunk.refused);
+    assert_eq!(chunk.rows.num_rows(), 2);
+}

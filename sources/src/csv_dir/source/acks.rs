@@ -80,6 +80,11 @@ impl CsvDirSource {
         let Some(flight) = self.in_flight.remove(id) else {
             return;
         };
+        if let Some(before) = &flight.typed_from {
+            // What the file widened did not commit (a widening the table's values refuse,
+            // say): the files after it are typed as the table was.
+            self.data = Some(before.clone());
+        }
         if self.in_flight.values().any(|f| f.path == flight.path) {
             // Its quarantine (reading it failed for good) is on its way already, not yet
             // committed: it passes the committer after the refusal.

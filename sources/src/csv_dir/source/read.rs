@@ -8,7 +8,8 @@ use std::{fs::File, io::Read, path::Path, sync::Arc};
 
 use arrow::record_batch::RecordBatch;
 use sluice_core::{
-    text, Chunk, FileHash, FileId, FileProgress, FileRecord, FileStatus, Position, TableSchema,
+    text, Chunk, Column, ColumnType, FileHash, FileId, FileProgress, FileRecord, FileStatus,
+    Position, TableSchema,
 };
 use tracing::{debug, error, info, warn};
 
@@ -20,7 +21,7 @@ use crate::{
         },
         sniff::{not_text_reason, SNIFF_BYTES},
     },
-    typing::infer,
+    typing::{contract::Refusal, declared::check_column_name, infer},
     SourceContext, SourceEvent,
 };
 
@@ -99,8 +100,16 @@ impl CsvDirSource {
                 return Ok(());
             }
         };
-        let layout = match Layout::for_file(data.clone(), &header) {
-            Ok(l) => l,
+        let max = self.opts.contract.max_columns;
+        if let Some(n) = header.names.as_ref().map(Vec::len).filter(|n| *n > max) {
+            let reason = format!(
+                "the header has {n} columns, more than schema_contract.max_columns ({max})"
+            );
+            self.quarantine(found, id.clone(), reason, ctx);
+            return Ok(());
+        }
+        let layout = match Layout::for_file(data, &header) {
+            Ok(l) => self.admit(real, name, &header, l)?,
             Err(reason) => {
                 self.quarantine(found, id.clone(), reason, ctx);
                 return Ok(());
@@ -109,9 +118,19 @@ impl CsvDirSource {
         let start = start_of(&header, resume, found.limit);
         let source = &*self.setup.name;
         let mut reader = FileReader::open(real, name, source, layout, self.opts.clone(), start)?;
-        let raw_columns = Arc::new(raw_columns(&data));
+        let mut typed_as = reader.data().clone();
+        let mut chunk_columns = Arc::new(raw_columns(&typed_as));
         loop {
             let chunk = reader.next_chunk()?;
+            if !Arc::ptr_eq(reader.data(), &typed_as) {
+                // A value widened a column: this chunk and the files after are typed so.
+                typed_as = reader.data().clone();
+                self.data = Some(typed_as.clone());
+                chunk_columns = Arc::new(raw_columns(&typed_as));
+            }
+            let table = self.setup.table.as_str();
+            self.refusals
+                .report(&self.setup.name, table, &ctx.status, &chunk.refused);
             let status = match chunk.done {
                 true => FileStatus::Ingested,
                 false => FileStatus::Partial,
@@ -126,7 +145,7 @@ impl CsvDirSource {
             };
             self.send(
                 ctx,
-                raw_columns.clone(),
+                chunk_columns.clone(),
                 chunk.rows,
                 chunk.dead_letters,
                 progress,
@@ -141,6 +160,54 @@ impl CsvDirSource {
                 return Ok(());
             }
         }
+    }
+
+    /// Settles the header fields the table lacks by the schema contract: new columns
+    /// (typed from a sample of this file, as inference types them; the table gains them
+    /// with the first chunk committed), or refusals the reader applies value by value.
+    fn admit(
+        &mut self,
+        real: &Path,
+        name: &str,
+        header: &Header,
+        mut layout: Layout,
+    ) -> std::io::Result<Layout> {
+        if layout.unknown.is_empty() {
+            return Ok(layout);
+        }
+        let contract = self.opts.contract;
+        let mut data = (*layout.data).clone();
+        let base = data.len();
+        let mut adding = Vec::new();
+        for (i, column, fate) in layout.unknown.iter_mut() {
+            let decision = match check_column_name(column) {
+                Err(_) => Err(Refusal::InvalidName),
+                Ok(()) => contract.new_column(base, adding.len()),
+            };
+            match decision {
+                Ok(()) => adding.push((*i, column.clone())),
+                Err(why) => *fate = Some(why),
+            }
+        }
+        if adding.is_empty() {
+            return Ok(layout);
+        }
+        let samples = sample(real, &self.opts, header, infer::SAMPLE_RECORDS)?;
+        for (i, column) in adding {
+            let ty = samples
+                .get(i)
+                .map_or(ColumnType::Varchar, infer::infer_type);
+            info!(source = %self.setup.name, table = %self.setup.table, file = %name,
+                column = %text::bounded(&column, 200), r#type = %ty, "the file brings a new column");
+            data.columns.push(Column::new(column, ty));
+        }
+        let data = Arc::new(data);
+        self.data = Some(data.clone());
+        let mut relaid = Layout::for_file(data, header).map_err(std::io::Error::other)?;
+        for u in relaid.unknown.iter_mut() {
+            u.2 = layout.unknown.iter().find(|x| x.0 == u.0).and_then(|x| x.2);
+        }
+        Ok(relaid)
     }
 
     /// The table's data columns: known, or inferred from this file (then kept).
@@ -290,6 +357,7 @@ impl CsvDirSource {
             committed: recorded,
             recorded,
             abandoned: false,
+            typed_from: self.data.clone(),
         };
         self.in_flight.insert(id.clone(), flight);
     }

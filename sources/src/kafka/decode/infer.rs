@@ -34,6 +34,25 @@ pub fn infer_json(samples: &Messages, nested: Nested) -> Option<TableSchema> {
     (!columns.is_empty()).then(|| TableSchema::new(columns))
 }
 
+/// The type a column of these JSON values (no nulls) gets, as inference types a field:
+/// for a field seen after the table's schema was inferred, or a value its column's type
+/// does not hold.
+pub(crate) fn value_type(name: &str, values: &[&Value], nested: Nested) -> ColumnType {
+    let mut shape = Shape::default();
+    for o in values.iter().filter_map(|v| v.as_object()) {
+        shape.merge(shape_of(o));
+    }
+    column_type(name, values, &Some(shape), nested)
+}
+
+fn shape_of(o: &Map<String, Value>) -> Shape {
+    Shape(
+        o.iter()
+            .map(|(k, v)| (k.clone(), v.as_object().map(shape_of)))
+            .collect(),
+    )
+}
+
 /// A column per field of `shape`, typed from the values `objects` hold.
 fn fields(objects: &[&Map<String, Value>], shape: &Shape, nested: Nested) -> Vec<Column> {
     shape

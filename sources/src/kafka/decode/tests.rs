@@ -63,6 +63,8 @@ fn decoder(format: Format, columns: &[(&str, ColumnType)]) -> Decoder {
         keep_unknown: false,
         max_message_bytes: 200,
         source: "orders".into(),
+        contract: Default::default(),
+        nested: Default::default(),
     }
 }
 
@@ -342,3 +344,5 @@ fn json_fields_land_in_their_columns_in_any_order_and_case() {
     assert_eq!((notes.value(0), notes.value(1)), ("n", "m"));
     assert!(notes.is_null(2) && notes.is_null(3));
 }
+
+mod evolve;
