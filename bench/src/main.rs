@@ -32,12 +32,16 @@
 //! sql-load`: CSV ingest while clients query the marts, against idle, and point-query
 //! latency meanwhile.
 //!
+//! `sluice-bench alter`: a column added and a BIGINT widened to DOUBLE on a 10M-row
+//! table by sluice's own code, against DuckDB rewriting the table ([`alter_bench`]).
+//!
 //! Layout: [`generate`] writes the CSV data; [`csv_bench`] runs the CSV sides
 //! ([`csv_duckdb_reader`] the read_csv one, [`csv_cases`] the bad-input cases);
 //! [`models_bench`] the model sides; [`kafka_bench`] the Kafka sides;
 //! [`soak`] the long run; [`sql_bench`] the SQL endpoint's; [`daemon`] starts and stops
 //! the daemon for those.
 
+mod alter_bench;
 mod csv_bench;
 mod csv_cases;
 mod csv_duckdb_reader;
@@ -79,6 +83,8 @@ enum Bench {
     SqlFetch(sql_bench::FetchArgs),
     /// CSV ingest with clients querying the marts vs idle; point-query latency meanwhile.
     SqlLoad(sql_bench::LoadArgs),
+    /// A column added and one widened on a large table, against DuckDB rewriting it.
+    Alter(alter_bench::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -91,5 +97,6 @@ fn main() -> anyhow::Result<()> {
         Bench::Soak(args) => soak::run(&args),
         Bench::SqlFetch(args) => sql_bench::fetch(&args),
         Bench::SqlLoad(args) => sql_bench::load(&args),
+        Bench::Alter(args) => alter_bench::run(&args),
     }
 }
