@@ -116,12 +116,7 @@ pub async fn query(
     if let Some(after) = service.limits.statement_timeout {
         reader.stop_after(id, after);
     }
-    let statement = Statement {
-        sql,
-        params,
-        formats: Format::UnifiedText,
-        describe_only: false,
-    };
+    let statement = Statement::query(sql, params, Format::UnifiedText);
     let described = match reader.run(id, statement).await {
         Ok(d) => d,
         Err(e) => return counted(Err(e)),

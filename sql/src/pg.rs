@@ -30,6 +30,7 @@ mod guard;
 mod prepared;
 mod server;
 mod settings;
+pub(crate) mod shapes;
 mod simple;
 mod startup;
 mod statement;

@@ -128,6 +128,9 @@ pub struct Statement {
     pub formats: Format,
     /// Only the columns are wanted: the result is dropped unread.
     pub describe_only: bool,
+    /// The shape the client was told the result has ([`crate::pg::shapes`]); a result of
+    /// another shape is refused before any row.
+    pub expect: Option<u64>,
 }
 
 impl Statement {
@@ -138,7 +141,13 @@ impl Statement {
             params,
             formats,
             describe_only: false,
+            expect: None,
         }
+    }
+
+    /// The query, refused unless its result has the shape the client was told.
+    pub fn expecting(self, expect: Option<u64>) -> Self {
+        Statement { expect, ..self }
     }
 
     /// A query run only for its columns (its result is dropped unread).
@@ -148,6 +157,7 @@ impl Statement {
             params: Vec::new(),
             formats: Format::UnifiedText,
             describe_only: true,
+            expect: None,
         }
     }
 }

@@ -558,3 +558,44 @@ fn schema_change_psql_sees_a_new_column_and_a_wider_type_once_their_batch_commit
     let (code, log) = daemon.terminate();
     assert!(code.success(), "{log}");
 }
+
+#[test]
+fn schema_change_a_jdbc_statement_prepared_before_the_change_returns_the_new_shape() {
+    let d = Deployment::new("", "[sql]\nlisten = \"127.0.0.1:0\"\n");
+    let (mut daemon, _) = start(&d);
+    let port = daemon.sql_port();
+    feed(&d, &mut daemon, "a.csv", A);
+    let program = crate::support::repo_root().join("tests/clients/JdbcSchemaChange.java");
+    let out = output(
+        Command::new("java")
+            .args([
+                "-Duser.timezone=UTC",
+                "-cp",
+                "/usr/share/java/postgresql.jar",
+            ])
+            .arg(program)
+            .arg(port.to_string())
+            .arg(&d.inbox),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "before: [id int8, amount int8]",
+            "held: cols=7 [1 10] [2 20]",
+            "after: [id int8, amount float8, region text]",
+            // Prepared again (in text, then binary, as pgjdbc does): the new shape.
+            "held: cols=8 [1 10 null] [2 20 null] [3 2.5 north]",
+            "held: cols=8 [1 10.0 null] [2 20.0 null] [3 2.5 north]",
+        ],
+        "{stdout}"
+    );
+    let (code, log) = daemon.terminate();
+    assert!(code.success(), "{log}");
+}

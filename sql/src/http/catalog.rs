@@ -95,12 +95,7 @@ async fn rows(
     sql: &str,
 ) -> Result<Vec<Vec<Option<String>>>, Refusal> {
     let id = reader.new_id();
-    let statement = Statement {
-        sql: sql.to_string(),
-        params: Vec::new(),
-        formats: Format::UnifiedText,
-        describe_only: false,
-    };
+    let statement = Statement::query(sql.to_string(), Vec::new(), Format::UnifiedText);
     reader.run(id, statement).await?;
     let mut out: Vec<Vec<Option<String>>> = Vec::new();
     while let Some(chunk) = reader.next(id).await? {

@@ -28,6 +28,8 @@ pub struct Client {
     pub open: Mutex<Option<Open>>,
     /// The named statements it keeps, bounded.
     pub prepared: super::prepared::Prepared,
+    /// The result shape each statement was described with.
+    pub shapes: super::shapes::Shapes,
     /// A `ROLLBACK TO SAVEPOINT` just ended the transaction's error state (the protocol
     /// handlers then report the transaction as open again).
     pub restored: std::sync::atomic::AtomicBool,
@@ -66,6 +68,7 @@ impl Client {
             reader: Arc::new(reader),
             settings: Mutex::new(settings),
             open: Mutex::default(),
+            shapes: Default::default(),
             prepared: Default::default(),
             restored: Default::default(),
             activity: Default::default(),
@@ -227,11 +230,12 @@ impl Drop for Client {
 /// How a failed statement is counted.
 /// A refusal or DuckDB error as the client sees it.
 pub fn user_error(e: Refusal) -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new(
-        "ERROR".into(),
-        e.sqlstate.into(),
-        e.message,
-    )))
+    let changed = e.message == super::shapes::CACHED_PLAN_CHANGED;
+    let mut info = ErrorInfo::new("ERROR".into(), e.sqlstate.into(), e.message);
+    if changed {
+        info.routine = Some(super::shapes::ROUTINE.into());
+    }
+    PgWireError::UserError(Box::new(info))
 }
 
 /// An error that ends the connection.

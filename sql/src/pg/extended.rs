@@ -118,6 +118,8 @@ impl ExtendedQueryHandler for Handlers {
             None => client.portal_store().put_empty_statement(&name),
         }
         me.prepared.add(&name, message.query.len());
+        // A statement parsed again has not been described yet.
+        me.shapes.remove(&name);
         client
             .send(PgWireBackendMessage::ParseComplete(ParseComplete::new()))
             .await?;
@@ -136,7 +138,9 @@ impl ExtendedQueryHandler for Handlers {
         match message.target_type {
             TARGET_TYPE_BYTE_STATEMENT => {
                 client.portal_store().rm_statement(name);
-                Client::of(client)?.prepared.remove(name);
+                let me = Client::of(client)?;
+                me.prepared.remove(name);
+                me.shapes.remove(name);
             }
             TARGET_TYPE_BYTE_PORTAL => client.portal_store().rm_portal(name),
             _ => {}
@@ -194,6 +198,7 @@ impl ExtendedQueryHandler for Handlers {
                             .unwrap_or(Type::TEXT)
                     })
                     .collect();
+                me.shapes.described(&target.id, sql, &described.columns);
                 let fields = statement::fields(&described.columns, &Format::UnifiedText);
                 Ok(DescribeStatementResponse::new(types, fields))
             }
@@ -222,7 +227,10 @@ impl ExtendedQueryHandler for Handlers {
             Vetted::Query(sql) => {
                 statement::check_not_aborted(client.transaction_status(), false)
                     .map_err(user_error)?;
-                let open = start(&me, portal, sql.clone()).await?;
+                // The client is told the result's shape now, whatever it was told before.
+                let open = start(&me, portal, sql.clone(), None).await?;
+                me.shapes
+                    .described(&portal.statement.id, sql, &open.columns);
                 let fields = statement::fields(&open.columns, &portal.result_column_format);
                 if let Ok(mut slot) = me.open.lock() {
                     *slot = Some(open);
@@ -255,7 +263,10 @@ impl ExtendedQueryHandler for Handlers {
                 statement::check_not_aborted(status, false).map_err(user_error)?;
                 let open = match take_open(&me, portal) {
                     Some(open) => open,
-                    None => start(&me, portal, sql.clone()).await?,
+                    None => {
+                        let expect = me.shapes.expected(&portal.statement.id, sql);
+                        start(&me, portal, sql.clone(), expect).await?
+                    }
                 };
                 Ok(statement::respond(
                     &me,
@@ -283,7 +294,12 @@ impl ExtendedQueryHandler for Handlers {
 
 /// Runs a portal's query with its parameters; the result stays open on the client's
 /// connection.
-async fn start(me: &Arc<Client>, portal: &Portal<Vetted>, sql: String) -> PgWireResult<Open> {
+async fn start(
+    me: &Arc<Client>,
+    portal: &Portal<Vetted>,
+    sql: String,
+    expect: Option<u64>,
+) -> PgWireResult<Open> {
     let started = Instant::now();
     let values = params::decode(
         &portal.parameters,
@@ -292,8 +308,12 @@ async fn start(me: &Arc<Client>, portal: &Portal<Vetted>, sql: String) -> PgWire
     )
     .map_err(|e| statement::failed(me, e, started))?;
     let formats = portal.result_column_format.clone();
-    let (id, described) =
-        statement::start(me, Statement::query(sql, values, formats), started).await?;
+    let (id, described) = statement::start(
+        me,
+        Statement::query(sql, values, formats).expecting(expect),
+        started,
+    )
+    .await?;
     Ok(Open {
         portal: key(portal),
         id,

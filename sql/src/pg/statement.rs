@@ -181,6 +181,7 @@ async fn answer<S: PortalStore>(
                 Some(n) => {
                     store.rm_statement(&n);
                     me.prepared.remove(&n);
+                    me.shapes.remove(&n);
                 }
                 // Named statements hold only their text here (no DuckDB resources); open
                 // portals are what DEALLOCATE ALL frees.

@@ -69,6 +69,10 @@ pub(super) fn stream(
             }
         })
         .collect();
+    if let Err(e) = crate::pg::shapes::check(statement.expect, &columns) {
+        let _ = reply.send(Err(e));
+        return (None, false);
+    }
     let formats = match formats_of(&statement.formats, columns.len()) {
         Ok(f) => f,
         Err(e) => {
