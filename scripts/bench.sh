@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks sluice against its reference, side by side in the same run, and prints the
 # ratio. Usage: scripts/bench.sh csv [--rows N --files N --runs N]
-# (also: csv-cases, models, kafka, lake-compaction, soak, sql-fetch, sql-load, alter, fuzz; scripts/bench.sh <mode> --help lists
+# (also: csv-cases, models, kafka, lake-compaction, soak, sql-fetch, sql-load, alter, new-fields, fuzz; scripts/bench.sh <mode> --help lists
 # each one's options; and insert-threads, a probe of DuckDB alone, bench/probes/insert_threads.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -35,6 +35,9 @@
 //! `sluice-bench alter`: a column added and a BIGINT widened to DOUBLE on a 10M-row
 //! table by sluice's own code, against DuckDB rewriting the table ([`alter_bench`]).
 //!
+//! `sluice-bench new-fields`: a new column in each of 1,000 consecutive batches against
+//! the same batches without ([`new_fields_bench`]).
+//!
 //! Layout: [`generate`] writes the CSV data; [`csv_bench`] runs the CSV sides
 //! ([`csv_duckdb_reader`] the read_csv one, [`csv_cases`] the bad-input cases);
 //! [`models_bench`] the model sides; [`kafka_bench`] the Kafka sides;
@@ -52,6 +55,7 @@ mod lake_bench;
 mod lake_layout;
 mod lake_table;
 mod models_bench;
+mod new_fields_bench;
 mod soak;
 mod sql_bench;
 mod threads;
@@ -85,6 +89,8 @@ enum Bench {
     SqlLoad(sql_bench::LoadArgs),
     /// A column added and one widened on a large table, against DuckDB rewriting it.
     Alter(alter_bench::Args),
+    /// A new column in each of 1,000 consecutive batches, against the same batches without.
+    NewFields(new_fields_bench::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -98,5 +104,6 @@ fn main() -> anyhow::Result<()> {
         Bench::SqlFetch(args) => sql_bench::fetch(&args),
         Bench::SqlLoad(args) => sql_bench::load(&args),
         Bench::Alter(args) => alter_bench::run(&args),
+        Bench::NewFields(args) => new_fields_bench::run(&args),
     }
 }
