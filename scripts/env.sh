@@ -2,6 +2,11 @@
 # directory outside the clone so DuckDB's C++ (25-50 minutes on 2 cores) compiles once
 # per machine, not once per clone. Sourced, not run.
 
+# One clone per target directory: another checkout (a worktree of an older commit) built
+# here overwrites the workspace crates' artifacts, and since cargo records their sources
+# relative to the package, this clone then looks fresh and links the other's code. To
+# compare two builds, copy the first's binary out (benches take `--sluice <path>`), and
+# `touch` this clone's sources before building it again.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice-target}"
 
 # Installs the Debian packages named, if any is missing (needs root or sudo).
