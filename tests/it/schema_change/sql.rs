@@ -56,6 +56,11 @@ fn schema_change_psql_sees_a_new_column_and_a_wider_type_once_their_batch_commit
         ),
         ["region|VARCHAR"]
     );
+    // SQLAlchemy's reflection (what BI tools and notebooks build their models from).
+    assert_eq!(
+        reflected(port),
+        "[('id', 'BIGINT'), ('amount', 'DOUBLE PRECISION'), ('region', 'TEXT')]"
+    );
     assert_eq!(
         psql_lines(port, "SELECT id, amount, region FROM raw.src ORDER BY id"),
         ["1|10|", "2|20|", "3|2.5|north", "4|40|south"]
@@ -103,4 +108,25 @@ fn schema_change_a_jdbc_statement_prepared_before_the_change_returns_the_new_sha
     );
     let (code, log) = daemon.terminate();
     assert!(code.success(), "{log}");
+}
+
+/// `raw.src`'s data columns as SQLAlchemy reflects them, as Python prints them.
+fn reflected(port: u16) -> String {
+    let python = std::env::var("SLUICE_TEST_PYTHON")
+        .expect("SLUICE_TEST_PYTHON is not set: run the tests through scripts/test.sh");
+    let script = format!(
+        r#"
+import sqlalchemy
+engine = sqlalchemy.create_engine("postgresql+psycopg://sluice@127.0.0.1:{port}/sluice")
+columns = sqlalchemy.inspect(engine).get_columns("src", schema="raw")
+print([(c["name"], str(c["type"])) for c in columns if not c["name"].startswith("_sluice_")])
+"#
+    );
+    let out = output(Command::new(python).arg("-c").arg(script));
+    assert!(
+        out.status.success(),
+        "SQLAlchemy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
