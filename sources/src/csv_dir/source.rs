@@ -384,12 +384,16 @@ impl CsvDirSource {
         self.unreadable.retain(&listed);
         self.show_problem(status);
         let now = Instant::now();
+        // A file being read or committed is settled by its acknowledgement (or looked at
+        // again then, if it changed while read): waiting for it here too would make
+        // `--once` report it as still being written.
+        let flying: HashSet<&Path> = self.in_flight.values().map(|f| f.path.as_path()).collect();
         for path in paths {
-            if self
+            let settled = self
                 .settled
                 .get(&path)
-                .is_some_and(|sig| stat(&path) == Some(*sig))
-            {
+                .is_some_and(|sig| stat(&path) == Some(*sig));
+            if settled || flying.contains(path.as_path()) {
                 continue;
             }
             self.settler.touch(&path, now);

@@ -178,6 +178,34 @@ fn a_rescan_forgets_files_that_are_gone() {
     );
 }
 
+#[test]
+fn a_rescan_leaves_a_file_in_flight_to_its_acknowledgement() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut src = source(dir.path(), SharedLedger::default());
+    let flying = dir.path().join("inbox/flying.csv");
+    let new = dir.path().join("inbox/new.csv");
+    for path in [&flying, &new] {
+        fs::write(path, "id\n1\n").expect("write");
+    }
+    let found = super::Found {
+        path: &flying,
+        real: &flying,
+        name: "flying.csv",
+        content: FileHash("c".into()),
+        sig: super::stat(&flying).expect("stat"),
+        limit: 5,
+    };
+    src.track_in_flight(&FileId("f".into()), &found, None);
+
+    assert!(src.rescan(&Arc::default()));
+
+    assert!(src.settler.holds(&new));
+    assert!(
+        !src.settler.holds(&flying),
+        "a file in flight is waited for as if new"
+    );
+}
+
 /// A ledger whose first lookups fail, as a database read would under I/O trouble.
 #[derive(Debug)]
 struct FailingFirst {
