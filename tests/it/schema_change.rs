@@ -76,6 +76,37 @@ fn b_changes(b: &str) -> Vec<Vec<String>> {
     ])
 }
 
+/// The data columns once [`B`] committed: `amount` widened, `region` added.
+fn evolved() -> Vec<Vec<String>> {
+    rows(&[
+        &["id", "BIGINT"],
+        &["amount", "DOUBLE"],
+        &["region", "VARCHAR"],
+    ])
+}
+
+/// `select` over the raw table and over its Parquet tree (read by name across the
+/// change) both give `expected`, in order of id, and there is no dead letter.
+fn assert_raw_and_parquet(
+    d: &Deployment,
+    db: &duckdb::Connection,
+    select: &str,
+    expected: &[Vec<String>],
+) {
+    assert_eq!(
+        query_strings(db, &format!("{select} FROM raw.src ORDER BY id")),
+        expected
+    );
+    assert_eq!(
+        query_strings(db, &format!("{select} FROM {} ORDER BY id", parquet(d))),
+        expected
+    );
+    assert_eq!(
+        query_i64(db, "SELECT count(*) FROM _sluice.dead_letters"),
+        0
+    );
+}
+
 fn parquet(d: &Deployment) -> String {
     format!(
         "read_parquet('{}', union_by_name = true)",
@@ -134,14 +165,7 @@ fn schema_change_csv_adds_a_column_and_widens_a_type_in_the_batch_that_brings_th
     assert!(code.success(), "{log}");
 
     let db = d.db();
-    assert_eq!(
-        data_columns(&db, "raw.src"),
-        rows(&[
-            &["id", "BIGINT"],
-            &["amount", "DOUBLE"],
-            &["region", "VARCHAR"]
-        ])
-    );
+    assert_eq!(data_columns(&db, "raw.src"), evolved());
     let expected = rows(&[
         &["1", "10.0", "NULL", "a.csv"],
         &["2", "20.0", "NULL", "a.csv"],
@@ -149,10 +173,12 @@ fn schema_change_csv_adds_a_column_and_widens_a_type_in_the_batch_that_brings_th
         &["4", "40.0", "south", "b.csv"],
         &["5", "50.0", "NULL", "c.csv"],
     ]);
-    let select = "SELECT id, amount, region, _sluice_file";
-    assert_eq!(
-        query_strings(&db, &format!("{select} FROM raw.src ORDER BY id")),
-        expected
+    // The Parquet tree: files written before and after the change, read as one table.
+    assert_raw_and_parquet(
+        &d,
+        &db,
+        "SELECT id, amount, region, _sluice_file",
+        &expected,
     );
     assert_eq!(query_i64(&db, "SELECT count(DISTINCT id) FROM raw.src"), 5);
     let b = batch_of(&db, "_sluice_file = 'b.csv'");
@@ -160,16 +186,7 @@ fn schema_change_csv_adds_a_column_and_widens_a_type_in_the_batch_that_brings_th
     assert_ne!(b, batch_of(&db, "_sluice_file = 'a.csv'"));
     let b = b.to_string();
     assert_eq!(schema_changes(&db), b_changes(&b));
-    assert_eq!(
-        query_i64(&db, "SELECT count(*) FROM _sluice.dead_letters"),
-        0
-    );
-    // The Parquet tree: files written before and after the change, read as one table.
     let pq = parquet(&d);
-    assert_eq!(
-        query_strings(&db, &format!("{select} FROM {pq} ORDER BY id")),
-        expected
-    );
     assert_eq!(
         query_i64(
             &db,
@@ -361,38 +378,18 @@ fn killed_while_altering(fault: &str) {
     }
     d.run_once();
     let db = d.db();
-    assert_eq!(
-        data_columns(&db, "raw.src"),
-        rows(&[
-            &["id", "BIGINT"],
-            &["amount", "DOUBLE"],
-            &["region", "VARCHAR"]
-        ])
-    );
+    assert_eq!(data_columns(&db, "raw.src"), evolved());
     let expected = rows(&[
         &["1", "10.0", "NULL"],
         &["2", "20.0", "NULL"],
         &["3", "2.5", "north"],
         &["4", "40.0", "south"],
     ]);
-    let select = "SELECT id, amount, region";
-    assert_eq!(
-        query_strings(&db, &format!("{select} FROM raw.src ORDER BY id")),
-        expected
-    );
+    // Whatever Parquet file the killed commit left is gone: each row once.
+    assert_raw_and_parquet(&d, &db, "SELECT id, amount, region", &expected);
     let b = batch_of(&db, "_sluice_file = 'b.csv'").to_string();
     assert_eq!(schema_changes(&db), b_changes(&b));
     assert_eq!(d.moved("archive"), ["a.csv", "b.csv"]);
-    // Whatever Parquet file the killed commit left is gone: each row once.
-    let pq = parquet(&d);
-    assert_eq!(
-        query_strings(&db, &format!("{select} FROM {pq} ORDER BY id")),
-        expected
-    );
-    assert_eq!(
-        query_i64(&db, "SELECT count(*) FROM _sluice.dead_letters"),
-        0
-    );
 }
 
 #[test]
