@@ -77,7 +77,19 @@ fn once_context() -> (
     mpsc::Receiver<SourceEvent>,
     mpsc::Sender<Position>,
 ) {
-    let (events, received) = mpsc::sync_channel(64);
+    once_context_holding(64)
+}
+
+/// [`once_context`] whose events channel holds `capacity` events (0: each is sent only
+/// once the test takes it).
+fn once_context_holding(
+    capacity: usize,
+) -> (
+    SourceContext,
+    mpsc::Receiver<SourceEvent>,
+    mpsc::Sender<Position>,
+) {
+    let (events, received) = mpsc::sync_channel(capacity);
     let (acks_tx, acks) = mpsc::channel();
     let ctx = SourceContext {
         events,

@@ -14,15 +14,7 @@ fn a_refused_file_is_read_no_further_and_quarantined_beside_its_committed_rows()
     }
     fs::write(dir.path().join("inbox/a.csv"), &content).expect("write");
     // A rendezvous channel: each chunk is sent only once the test takes it.
-    let (events, received) = mpsc::sync_channel(0);
-    let (acks_tx, acks) = mpsc::channel();
-    let ctx = SourceContext {
-        events,
-        acks,
-        stop: CancellationToken::new(),
-        once: true,
-        status: Arc::default(),
-    };
+    let (ctx, received, acks_tx) = once_context_holding(0);
     let runner = std::thread::spawn(move || src.run(ctx));
     let mut chunks: Vec<FileProgress> = Vec::new();
     let mut quarantines = Vec::new();
