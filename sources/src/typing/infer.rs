@@ -2,9 +2,7 @@
 //! `column1`, ... without one, as DuckDB names them) and, per column, the first type in
 //! [`CANDIDATES`] that every sampled value parses as, else VARCHAR. The inferred schema
 //! is the table's start; later values that do not fit widen it as far as the source's
-//! schema contract allows (`typing::contract`), else they are dead letters. An integer a
-//! DOUBLE would round (beyond 2^53) does not fit DOUBLE: a column of integers too large
-//! for BIGINT is VARCHAR, never rounded.
+//! schema contract allows (`typing::contract`), else they are dead letters.
 
 use arrow::array::{Array, StringArray};
 use sluice_core::{Column, ColumnType, TableSchema};
